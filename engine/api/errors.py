@@ -1,0 +1,42 @@
+"""OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+
+from ..runtime.failures import CLIENT_STATUS, UpstreamFailure
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+        return web.Response(status=self.status, body=orjson.dumps(body),
+                            content_type="application/json", headers=self.headers)
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def from_failure(failure: UpstreamFailure) -> ApiError:
+    status, type_, code = CLIENT_STATUS.get(failure.kind, CLIENT_STATUS["upstream"])
+    headers = {}
+    if failure.retry_after is not None and status == 429:
+        headers["Retry-After"] = str(max(1, round(failure.retry_after)))
+    where = f"upstream {failure.provider}" if failure.provider else "upstream"
+    return ApiError(status, f"{where}: {failure.message}", type=type_, code=code, headers=headers)

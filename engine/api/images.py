@@ -1,0 +1,118 @@
+"""POST /v1/images/generations."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ..runtime.failures import UpstreamFailure
+from ..runtime.job import ImageJob
+from ..runtime.router import UnknownModel
+from ..runtime.service import NoUpstream, Outcome, RequestInfo
+from . import params
+from .errors import ApiError, from_failure
+from .jsonio import json_response
+from .keys import SETTINGS, STATE
+
+KNOWN_FIELDS = frozenset({
+    "prompt", "model", "n", "size", "quality", "style", "response_format", "output_format",
+    "background", "user", "seed", "negative_prompt", "stream",
+})
+
+
+async def generations(request: web.Request) -> web.Response:
+    body = await params.read_json(request)
+    if body.get("stream"):
+        raise params.bad_request("stream=true is not supported on this endpoint yet.", "stream")
+    job = ImageJob(
+        task="generate",
+        prompt=params.prompt(body),
+        model=params.text(body, "model"),
+        n=params.n(body),
+        size=params.size(body),
+        quality=params.text(body, "quality"),
+        style=params.text(body, "style"),
+        seed=params.seed(body),
+        negative_prompt=params.text(body, "negative_prompt"),
+        response_format=params.choice(body, "response_format", ("url", "b64_json"), "url"),
+        output_format=params.choice(body, "output_format", ("png", "jpeg", "webp"), "png")
+        if body.get("output_format") is not None else None,
+        background=params.text(body, "background"),
+        user=params.text(body, "user"),
+        extra={k: v for k, v in body.items() if k not in KNOWN_FIELDS},
+    )
+    outcome = await run_job(request, job)
+    return json_response(images_response(outcome), headers=outcome_headers(outcome))
+
+
+async def run_job(request: web.Request, job: ImageJob) -> Outcome:
+    state = request.app[STATE]
+    snapshot = state.snapshot  # read once: this request keeps it to the end
+    request["model"] = job.model or "auto"
+    info = RequestInfo(request["request_id"], public_url(request), self_url(request))
+    try:
+        outcome = await state.service.run(job, snapshot, info)
+    except UnknownModel as exc:
+        raise ApiError(404, str(exc), param="model", code="model_not_found") from None
+    except NoUpstream as exc:
+        raise ApiError(exc.status, str(exc), param=exc.param,
+                       type="invalid_request_error" if exc.status == 400 else "server_error",
+                       code=None if exc.status == 400 else "no_upstream_available") from None
+    except UpstreamFailure as failure:
+        request["provider"] = failure.provider or "-"
+        raise from_failure(failure) from None
+    request["provider"] = outcome.provider
+    return outcome
+
+
+def images_response(outcome: Outcome) -> dict[str, Any]:
+    data: list[dict[str, Any]] = []
+    for item in outcome.data:
+        entry: dict[str, Any] = dict(item)
+        if outcome.revised_prompt:
+            entry["revised_prompt"] = outcome.revised_prompt
+        data.append(entry)
+    body: dict[str, Any] = {"created": int(time.time()), "data": data}
+    if _is_image_usage(outcome.usage):
+        body["usage"] = outcome.usage
+    return body
+
+
+def _is_image_usage(usage: Any) -> bool:
+    """Only pass usage on when it has OpenAI's ImageGenUsage shape."""
+    return isinstance(usage, dict) and all(
+        isinstance(usage.get(k), int) for k in ("input_tokens", "output_tokens", "total_tokens")
+    ) and isinstance(usage.get("input_tokens_details"), dict)
+
+
+def outcome_headers(outcome: Outcome) -> dict[str, str]:
+    headers = {
+        "x-pixgate-provider": outcome.provider,
+        "x-pixgate-route": outcome.route,
+        "x-pixgate-attempts": str(outcome.attempts),
+    }
+    if outcome.failed:
+        headers["x-pixgate-failed"] = str(outcome.failed)
+    if outcome.size is not None and outcome.size_adjusted:
+        headers["x-pixgate-size"] = outcome.size.text
+    return headers
+
+
+def public_url(request: web.Request) -> str:
+    configured = request.app[SETTINGS].public_url
+    return configured or f"{request.scheme}://{request.host}"
+
+
+def self_url(request: web.Request) -> str:
+    """Where this gateway can reach itself: the socket the request arrived on."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sock, tuple) and len(sock) >= 2:
+        host = str(sock[0])
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        return f"http://[{host}]:{sock[1]}" if ":" in host else f"http://{host}:{sock[1]}"
+    settings = request.app[SETTINGS]
+    return f"http://127.0.0.1:{settings.port}"
+

@@ -1,0 +1,111 @@
+"""create_app(settings) -> the aiohttp Application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from .api import catalog, images
+from .api.errors import ApiError
+from .api.keys import SETTINGS, STATE
+from .api.middleware import client_auth, request_context
+from .config.loader import ConfigSnapshot, build_snapshot
+from .demo.upstream import create_demo_app
+from .runtime.service import ImageService
+from .runtime.state import GatewayState
+from .runtime.storage import LocalStorage
+from .settings import Settings
+
+log = logging.getLogger("pixgate")
+SWEEP_EVERY = 3600.0
+
+
+class ConfigError(Exception):
+    """The config directory does not build; `diagnostics` holds the formatted lines."""
+
+    def __init__(self, diagnostics: list[str]) -> None:
+        super().__init__("\n".join(diagnostics))
+        self.diagnostics = diagnostics
+
+
+def load_config(settings: Settings) -> ConfigSnapshot:
+    result = build_snapshot(settings.config_dir, settings.env)
+    for diag in result.diagnostics.warnings:
+        log.warning("config: %s", diag.format())
+    if result.snapshot is None:
+        raise ConfigError([d.format() for d in result.diagnostics.sorted()])
+    return result.snapshot
+
+
+def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> web.Application:
+    snapshot = snapshot or load_config(settings)
+    app = web.Application(middlewares=[request_context, client_auth],
+                          client_max_size=settings.max_body)
+    state = GatewayState(snapshot=snapshot,
+                         storage=LocalStorage(settings.storage_dir, settings.file_ttl))
+    app[STATE] = state
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_http_session)
+    app.cleanup_ctx.append(_sweeper)
+    app.router.add_get("/", catalog.index)
+    app.router.add_get("/health", catalog.health)
+    app.router.add_get("/v1/models", catalog.list_models)
+    app.router.add_post("/v1/images/generations", images.generations)
+    app.router.add_get("/files/{name}", catalog.files)
+    demo = create_demo_app()
+    demo.middlewares.append(_demo_switch(state))
+    app.add_subapp("/_demo", demo)
+    return app
+
+
+def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The demo upstream answers only while the live config says `demo: true`."""
+
+    @web.middleware
+    async def switch(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if not state.snapshot.routes.demo:
+            return ApiError(404, "the demo upstream is turned off (routes.yaml: demo: false)",
+                            code="not_found").response()
+        return await handler(request)
+
+    return switch
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    """One shared ClientSession for every upstream call, with bounded connections."""
+    state = app[STATE]
+    connector = aiohttp.TCPConnector(limit=1024, limit_per_host=256, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                    headers={"User-Agent": "pixgate"})
+    state.start(ImageService(session=session, storage=state.storage, router=state.router,
+                             keys=state.keys))
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Delete hosted files past their TTL, hourly, off the event loop."""
+    storage = app[STATE].storage
+
+    async def loop() -> None:
+        while True:
+            removed = await asyncio.to_thread(storage.sweep)
+            if removed:
+                log.info("storage: removed %d expired files", removed)
+            await asyncio.sleep(SWEEP_EVERY)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,56 @@
+"""Validate documents against the JSON Schemas in schemas/, as diagnostics with positions."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path as FsPath
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+Path = tuple[str | int, ...]
+
+
+def schema_dir() -> FsPath:
+    """schemas/ beside the package in a checkout, else the copy installed with the package."""
+    checkout = FsPath(__file__).resolve().parents[2] / "schemas"
+    if (checkout / "provider.schema.json").is_file():
+        return checkout
+    return FsPath(str(resources.files("engine.bundled.schemas")))
+
+
+@functools.cache
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((schema_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate(name: str, doc: Any, report: Callable[[Path, str], None]) -> bool:
+    """Report every schema problem; True when there were none."""
+    ok = True
+    for error in validator(name).iter_errors(doc):
+        ok = False
+        for path, message in _explain(error):
+            report(path, message)
+    return ok
+
+
+def _explain(error: ValidationError) -> Iterator[tuple[Path, str]]:
+    path: Path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        for key in error.instance:
+            if key not in allowed:
+                hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
+                yield (*path, str(key)), f"unknown key '{key}'{hint}"
+        return
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        inner = best_match(error.context)
+        if inner is not None and inner.validator not in ("required", "not"):
+            yield from _explain(inner)
+            return
+    yield path, error.message

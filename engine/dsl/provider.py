@@ -1,0 +1,296 @@
+"""Compile one provider document (already schema-valid) into a ProviderSpec."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .durations import parse_duration
+from .expressions import Expr
+from .sizes import parse_size
+from .spec import (
+    AuthSpec,
+    ErrorRule,
+    ModelSpec,
+    PartSpec,
+    ProviderSpec,
+    RequestSpec,
+    SizeRule,
+    StepSpec,
+    StreamSpec,
+    TaskSpec,
+)
+from .templates import (
+    Const,
+    MapNode,
+    Renderable,
+    TemplateError,
+    compile_text,
+    compile_tree,
+    step_refs,
+    template_sources,
+)
+
+Path = tuple[str | int, ...]
+Report = Callable[[Path, str, str], None]
+
+DEFAULT_ERROR_MESSAGE = (
+    "error.message || error_description || message || errors.message || errors[0].message"
+    " || detail[0].msg || detail || title || error || failReason || description"
+)
+
+
+class _Compiler:
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.failed = False
+
+    def error(self, path: Path, code: str, message: str) -> None:
+        self.failed = True
+        self.report(path, code, message)
+
+    def expr(self, source: str | None, path: Path) -> Expr | None:
+        if source is None:
+            return None
+        try:
+            return Expr(source)
+        except ValueError as exc:
+            self.error(path, "E211", f"JMESPath: {exc}")
+            return None
+
+    def text(self, source: Any, path: Path, *, url: bool = False) -> Renderable | None:
+        if source is None:
+            return None
+        if not isinstance(source, str):
+            return Const(source)
+        try:
+            return compile_text(source, url=url)
+        except TemplateError as exc:
+            self.error(path, exc.code, str(exc))
+            return None
+
+    def tree(self, value: Any, path: Path) -> Renderable | None:
+        ok = True
+        for sub_path, source in _leaf_strings(value, path):
+            try:
+                compile_text(source)
+            except TemplateError as exc:
+                self.error(sub_path, exc.code, str(exc))
+                ok = False
+        return compile_tree(value) if ok else None
+
+    def mapping(self, value: dict[str, Any] | None, path: Path) -> MapNode:
+        node = self.tree(value or {}, path)
+        return node if isinstance(node, MapNode) else MapNode(())
+
+    def duration(self, value: Any, path: Path, default: float) -> float:
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.error(path, "E231", str(exc))
+            return default
+
+
+def _leaf_strings(value: Any, path: Path) -> list[tuple[Path, str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _leaf_strings(v, (*path, str(k)))]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in _leaf_strings(v, (*path, i))]
+    return []
+
+
+def compile_provider(doc: dict[str, Any], source: str, report: Report) -> ProviderSpec | None:
+    c = _Compiler(report)
+    auth = _auth(c, doc.get("auth") or {})
+    params = dict(doc.get("params") or {})
+    models = {
+        name: _model(c, name, spec or {}, params, ("models", name))
+        for name, spec in doc["models"].items()
+    }
+    tasks = {
+        name: _task(c, spec, ("tasks", name))
+        for name, spec in doc["tasks"].items()
+    }
+    for name, model in models.items():
+        for task in sorted(model.tasks - tasks.keys()):
+            c.error(("models", name, "tasks"), "E101", f"model serves '{task}' but tasks has no '{task}'")
+    rules = []
+    for i, rule in enumerate(doc.get("errors") or []):
+        when = c.expr(rule["when"], ("errors", i, "when"))
+        message = c.expr(rule.get("message"), ("errors", i, "message"))
+        if when is not None:
+            rules.append(ErrorRule(when, rule["kind"], message))
+    error_message = c.expr(doc.get("error_message") or DEFAULT_ERROR_MESSAGE, ("error_message",))
+    if c.failed or error_message is None:
+        return None
+    return ProviderSpec(
+        id=doc["id"],
+        title=doc.get("title") or doc["id"],
+        description=doc.get("description") or "",
+        base_url=str(doc["base_url"]).rstrip("/"),
+        auth=auth,
+        models=models,
+        tasks=tasks,
+        errors=tuple(rules),
+        error_message=error_message,
+        rehost_urls=bool((doc.get("results") or {}).get("rehost_urls", False)),
+        params=params,
+        source=source,
+    )
+
+
+def _auth(c: _Compiler, raw: dict[str, Any]) -> AuthSpec:
+    keys_raw = raw.get("keys") or ()
+    if isinstance(keys_raw, str):
+        keys_raw = keys_raw.split(",")
+    keys = tuple(dict.fromkeys(k.strip() for k in keys_raw if k and k.strip()))
+    pattern = None
+    if raw.get("key_pattern"):
+        try:
+            pattern = re.compile(raw["key_pattern"])
+        except re.error as exc:
+            c.error(("auth", "key_pattern"), "E221", f"regex: {exc}")
+    header = raw.get("header")
+    value = c.text(raw.get("value") or "{{ key }}", ("auth", "value")) if header else None
+    return AuthSpec(
+        header=header,
+        value=value,
+        query=raw.get("query"),
+        keys=keys,
+        key_pattern=pattern,
+        required=bool(raw.get("required", bool(header or raw.get("query")))),
+    )
+
+
+def _model(
+    c: _Compiler, name: str, raw: dict[str, Any], provider_params: dict[str, Any], path: Path
+) -> ModelSpec:
+    sizes = raw.get("sizes")
+    rule_args: dict[str, Any] = {}
+    try:
+        if isinstance(sizes, list):
+            rule_args["choices"] = tuple(parse_size(s) for s in sizes)
+        elif isinstance(sizes, dict):
+            for key in ("min", "max"):
+                if key in sizes:
+                    rule_args[key] = parse_size(sizes[key])
+            rule_args["multiple_of"] = int(sizes.get("multiple_of", 1))
+        if raw.get("default_size"):
+            rule_args["default"] = parse_size(raw["default_size"])
+        elif rule_args.get("choices"):
+            choices = rule_args["choices"]
+            rule_args["default"] = (1024, 1024) if (1024, 1024) in choices else choices[0]
+    except ValueError as exc:
+        c.error((*path, "sizes"), "E241", str(exc))
+    return ModelSpec(
+        name=name,
+        title=raw.get("title") or name,
+        tasks=frozenset(raw.get("tasks") or ["generate"]),
+        sizes=SizeRule(**rule_args),
+        max_n=int(raw.get("max_n", 4)),
+        params={**provider_params, **(raw.get("params") or {})},
+    )
+
+
+def _task(c: _Compiler, raw: dict[str, Any], path: Path) -> TaskSpec:
+    steps: list[StepSpec] = []
+    seen: dict[str, set[str]] = {}
+    for i, step_raw in enumerate(raw["steps"]):
+        step_path = (*path, "steps", i)
+        _check_step_refs(c, step_raw, seen, step_path)
+        step = _step(c, step_raw, step_path)
+        if step is not None:
+            steps.append(step)
+        seen[step_raw["name"]] = set((step_raw.get("extract") or {}).keys())
+    return TaskSpec(
+        steps=tuple(steps),
+        images_per_call=int(raw.get("images_per_call", 1)),
+        parallel=int(raw.get("parallel", 4)),
+    )
+
+
+def _check_step_refs(c: _Compiler, raw: dict[str, Any], seen: dict[str, set[str]], path: Path) -> None:
+    refs = step_refs(template_sources(raw.get("request")))
+    for step_name, variables in sorted(refs.items()):
+        if step_name not in seen:
+            c.error((*path, "request"), "E203",
+                    f"steps.{step_name}: no earlier step named '{step_name}'")
+            continue
+        for var in sorted(variables - seen[step_name]):
+            c.error((*path, "request"), "E203",
+                    f"steps.{step_name}.{var}: step '{step_name}' extracts no '{var}'")
+
+
+def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:
+    request = _request(c, raw["request"], (*path, "request"))
+    stream_raw = raw.get("stream")
+    stream = StreamSpec(
+        done_event=stream_raw["done_event"],
+        error_event=stream_raw.get("error_event"),
+        progress_event=stream_raw.get("progress_event"),
+    ) if stream_raw else None
+    response = raw.get("response", "sse" if stream else "auto")
+    extract = []
+    for var, source in (raw.get("extract") or {}).items():
+        expr = c.expr(source, (*path, "extract", var))
+        if expr is not None:
+            extract.append((var, expr))
+    step = StepSpec(
+        name=raw["name"],
+        request=request,
+        response=response,
+        stream=stream,
+        extract=tuple(extract),
+        until=c.expr(raw.get("until"), (*path, "until")),
+        fail_if=c.expr(raw.get("fail_if"), (*path, "fail_if")),
+        fail_kind=raw.get("fail_kind", "upstream"),
+        every=c.duration(raw.get("every"), (*path, "every"), 2.0),
+        backoff=float(raw.get("backoff", 1.0)),
+        max_every=c.duration(raw.get("max_every"), (*path, "max_every"), 30.0),
+        timeout=c.duration(raw.get("timeout"), (*path, "timeout"), 600.0),
+        error_message=c.expr(raw.get("error_message"), (*path, "error_message")),
+        images=c.expr(raw.get("images"), (*path, "images")),
+        image_kind=raw.get("image_kind", "auto"),
+        revised_prompt=c.expr(raw.get("revised_prompt"), (*path, "revised_prompt")),
+        usage=c.expr(raw.get("usage"), (*path, "usage")),
+        progress=c.expr(raw.get("progress"), (*path, "progress")),
+    )
+    if response == "sse" and stream is None:
+        c.error((*path, "stream"), "E101", "response: sse needs stream.done_event")
+    if step.every <= 0 and step.polls:
+        c.error((*path, "every"), "E231", "polling interval must be greater than zero")
+    return step
+
+
+def _request(c: _Compiler, raw: dict[str, Any], path: Path) -> RequestSpec:
+    multipart = None
+    if "multipart" in raw:
+        parts = []
+        for i, part in enumerate(raw["multipart"]):
+            ppath = (*path, "multipart", i)
+            parts.append(PartSpec(
+                name=part["name"],
+                value=c.text(part.get("value"), (*ppath, "value")),
+                file=c.text(part.get("file"), (*ppath, "file")),
+                filename=c.text(part.get("filename"), (*ppath, "filename")),
+                content_type=part.get("content_type"),
+            ))
+        multipart = tuple(parts)
+    return RequestSpec(
+        method=raw.get("method", "POST"),
+        path=c.text(raw.get("path"), (*path, "path"), url=True),
+        url=c.text(raw.get("url"), (*path, "url"), url=True),
+        headers=c.mapping(raw.get("headers"), (*path, "headers")),
+        query=c.mapping(raw.get("query"), (*path, "query")),
+        json=c.tree(raw["json"], (*path, "json")) if "json" in raw else None,
+        form=c.mapping(raw["form"], (*path, "form")) if "form" in raw else None,
+        multipart=multipart,
+        body=c.text(raw.get("body"), (*path, "body")),
+        content_type=raw.get("content_type"),
+        timeout=c.duration(raw.get("timeout"), (*path, "timeout"), 60.0),
+    )

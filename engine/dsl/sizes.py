@@ -1,0 +1,99 @@
+"""Image sizes: parse `WxH`, read an aspect ratio, and fit a request to what a model accepts."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .spec import SizeRule
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$")
+_RATIO = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
+
+# Ratios a chat prompt may end with; also what `size.aspect` reports (the nearest of these).
+STANDARD_RATIOS: tuple[str, ...] = (
+    "1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "21:9", "9:21", "4:5", "5:4",
+)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"size must look like 1024x1024, got {text!r}")
+    width, height = int(match.group(1)), int(match.group(2))
+    if not (1 <= width <= 16384 and 1 <= height <= 16384):
+        raise ValueError(f"size out of range: {text!r}")
+    return width, height
+
+
+def parse_ratio(text: str) -> tuple[int, int] | None:
+    match = _RATIO.match(text)
+    if not match:
+        return None
+    w, h = int(match.group(1)), int(match.group(2))
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def nearest_ratio(width: int, height: int) -> str:
+    target = math.log(width / height)
+    return min(
+        STANDARD_RATIOS,
+        key=lambda r: abs(math.log(int(r.split(":")[0]) / int(r.split(":")[1])) - target),
+    )
+
+
+def size_for_ratio(ratio: tuple[int, int], area: int = 1024 * 1024, multiple: int = 64) -> tuple[int, int]:
+    """A size of about `area` pixels with the given aspect ratio."""
+    w, h = ratio
+    width = math.sqrt(area * w / h)
+    height = width * h / w
+    return _round_to(width, multiple), _round_to(height, multiple)
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    width: int
+    height: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def aspect(self) -> str:
+        return nearest_ratio(self.width, self.height)
+
+    def as_context(self) -> dict[str, object]:
+        return {"width": self.width, "height": self.height, "text": self.text, "aspect": self.aspect}
+
+
+def fit_size(requested: tuple[int, int] | None, rule: SizeRule) -> tuple[int, int]:
+    """The allowed size nearest to the request (by aspect ratio first, then by area)."""
+    if requested is None:
+        requested = rule.default
+    if rule.choices:
+        return min(rule.choices, key=lambda c: _distance(requested, c))
+    width, height = requested
+    lo, hi = rule.min, rule.max
+    if hi is not None and (width > hi[0] or height > hi[1]):
+        scale = min(hi[0] / width, hi[1] / height)
+        width, height = width * scale, height * scale
+    if lo is not None and (width < lo[0] or height < lo[1]):
+        scale = max(lo[0] / width, lo[1] / height)
+        width, height = width * scale, height * scale
+    m = rule.multiple_of
+    w, h = (_round_to(width, m), _round_to(height, m)) if m > 1 else (round(width), round(height))
+    if hi is not None:
+        w, h = min(w, hi[0] - hi[0] % m), min(h, hi[1] - hi[1] % m)
+    return int(w), int(h)
+
+
+def _distance(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float]:
+    ratio = abs(math.log((a[0] / a[1]) / (b[0] / b[1])))
+    area = abs(math.log((a[0] * a[1]) / (b[0] * b[1])))
+    return (round(ratio, 3), area)

@@ -1,0 +1,173 @@
+"""Compiled provider and route objects: everything the runtime ever reads from config."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .expressions import Expr
+from .templates import MapNode, Renderable
+
+TASKS = ("generate", "edit", "blend", "variation")
+FAILURE_KINDS = (
+    "rate_limited", "bad_key", "quota", "content_policy", "bad_request", "upstream", "timeout",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SizeRule:
+    """What sizes a model accepts; the engine maps a client's size to the nearest one."""
+
+    choices: tuple[tuple[int, int], ...] = ()
+    min: tuple[int, int] | None = None
+    max: tuple[int, int] | None = None
+    multiple_of: int = 1
+    default: tuple[int, int] = (1024, 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    tasks: frozenset[str]
+    sizes: SizeRule
+    max_n: int
+    params: dict[str, Any]
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PartSpec:
+    name: str
+    value: Renderable | None = None
+    file: Renderable | None = None
+    filename: Renderable | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    method: str
+    path: Renderable | None
+    url: Renderable | None
+    headers: MapNode
+    query: MapNode
+    json: Renderable | None = None
+    form: MapNode | None = None
+    multipart: tuple[PartSpec, ...] | None = None
+    body: Renderable | None = None
+    content_type: str | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    done_event: str
+    error_event: str | None = None
+    progress_event: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    name: str
+    request: RequestSpec
+    response: str = "auto"
+    stream: StreamSpec | None = None
+    extract: tuple[tuple[str, Expr], ...] = ()
+    until: Expr | None = None
+    fail_if: Expr | None = None
+    fail_kind: str = "upstream"
+    every: float = 2.0
+    backoff: float = 1.0
+    max_every: float = 30.0
+    timeout: float = 600.0
+    error_message: Expr | None = None
+    images: Expr | None = None
+    image_kind: str = "auto"
+    revised_prompt: Expr | None = None
+    usage: Expr | None = None
+    progress: Expr | None = None
+
+    @property
+    def polls(self) -> bool:
+        return self.until is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    steps: tuple[StepSpec, ...]
+    images_per_call: int = 1
+    parallel: int = 4
+
+    @property
+    def polls(self) -> bool:
+        return any(step.polls or step.stream is not None for step in self.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    when: Expr
+    kind: str
+    message: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    header: str | None = None
+    value: Renderable | None = None
+    query: str | None = None
+    keys: tuple[str, ...] = ()
+    key_pattern: re.Pattern[str] | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    id: str
+    title: str
+    base_url: str
+    auth: AuthSpec
+    models: dict[str, ModelSpec]
+    tasks: dict[str, TaskSpec]
+    errors: tuple[ErrorRule, ...]
+    error_message: Expr
+    rehost_urls: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    description: str = ""
+
+    @property
+    def available(self) -> bool:
+        """Routable: it has keys, or needs none."""
+        return bool(self.auth.keys) or not self.auth.required
+
+    @property
+    def on_gateway(self) -> bool:
+        """The base URL is relative: this gateway itself serves the upstream (the demo)."""
+        return self.base_url.startswith("/")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    provider: str
+    model: str
+    weight: float = 1.0
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    name: str
+    targets: tuple[TargetSpec, ...]
+    strategy: str = "priority"
+    fallbacks: tuple[str, ...] = ()
+    timeout: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesSpec:
+    routes: dict[str, RouteSpec]
+    aliases: dict[str, str]
+    defaults: dict[str, str]
+    demo: bool = True

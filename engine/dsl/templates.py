@@ -1,0 +1,225 @@
+"""Jinja2 templates for requests, compiled once at load into small render objects.
+
+Rules (docs/providers.md): templates run sandboxed; a leaf that is exactly `{{ expr }}` keeps its
+native type; a mapping entry that renders to nothing (None or "") is left out, so optional fields
+vanish; in URL paths every interpolation is percent-encoded unless the whole path is one
+expression (an absolute URL handed back by the upstream) or the value passes through `| raw`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# Every name a template may use. Documented in docs/providers.md; `lint` rejects others.
+CONTEXT_NAMES: frozenset[str] = frozenset(
+    {
+        "prompt", "negative_prompt", "model", "n", "total_n", "call_index", "size",
+        "quality", "style", "seed", "response_format", "output_format", "background",
+        "user", "images", "image", "mask", "extra", "params", "key", "request_id", "steps",
+        "task",
+    }
+)
+
+_WHOLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
+
+
+class RawText(str):
+    """A value the URL template must not percent-encode (produced by the `raw` filter)."""
+
+
+def _finalize_text(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _finalize_url(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, RawText):
+        return str(value)
+    return quote(str(value), safe="")
+
+
+def _make_env(finalize: Any) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=jinja2.ChainableUndefined,
+        finalize=finalize,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    env.filters["raw"] = RawText
+    return env
+
+
+TEXT_ENV = _make_env(_finalize_text)
+URL_ENV = _make_env(_finalize_url)
+
+
+class TemplateError(ValueError):
+    """A template that cannot compile; `code` is the diagnostic code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RenderError(RuntimeError):
+    """A template failed while rendering a request (a provider-file bug or odd input)."""
+
+
+class Renderable(Protocol):
+    def render(self, ctx: Mapping[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: Any
+
+    def render(self, ctx: Mapping[str, Any]) -> Any:
+        return self.value
+
+
+class NativeExpr:
+    """`{{ expr }}` alone: evaluates to the expression's own value (list, number, object)."""
+
+    __slots__ = ("_fn", "source")
+
+    def __init__(self, env: jinja2.Environment, expr: str, source: str) -> None:
+        self.source = source
+        self._fn = env.compile_expression(expr, undefined_to_none=False)
+
+    def render(self, ctx: Mapping[str, Any]) -> Any:
+        try:
+            value = self._fn(**ctx)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{self.source}: {exc}") from None
+        return None if isinstance(value, jinja2.Undefined) else value
+
+
+class TextTemplate:
+    __slots__ = ("_tpl", "source")
+
+    def __init__(self, env: jinja2.Environment, source: str) -> None:
+        self.source = source
+        self._tpl = env.from_string(source)
+
+    def render(self, ctx: Mapping[str, Any]) -> str:
+        try:
+            return self._tpl.render(ctx)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{self.source}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class MapNode:
+    items: tuple[tuple[str, Renderable], ...]
+
+    def render(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, node in self.items:
+            value = node.render(ctx)
+            if value is None or value == "":
+                continue
+            out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ListNode:
+    items: tuple[Renderable, ...]
+
+    def render(self, ctx: Mapping[str, Any]) -> list[Any]:
+        return [v for v in (node.render(ctx) for node in self.items) if v is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class StepRefs:
+    """What a template reads from earlier steps: {step name: {variable, ...}}."""
+
+    refs: dict[str, set[str]]
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def compile_text(source: str, *, url: bool = False) -> Renderable:
+    """A string field: constant, native expression, or text template."""
+    env = URL_ENV if url else TEXT_ENV
+    if not _is_template(source):
+        return Const(source)
+    check_source(env, source)
+    whole = _WHOLE_EXPR.match(source)
+    if whole:
+        try:
+            return NativeExpr(env, whole.group("expr"), source)
+        except jinja2.TemplateSyntaxError:
+            pass  # fall through: a text template reports the syntax error precisely
+    try:
+        return TextTemplate(env, source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError("E201", f"template syntax: {exc.message}") from None
+
+
+def compile_tree(value: Any, *, strings_native: bool = True) -> Renderable:
+    """A JSON-like structure whose string leaves may be templates."""
+    if isinstance(value, dict):
+        return MapNode(tuple((str(k), compile_tree(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ListNode(tuple(compile_tree(v) for v in value))
+    if isinstance(value, str):
+        return compile_text(value)
+    return Const(value)
+
+
+def check_source(env: jinja2.Environment, source: str) -> None:
+    """Syntax and variable names, at load. Raises TemplateError."""
+    try:
+        ast = env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError("E201", f"template syntax: {exc.message}") from None
+    unknown = sorted(meta.find_undeclared_variables(ast) - CONTEXT_NAMES)
+    if unknown:
+        raise TemplateError(
+            "E202",
+            f"unknown template variable {', '.join(unknown)!s}; "
+            f"available: {', '.join(sorted(CONTEXT_NAMES))}",
+        )
+
+
+def step_refs(sources: Iterable[str]) -> dict[str, set[str]]:
+    """`steps.<step>.<var>` references in the given template sources."""
+    found: dict[str, set[str]] = {}
+    for source in sources:
+        if "steps" not in source or not _is_template(source):
+            continue
+        try:
+            ast = TEXT_ENV.parse(source)
+        except jinja2.TemplateSyntaxError:
+            continue
+        for node in ast.find_all(nodes.Getattr):
+            inner = node.node
+            if isinstance(inner, nodes.Getattr) and isinstance(inner.node, nodes.Name):
+                if inner.node.name == "steps":
+                    found.setdefault(inner.attr, set()).add(node.attr)
+            elif isinstance(inner, nodes.Name) and inner.name == "steps":
+                found.setdefault(node.attr, set())
+    return found
+
+
+def template_sources(value: Any) -> list[str]:
+    """Every template string inside a JSON-like structure."""
+    if isinstance(value, str):
+        return [value] if _is_template(value) else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in template_sources(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in template_sources(v)]
+    return []

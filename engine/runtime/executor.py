@@ -1,0 +1,190 @@
+"""Run one provider task pipeline for one upstream call: render, send, classify, extract, poll."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+
+from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
+from .failures import UpstreamFailure, kind_for_status
+from .upstream import MalformedBody, Reply, build_request, send
+
+_B64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
+ProgressFn = Callable[[Any], None]
+
+# A poll that hits a transient upstream error tries again this many times before giving up.
+POLL_RETRIES = 2
+
+
+@dataclass(slots=True)
+class ImageRef:
+    """One result image as the upstream gave it."""
+
+    kind: str  # "url" | "b64" | "bytes"
+    value: str | bytes
+    mime: str | None = None
+
+
+@dataclass(slots=True)
+class CallResult:
+    images: list[ImageRef] = field(default_factory=list)
+    revised_prompt: str | None = None
+    usage: Any = None
+
+
+@dataclass(slots=True)
+class Executor:
+    """Runs compiled steps; knows HTTP and the DSL, nothing about OpenAI request shapes."""
+
+    session: aiohttp.ClientSession
+    provider: ProviderSpec
+    base_url: str
+    key: str | None
+    on_progress: ProgressFn | None = None
+
+    async def run(self, task: TaskSpec, ctx: dict[str, Any]) -> CallResult:
+        steps: dict[str, dict[str, Any]] = {}
+        ctx = {**ctx, "steps": steps}
+        result = CallResult()
+        for step in task.steps:
+            reply = await (self._poll(step, ctx) if step.polls else self._once(step, ctx))
+            steps[step.name] = {name: expr.search(reply.body) for name, expr in step.extract}
+            self._collect(step, reply, result)
+        if not result.images:
+            raise UpstreamFailure("upstream", "the upstream answered without any image")
+        return result
+
+    async def _once(self, step: StepSpec, ctx: dict[str, Any]) -> Reply:
+        out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
+        reply = await send(self.session, out, step)
+        self._check(step, reply)
+        return reply
+
+    async def _poll(self, step: StepSpec, ctx: dict[str, Any]) -> Reply:
+        assert step.until is not None
+        deadline = time.monotonic() + step.timeout
+        interval = step.every
+        transient = 0
+        while True:
+            try:
+                reply = await self._once(step, ctx)
+            except UpstreamFailure as failure:
+                transient += 1
+                if failure.kind not in ("upstream", "timeout") or transient > POLL_RETRIES:
+                    raise
+            else:
+                transient = 0
+                if step.fail_if is not None and step.fail_if.truthy(reply.body):
+                    raise UpstreamFailure(step.fail_kind, self._message(step, reply, "task failed"),
+                                          reply.status)
+                if step.until.truthy(reply.body):
+                    return reply
+                if step.progress is not None and self.on_progress is not None:
+                    self.on_progress(step.progress.search(reply.body))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamFailure("timeout", f"step '{step.name}' did not finish within "
+                                      f"{step.timeout:g}s")
+            await asyncio.sleep(min(interval, remaining))
+            interval = min(interval * step.backoff, max(step.max_every, step.every))
+
+    def _check(self, step: StepSpec, reply: Reply) -> None:
+        """Raise when the reply is a failure: provider rules first, then HTTP status."""
+        envelope = reply.envelope()
+        for rule in self.provider.errors:
+            if rule.when.truthy(envelope):
+                message = rule.message.search(envelope) if rule.message else None
+                raise UpstreamFailure(
+                    rule.kind, self._message(step, reply, "", str(message) if message else None),
+                    reply.status, _retry_after(reply.headers))
+        kind = kind_for_status(reply.status)
+        if kind is None and reply.error_event:
+            kind = "upstream"
+        if kind is None and isinstance(reply.body, MalformedBody):
+            kind = "upstream"
+            raise UpstreamFailure(kind, f"malformed answer from upstream: {reply.body[:200]!r}",
+                                  reply.status)
+        if kind is not None:
+            raise UpstreamFailure(kind, self._message(step, reply, f"HTTP {reply.status}"),
+                                  reply.status, _retry_after(reply.headers))
+
+    def _message(self, step: StepSpec, reply: Reply, fallback: str,
+                 explicit: str | None = None) -> str:
+        text = explicit
+        body = reply.body
+        if text is None and step.error_message is not None and not isinstance(body, MalformedBody):
+            found = step.error_message.search(body)
+            text = str(found) if found not in (None, "", []) else None
+        if text is None and isinstance(body, dict | list):
+            found = self.provider.error_message.search(body)
+            if isinstance(found, str | int | float) and found != "":
+                text = str(found)
+            elif isinstance(found, list | dict) and found:
+                text = str(found)[:300]
+        if text is None and isinstance(body, str) and body:
+            text = body[:300]
+        if text is None:
+            text = reply.headers.get("x-error-message") or fallback or f"HTTP {reply.status}"
+        prefix = f"HTTP {reply.status}: " if reply.status >= 400 else ""
+        return f"{prefix}{text}"
+
+    def _collect(self, step: StepSpec, reply: Reply, result: CallResult) -> None:
+        if reply.raw is not None:
+            result.images.append(ImageRef("bytes", reply.raw, reply.mime))
+        elif step.images is not None:
+            found = step.images.search(reply.body)
+            items = found if isinstance(found, list) else [found] if found is not None else []
+            for item in items:
+                ref = _image_ref(item, step.image_kind, reply.url)
+                if ref is not None:
+                    result.images.append(ref)
+        if step.revised_prompt is not None:
+            value = step.revised_prompt.search(reply.body)
+            result.revised_prompt = value if isinstance(value, str) else result.revised_prompt
+        if step.usage is not None:
+            result.usage = step.usage.search(reply.body) or result.usage
+
+
+def _image_ref(item: Any, kind: str, request_url: str) -> ImageRef | None:
+    if isinstance(item, dict):
+        item = item.get("url") or item.get("b64_json") or item.get("path")
+    if not isinstance(item, str) or not item:
+        return None
+    if kind == "base64":
+        return ImageRef("b64", item)
+    if item.startswith(("http://", "https://")):
+        return ImageRef("url", item)
+    if item.startswith("data:"):
+        header, _, payload = item.partition(",")
+        mime = header[5:].split(";")[0] or None
+        return ImageRef("b64", payload, mime)
+    if kind == "auto" and len(item) >= 64 and _B64.match(item[:256]):
+        return ImageRef("b64", item)
+    return ImageRef("url", urljoin(request_url, item))
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def decode_b64(value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise UpstreamFailure("upstream", f"upstream sent invalid base64: {exc}") from None

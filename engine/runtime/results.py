@@ -1,0 +1,88 @@
+"""Turn upstream images (URL, base64, bytes) into what the client asked for (url or b64_json)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from .executor import ImageRef, decode_b64
+from .failures import UpstreamFailure
+from .imagetypes import sniff
+from .storage import LocalStorage
+
+# Encoding or decoding more than this runs in a thread, off the event loop.
+OFFLOOP_BYTES = 512 * 1024
+
+
+@dataclass(slots=True)
+class ResultContext:
+    session: aiohttp.ClientSession
+    storage: LocalStorage
+    public_url: str
+    max_download: int = 50 * 1024 * 1024
+    download_timeout: float = 60.0
+    auth_host: str | None = None  # downloads from the provider's own host carry its auth
+    auth_headers: dict[str, str] | None = None
+
+
+async def to_client(ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext) -> dict[str, str]:
+    """One `data[]` item: `{"url": ...}` or `{"b64_json": ...}`."""
+    if response_format == "b64_json":
+        if ref.kind == "b64":
+            return {"b64_json": str(ref.value).strip()}
+        data = ref.value if isinstance(ref.value, bytes) else await download(str(ref.value), ctx)
+        return {"b64_json": await _encode(data)}
+    if ref.kind == "url" and not rehost:
+        return {"url": str(ref.value)}
+    if ref.kind == "url":
+        data = await download(str(ref.value), ctx)
+    elif ref.kind == "b64":
+        data = await _decode(str(ref.value))
+    else:
+        data = ref.value if isinstance(ref.value, bytes) else bytes(ref.value, "latin-1")
+    mime = sniff(data)
+    if mime is None:
+        raise UpstreamFailure("upstream", "upstream result is not a recognised image")
+    name = await ctx.storage.save(data, mime)
+    return {"url": f"{ctx.public_url}/files/{name}"}
+
+
+async def download(url: str, ctx: ResultContext) -> bytes:
+    """Stream an upstream result URL with a size cap and a timeout."""
+    headers = ctx.auth_headers if ctx.auth_host and URL(url).host == ctx.auth_host else None
+    timeout = aiohttp.ClientTimeout(total=ctx.download_timeout)
+    try:
+        async with ctx.session.get(url, headers=headers, timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise UpstreamFailure("upstream", f"downloading the result failed: HTTP {resp.status}",
+                                      resp.status)
+            if resp.content_length and resp.content_length > ctx.max_download:
+                raise UpstreamFailure("upstream", "result image is larger than the download limit")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(256 * 1024):
+                size += len(chunk)
+                if size > ctx.max_download:
+                    raise UpstreamFailure("upstream", "result image is larger than the download limit")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TimeoutError:
+        raise UpstreamFailure("timeout", "downloading the result timed out") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure("upstream", f"downloading the result failed: {exc.__class__.__name__}") from None
+
+
+async def _encode(data: bytes) -> str:
+    if len(data) > OFFLOOP_BYTES:
+        return await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))
+    return base64.b64encode(data).decode("ascii")
+
+
+async def _decode(value: str) -> bytes:
+    if len(value) > OFFLOOP_BYTES:
+        return await asyncio.to_thread(decode_b64, value)
+    return decode_b64(value)

@@ -1,0 +1,109 @@
+"""Turn a client's model name into the ordered upstream attempts for one request."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..config.loader import ConfigSnapshot
+from ..dsl.spec import ModelSpec, ProviderSpec, RouteSpec, TargetSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    route: str
+    target: TargetSpec
+    provider: ProviderSpec
+    model: ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    target: TargetSpec
+    reason: str
+
+
+@dataclass(slots=True)
+class Plan:
+    route: RouteSpec
+    attempts: list[Attempt] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+class Router:
+    """Holds the little runtime state routing needs (round-robin cursors, an RNG)."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+        self._rr: dict[tuple[str, int], Iterator[int]] = {}
+
+    def route_name(self, snapshot: ConfigSnapshot, model: str | None, task: str) -> str:
+        if model in (None, "", "auto"):
+            name = snapshot.routes.defaults.get(task) or snapshot.routes.defaults.get("generate")
+            if name is None:
+                raise UnknownModel("no model given and no default route for this task")
+            return name
+        assert model is not None
+        name = snapshot.resolve_model(model)
+        if name is None:
+            raise UnknownModel(f"The model '{model}' does not exist")
+        return name
+
+    def plan(self, snapshot: ConfigSnapshot, model: str | None, task: str) -> Plan:
+        first = self.route_name(snapshot, model, task)
+        plan = Plan(snapshot.routes.routes[first])
+        seen: set[str] = set()
+        queue = [first]
+        while queue:
+            name = queue.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            route = snapshot.routes.routes[name]
+            for target in self.order(route):
+                self._add(plan, snapshot, route, target, task)
+            queue.extend(route.fallbacks)
+        return plan
+
+    def _add(self, plan: Plan, snapshot: ConfigSnapshot, route: RouteSpec, target: TargetSpec,
+             task: str) -> None:
+        provider = snapshot.providers.get(target.provider)
+        model = provider.models.get(target.model) if provider else None
+        if provider is None or model is None:
+            plan.skipped.append(Skipped(target, "provider or model not loaded"))
+        elif target.weight <= 0:
+            plan.skipped.append(Skipped(target, "weight 0 (disabled)"))
+        elif not provider.available:
+            plan.skipped.append(Skipped(target, "no keys configured"))
+        elif task not in model.tasks or task not in provider.tasks:
+            plan.skipped.append(Skipped(target, f"does not support {task}"))
+        else:
+            plan.attempts.append(Attempt(route.name, target, provider, model))
+
+    def order(self, route: RouteSpec) -> list[TargetSpec]:
+        targets = [t for t in route.targets]
+        if route.strategy == "round_robin":
+            cursor = self._rr.setdefault((route.name, len(targets)),
+                                         itertools.cycle(range(len(targets))))
+            start = next(cursor)
+            return targets[start:] + targets[:start]
+        if route.strategy == "weighted":
+            return self._weighted(targets)
+        by_priority: dict[int, list[TargetSpec]] = {}
+        for t in targets:
+            by_priority.setdefault(t.priority, []).append(t)
+        return [t for p in sorted(by_priority, reverse=True) for t in self._weighted(by_priority[p])]
+
+    def _weighted(self, targets: list[TargetSpec]) -> list[TargetSpec]:
+        """A random order where earlier places go to heavier targets (weight 0 last; skipped)."""
+        live = [t for t in targets if t.weight > 0]
+        dead = [t for t in targets if t.weight <= 0]
+        # Efraimidis-Spirakis: sort by u^(1/w), a weighted random permutation in one pass.
+        keyed = sorted(live, key=lambda t: self.rng.random() ** (1.0 / t.weight), reverse=True)
+        return keyed + dead

@@ -1,0 +1,194 @@
+"""One image request end to end: plan attempts, run calls (n fan-out), fail over, normalise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from ..config.loader import ConfigSnapshot
+from ..dsl.sizes import Size, fit_size
+from .executor import CallResult, Executor, ImageRef, ProgressFn
+from .failures import FINAL_KINDS, UpstreamFailure
+from .job import ImageJob
+from .keys import KeyPools
+from .results import ResultContext, to_client
+from .router import Attempt, Router
+from .storage import LocalStorage
+
+log = logging.getLogger("pixgate.service")
+
+SYNC_DEADLINE = 120.0
+POLLING_DEADLINE = 900.0
+KEY_KINDS = frozenset({"rate_limited", "bad_key", "quota"})
+
+
+class NoUpstream(Exception):
+    """Nothing can serve this request (all targets skipped); `status` says why in HTTP terms."""
+
+    def __init__(self, message: str, status: int = 503, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+
+
+@dataclass(slots=True)
+class Outcome:
+    data: list[dict[str, str]]
+    route: str
+    provider: str
+    model: str
+    attempts: int
+    failed: int = 0
+    revised_prompt: str | None = None
+    usage: Any = None
+    size: Size | None = None
+    size_adjusted: bool = False
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    request_id: str
+    public_url: str
+    self_url: str
+    on_progress: ProgressFn | None = None
+    attempts: int = 0
+    failures: list[UpstreamFailure] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ImageService:
+    session: aiohttp.ClientSession
+    storage: LocalStorage
+    router: Router
+    keys: KeyPools
+    max_download: int = 50 * 1024 * 1024
+
+    async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
+        plan = self.router.plan(snapshot, job.model, job.task)
+        attempts = [a for a in plan.attempts if job.n <= a.model.max_n]
+        if not attempts:
+            if plan.attempts:
+                most = max(a.model.max_n for a in plan.attempts)
+                raise NoUpstream(f"n must be at most {most} for model '{job.model or plan.route.name}'",
+                                 400, "n")
+            reasons = "; ".join(f"{s.target.provider}/{s.target.model}: {s.reason}" for s in plan.skipped)
+            raise NoUpstream(f"no upstream can serve '{plan.route.name}' for {job.task} right now"
+                             + (f" ({reasons})" if reasons else ""))
+        deadline = plan.route.timeout or (
+            POLLING_DEADLINE if any(a.provider.tasks[job.task].polls for a in attempts) else SYNC_DEADLINE)
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._failover(job, attempts, info)
+        except TimeoutError:
+            raise UpstreamFailure("timeout", f"no upstream finished within the {deadline:g}s deadline"
+                                  + _last_reason(info)) from None
+
+    async def _failover(self, job: ImageJob, attempts: list[Attempt], info: RequestInfo) -> Outcome:
+        for attempt in attempts:
+            for key in self.keys.order(attempt.provider):
+                info.attempts += 1
+                try:
+                    return await self._attempt(job, attempt, key, info)
+                except UpstreamFailure as failure:
+                    failure.provider = attempt.provider.id
+                    info.failures.append(failure)
+                    log.info("attempt failed request_id=%s provider=%s kind=%s: %s",
+                             info.request_id, attempt.provider.id, failure.kind, failure.message)
+                    if failure.kind in FINAL_KINDS:
+                        raise
+                    if failure.kind not in KEY_KINDS:
+                        break  # another key will not help; next target
+        raise _most_informative(info.failures)
+
+    async def _attempt(self, job: ImageJob, attempt: Attempt, key: str | None,
+                       info: RequestInfo) -> Outcome:
+        provider, model = attempt.provider, attempt.model
+        task = provider.tasks[job.task]
+        fitted = fit_size(job.size, model.sizes)
+        size = Size(*fitted)
+        base_url = provider.base_url if not provider.on_gateway else info.self_url + provider.base_url
+        executor = Executor(self.session, provider, base_url, key, info.on_progress)
+        base_ctx: dict[str, Any] = {
+            "task": job.task, "prompt": job.prompt, "negative_prompt": job.negative_prompt,
+            "model": model.name, "total_n": job.n, "size": size.as_context(),
+            "quality": job.quality, "style": job.style, "response_format": job.response_format,
+            "output_format": job.output_format, "background": job.background, "user": job.user,
+            "images": job.images, "image": job.images[0] if job.images else None,
+            "mask": job.mask, "extra": job.extra, "params": model.params, "key": key,
+            "request_id": info.request_id,
+        }
+        per_call = task.images_per_call
+        counts = [min(per_call, job.n - i) for i in range(0, job.n, per_call)]
+        gate = asyncio.Semaphore(task.parallel)
+
+        async def call(index: int, count: int) -> CallResult:
+            seed = job.seed + index if job.seed is not None and index else job.seed
+            async with gate:
+                return await executor.run(task, {**base_ctx, "n": count, "call_index": index,
+                                                 "seed": seed})
+
+        results = await asyncio.gather(*(call(i, c) for i, c in enumerate(counts)),
+                                       return_exceptions=True)
+        images: list[ImageRef] = []
+        failures: list[UpstreamFailure] = []
+        for r in results:
+            if isinstance(r, UpstreamFailure):
+                failures.append(r)
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                images.extend(r.images)
+        if not images:
+            raise _most_informative(failures)
+        images = images[: job.n]
+        data = await self._normalise(job, attempt, key, base_url, images, info)
+        first = next((r for r in results if isinstance(r, CallResult)), CallResult())
+        return Outcome(
+            data=data, route=attempt.route, provider=provider.id, model=model.name,
+            attempts=info.attempts, failed=job.n - len(data),
+            revised_prompt=first.revised_prompt, usage=first.usage,
+            size=size, size_adjusted=job.size is not None and job.size != fitted,
+        )
+
+    async def _normalise(self, job: ImageJob, attempt: Attempt, key: str | None, base_url: str,
+                         images: list[ImageRef], info: RequestInfo) -> list[dict[str, str]]:
+        provider = attempt.provider
+        auth_headers = None
+        if key and provider.auth.header and provider.auth.value is not None:
+            auth_headers = {provider.auth.header: str(provider.auth.value.render({"key": key}))}
+        ctx = ResultContext(self.session, self.storage, info.public_url, self.max_download,
+                            auth_host=URL(base_url).host, auth_headers=auth_headers)
+        outs = await asyncio.gather(
+            *(to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images),
+            return_exceptions=True)
+        data = [o for o in outs if isinstance(o, dict)]
+        errors = [o for o in outs if isinstance(o, BaseException)]
+        for err in errors:
+            if not isinstance(err, UpstreamFailure):
+                raise err
+        if not data:
+            raise _most_informative([e for e in errors if isinstance(e, UpstreamFailure)])
+        return data
+
+
+def _most_informative(failures: list[UpstreamFailure]) -> UpstreamFailure:
+    if not failures:
+        return UpstreamFailure("upstream", "no upstream attempt was made")
+    for failure in failures:
+        if failure.kind in FINAL_KINDS:
+            return failure
+    if all(f.kind == "rate_limited" for f in failures):
+        waits = [f.retry_after for f in failures if f.retry_after is not None]
+        last = failures[-1]
+        return UpstreamFailure("rate_limited", last.message, last.status,
+                               min(waits) if waits else None, last.provider)
+    return failures[-1]
+
+
+def _last_reason(info: RequestInfo) -> str:
+    return f" (last failure: {info.failures[-1].message})" if info.failures else ""

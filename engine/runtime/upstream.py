@@ -1,0 +1,203 @@
+"""Send one rendered step request and read the answer into a uniform Reply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from ..dsl.spec import AuthSpec, RequestSpec, StepSpec
+from .failures import UpstreamFailure
+from .imagetypes import sniff
+from .job import InputImage
+from .sse import iter_events
+
+MAX_BODY = 64 * 1024 * 1024  # larger upstream answers are refused, not buffered
+
+
+@dataclass(slots=True)
+class Reply:
+    """An upstream answer: status, lower-cased headers, parsed body, and raw bytes if binary."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+    url: str
+    raw: bytes | None = None
+    mime: str | None = None
+    events: list[str] = field(default_factory=list)
+    error_event: bool = False  # the stream ended with the step's error event
+
+    def envelope(self) -> dict[str, Any]:
+        return {"status": self.status, "headers": self.headers, "body": self.body}
+
+
+@dataclass(slots=True)
+class Outgoing:
+    method: str
+    url: URL
+    headers: dict[str, str]
+    data: Any = None
+    timeout: float = 60.0
+
+    def describe(self) -> str:
+        return f"{self.method} {self.url.with_query(None)}"
+
+
+def build_request(
+    spec: RequestSpec, ctx: Mapping[str, Any], base_url: str, auth: AuthSpec, key: str | None
+) -> Outgoing:
+    """Render a step's request. Pure: no I/O, so `explain` can show it."""
+    if spec.url is not None:
+        target = str(spec.url.render(ctx))
+        url = URL(target, encoded=True)
+        if not url.is_absolute():
+            url = URL(base_url + "/", encoded=True).join(url)
+    else:
+        path = str(spec.path.render(ctx)) if spec.path is not None else ""
+        url = URL(base_url + ("" if path.startswith("/") else "/") + path, encoded=True)
+    headers = {k: str(v) for k, v in spec.headers.render(ctx).items()}
+    query = {k: _query_value(v) for k, v in spec.query.render(ctx).items()}
+    if key is not None:
+        if auth.header and auth.value is not None:
+            headers[auth.header] = str(auth.value.render({**ctx, "key": key}))
+        if auth.query:
+            query[auth.query] = key
+    if query:
+        url = url.update_query(query)
+    data: Any = None
+    if spec.json is not None:
+        data = orjson.dumps(spec.json.render(ctx))
+        headers.setdefault("Content-Type", "application/json")
+    elif spec.form is not None:
+        data = {k: _query_value(v) for k, v in spec.form.render(ctx).items()}
+    elif spec.multipart is not None:
+        data = _multipart(spec, ctx)
+    elif spec.body is not None:
+        data = str(spec.body.render(ctx)).encode()
+        if spec.content_type:
+            headers.setdefault("Content-Type", spec.content_type)
+    return Outgoing(spec.method, url, headers, data, spec.timeout)
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _multipart(spec: RequestSpec, ctx: Mapping[str, Any]) -> aiohttp.FormData:
+    form = aiohttp.FormData(quote_fields=False)
+    for part in spec.multipart or ():
+        if part.value is not None:
+            value = part.value.render(ctx)
+            if value is None or value == "":
+                continue
+            form.add_field(part.name, _query_value(value) if not isinstance(value, str) else value)
+            continue
+        files = part.file.render(ctx) if part.file is not None else None
+        if files is None:
+            continue
+        for item in files if isinstance(files, list | tuple) else [files]:
+            if not isinstance(item, InputImage):
+                continue
+            name = str(part.filename.render(ctx)) if part.filename is not None else item.filename
+            form.add_field(part.name, item.data, filename=name,
+                           content_type=part.content_type or item.mime)
+    return form
+
+
+async def send(session: aiohttp.ClientSession, out: Outgoing, step: StepSpec) -> Reply:
+    """One exchange. Network problems become `timeout` / `upstream` failures."""
+    timeout = aiohttp.ClientTimeout(total=None if step.stream else out.timeout,
+                                    sock_connect=min(out.timeout, 15.0),
+                                    sock_read=out.timeout)
+    try:
+        async with session.request(out.method, out.url, headers=out.headers, data=out.data,
+                                   timeout=timeout, allow_redirects=True) as resp:
+            return await _read(resp, step)
+    except TimeoutError:
+        raise UpstreamFailure("timeout", f"{out.describe()} timed out after {out.timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure("upstream", f"{out.describe()} failed: {_client_error(exc)}") from None
+
+
+def _client_error(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+    return exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
+
+
+async def _read(resp: aiohttp.ClientResponse, step: StepSpec) -> Reply:
+    headers = {k.lower(): v for k, v in resp.headers.items()}
+    mime = resp.content_type or ""
+    url = str(resp.url)
+    mode = step.response
+    if mode == "auto":
+        mode = _mode_for(mime)
+    if mode == "sse" and resp.status < 400 and step.stream is not None:
+        return await _read_sse(resp, step, headers, url)
+    if resp.content_length is not None and resp.content_length > MAX_BODY:
+        raise UpstreamFailure("upstream", f"upstream answer too large ({resp.content_length} bytes)")
+    raw = await resp.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise UpstreamFailure("upstream", "upstream answer too large")
+    if mode == "bytes" and resp.status < 400:
+        return Reply(resp.status, headers, None, url, raw=raw, mime=sniff(raw) or mime)
+    return Reply(resp.status, headers, _parse_body(raw, resp.status, mode), url)
+
+
+def _mode_for(mime: str) -> str:
+    if mime == "text/event-stream":
+        return "sse"
+    if mime.startswith("image/") or mime == "application/octet-stream":
+        return "bytes"
+    return "json"
+
+
+class MalformedBody(str):
+    """Text that should have been JSON; kept for the error message."""
+
+
+def _parse_body(raw: bytes, status: int, mode: str) -> Any:
+    if not raw:
+        return None
+    if mode == "text":
+        return raw.decode("utf-8", errors="replace")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return MalformedBody(raw[:500].decode("utf-8", errors="replace"))
+
+
+async def _read_sse(resp: aiohttp.ClientResponse, step: StepSpec, headers: dict[str, str],
+                    url: str) -> Reply:
+    assert step.stream is not None
+    seen: list[str] = []
+    async for event in iter_events(resp.content):
+        seen.append(event.event)
+        if event.event == step.stream.done_event:
+            return Reply(resp.status, headers, _parse_body(event.data.encode(), 200, "json"),
+                         url, events=seen)
+        if step.stream.error_event and event.event == step.stream.error_event:
+            body = {"error": {"message": _sse_error_message(event.data)}}
+            return Reply(resp.status, headers, body, url, events=seen, error_event=True)
+    raise UpstreamFailure("upstream", f"event stream ended without '{step.stream.done_event}'"
+                          f" (saw: {', '.join(seen[-5:]) or 'nothing'})")
+
+
+def _sse_error_message(data: str) -> str:
+    try:
+        value = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        value = data
+    if value is None:
+        return "no details given (the upstream hides its errors)"
+    if isinstance(value, dict):
+        return str(value.get("message") or value.get("error") or value)
+    return str(value)
+

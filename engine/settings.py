@@ -1,0 +1,67 @@
+"""Process settings from CLI flags and the environment (config lives in YAML, not here)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MAX_BODY = 20 * 1024 * 1024
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def default_storage_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pixgate" / "files"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    config_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: tuple[str, ...] = ()
+    allow_anonymous: bool = False
+    public_url: str | None = None
+    storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
+    file_ttl: float = 24 * 3600
+    max_body: int = DEFAULT_MAX_BODY
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {
+            "config_dir": Path(env.get("PIXGATE_CONFIG") or "."),
+            "host": env.get("PIXGATE_HOST") or "127.0.0.1",
+            "port": int(env.get("PIXGATE_PORT") or 8080),
+            "api_keys": _csv(env.get("PIXGATE_API_KEYS")),
+            "public_url": (env.get("PIXGATE_PUBLIC_URL") or "").rstrip("/") or None,
+            "storage_dir": Path(env["PIXGATE_STORAGE_DIR"]) if env.get("PIXGATE_STORAGE_DIR")
+            else default_storage_dir(env),
+            "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
+            "env": env,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def exposure_problem(self) -> str | None:
+        """Why serving would be unsafe (open to the network without client keys), or None."""
+        if self.api_keys or self.allow_anonymous or is_loopback(self.host):
+            return None
+        return (f"refusing to listen on {self.host} without client keys: set PIXGATE_API_KEYS "
+                "(comma-separated), or pass --allow-anonymous to serve an open gateway on purpose")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
