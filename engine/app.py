@@ -44,10 +44,12 @@ def load_config(settings: Settings) -> ConfigSnapshot:
 
 def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> web.Application:
     snapshot = snapshot or load_config(settings)
-    app = web.Application(middlewares=[request_context, client_auth],
-                          client_max_size=settings.max_body)
-    state = GatewayState(snapshot=snapshot,
-                         storage=LocalStorage(settings.storage_dir, settings.file_ttl))
+    app = web.Application(
+        middlewares=[request_context, client_auth], client_max_size=settings.max_body
+    )
+    state = GatewayState(
+        snapshot=snapshot, storage=LocalStorage(settings.storage_dir, settings.file_ttl)
+    )
     app[STATE] = state
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_http_session)
@@ -67,11 +69,13 @@ def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamRespo
     """The demo upstream answers only while the live config says `demo: true`."""
 
     @web.middleware
-    async def switch(request: web.Request,
-                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def switch(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if not state.snapshot.routes.demo:
-            return ApiError(404, "the demo upstream is turned off (routes.yaml: demo: false)",
-                            code="not_found").response()
+            return ApiError(
+                404, "the demo upstream is turned off (routes.yaml: demo: false)", code="not_found"
+            ).response()
         return await handler(request)
 
     return switch
@@ -81,10 +85,18 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     """One shared ClientSession for every upstream call, with bounded connections."""
     state = app[STATE]
     connector = aiohttp.TCPConnector(limit=1024, limit_per_host=256, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                    headers={"User-Agent": "pixgate"})
-    state.start(ImageService(session=session, storage=state.storage, router=state.router,
-                             keys=state.keys))
+    session = aiohttp.ClientSession(
+        connector=connector, auto_decompress=True, headers={"User-Agent": "pixgate"}
+    )
+    state.start(
+        ImageService(
+            session=session,
+            storage=state.storage,
+            router=state.router,
+            keys=state.keys,
+            poll_scale=app[SETTINGS].poll_scale,
+        )
+    )
     try:
         yield
     finally:

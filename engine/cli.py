@@ -57,12 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="directory with routes.yaml and providers.d/ "
-                       "(env PIXGATE_CONFIG; default: current directory, else the embedded demo)")
+    serve.add_argument(
+        "--config",
+        help="directory with routes.yaml and providers.d/ "
+        "(env PIXGATE_CONFIG; default: current directory, else the embedded demo)",
+    )
     serve.add_argument("--host", help="bind address (env PIXGATE_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env PIXGATE_PORT, default 8080)")
-    serve.add_argument("--allow-anonymous", action="store_true",
-                       help="allow serving a non-loopback address without PIXGATE_API_KEYS")
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="allow serving a non-loopback address without PIXGATE_API_KEYS",
+    )
     serve.add_argument("--log-level", default=os.environ.get("PIXGATE_LOG_LEVEL", "INFO"))
 
     lint = sub.add_parser("lint", help="validate a config directory")
@@ -88,9 +94,12 @@ def _lint(args: argparse.Namespace) -> int:
             print(diag.format())
         errors, warnings = len(result.diagnostics.errors), len(result.diagnostics.warnings)
         if result.snapshot is not None:
-            print(f"ok: {len(result.snapshot.providers)} providers, "
-                  f"{len(result.snapshot.routes.routes)} routes, {warnings} warnings "
-                  f"(config version {result.snapshot.version})", file=sys.stderr)
+            print(
+                f"ok: {len(result.snapshot.providers)} providers, "
+                f"{len(result.snapshot.routes.routes)} routes, {warnings} warnings "
+                f"(config version {result.snapshot.version})",
+                file=sys.stderr,
+            )
         else:
             print(f"failed: {errors} errors, {warnings} warnings", file=sys.stderr)
     return 0 if result.ok else 1
@@ -101,11 +110,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import ConfigError, create_app
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     config_dir, embedded = resolve_config_dir(args.config)
-    settings = Settings.from_env(config_dir=config_dir, host=args.host, port=args.port,
-                                 allow_anonymous=args.allow_anonymous or None)
+    settings = Settings.from_env(
+        config_dir=config_dir,
+        host=args.host,
+        port=args.port,
+        allow_anonymous=args.allow_anonymous or None,
+    )
     problem = settings.exposure_problem()
     if problem:
         print(f"pixgate: {problem}", file=sys.stderr)
@@ -118,8 +132,9 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     where = "the embedded demo config" if embedded else str(config_dir.resolve())
-    logging.getLogger("pixgate").info("serving %s on http://%s:%d", where, settings.host,
-                                      settings.port)
+    logging.getLogger("pixgate").info(
+        "serving %s on http://%s:%d", where, settings.host, settings.port
+    )
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
     return 0
 

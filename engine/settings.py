@@ -31,6 +31,8 @@ class Settings:
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
     file_ttl: float = 24 * 3600
     max_body: int = DEFAULT_MAX_BODY
+    # Multiplies every polling interval; tests set it small. Not for production.
+    poll_scale: float = 1.0
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @classmethod
@@ -42,9 +44,11 @@ class Settings:
             "port": int(env.get("PIXGATE_PORT") or 8080),
             "api_keys": _csv(env.get("PIXGATE_API_KEYS")),
             "public_url": (env.get("PIXGATE_PUBLIC_URL") or "").rstrip("/") or None,
-            "storage_dir": Path(env["PIXGATE_STORAGE_DIR"]) if env.get("PIXGATE_STORAGE_DIR")
+            "storage_dir": Path(env["PIXGATE_STORAGE_DIR"])
+            if env.get("PIXGATE_STORAGE_DIR")
             else default_storage_dir(env),
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
+            "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
             "env": env,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -54,8 +58,10 @@ class Settings:
         """Why serving would be unsafe (open to the network without client keys), or None."""
         if self.api_keys or self.allow_anonymous or is_loopback(self.host):
             return None
-        return (f"refusing to listen on {self.host} without client keys: set PIXGATE_API_KEYS "
-                "(comma-separated), or pass --allow-anonymous to serve an open gateway on purpose")
+        return (
+            f"refusing to listen on {self.host} without client keys: set PIXGATE_API_KEYS "
+            "(comma-separated), or pass --allow-anonymous to serve an open gateway on purpose"
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -22,14 +22,22 @@ def model_list(snapshot: ConfigSnapshot) -> list[dict[str, Any]]:
     live: dict[str, bool] = {}
     for name, route in snapshot.routes.routes.items():
         live[name] = any(
-            t.weight > 0 and t.provider in snapshot.providers
+            t.weight > 0
+            and t.provider in snapshot.providers
             and snapshot.providers[t.provider].available
             and t.model in snapshot.providers[t.provider].models
-            for t in route.targets)
-    entries = [{"id": name, "object": "model", "created": created, "owned_by": f"pixgate:{name}"}
-               for name, ok in live.items() if ok]
-    entries += [{"id": alias, "object": "model", "created": created, "owned_by": f"pixgate:{target}"}
-                for alias, target in snapshot.routes.aliases.items() if live.get(target)]
+            for t in route.targets
+        )
+    entries = [
+        {"id": name, "object": "model", "created": created, "owned_by": f"pixgate:{name}"}
+        for name, ok in live.items()
+        if ok
+    ]
+    entries += [
+        {"id": alias, "object": "model", "created": created, "owned_by": f"pixgate:{target}"}
+        for alias, target in snapshot.routes.aliases.items()
+        if live.get(target)
+    ]
     return entries
 
 
@@ -40,14 +48,24 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     snapshot = request.app[STATE].snapshot
-    return json_response({"status": "ok", "version": __version__,
-                          "config_version": snapshot.version,
-                          "providers": len(snapshot.providers)})
+    return json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "config_version": snapshot.version,
+            "providers": len(snapshot.providers),
+        }
+    )
 
 
 async def index(request: web.Request) -> web.Response:
-    return json_response({"name": "pixgate", "version": __version__,
-                          "endpoints": ["/v1/images/generations", "/v1/models", "/health"]})
+    return json_response(
+        {
+            "name": "pixgate",
+            "version": __version__,
+            "endpoints": ["/v1/images/generations", "/v1/models", "/health"],
+        }
+    )
 
 
 async def files(request: web.Request) -> web.StreamResponse:
@@ -57,6 +75,11 @@ async def files(request: web.Request) -> web.StreamResponse:
     if path is None:
         raise ApiError(404, f"No such file: {name}", code="file_not_found")
     mime = MIME_BY_EXTENSION.get(path.suffix.lstrip("."), "application/octet-stream")
-    return web.FileResponse(path, headers={"Content-Type": mime,
-                                           "Cache-Control": "public, max-age=86400, immutable",
-                                           "X-Content-Type-Options": "nosniff"})
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": mime,
+            "Cache-Control": "public, max-age=86400, immutable",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

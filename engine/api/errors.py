@@ -11,9 +11,16 @@ from ..runtime.failures import CLIENT_STATUS, UpstreamFailure
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -23,10 +30,20 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code}}
-        return web.Response(status=self.status, body=orjson.dumps(body),
-                            content_type="application/json", headers=self.headers)
+        body = {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+        return web.Response(
+            status=self.status,
+            body=orjson.dumps(body),
+            content_type="application/json",
+            headers=self.headers,
+        )
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:

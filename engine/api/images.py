@@ -12,20 +12,33 @@ from ..runtime.job import ImageJob
 from ..runtime.router import UnknownModel
 from ..runtime.service import NoUpstream, Outcome, RequestInfo
 from . import params
-from .errors import ApiError, from_failure
+from .errors import ApiError, bad_request, from_failure
 from .jsonio import json_response
 from .keys import SETTINGS, STATE
 
-KNOWN_FIELDS = frozenset({
-    "prompt", "model", "n", "size", "quality", "style", "response_format", "output_format",
-    "background", "user", "seed", "negative_prompt", "stream",
-})
+KNOWN_FIELDS = frozenset(
+    {
+        "prompt",
+        "model",
+        "n",
+        "size",
+        "quality",
+        "style",
+        "response_format",
+        "output_format",
+        "background",
+        "user",
+        "seed",
+        "negative_prompt",
+        "stream",
+    }
+)
 
 
 async def generations(request: web.Request) -> web.Response:
     body = await params.read_json(request)
     if body.get("stream"):
-        raise params.bad_request("stream=true is not supported on this endpoint yet.", "stream")
+        raise bad_request("stream=true is not supported on this endpoint yet.", "stream")
     job = ImageJob(
         task="generate",
         prompt=params.prompt(body),
@@ -38,7 +51,8 @@ async def generations(request: web.Request) -> web.Response:
         negative_prompt=params.text(body, "negative_prompt"),
         response_format=params.choice(body, "response_format", ("url", "b64_json"), "url"),
         output_format=params.choice(body, "output_format", ("png", "jpeg", "webp"), "png")
-        if body.get("output_format") is not None else None,
+        if body.get("output_format") is not None
+        else None,
         background=params.text(body, "background"),
         user=params.text(body, "user"),
         extra={k: v for k, v in body.items() if k not in KNOWN_FIELDS},
@@ -57,9 +71,13 @@ async def run_job(request: web.Request, job: ImageJob) -> Outcome:
     except UnknownModel as exc:
         raise ApiError(404, str(exc), param="model", code="model_not_found") from None
     except NoUpstream as exc:
-        raise ApiError(exc.status, str(exc), param=exc.param,
-                       type="invalid_request_error" if exc.status == 400 else "server_error",
-                       code=None if exc.status == 400 else "no_upstream_available") from None
+        raise ApiError(
+            exc.status,
+            str(exc),
+            param=exc.param,
+            type="invalid_request_error" if exc.status == 400 else "server_error",
+            code=None if exc.status == 400 else "no_upstream_available",
+        ) from None
     except UpstreamFailure as failure:
         request["provider"] = failure.provider or "-"
         raise from_failure(failure) from None
@@ -82,9 +100,13 @@ def images_response(outcome: Outcome) -> dict[str, Any]:
 
 def _is_image_usage(usage: Any) -> bool:
     """Only pass usage on when it has OpenAI's ImageGenUsage shape."""
-    return isinstance(usage, dict) and all(
-        isinstance(usage.get(k), int) for k in ("input_tokens", "output_tokens", "total_tokens")
-    ) and isinstance(usage.get("input_tokens_details"), dict)
+    return (
+        isinstance(usage, dict)
+        and all(
+            isinstance(usage.get(k), int) for k in ("input_tokens", "output_tokens", "total_tokens")
+        )
+        and isinstance(usage.get("input_tokens_details"), dict)
+    )
 
 
 def outcome_headers(outcome: Outcome) -> dict[str, str]:
@@ -115,4 +137,3 @@ def self_url(request: web.Request) -> str:
         return f"http://[{host}]:{sock[1]}" if ":" in host else f"http://{host}:{sock[1]}"
     settings = request.app[SETTINGS]
     return f"http://127.0.0.1:{settings.port}"
-

@@ -9,6 +9,9 @@ import orjson
 from aiohttp import web
 
 
-def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(obj), content_type="application/json",
-                        headers=headers)
+def json_response(
+    obj: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(obj), content_type="application/json", headers=headers
+    )

@@ -39,8 +39,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if not request.path.startswith("/_demo/"):
             access_log.info(
                 "request_id=%s method=%s path=%s model=%s provider=%s status=%s duration_ms=%.1f",
-                request_id, request.method, request.path, request.get("model", "-"),
-                request.get("provider", "-"), status, (time.perf_counter() - started) * 1000)
+                request_id,
+                request.method,
+                request.path,
+                request.get("model", "-"),
+                request.get("provider", "-"),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
 
 
 async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -48,24 +54,33 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as err:
         return err.response()
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body
-        return ApiError(413, f"request body is larger than the {limit} byte limit"
-                        f" ({exc.actual_size} bytes)" if exc.actual_size else
-                        f"request body is larger than the {limit} byte limit",
-                        code="request_too_large").response()
+        return ApiError(
+            413, f"request body is larger than the {limit} byte limit", code="request_too_large"
+        ).response()
     except web.HTTPException as exc:
         if exc.status >= 400:
             message = {404: "Not found", 405: f"Method {request.method} not allowed"}.get(
-                exc.status, exc.reason)
+                exc.status, exc.reason
+            )
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status)
-            return ApiError(exc.status, f"{message}: {request.method} {request.path}"
-                            if exc.status in (404, 405) else message, code=code).response()
+            return ApiError(
+                exc.status,
+                f"{message}: {request.method} {request.path}"
+                if exc.status in (404, 405)
+                else message,
+                code=code,
+            ).response()
         raise
     except Exception:
         log.exception("unhandled error request_id=%s", request.get("request_id"))
-        return ApiError(500, "internal error in the gateway; the request id identifies it in"
-                        " the logs", type="server_error", code="internal_error").response()
+        return ApiError(
+            500,
+            "internal error in the gateway; the request id identifies it in the logs",
+            type="server_error",
+            code="internal_error",
+        ).response()
 
 
 @web.middleware
@@ -77,9 +92,14 @@ async def client_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'",
-                       type="invalid_request_error", code="missing_api_key")
+        raise ApiError(
+            401,
+            "Missing API key: send 'Authorization: Bearer <key>'",
+            type="invalid_request_error",
+            code="missing_api_key",
+        )
     if not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):
-        raise ApiError(401, "Incorrect API key provided", type="invalid_request_error",
-                       code="invalid_api_key")
+        raise ApiError(
+            401, "Incorrect API key provided", type="invalid_request_error", code="invalid_api_key"
+        )
     return await handler(request)

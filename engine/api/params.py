@@ -21,8 +21,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise bad_request("We could not parse the JSON body of your request. The body must be "
-                          "a JSON object.", code="invalid_json") from None
+        raise bad_request(
+            "We could not parse the JSON body of your request. The body must be a JSON object.",
+            code="invalid_json",
+        ) from None
     if not isinstance(body, dict):
         raise bad_request("The JSON body must be an object.", code="invalid_json")
     return body
@@ -31,7 +33,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 def prompt(body: dict[str, Any]) -> str:
     value = body.get("prompt")
     if value is None:
-        raise bad_request("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
+        raise bad_request(
+            "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter"
+        )
     if not isinstance(value, str) or not value.strip():
         raise bad_request("'prompt' must be a non-empty string.", "prompt")
     if len(value) > MAX_PROMPT:
@@ -59,10 +63,13 @@ def size(body: dict[str, Any]) -> tuple[int, int] | None:
     try:
         width, height = parse_size(value)
     except ValueError:
-        raise bad_request(f"Invalid 'size' {value!r}: use WIDTHxHEIGHT like '1024x1024', or 'auto'.",
-                          "size") from None
+        raise bad_request(
+            f"Invalid 'size' {value!r}: use WIDTHxHEIGHT like '1024x1024', or 'auto'.", "size"
+        ) from None
     if not (16 <= width <= 8192 and 16 <= height <= 8192):
-        raise bad_request(f"Invalid 'size' {value!r}: each side must be between 16 and 8192.", "size")
+        raise bad_request(
+            f"Invalid 'size' {value!r}: each side must be between 16 and 8192.", "size"
+        )
     return width, height
 
 
@@ -71,8 +78,9 @@ def choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: s
     if value is None:
         return default
     if value not in allowed:
-        raise bad_request(f"Invalid value {value!r} for '{name}': expected one of "
-                          f"{', '.join(allowed)}.", name)
+        raise bad_request(
+            f"Invalid value {value!r} for '{name}': expected one of {', '.join(allowed)}.", name
+        )
     return str(value)
 
 

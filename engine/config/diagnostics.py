@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
 
-# Stable codes: CI scripts and docs refer to them, so never renumber. docs/diagnostics.md lists them.
+# Stable codes: CI scripts and docs refer to them, so never renumber (docs/diagnostics.md).
 CODES: dict[str, str] = {
     "E001": "YAML syntax error",
     "E002": "file is not a YAML mapping, or cannot be read",

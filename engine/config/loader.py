@@ -84,22 +84,33 @@ class _Doc:
             return None
         if not validate(schema, data, lambda p, m: self.report(p, "E101", m)):
             return None
-        return interpolate_tree(
-            data, env,
-            lambda p, name: self.report(p, "E102", f"environment variable {name} is not set"
-                                        " (give a default with ${" + name + ":-default})"),
-        )  # type: ignore[no-any-return]
+        result: dict[str, Any] = interpolate_tree(
+            data,
+            env,
+            lambda p, name: self.report(
+                p,
+                "E102",
+                f"environment variable {name} is not set"
+                " (give a default with ${" + name + ":-default})",
+            ),
+        )
+        return result
 
 
-def build_snapshot(directory: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> BuildResult:
+def build_snapshot(
+    directory: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> BuildResult:
     env = os.environ if env is None else env
     root = FsPath(directory)
     result = BuildResult(snapshot=None)
     diags = result.diagnostics
     providers: dict[str, ProviderSpec] = {}
     provider_dir = root / "providers.d"
-    provider_files = sorted({p for g in PROVIDER_GLOBS for p in provider_dir.glob(g)}) \
-        if provider_dir.is_dir() else []
+    provider_files = (
+        sorted({p for g in PROVIDER_GLOBS for p in provider_dir.glob(g)})
+        if provider_dir.is_dir()
+        else []
+    )
     failed = False
     first_seen: dict[str, str] = {}
     for file in provider_files:
@@ -110,17 +121,28 @@ def build_snapshot(directory: str | os.PathLike[str], env: Mapping[str, str] | N
         if data is not None:
             spec = compile_provider(data, rel, doc.report)
             if data.get("id") != file.stem:
-                doc.report(("id",), "E104", f"id '{data.get('id')}' differs from file name "
-                           f"'{file.name}'; rename one so they match")
+                doc.report(
+                    ("id",),
+                    "E104",
+                    f"id '{data.get('id')}' differs from file name "
+                    f"'{file.name}'; rename one so they match",
+                )
             if data.get("id") in first_seen:
-                doc.report(("id",), "E103", f"provider id '{data['id']}' is already defined in "
-                           f"{first_seen[data['id']]}")
+                doc.report(
+                    ("id",),
+                    "E103",
+                    f"provider id '{data['id']}' is already defined in {first_seen[data['id']]}",
+                )
             first_seen.setdefault(data.get("id", ""), rel)
             if spec is not None and not doc.failed:
                 providers[spec.id] = spec
                 if not spec.available:
-                    doc.report(("auth", "keys"), "W401", f"no keys configured (set "
-                               f"{_env_name(spec.id)}_API_KEYS); provider is unavailable")
+                    doc.report(
+                        ("auth", "keys"),
+                        "W401",
+                        f"no keys configured (set "
+                        f"{_env_name(spec.id)}_API_KEYS); provider is unavailable",
+                    )
         failed = failed or doc.failed
 
     routes_file = root / "routes.yaml"

@@ -42,7 +42,8 @@ def validate(name: str, doc: Any, report: Callable[[Path, str], None]) -> bool:
 def _explain(error: ValidationError) -> Iterator[tuple[Path, str]]:
     path: Path = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
         for key in error.instance:
             if key not in allowed:
                 hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""

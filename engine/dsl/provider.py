@@ -112,13 +112,14 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
         name: _model(c, name, spec or {}, params, ("models", name))
         for name, spec in doc["models"].items()
     }
-    tasks = {
-        name: _task(c, spec, ("tasks", name))
-        for name, spec in doc["tasks"].items()
-    }
+    tasks = {name: _task(c, spec, ("tasks", name)) for name, spec in doc["tasks"].items()}
     for name, model in models.items():
         for task in sorted(model.tasks - tasks.keys()):
-            c.error(("models", name, "tasks"), "E101", f"model serves '{task}' but tasks has no '{task}'")
+            c.error(
+                ("models", name, "tasks"),
+                "E101",
+                f"model serves '{task}' but tasks has no '{task}'",
+            )
     rules = []
     for i, rule in enumerate(doc.get("errors") or []):
         when = c.expr(rule["when"], ("errors", i, "when"))
@@ -193,6 +194,7 @@ def _model(
         tasks=frozenset(raw.get("tasks") or ["generate"]),
         sizes=SizeRule(**rule_args),
         max_n=int(raw.get("max_n", 4)),
+        images_per_call=int(raw["images_per_call"]) if "images_per_call" in raw else None,
         params={**provider_params, **(raw.get("params") or {})},
     )
 
@@ -214,26 +216,38 @@ def _task(c: _Compiler, raw: dict[str, Any], path: Path) -> TaskSpec:
     )
 
 
-def _check_step_refs(c: _Compiler, raw: dict[str, Any], seen: dict[str, set[str]], path: Path) -> None:
+def _check_step_refs(
+    c: _Compiler, raw: dict[str, Any], seen: dict[str, set[str]], path: Path
+) -> None:
     refs = step_refs(template_sources(raw.get("request")))
     for step_name, variables in sorted(refs.items()):
         if step_name not in seen:
-            c.error((*path, "request"), "E203",
-                    f"steps.{step_name}: no earlier step named '{step_name}'")
+            c.error(
+                (*path, "request"),
+                "E203",
+                f"steps.{step_name}: no earlier step named '{step_name}'",
+            )
             continue
         for var in sorted(variables - seen[step_name]):
-            c.error((*path, "request"), "E203",
-                    f"steps.{step_name}.{var}: step '{step_name}' extracts no '{var}'")
+            c.error(
+                (*path, "request"),
+                "E203",
+                f"steps.{step_name}.{var}: step '{step_name}' extracts no '{var}'",
+            )
 
 
 def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:
     request = _request(c, raw["request"], (*path, "request"))
     stream_raw = raw.get("stream")
-    stream = StreamSpec(
-        done_event=stream_raw["done_event"],
-        error_event=stream_raw.get("error_event"),
-        progress_event=stream_raw.get("progress_event"),
-    ) if stream_raw else None
+    stream = (
+        StreamSpec(
+            done_event=stream_raw["done_event"],
+            error_event=stream_raw.get("error_event"),
+            progress_event=stream_raw.get("progress_event"),
+        )
+        if stream_raw
+        else None
+    )
     response = raw.get("response", "sse" if stream else "auto")
     extract = []
     for var, source in (raw.get("extract") or {}).items():
@@ -273,13 +287,15 @@ def _request(c: _Compiler, raw: dict[str, Any], path: Path) -> RequestSpec:
         parts = []
         for i, part in enumerate(raw["multipart"]):
             ppath = (*path, "multipart", i)
-            parts.append(PartSpec(
-                name=part["name"],
-                value=c.text(part.get("value"), (*ppath, "value")),
-                file=c.text(part.get("file"), (*ppath, "file")),
-                filename=c.text(part.get("filename"), (*ppath, "filename")),
-                content_type=part.get("content_type"),
-            ))
+            parts.append(
+                PartSpec(
+                    name=part["name"],
+                    value=c.text(part.get("value"), (*ppath, "value")),
+                    file=c.text(part.get("file"), (*ppath, "file")),
+                    filename=c.text(part.get("filename"), (*ppath, "filename")),
+                    content_type=part.get("content_type"),
+                )
+            )
         multipart = tuple(parts)
     return RequestSpec(
         method=raw.get("method", "POST"),

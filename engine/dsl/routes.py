@@ -23,18 +23,33 @@ def compile_routes(
             tpath = (*path, "targets", i)
             provider = providers.get(t["provider"])
             if provider is None:
-                report((*tpath, "provider"), "E301", f"unknown provider '{t['provider']}'"
-                       f" (known: {', '.join(sorted(providers)) or 'none'})")
+                report(
+                    (*tpath, "provider"),
+                    "E301",
+                    f"unknown provider '{t['provider']}'"
+                    f" (known: {', '.join(sorted(providers)) or 'none'})",
+                )
             elif t["model"] not in provider.models:
-                report((*tpath, "model"), "E302", f"provider '{provider.id}' declares no model"
-                       f" '{t['model']}' (declared: {', '.join(sorted(provider.models))})")
+                report(
+                    (*tpath, "model"),
+                    "E302",
+                    f"provider '{provider.id}' declares no model"
+                    f" '{t['model']}' (declared: {', '.join(sorted(provider.models))})",
+                )
             elif not provider.available:
-                report((*tpath, "provider"), "W402",
-                       f"provider '{provider.id}' has no keys; this target is skipped")
-            targets.append(TargetSpec(
-                provider=t["provider"], model=t["model"],
-                weight=float(t.get("weight", 1)), priority=int(t.get("priority", 0)),
-            ))
+                report(
+                    (*tpath, "provider"),
+                    "W402",
+                    f"provider '{provider.id}' has no keys; this target is skipped",
+                )
+            targets.append(
+                TargetSpec(
+                    provider=t["provider"],
+                    model=t["model"],
+                    weight=float(t.get("weight", 1)),
+                    priority=int(t.get("priority", 0)),
+                )
+            )
         timeout = None
         if raw.get("timeout") is not None:
             try:
@@ -56,8 +71,11 @@ def compile_routes(
     aliases: dict[str, str] = {}
     for alias, target in (doc.get("aliases") or {}).items():
         if alias in routes:
-            report(("aliases", alias), "E303",
-                   f"'{alias}' is both a route and an alias; /v1/models would be ambiguous")
+            report(
+                ("aliases", alias),
+                "E303",
+                f"'{alias}' is both a route and an alias; /v1/models would be ambiguous",
+            )
         elif target not in routes:
             report(("aliases", alias), "E304", f"alias points at unknown route '{target}'")
         else:
@@ -70,5 +88,6 @@ def compile_routes(
             defaults[task] = aliases[target]
         else:
             report(("defaults", task), "E304", f"default names unknown route '{target}'")
-    return RoutesSpec(routes=routes, aliases=aliases, defaults=defaults,
-                      demo=bool(doc.get("demo", True)))
+    return RoutesSpec(
+        routes=routes, aliases=aliases, defaults=defaults, demo=bool(doc.get("demo", True))
+    )

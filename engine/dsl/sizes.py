@@ -13,7 +13,17 @@ _RATIO = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
 
 # Ratios a chat prompt may end with; also what `size.aspect` reports (the nearest of these).
 STANDARD_RATIOS: tuple[str, ...] = (
-    "1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "21:9", "9:21", "4:5", "5:4",
+    "1:1",
+    "16:9",
+    "9:16",
+    "3:2",
+    "2:3",
+    "4:3",
+    "3:4",
+    "21:9",
+    "9:21",
+    "4:5",
+    "5:4",
 )
 
 
@@ -43,7 +53,9 @@ def nearest_ratio(width: int, height: int) -> str:
     )
 
 
-def size_for_ratio(ratio: tuple[int, int], area: int = 1024 * 1024, multiple: int = 64) -> tuple[int, int]:
+def size_for_ratio(
+    ratio: tuple[int, int], area: int = 1024 * 1024, multiple: int = 64
+) -> tuple[int, int]:
     """A size of about `area` pixels with the given aspect ratio."""
     w, h = ratio
     width = math.sqrt(area * w / h)
@@ -52,7 +64,7 @@ def size_for_ratio(ratio: tuple[int, int], area: int = 1024 * 1024, multiple: in
 
 
 def _round_to(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+    return max(multiple, round(value / multiple) * multiple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +81,12 @@ class Size:
         return nearest_ratio(self.width, self.height)
 
     def as_context(self) -> dict[str, object]:
-        return {"width": self.width, "height": self.height, "text": self.text, "aspect": self.aspect}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "text": self.text,
+            "aspect": self.aspect,
+        }
 
 
 def fit_size(requested: tuple[int, int] | None, rule: SizeRule) -> tuple[int, int]:
@@ -78,7 +95,7 @@ def fit_size(requested: tuple[int, int] | None, rule: SizeRule) -> tuple[int, in
         requested = rule.default
     if rule.choices:
         return min(rule.choices, key=lambda c: _distance(requested, c))
-    width, height = requested
+    width, height = float(requested[0]), float(requested[1])
     lo, hi = rule.min, rule.max
     if hi is not None and (width > hi[0] or height > hi[1]):
         scale = min(hi[0] / width, hi[1] / height)

@@ -11,7 +11,13 @@ from .templates import MapNode, Renderable
 
 TASKS = ("generate", "edit", "blend", "variation")
 FAILURE_KINDS = (
-    "rate_limited", "bad_key", "quota", "content_policy", "bad_request", "upstream", "timeout",
+    "rate_limited",
+    "bad_key",
+    "quota",
+    "content_policy",
+    "bad_request",
+    "upstream",
+    "timeout",
 )
 
 
@@ -34,6 +40,7 @@ class ModelSpec:
     max_n: int
     params: dict[str, Any]
     title: str = ""
+    images_per_call: int | None = None  # overrides the task's when set
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,30 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 # Every name a template may use. Documented in docs/providers.md; `lint` rejects others.
 CONTEXT_NAMES: frozenset[str] = frozenset(
     {
-        "prompt", "negative_prompt", "model", "n", "total_n", "call_index", "size",
-        "quality", "style", "seed", "response_format", "output_format", "background",
-        "user", "images", "image", "mask", "extra", "params", "key", "request_id", "steps",
+        "prompt",
+        "negative_prompt",
+        "model",
+        "n",
+        "total_n",
+        "call_index",
+        "size",
+        "quality",
+        "style",
+        "seed",
+        "response_format",
+        "output_format",
+        "background",
+        "user",
+        "images",
+        "image",
+        "mask",
+        "extra",
+        "params",
+        "key",
+        "request_id",
+        "steps",
         "task",
+        "random_seed",
     }
 )
 
@@ -133,10 +153,12 @@ class MapNode:
 
 @dataclass(frozen=True, slots=True)
 class ListNode:
+    """Lists keep every item, None included: positional inputs (Gradio `data`) must not shift."""
+
     items: tuple[Renderable, ...]
 
     def render(self, ctx: Mapping[str, Any]) -> list[Any]:
-        return [v for v in (node.render(ctx) for node in self.items) if v is not None]
+        return [node.render(ctx) for node in self.items]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +190,7 @@ def compile_text(source: str, *, url: bool = False) -> Renderable:
         raise TemplateError("E201", f"template syntax: {exc.message}") from None
 
 
-def compile_tree(value: Any, *, strings_native: bool = True) -> Renderable:
+def compile_tree(value: Any) -> Renderable:
     """A JSON-like structure whose string leaves may be templates."""
     if isinstance(value, dict):
         return MapNode(tuple((str(k), compile_tree(v)) for k, v in value.items()))

@@ -50,6 +50,7 @@ class Executor:
     base_url: str
     key: str | None
     on_progress: ProgressFn | None = None
+    poll_scale: float = 1.0
 
     async def run(self, task: TaskSpec, ctx: dict[str, Any]) -> CallResult:
         steps: dict[str, dict[str, Any]] = {}
@@ -84,17 +85,19 @@ class Executor:
             else:
                 transient = 0
                 if step.fail_if is not None and step.fail_if.truthy(reply.body):
-                    raise UpstreamFailure(step.fail_kind, self._message(step, reply, "task failed"),
-                                          reply.status)
+                    raise UpstreamFailure(
+                        step.fail_kind, self._message(step, reply, "task failed"), reply.status
+                    )
                 if step.until.truthy(reply.body):
                     return reply
                 if step.progress is not None and self.on_progress is not None:
                     self.on_progress(step.progress.search(reply.body))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise UpstreamFailure("timeout", f"step '{step.name}' did not finish within "
-                                      f"{step.timeout:g}s")
-            await asyncio.sleep(min(interval, remaining))
+                raise UpstreamFailure(
+                    "timeout", f"step '{step.name}' did not finish within {step.timeout:g}s"
+                )
+            await asyncio.sleep(min(interval * self.poll_scale, remaining))
             interval = min(interval * step.backoff, max(step.max_every, step.every))
 
     def _check(self, step: StepSpec, reply: Reply) -> None:
@@ -104,21 +107,30 @@ class Executor:
             if rule.when.truthy(envelope):
                 message = rule.message.search(envelope) if rule.message else None
                 raise UpstreamFailure(
-                    rule.kind, self._message(step, reply, "", str(message) if message else None),
-                    reply.status, _retry_after(reply.headers))
+                    rule.kind,
+                    self._message(step, reply, "", str(message) if message else None),
+                    reply.status,
+                    _retry_after(reply.headers),
+                )
         kind = kind_for_status(reply.status)
         if kind is None and reply.error_event:
             kind = "upstream"
         if kind is None and isinstance(reply.body, MalformedBody):
             kind = "upstream"
-            raise UpstreamFailure(kind, f"malformed answer from upstream: {reply.body[:200]!r}",
-                                  reply.status)
+            raise UpstreamFailure(
+                kind, f"malformed answer from upstream: {reply.body[:200]!r}", reply.status
+            )
         if kind is not None:
-            raise UpstreamFailure(kind, self._message(step, reply, f"HTTP {reply.status}"),
-                                  reply.status, _retry_after(reply.headers))
+            raise UpstreamFailure(
+                kind,
+                self._message(step, reply, f"HTTP {reply.status}"),
+                reply.status,
+                _retry_after(reply.headers),
+            )
 
-    def _message(self, step: StepSpec, reply: Reply, fallback: str,
-                 explicit: str | None = None) -> str:
+    def _message(
+        self, step: StepSpec, reply: Reply, fallback: str, explicit: str | None = None
+    ) -> str:
         text = explicit
         body = reply.body
         if text is None and step.error_message is not None and not isinstance(body, MalformedBody):

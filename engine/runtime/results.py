@@ -29,7 +29,9 @@ class ResultContext:
     auth_headers: dict[str, str] | None = None
 
 
-async def to_client(ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext) -> dict[str, str]:
+async def to_client(
+    ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext
+) -> dict[str, str]:
     """One `data[]` item: `{"url": ...}` or `{"b64_json": ...}`."""
     if response_format == "b64_json":
         if ref.kind == "b64":
@@ -58,8 +60,9 @@ async def download(url: str, ctx: ResultContext) -> bytes:
     try:
         async with ctx.session.get(url, headers=headers, timeout=timeout) as resp:
             if resp.status >= 400:
-                raise UpstreamFailure("upstream", f"downloading the result failed: HTTP {resp.status}",
-                                      resp.status)
+                raise UpstreamFailure(
+                    "upstream", f"downloading the result failed: HTTP {resp.status}", resp.status
+                )
             if resp.content_length and resp.content_length > ctx.max_download:
                 raise UpstreamFailure("upstream", "result image is larger than the download limit")
             chunks: list[bytes] = []
@@ -67,13 +70,17 @@ async def download(url: str, ctx: ResultContext) -> bytes:
             async for chunk in resp.content.iter_chunked(256 * 1024):
                 size += len(chunk)
                 if size > ctx.max_download:
-                    raise UpstreamFailure("upstream", "result image is larger than the download limit")
+                    raise UpstreamFailure(
+                        "upstream", "result image is larger than the download limit"
+                    )
                 chunks.append(chunk)
             return b"".join(chunks)
     except TimeoutError:
         raise UpstreamFailure("timeout", "downloading the result timed out") from None
     except aiohttp.ClientError as exc:
-        raise UpstreamFailure("upstream", f"downloading the result failed: {exc.__class__.__name__}") from None
+        raise UpstreamFailure(
+            "upstream", f"downloading the result failed: {exc.__class__.__name__}"
+        ) from None
 
 
 async def _encode(data: bytes) -> str:

@@ -71,8 +71,9 @@ class Router:
             queue.extend(route.fallbacks)
         return plan
 
-    def _add(self, plan: Plan, snapshot: ConfigSnapshot, route: RouteSpec, target: TargetSpec,
-             task: str) -> None:
+    def _add(
+        self, plan: Plan, snapshot: ConfigSnapshot, route: RouteSpec, target: TargetSpec, task: str
+    ) -> None:
         provider = snapshot.providers.get(target.provider)
         model = provider.models.get(target.model) if provider else None
         if provider is None or model is None:
@@ -89,8 +90,9 @@ class Router:
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = [t for t in route.targets]
         if route.strategy == "round_robin":
-            cursor = self._rr.setdefault((route.name, len(targets)),
-                                         itertools.cycle(range(len(targets))))
+            cursor = self._rr.setdefault(
+                (route.name, len(targets)), itertools.cycle(range(len(targets)))
+            )
             start = next(cursor)
             return targets[start:] + targets[:start]
         if route.strategy == "weighted":
@@ -98,7 +100,9 @@ class Router:
         by_priority: dict[int, list[TargetSpec]] = {}
         for t in targets:
             by_priority.setdefault(t.priority, []).append(t)
-        return [t for p in sorted(by_priority, reverse=True) for t in self._weighted(by_priority[p])]
+        return [
+            t for p in sorted(by_priority, reverse=True) for t in self._weighted(by_priority[p])
+        ]
 
     def _weighted(self, targets: list[TargetSpec]) -> list[TargetSpec]:
         """A random order where earlier places go to heavier targets (weight 0 last; skipped)."""

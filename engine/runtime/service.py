@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,7 @@ class ImageService:
     router: Router
     keys: KeyPools
     max_download: int = 50 * 1024 * 1024
+    poll_scale: float = 1.0  # tests shrink polling intervals; 1.0 in production
 
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
         plan = self.router.plan(snapshot, job.model, job.task)
@@ -74,19 +76,29 @@ class ImageService:
         if not attempts:
             if plan.attempts:
                 most = max(a.model.max_n for a in plan.attempts)
-                raise NoUpstream(f"n must be at most {most} for model '{job.model or plan.route.name}'",
-                                 400, "n")
-            reasons = "; ".join(f"{s.target.provider}/{s.target.model}: {s.reason}" for s in plan.skipped)
-            raise NoUpstream(f"no upstream can serve '{plan.route.name}' for {job.task} right now"
-                             + (f" ({reasons})" if reasons else ""))
+                raise NoUpstream(
+                    f"n must be at most {most} for model '{job.model or plan.route.name}'", 400, "n"
+                )
+            reasons = "; ".join(
+                f"{s.target.provider}/{s.target.model}: {s.reason}" for s in plan.skipped
+            )
+            raise NoUpstream(
+                f"no upstream can serve '{plan.route.name}' for {job.task} right now"
+                + (f" ({reasons})" if reasons else "")
+            )
         deadline = plan.route.timeout or (
-            POLLING_DEADLINE if any(a.provider.tasks[job.task].polls for a in attempts) else SYNC_DEADLINE)
+            POLLING_DEADLINE
+            if any(a.provider.tasks[job.task].polls for a in attempts)
+            else SYNC_DEADLINE
+        )
         try:
             async with asyncio.timeout(deadline):
                 return await self._failover(job, attempts, info)
         except TimeoutError:
-            raise UpstreamFailure("timeout", f"no upstream finished within the {deadline:g}s deadline"
-                                  + _last_reason(info)) from None
+            raise UpstreamFailure(
+                "timeout",
+                f"no upstream finished within the {deadline:g}s deadline" + _last_reason(info),
+            ) from None
 
     async def _failover(self, job: ImageJob, attempts: list[Attempt], info: RequestInfo) -> Outcome:
         for attempt in attempts:
@@ -97,43 +109,74 @@ class ImageService:
                 except UpstreamFailure as failure:
                     failure.provider = attempt.provider.id
                     info.failures.append(failure)
-                    log.info("attempt failed request_id=%s provider=%s kind=%s: %s",
-                             info.request_id, attempt.provider.id, failure.kind, failure.message)
+                    log.info(
+                        "attempt failed request_id=%s provider=%s kind=%s: %s",
+                        info.request_id,
+                        attempt.provider.id,
+                        failure.kind,
+                        failure.message,
+                    )
                     if failure.kind in FINAL_KINDS:
                         raise
                     if failure.kind not in KEY_KINDS:
                         break  # another key will not help; next target
         raise _most_informative(info.failures)
 
-    async def _attempt(self, job: ImageJob, attempt: Attempt, key: str | None,
-                       info: RequestInfo) -> Outcome:
+    async def _attempt(
+        self, job: ImageJob, attempt: Attempt, key: str | None, info: RequestInfo
+    ) -> Outcome:
         provider, model = attempt.provider, attempt.model
         task = provider.tasks[job.task]
         fitted = fit_size(job.size, model.sizes)
         size = Size(*fitted)
-        base_url = provider.base_url if not provider.on_gateway else info.self_url + provider.base_url
-        executor = Executor(self.session, provider, base_url, key, info.on_progress)
+        base_url = (
+            provider.base_url if not provider.on_gateway else info.self_url + provider.base_url
+        )
+        executor = Executor(
+            self.session, provider, base_url, key, info.on_progress, self.poll_scale
+        )
         base_ctx: dict[str, Any] = {
-            "task": job.task, "prompt": job.prompt, "negative_prompt": job.negative_prompt,
-            "model": model.name, "total_n": job.n, "size": size.as_context(),
-            "quality": job.quality, "style": job.style, "response_format": job.response_format,
-            "output_format": job.output_format, "background": job.background, "user": job.user,
-            "images": job.images, "image": job.images[0] if job.images else None,
-            "mask": job.mask, "extra": job.extra, "params": model.params, "key": key,
+            "task": job.task,
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
+            "model": model.name,
+            "total_n": job.n,
+            "size": size.as_context(),
+            "quality": job.quality,
+            "style": job.style,
+            "response_format": job.response_format,
+            "output_format": job.output_format,
+            "background": job.background,
+            "user": job.user,
+            "images": job.images,
+            "image": job.images[0] if job.images else None,
+            "mask": job.mask,
+            "extra": job.extra,
+            "params": model.params,
+            "key": key,
             "request_id": info.request_id,
         }
-        per_call = task.images_per_call
+        per_call = model.images_per_call or task.images_per_call
         counts = [min(per_call, job.n - i) for i in range(0, job.n, per_call)]
         gate = asyncio.Semaphore(task.parallel)
 
         async def call(index: int, count: int) -> CallResult:
             seed = job.seed + index if job.seed is not None and index else job.seed
             async with gate:
-                return await executor.run(task, {**base_ctx, "n": count, "call_index": index,
-                                                 "seed": seed})
+                return await executor.run(
+                    task,
+                    {
+                        **base_ctx,
+                        "n": count,
+                        "call_index": index,
+                        "seed": seed,
+                        "random_seed": secrets.randbelow(2**31),
+                    },
+                )
 
-        results = await asyncio.gather(*(call(i, c) for i, c in enumerate(counts)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(call(i, c) for i, c in enumerate(counts)), return_exceptions=True
+        )
         images: list[ImageRef] = []
         failures: list[UpstreamFailure] = []
         for r in results:
@@ -149,23 +192,43 @@ class ImageService:
         data = await self._normalise(job, attempt, key, base_url, images, info)
         first = next((r for r in results if isinstance(r, CallResult)), CallResult())
         return Outcome(
-            data=data, route=attempt.route, provider=provider.id, model=model.name,
-            attempts=info.attempts, failed=job.n - len(data),
-            revised_prompt=first.revised_prompt, usage=first.usage,
-            size=size, size_adjusted=job.size is not None and job.size != fitted,
+            data=data,
+            route=attempt.route,
+            provider=provider.id,
+            model=model.name,
+            attempts=info.attempts,
+            failed=job.n - len(data),
+            revised_prompt=first.revised_prompt,
+            usage=first.usage,
+            size=size,
+            size_adjusted=job.size is not None and job.size != fitted,
         )
 
-    async def _normalise(self, job: ImageJob, attempt: Attempt, key: str | None, base_url: str,
-                         images: list[ImageRef], info: RequestInfo) -> list[dict[str, str]]:
+    async def _normalise(
+        self,
+        job: ImageJob,
+        attempt: Attempt,
+        key: str | None,
+        base_url: str,
+        images: list[ImageRef],
+        info: RequestInfo,
+    ) -> list[dict[str, str]]:
         provider = attempt.provider
         auth_headers = None
         if key and provider.auth.header and provider.auth.value is not None:
             auth_headers = {provider.auth.header: str(provider.auth.value.render({"key": key}))}
-        ctx = ResultContext(self.session, self.storage, info.public_url, self.max_download,
-                            auth_host=URL(base_url).host, auth_headers=auth_headers)
+        ctx = ResultContext(
+            self.session,
+            self.storage,
+            info.public_url,
+            self.max_download,
+            auth_host=URL(base_url).host,
+            auth_headers=auth_headers,
+        )
         outs = await asyncio.gather(
             *(to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         data = [o for o in outs if isinstance(o, dict)]
         errors = [o for o in outs if isinstance(o, BaseException)]
         for err in errors:
@@ -185,8 +248,9 @@ def _most_informative(failures: list[UpstreamFailure]) -> UpstreamFailure:
     if all(f.kind == "rate_limited" for f in failures):
         waits = [f.retry_after for f in failures if f.retry_after is not None]
         last = failures[-1]
-        return UpstreamFailure("rate_limited", last.message, last.status,
-                               min(waits) if waits else None, last.provider)
+        return UpstreamFailure(
+            "rate_limited", last.message, last.status, min(waits) if waits else None, last.provider
+        )
     return failures[-1]
 
 

@@ -14,7 +14,9 @@ class SseEvent:
     data: str
 
 
-async def iter_events(content: aiohttp.StreamReader, max_line: int = 16 * 1024 * 1024) -> AsyncIterator[SseEvent]:
+async def iter_events(
+    content: aiohttp.StreamReader, max_line: int = 16 * 1024 * 1024
+) -> AsyncIterator[SseEvent]:
     """Yield events as they complete (blank-line separated); comments are skipped."""
     event = "message"
     data: list[str] = []

@@ -106,24 +106,37 @@ def _multipart(spec: RequestSpec, ctx: Mapping[str, Any]) -> aiohttp.FormData:
             if not isinstance(item, InputImage):
                 continue
             name = str(part.filename.render(ctx)) if part.filename is not None else item.filename
-            form.add_field(part.name, item.data, filename=name,
-                           content_type=part.content_type or item.mime)
+            form.add_field(
+                part.name, item.data, filename=name, content_type=part.content_type or item.mime
+            )
     return form
 
 
 async def send(session: aiohttp.ClientSession, out: Outgoing, step: StepSpec) -> Reply:
     """One exchange. Network problems become `timeout` / `upstream` failures."""
-    timeout = aiohttp.ClientTimeout(total=None if step.stream else out.timeout,
-                                    sock_connect=min(out.timeout, 15.0),
-                                    sock_read=out.timeout)
+    timeout = aiohttp.ClientTimeout(
+        total=None if step.stream else out.timeout,
+        sock_connect=min(out.timeout, 15.0),
+        sock_read=out.timeout,
+    )
     try:
-        async with session.request(out.method, out.url, headers=out.headers, data=out.data,
-                                   timeout=timeout, allow_redirects=True) as resp:
+        async with session.request(
+            out.method,
+            out.url,
+            headers=out.headers,
+            data=out.data,
+            timeout=timeout,
+            allow_redirects=True,
+        ) as resp:
             return await _read(resp, step)
     except TimeoutError:
-        raise UpstreamFailure("timeout", f"{out.describe()} timed out after {out.timeout:g}s") from None
+        raise UpstreamFailure(
+            "timeout", f"{out.describe()} timed out after {out.timeout:g}s"
+        ) from None
     except aiohttp.ClientError as exc:
-        raise UpstreamFailure("upstream", f"{out.describe()} failed: {_client_error(exc)}") from None
+        raise UpstreamFailure(
+            "upstream", f"{out.describe()} failed: {_client_error(exc)}"
+        ) from None
 
 
 def _client_error(exc: aiohttp.ClientError) -> str:
@@ -142,7 +155,9 @@ async def _read(resp: aiohttp.ClientResponse, step: StepSpec) -> Reply:
     if mode == "sse" and resp.status < 400 and step.stream is not None:
         return await _read_sse(resp, step, headers, url)
     if resp.content_length is not None and resp.content_length > MAX_BODY:
-        raise UpstreamFailure("upstream", f"upstream answer too large ({resp.content_length} bytes)")
+        raise UpstreamFailure(
+            "upstream", f"upstream answer too large ({resp.content_length} bytes)"
+        )
     raw = await resp.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise UpstreamFailure("upstream", "upstream answer too large")
@@ -174,20 +189,29 @@ def _parse_body(raw: bytes, status: int, mode: str) -> Any:
         return MalformedBody(raw[:500].decode("utf-8", errors="replace"))
 
 
-async def _read_sse(resp: aiohttp.ClientResponse, step: StepSpec, headers: dict[str, str],
-                    url: str) -> Reply:
+async def _read_sse(
+    resp: aiohttp.ClientResponse, step: StepSpec, headers: dict[str, str], url: str
+) -> Reply:
     assert step.stream is not None
     seen: list[str] = []
     async for event in iter_events(resp.content):
         seen.append(event.event)
         if event.event == step.stream.done_event:
-            return Reply(resp.status, headers, _parse_body(event.data.encode(), 200, "json"),
-                         url, events=seen)
+            return Reply(
+                resp.status,
+                headers,
+                _parse_body(event.data.encode(), 200, "json"),
+                url,
+                events=seen,
+            )
         if step.stream.error_event and event.event == step.stream.error_event:
             body = {"error": {"message": _sse_error_message(event.data)}}
             return Reply(resp.status, headers, body, url, events=seen, error_event=True)
-    raise UpstreamFailure("upstream", f"event stream ended without '{step.stream.done_event}'"
-                          f" (saw: {', '.join(seen[-5:]) or 'nothing'})")
+    raise UpstreamFailure(
+        "upstream",
+        f"event stream ended without '{step.stream.done_event}'"
+        f" (saw: {', '.join(seen[-5:]) or 'nothing'})",
+    )
 
 
 def _sse_error_message(data: str) -> str:
@@ -200,4 +224,3 @@ def _sse_error_message(data: str) -> str:
     if isinstance(value, dict):
         return str(value.get("message") or value.get("error") or value)
     return str(value)
-
