@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from . import __version__
@@ -20,7 +19,7 @@ def bundled_config_dir() -> Path:
     checkout = Path(__file__).resolve().parents[1]
     if (checkout / "routes.yaml").is_file() and (checkout / "providers.d").is_dir():
         return checkout
-    return Path(str(resources.files("engine.bundled")))
+    return Path(__file__).resolve().parent / "bundled"
 
 
 def resolve_config_dir(explicit: str | None) -> tuple[Path, bool]:

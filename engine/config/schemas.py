@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -20,7 +19,7 @@ def schema_dir() -> FsPath:
     checkout = FsPath(__file__).resolve().parents[2] / "schemas"
     if (checkout / "provider.schema.json").is_file():
         return checkout
-    return FsPath(str(resources.files("engine.bundled.schemas")))
+    return FsPath(__file__).resolve().parents[1] / "bundled" / "schemas"
 
 
 @functools.cache

@@ -1,0 +1,59 @@
+"""Start the real gateway on a loopback socket for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from engine.app import create_app
+from engine.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Gateway:
+    url: str
+    app: web.Application
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    config_dir: Path,
+    storage_dir: Path,
+    env: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> AsyncIterator[Gateway]:
+    """The gateway exactly as `pixgate serve` builds it, on 127.0.0.1 and a free port."""
+    port = free_port()
+    settings = Settings.from_env(
+        {"PIXGATE_POLL_INTERVAL_SCALE": "0.01", **(env or {})},
+        config_dir=config_dir,
+        storage_dir=storage_dir,
+        port=port,
+        **overrides,
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield Gateway(f"http://127.0.0.1:{port}", app)
+    finally:
+        await runner.cleanup()
