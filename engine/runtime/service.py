@@ -16,7 +16,7 @@ from ..dsl.sizes import Size, fit_size
 from .executor import CallResult, Executor, ImageRef, ProgressFn
 from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
-from .keys import KeyPools
+from .keys import KeyPools, mask_key
 from .results import ResultContext, to_client
 from .router import Attempt, Router
 from .storage import LocalStorage
@@ -108,6 +108,8 @@ class ImageService:
                     return await self._attempt(job, attempt, key, info)
                 except UpstreamFailure as failure:
                     failure.provider = attempt.provider.id
+                    if key:  # an upstream may echo the key back in its error text
+                        failure.message = failure.message.replace(key, mask_key(key))
                     info.failures.append(failure)
                     log.info(
                         "attempt failed request_id=%s provider=%s kind=%s: %s",
