@@ -21,13 +21,11 @@ def model_list(snapshot: ConfigSnapshot) -> list[dict[str, Any]]:
     created = int(snapshot.loaded_at)
     live: dict[str, bool] = {}
     for name, route in snapshot.routes.routes.items():
-        live[name] = any(
-            t.weight > 0
-            and t.provider in snapshot.providers
-            and snapshot.providers[t.provider].available
-            and t.model in snapshot.providers[t.provider].models
-            for t in route.targets
-        )
+        live[name] = False
+        for t in route.targets:
+            provider = snapshot.providers.get(t.provider)
+            if provider and t.weight > 0 and t.model in provider.models:
+                live[name] = live[name] or snapshot.usable(provider)
     entries = [
         {"id": name, "object": "model", "created": created, "owned_by": f"pixgate:{name}"}
         for name, ok in live.items()

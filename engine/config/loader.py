@@ -38,6 +38,10 @@ class ConfigSnapshot:
     directory: str
     warnings: tuple[Diagnostic, ...] = ()
 
+    def usable(self, provider: ProviderSpec) -> bool:
+        """Routable now: has keys (or needs none), and is not the demo while it is off."""
+        return provider.available and (self.routes.demo or not provider.on_gateway)
+
     def resolve_model(self, name: str) -> str | None:
         """Route name for a client-facing model name (route or alias)."""
         if name in self.routes.routes:

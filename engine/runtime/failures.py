@@ -34,17 +34,23 @@ class UpstreamFailure(Exception):
 
 
 def kind_for_status(status: int) -> str | None:
-    """Default classification when no provider rule matched."""
+    """Default classification when no provider rule matched.
+
+    Only 400/413/422 blame the client's request. Other 4xx (404 unknown path or model, 405,
+    409, 415) come from how the gateway is configured, so another target may well succeed.
+    """
     if status < 400:
         return None
-    if status in (401, 403):
-        return "bad_key"
-    if status == 402:
-        return "quota"
-    if status == 408:
-        return "timeout"
-    if status == 429:
-        return "rate_limited"
-    if status in (400, 404, 405, 409, 413, 415, 422):
-        return "bad_request"
-    return "upstream"
+    return _BY_STATUS.get(status, "upstream")
+
+
+_BY_STATUS = {
+    400: "bad_request",
+    413: "bad_request",
+    422: "bad_request",
+    401: "bad_key",
+    403: "bad_key",
+    402: "quota",
+    408: "timeout",
+    429: "rate_limited",
+}

@@ -82,6 +82,8 @@ class Router:
             plan.skipped.append(Skipped(target, "weight 0 (disabled)"))
         elif not provider.available:
             plan.skipped.append(Skipped(target, "no keys configured"))
+        elif not snapshot.usable(provider):
+            plan.skipped.append(Skipped(target, "the built-in demo upstream is off (demo: false)"))
         elif task not in model.tasks or task not in provider.tasks:
             plan.skipped.append(Skipped(target, f"does not support {task}"))
         else:

@@ -108,7 +108,8 @@ async def test_default_model_and_size(demo_gateway: Gateway, sdk: openai.AsyncOp
 
 async def test_models_lists_the_routes(demo_gateway: Gateway, sdk: openai.AsyncOpenAI) -> None:
     models = [m.id async for m in sdk.models.list()]
-    assert models == ["demo", "demo-async"]
+    assert models[:2] == ["demo", "demo-async"]
+    assert "gpt-image-1" not in models  # no OPENAI_API_KEYS in the test environment
 
 
 @pytest.mark.parametrize(

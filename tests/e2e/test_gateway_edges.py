@@ -1,0 +1,92 @@
+"""Client auth, body limits, health, and the serve-time safety checks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+
+from engine.cli import main
+from engine.settings import Settings
+from tests.e2e.providers import config_dir, single
+from tests.gateway import REPO, run_gateway
+
+CLIENT_KEY = "pg-client-key-0123456789"
+
+
+async def test_client_keys_are_enforced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    env = {"PIXGATE_API_KEYS": f"other-key-000000,{CLIENT_KEY}"}
+    async with run_gateway(REPO, tmp_path / "files", env) as gw:
+        async with openai.AsyncOpenAI(base_url=gw.v1, api_key="wrong", max_retries=0) as sdk:
+            with pytest.raises(openai.AuthenticationError) as err:
+                await sdk.images.generate(model="demo", prompt="x")
+            assert err.value.code == "invalid_api_key"
+        async with openai.AsyncOpenAI(base_url=gw.v1, api_key=CLIENT_KEY, max_retries=0) as sdk:
+            result = await sdk.images.generate(
+                model="demo", prompt="x", size="64x64", response_format="b64_json"
+            )
+            assert result.data[0].b64_json
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{gw.v1}/models") as resp:
+                assert resp.status == 401
+                assert (await resp.json())["error"]["code"] == "missing_api_key"
+            async with http.get(f"{gw.url}/health") as resp:  # health needs no key
+                assert resp.status == 200
+                assert (await resp.json())["config_version"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert CLIENT_KEY not in logged
+
+
+async def test_oversized_body_is_a_413(tmp_path: Path) -> None:
+    env = {"PIXGATE_MAX_BODY_BYTES": "2000"}
+    async with run_gateway(REPO, tmp_path / "files", env) as gw, aiohttp.ClientSession() as http:
+        body = {"model": "demo", "prompt": "x" * 5000}
+        async with http.post(f"{gw.v1}/images/generations", json=body) as resp:
+            assert resp.status == 413
+            error = (await resp.json())["error"]
+            assert error["code"] == "request_too_large" and "2000" in error["message"]
+
+
+async def test_demo_false_turns_the_demo_upstream_off(tmp_path: Path) -> None:
+    config = config_dir(tmp_path, ["demo"], {**single("demo", "demo-v1", "demo"), "demo": False})
+    async with (
+        run_gateway(config, tmp_path / "files") as gw,
+        openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk,
+    ):
+        with pytest.raises(openai.APIStatusError) as err:
+            await sdk.images.generate(model="demo", prompt="x")
+        assert err.value.status_code == 503
+        assert "demo upstream is off" in err.value.message
+        assert [m.id async for m in sdk.models.list()] == []
+
+
+def test_serve_refuses_an_open_public_bind(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "--host", "0.0.0.0", "--config", str(REPO)])
+    assert code == 2
+    assert "PIXGATE_API_KEYS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "keys", "anonymous", "refused"),
+    [
+        ("127.0.0.1", (), False, False),
+        ("::1", (), False, False),
+        ("localhost", (), False, False),
+        ("0.0.0.0", (), False, True),
+        ("192.0.2.10", (), False, True),
+        ("0.0.0.0", ("k",), False, False),
+        ("0.0.0.0", (), True, False),
+    ],
+)
+def test_exposure_rule(host: str, keys: tuple[str, ...], anonymous: bool, refused: bool) -> None:
+    settings = Settings(config_dir=REPO, host=host, api_keys=keys, allow_anonymous=anonymous)
+    assert (settings.exposure_problem() is not None) == refused
+
+
+def test_lint_passes_on_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", str(REPO)]) == 0
+    assert "ok:" in capsys.readouterr().err
