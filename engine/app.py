@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .api import catalog, images
+from .api import admin, catalog, images
 from .api.errors import ApiError
 from .api.keys import SETTINGS, STATE
 from .api.middleware import client_auth, request_context
@@ -59,6 +59,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_get("/v1/models", catalog.list_models)
     app.router.add_post("/v1/images/generations", images.generations)
     app.router.add_get("/files/{name}", catalog.files)
+    app.router.add_get("/admin/keys", admin.keys)
     demo = create_demo_app()
     demo.middlewares.append(_demo_switch(state))
     app.add_subapp("/_demo", demo)

@@ -26,6 +26,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     api_keys: tuple[str, ...] = ()
+    admin_key: str | None = None
     allow_anonymous: bool = False
     public_url: str | None = None
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
@@ -43,6 +44,7 @@ class Settings:
             "host": env.get("PIXGATE_HOST") or "127.0.0.1",
             "port": int(env.get("PIXGATE_PORT") or 8080),
             "api_keys": _csv(env.get("PIXGATE_API_KEYS")),
+            "admin_key": (env.get("PIXGATE_ADMIN_KEY") or "").strip() or None,
             "public_url": (env.get("PIXGATE_PUBLIC_URL") or "").rstrip("/") or None,
             "storage_dir": Path(env["PIXGATE_STORAGE_DIR"])
             if env.get("PIXGATE_STORAGE_DIR")

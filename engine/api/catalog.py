@@ -17,7 +17,8 @@ MIME_BY_EXTENSION = {ext: mime for mime, ext in EXTENSIONS.items()}
 
 
 def model_list(snapshot: ConfigSnapshot) -> list[dict[str, Any]]:
-    """Exactly what a client may ask for: routes with an available target, and their aliases."""
+    """Exactly what a client may ask for: routes with a usable target, their aliases, and
+    `provider/model` names (owned_by is the route, or the provider for direct names)."""
     created = int(snapshot.loaded_at)
     live: dict[str, bool] = {}
     for name, route in snapshot.routes.routes.items():
@@ -35,6 +36,11 @@ def model_list(snapshot: ConfigSnapshot) -> list[dict[str, Any]]:
         {"id": alias, "object": "model", "created": created, "owned_by": f"pixgate:{target}"}
         for alias, target in snapshot.routes.aliases.items()
         if live.get(target)
+    ]
+    entries += [
+        {"id": name, "object": "model", "created": created, "owned_by": route.targets[0].provider}
+        for name, route in snapshot.direct.items()
+        if snapshot.usable(snapshot.providers[route.targets[0].provider])
     ]
     return entries
 

@@ -65,7 +65,9 @@ async def run_job(request: web.Request, job: ImageJob) -> Outcome:
     state = request.app[STATE]
     snapshot = state.snapshot  # read once: this request keeps it to the end
     request["model"] = job.model or "auto"
-    info = RequestInfo(request["request_id"], public_url(request), self_url(request))
+    info = RequestInfo(
+        request["request_id"], public_url(request), self_url(request), relay=request.get("relay")
+    )
     try:
         outcome = await state.service.run(job, snapshot, info)
     except UnknownModel as exc:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .errors import ApiError
-from .keys import SETTINGS
+from .keys import SETTINGS, STATE
 
 access_log = logging.getLogger("pixgate.access")
 log = logging.getLogger("pixgate.api")
@@ -85,21 +85,51 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def client_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys = request.app[SETTINGS].api_keys
-    if not keys or request.path.startswith(PUBLIC_PREFIXES) or request.path == "/":
+    """backend: a gateway key (or none configured); relay: a provider's own key, by pattern."""
+    if request.path.startswith(PUBLIC_PREFIXES) or request.path == "/":
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    if request.path.startswith("/admin/"):
+        _check_admin(request)
+        return await handler(request)
+    keys = request.app[SETTINGS].api_keys
+    routes = request.app[STATE].snapshot.routes
+    token = bearer_token(request)
+    if token and keys and routes.backend and _matches(token, keys):
+        return await handler(request)
+    if token and routes.relay:
+        provider = request.app[STATE].snapshot.relay_provider(token)
+        if provider is not None:
+            request["relay"] = (provider.id, token)
+            return await handler(request)
+    if not keys and routes.backend:
+        return await handler(request)  # an open gateway (loopback, or --allow-anonymous)
+    if not token:
+        raise ApiError(
+            401, "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+        )
+    raise ApiError(401, "Incorrect API key provided", code="invalid_api_key")
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _matches(token: str, keys: tuple[str, ...]) -> bool:
+    return any(hmac.compare_digest(token.encode(), k.encode()) for k in keys)
+
+
+def _check_admin(request: web.Request) -> None:
+    admin = request.app[SETTINGS].admin_key
+    if admin is None:
+        raise ApiError(
+            404, "The admin API is off: set PIXGATE_ADMIN_KEY to turn it on", code="not_found"
+        )
+    token = bearer_token(request)
+    if token is None or not _matches(token, (admin,)):
         raise ApiError(
             401,
-            "Missing API key: send 'Authorization: Bearer <key>'",
-            type="invalid_request_error",
-            code="missing_api_key",
+            "The admin API needs 'Authorization: Bearer <PIXGATE_ADMIN_KEY>'",
+            code="invalid_api_key",
         )
-    if not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):
-        raise ApiError(
-            401, "Incorrect API key provided", type="invalid_request_error", code="invalid_api_key"
-        )
-    return await handler(request)

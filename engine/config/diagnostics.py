@@ -20,6 +20,7 @@ CODES: dict[str, str] = {
     "E102": "environment variable is not set and has no default",
     "E103": "duplicate provider id",
     "E104": "provider file name differs from its id",
+    "E105": "keys file cannot be read",
     "E201": "template syntax error",
     "E202": "unknown template variable",
     "E203": "reference to an unknown or later step",
@@ -32,7 +33,9 @@ CODES: dict[str, str] = {
     "E303": "model name claimed twice",
     "E304": "default names an unknown route",
     "W401": "provider has no keys and is unavailable for routing",
-    "W402": "route has no available target",
+    "W402": "route target's provider is unavailable",
+    "W403": "a gateway client key also matches a provider's key pattern",
+    "W404": "two providers' key patterns overlap",
 }
 
 

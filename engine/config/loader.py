@@ -6,6 +6,7 @@ accepts is exactly what serve runs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -15,8 +16,9 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from ..dsl.provider import compile_provider
+from ..dsl.regex_examples import examples
 from ..dsl.routes import compile_routes
-from ..dsl.spec import ProviderSpec, RoutesSpec
+from ..dsl.spec import ProviderSpec, RouteSpec, RoutesSpec, TargetSpec
 from .diagnostics import Diagnostic, Diagnostics, format_path
 from .interpolate import interpolate_tree
 from .schemas import validate
@@ -36,6 +38,7 @@ class ConfigSnapshot:
     files: dict[str, str]
     loaded_at: float
     directory: str
+    direct: dict[str, RouteSpec] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
 
     def usable(self, provider: ProviderSpec) -> bool:
@@ -44,9 +47,20 @@ class ConfigSnapshot:
 
     def resolve_model(self, name: str) -> str | None:
         """Route name for a client-facing model name (route or alias)."""
-        if name in self.routes.routes:
+        if name in self.routes.routes or name in self.direct:
             return name
         return self.routes.aliases.get(name)
+
+    def route(self, name: str) -> RouteSpec:
+        return self.routes.routes.get(name) or self.direct[name]
+
+    def relay_provider(self, token: str) -> ProviderSpec | None:
+        """The provider whose key_pattern recognises a client's token (first by id)."""
+        for pid in sorted(self.providers):
+            pattern = self.providers[pid].auth.key_pattern
+            if pattern is not None and pattern.search(token):
+                return self.providers[pid]
+        return None
 
 
 @dataclass(slots=True)
@@ -117,6 +131,7 @@ def build_snapshot(
     )
     failed = False
     first_seen: dict[str, str] = {}
+    provider_docs: dict[str, _Doc] = {}
     for file in provider_files:
         rel = file.relative_to(root).as_posix()
         doc = _Doc(rel, diags)
@@ -140,13 +155,7 @@ def build_snapshot(
             first_seen.setdefault(data.get("id", ""), rel)
             if spec is not None and not doc.failed:
                 providers[spec.id] = spec
-                if not spec.available:
-                    doc.report(
-                        ("auth", "keys"),
-                        "W401",
-                        f"no keys configured (set "
-                        f"{_env_name(spec.id)}_API_KEYS); provider is unavailable",
-                    )
+                provider_docs[spec.id] = doc
         failed = failed or doc.failed
 
     routes_file = root / "routes.yaml"
@@ -160,6 +169,8 @@ def build_snapshot(
         data = routes_doc.load(text, "routes", env) if text is not None else None
         if data is not None:
             routes = compile_routes(data, providers, routes_doc.report)
+            _apply_keys_files(root, routes, providers, routes_doc, result)
+            _check_keys(providers, provider_docs, routes, env, routes_doc)
         failed = failed or routes_doc.failed
     if failed or routes is None:
         return result
@@ -169,6 +180,7 @@ def build_snapshot(
     result.snapshot = ConfigSnapshot(
         providers=providers,
         routes=routes,
+        direct=_direct_routes(providers) if routes.direct_models else {},
         version=version,
         files=dict(result.files),
         loaded_at=time.time(),
@@ -194,3 +206,82 @@ def _read(file: FsPath, doc: _Doc, result: BuildResult) -> str | None:
 
 def _env_name(provider_id: str) -> str:
     return provider_id.upper().replace("-", "_")
+
+
+def _apply_keys_files(
+    root: FsPath,
+    routes: RoutesSpec,
+    providers: dict[str, ProviderSpec],
+    doc: _Doc,
+    result: BuildResult,
+) -> None:
+    """Merge each provider's keys file (one key per line) into its pool."""
+    for pid, policy in routes.policies.items():
+        if not policy.keys_file or pid not in providers:
+            continue
+        path = FsPath(policy.keys_file)
+        path = path if path.is_absolute() else root / path
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            doc.report(
+                ("providers", pid, "keys_file"), "E105", f"cannot read {path}: {exc.strerror}"
+            )
+            continue
+        result.files[f"secret:{pid}"] = hashlib.sha256(raw).hexdigest()
+        lines = raw.decode("utf-8", errors="replace").splitlines()
+        extra = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        spec = providers[pid]
+        keys = tuple(dict.fromkeys((*spec.auth.keys, *extra)))
+        providers[pid] = dataclasses.replace(spec, auth=dataclasses.replace(spec.auth, keys=keys))
+
+
+def _check_keys(
+    providers: dict[str, ProviderSpec],
+    docs: dict[str, _Doc],
+    routes: RoutesSpec,
+    env: Mapping[str, str],
+    routes_doc: _Doc,
+) -> None:
+    """Warn about unusable providers, and about keys that relay mode would misread."""
+    for pid, spec in providers.items():
+        if not spec.available:
+            docs[pid].report(
+                ("auth", "keys"),
+                "W401",
+                f"no keys configured (set {_env_name(pid)}_API_KEYS); provider is unavailable",
+            )
+    patterns = [
+        (pid, p.auth.key_pattern) for pid, p in sorted(providers.items()) if p.auth.key_pattern
+    ]
+    for i, (first, pat_a) in enumerate(patterns):
+        for second, pat_b in patterns[i + 1 :]:
+            both = [e for e in examples(pat_a.pattern) if pat_b.search(e)]
+            both += [e for e in examples(pat_b.pattern) if pat_a.search(e)]
+            if both:
+                docs[second].report(
+                    ("auth", "key_pattern"),
+                    "W404",
+                    f"overlaps the key_pattern of '{first}' (both match e.g. {both[0][:12]}…); "
+                    f"relay mode checks providers in id order, so '{first}' wins",
+                )
+    for key in (k.strip() for k in env.get("PIXGATE_API_KEYS", "").split(",")):
+        for pid, pattern in patterns:
+            if key and pattern.search(key):
+                routes_doc.report(
+                    (),
+                    "W403",
+                    f"a key in PIXGATE_API_KEYS also matches provider '{pid}' key_pattern; "
+                    "it is treated as a gateway key, never relayed",
+                )
+
+
+def _direct_routes(providers: dict[str, ProviderSpec]) -> dict[str, RouteSpec]:
+    """`provider/model` names a client may use directly, one single-target route each."""
+    return {
+        f"{pid}/{model}": RouteSpec(
+            name=f"{pid}/{model}", targets=(TargetSpec(provider=pid, model=model),)
+        )
+        for pid, spec in providers.items()
+        for model in spec.models
+    }

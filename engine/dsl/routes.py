@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .durations import parse_duration
-from .spec import ProviderSpec, RouteSpec, RoutesSpec, TargetSpec
+from .spec import BreakerPolicy, ProviderPolicy, ProviderSpec, RouteSpec, RoutesSpec, TargetSpec
 
 Path = tuple[str | int, ...]
 Report = Callable[[Path, str, str], None]
@@ -63,6 +63,7 @@ def compile_routes(
             fallbacks=tuple(raw.get("fallbacks") or ()),
             timeout=timeout,
             description=raw.get("description") or "",
+            failover_on=frozenset(raw.get("failover_on") or ()),
         )
     for name, route in routes.items():
         for i, fallback in enumerate(route.fallbacks):
@@ -74,7 +75,8 @@ def compile_routes(
             report(
                 ("aliases", alias),
                 "E303",
-                f"'{alias}' is both a route and an alias; /v1/models would be ambiguous",
+                f"'{alias}' is claimed by both routes.{alias} and aliases.{alias}; "
+                "/v1/models would be ambiguous",
             )
         elif target not in routes:
             report(("aliases", alias), "E304", f"alias points at unknown route '{target}'")
@@ -88,6 +90,44 @@ def compile_routes(
             defaults[task] = aliases[target]
         else:
             report(("defaults", task), "E304", f"default names unknown route '{target}'")
+    policies = {}
+    for pid, raw in (doc.get("providers") or {}).items():
+        if pid not in providers:
+            report(("providers", pid), "E301", f"unknown provider '{pid}'")
+        policies[pid] = _policy(raw, ("providers", pid), report)
     return RoutesSpec(
-        routes=routes, aliases=aliases, defaults=defaults, demo=bool(doc.get("demo", True))
+        routes=routes,
+        aliases=aliases,
+        defaults=defaults,
+        demo=bool(doc.get("demo", True)),
+        backend=bool(doc.get("backend", True)),
+        relay=bool(doc.get("relay", False)),
+        direct_models=bool(doc.get("direct_models", True)),
+        policies=policies,
+    )
+
+
+def _policy(raw: dict[str, Any], path: Path, report: Report) -> ProviderPolicy:
+    def duration(name: str, default: float, where: Path = path, src: Any = raw) -> float:
+        if src.get(name) is None:
+            return default
+        try:
+            return parse_duration(src[name])
+        except ValueError as exc:
+            report((*where, name), "E231", str(exc))
+            return default
+
+    breaker_raw = raw.get("circuit_breaker") or {}
+    breaker_path = (*path, "circuit_breaker")
+    return ProviderPolicy(
+        keys_file=raw.get("keys_file"),
+        key_selection=raw.get("key_selection", "round_robin"),
+        max_concurrency_per_key=raw.get("max_concurrency_per_key"),
+        quota_reset=duration("quota_reset", 3600.0),
+        bad_key_reprobe=duration("bad_key_reprobe", 3600.0),
+        max_cooldown=duration("max_cooldown", 300.0),
+        breaker=BreakerPolicy(
+            failures=int(breaker_raw.get("failures", 5)),
+            cooldown=duration("cooldown", 30.0, breaker_path, breaker_raw),
+        ),
     )

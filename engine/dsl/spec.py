@@ -170,6 +170,29 @@ class RouteSpec:
     fallbacks: tuple[str, ...] = ()
     timeout: float | None = None
     description: str = ""
+    failover_on: frozenset[str] = frozenset()  # final kinds that may still try another target
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failures: int = 5  # consecutive upstream/timeout failures that open the circuit
+    cooldown: float = 30.0  # seconds it stays open before one probe is let through
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPolicy:
+    """Runtime behaviour for one provider's keys, set in routes.yaml `providers:`."""
+
+    keys_file: str | None = None
+    key_selection: str = "round_robin"  # or least_recently_used
+    max_concurrency_per_key: int | None = None
+    quota_reset: float = 3600.0
+    bad_key_reprobe: float = 3600.0
+    max_cooldown: float = 300.0
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+
+
+DEFAULT_POLICY = ProviderPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +201,10 @@ class RoutesSpec:
     aliases: dict[str, str]
     defaults: dict[str, str]
     demo: bool = True
+    backend: bool = True
+    relay: bool = False
+    direct_models: bool = True
+    policies: dict[str, ProviderPolicy] = field(default_factory=dict)
+
+    def policy(self, provider_id: str) -> ProviderPolicy:
+        return self.policies.get(provider_id, DEFAULT_POLICY)

@@ -1,11 +1,22 @@
-"""Key selection per provider. Round-robin for now; health and cooldowns build on this."""
+"""Key pools: which key a request uses, and what failures do to a key's health.
+
+State lives in memory behind `KeyPools`; it is runtime state, never config, and survives a
+config reload for keys that are still configured. Keys are only ever shown masked.
+"""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from ..dsl.spec import ProviderSpec
+from ..dsl.spec import ProviderPolicy, ProviderSpec
+from .failures import UpstreamFailure
+
+Clock = Callable[[], float]
+BASE_COOLDOWN = 1.0
 
 
 def mask_key(key: str) -> str:
@@ -15,17 +26,135 @@ def mask_key(key: str) -> str:
     return f"{key[:4]}…{key[-3:]}"
 
 
+@dataclass(slots=True)
+class KeyHealth:
+    until: float = 0.0  # out of rotation until this clock time
+    reason: str | None = None  # the failure kind that took it out
+    strikes: int = 0  # consecutive rate limits, for the exponential cooldown
+    successes: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None  # wall-clock time, for humans
+    last_used: float = 0.0
+    in_flight: int = 0
+
+    def state(self, now: float) -> str:
+        if self.until <= now:
+            return "probing" if self.reason in ("bad_key", "quota") else "healthy"
+        return {"rate_limited": "cooling_down", "bad_key": "disabled", "quota": "exhausted"}.get(
+            self.reason or "", "cooling_down"
+        )
+
+
+class NoHealthyKey(Exception):
+    """Every key of a provider is out of rotation; `retry_after` says when one returns."""
+
+    def __init__(self, provider: str, retry_after: float | None) -> None:
+        super().__init__(f"every key of {provider} is cooling down or disabled")
+        self.provider = provider
+        self.retry_after = retry_after
+
+
 class KeyPools:
-    """Runtime key state; lives beside the config snapshot, never inside it."""
+    def __init__(self, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
+        self.clock = clock
+        self.wall = wall
+        self._health: dict[tuple[str, str], KeyHealth] = {}
+        self._cursor: dict[str, int] = {}
 
-    def __init__(self) -> None:
-        self._cursors: dict[tuple[str, tuple[str, ...]], Iterator[int]] = {}
+    def health(self, provider: str, key: str) -> KeyHealth:
+        return self._health.setdefault((provider, key), KeyHealth())
 
-    def order(self, provider: ProviderSpec) -> list[str | None]:
-        """Keys to try for one request, starting from the next in rotation."""
+    def order(self, provider: ProviderSpec, policy: ProviderPolicy) -> list[str | None]:
+        """Healthy keys to try for one request, best first. Raises NoHealthyKey."""
         keys = provider.auth.keys
         if not keys:
             return [None]
-        cursor = self._cursors.setdefault((provider.id, keys), itertools.cycle(range(len(keys))))
-        start = next(cursor)
-        return list(keys[start:] + keys[:start])
+        now = self.clock()
+        healthy = [k for k in keys if self.health(provider.id, k).until <= now]
+        if not healthy:
+            soonest = min(self.health(provider.id, k).until for k in keys)
+            raise NoHealthyKey(provider.id, max(0.0, soonest - now))
+        if policy.key_selection == "least_recently_used":
+            healthy.sort(key=lambda k: self.health(provider.id, k).last_used)
+        else:
+            start = self._cursor.get(provider.id, 0) % len(healthy)
+            self._cursor[provider.id] = start + 1
+            healthy = healthy[start:] + healthy[:start]
+        limit = policy.max_concurrency_per_key
+        if limit is not None:
+            free = [k for k in healthy if self.health(provider.id, k).in_flight < limit]
+            busy = [k for k in healthy if k not in free]
+            healthy = free + busy  # busy keys only when nothing else is left
+        return list(healthy)
+
+    @contextmanager
+    def use(self, provider: str, key: str | None) -> Iterator[None]:
+        if key is None:
+            yield
+            return
+        health = self.health(provider, key)
+        health.in_flight += 1
+        health.last_used = self.clock()
+        try:
+            yield
+        finally:
+            health.in_flight -= 1
+
+    def succeeded(self, provider: str, key: str | None) -> None:
+        if key is None:
+            return
+        health = self.health(provider, key)
+        health.successes += 1
+        health.strikes = 0
+        health.until, health.reason = 0.0, None
+
+    def failed(
+        self, provider: str, key: str | None, failure: UpstreamFailure, policy: ProviderPolicy
+    ) -> None:
+        if key is None:
+            return
+        health = self.health(provider, key)
+        health.failures += 1
+        health.last_error = failure.kind
+        health.last_error_at = self.wall()
+        now = self.clock()
+        if failure.kind == "rate_limited":
+            health.strikes += 1
+            wait = failure.retry_after
+            if wait is None:
+                wait = min(policy.max_cooldown, BASE_COOLDOWN * 2 ** (health.strikes - 1))
+            health.until, health.reason = now + wait, "rate_limited"
+        elif failure.kind == "bad_key":
+            health.until, health.reason = now + policy.bad_key_reprobe, "bad_key"
+        elif failure.kind == "quota":
+            health.until, health.reason = now + policy.quota_reset, "quota"
+
+    def retain(self, providers: dict[str, ProviderSpec]) -> None:
+        """After a reload: keep state only for keys that are still configured."""
+        live = {(pid, k) for pid, p in providers.items() for k in p.auth.keys}
+        for item in [k for k in self._health if k not in live]:
+            del self._health[item]
+
+    def report(self, providers: dict[str, ProviderSpec]) -> dict[str, list[dict[str, Any]]]:
+        """Per provider, per masked key: state and counters (for GET /admin/keys)."""
+        now = self.clock()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for pid, spec in sorted(providers.items()):
+            rows = []
+            for key in spec.auth.keys:
+                h = self.health(pid, key)
+                rows.append(
+                    {
+                        "key": mask_key(key),
+                        "state": h.state(now),
+                        "cooldown_remaining_s": round(max(0.0, h.until - now), 3),
+                        "successes": h.successes,
+                        "failures": h.failures,
+                        "in_flight": h.in_flight,
+                        "last_error": h.last_error,
+                        "last_error_at": h.last_error_at,
+                    }
+                )
+            out[pid] = rows
+        return out

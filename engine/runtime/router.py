@@ -55,9 +55,13 @@ class Router:
             raise UnknownModel(f"The model '{model}' does not exist")
         return name
 
-    def plan(self, snapshot: ConfigSnapshot, model: str | None, task: str) -> Plan:
+    def plan(
+        self, snapshot: ConfigSnapshot, model: str | None, task: str, relay: str | None = None
+    ) -> Plan:
+        """Ordered attempts. With `relay` (a provider id), only that provider's targets count
+        and it needs no keys of its own: the client brought one."""
         first = self.route_name(snapshot, model, task)
-        plan = Plan(snapshot.routes.routes[first])
+        plan = Plan(snapshot.route(first))
         seen: set[str] = set()
         queue = [first]
         while queue:
@@ -65,24 +69,32 @@ class Router:
             if name in seen:
                 continue
             seen.add(name)
-            route = snapshot.routes.routes[name]
+            route = snapshot.route(name)
             for target in self.order(route):
-                self._add(plan, snapshot, route, target, task)
+                self._add(plan, snapshot, route, target, task, relay)
             queue.extend(route.fallbacks)
         return plan
 
     def _add(
-        self, plan: Plan, snapshot: ConfigSnapshot, route: RouteSpec, target: TargetSpec, task: str
+        self,
+        plan: Plan,
+        snapshot: ConfigSnapshot,
+        route: RouteSpec,
+        target: TargetSpec,
+        task: str,
+        relay: str | None,
     ) -> None:
         provider = snapshot.providers.get(target.provider)
         model = provider.models.get(target.model) if provider else None
         if provider is None or model is None:
             plan.skipped.append(Skipped(target, "provider or model not loaded"))
+        elif relay is not None and provider.id != relay:
+            plan.skipped.append(Skipped(target, f"relay mode: the client's key is for {relay}"))
         elif target.weight <= 0:
             plan.skipped.append(Skipped(target, "weight 0 (disabled)"))
-        elif not provider.available:
+        elif not provider.available and relay is None:
             plan.skipped.append(Skipped(target, "no keys configured"))
-        elif not snapshot.usable(provider):
+        elif provider.on_gateway and not snapshot.routes.demo:
             plan.skipped.append(Skipped(target, "the built-in demo upstream is off (demo: false)"))
         elif task not in model.tasks or task not in provider.tasks:
             plan.skipped.append(Skipped(target, f"does not support {task}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,11 @@ from yarl import URL
 
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
+from .breaker import Breakers
 from .executor import CallResult, Executor, ImageRef, ProgressFn
 from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
-from .keys import KeyPools, mask_key
+from .keys import KeyPools, NoHealthyKey, mask_key
 from .results import ResultContext, to_client
 from .router import Attempt, Router
 from .storage import LocalStorage
@@ -26,6 +28,8 @@ log = logging.getLogger("pixgate.service")
 SYNC_DEADLINE = 120.0
 POLLING_DEADLINE = 900.0
 KEY_KINDS = frozenset({"rate_limited", "bad_key", "quota"})
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0
 
 
 class NoUpstream(Exception):
@@ -57,6 +61,7 @@ class RequestInfo:
     public_url: str
     self_url: str
     on_progress: ProgressFn | None = None
+    relay: tuple[str, str] | None = None  # (provider id, the client's own key): relay mode
     attempts: int = 0
     failures: list[UpstreamFailure] = field(default_factory=list)
 
@@ -67,11 +72,14 @@ class ImageService:
     storage: LocalStorage
     router: Router
     keys: KeyPools
+    breakers: Breakers = field(default_factory=Breakers)
+    rng: random.Random = field(default_factory=random.Random)
     max_download: int = 50 * 1024 * 1024
     poll_scale: float = 1.0  # tests shrink polling intervals; 1.0 in production
 
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
-        plan = self.router.plan(snapshot, job.model, job.task)
+        relay = info.relay[0] if info.relay else None
+        plan = self.router.plan(snapshot, job.model, job.task, relay)
         attempts = [a for a in plan.attempts if job.n <= a.model.max_n]
         if not attempts:
             if plan.attempts:
@@ -84,7 +92,9 @@ class ImageService:
             )
             raise NoUpstream(
                 f"no upstream can serve '{plan.route.name}' for {job.task} right now"
-                + (f" ({reasons})" if reasons else "")
+                + (f" ({reasons})" if reasons else ""),
+                400 if relay else 503,
+                "model" if relay else None,
             )
         deadline = plan.route.timeout or (
             POLLING_DEADLINE
@@ -93,36 +103,75 @@ class ImageService:
         )
         try:
             async with asyncio.timeout(deadline):
-                return await self._failover(job, attempts, info)
+                return await self._failover(job, attempts, snapshot, info)
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout",
                 f"no upstream finished within the {deadline:g}s deadline" + _last_reason(info),
             ) from None
 
-    async def _failover(self, job: ImageJob, attempts: list[Attempt], info: RequestInfo) -> Outcome:
+    async def _failover(
+        self, job: ImageJob, attempts: list[Attempt], snapshot: ConfigSnapshot, info: RequestInfo
+    ) -> Outcome:
+        retries = 0
         for attempt in attempts:
-            for key in self.keys.order(attempt.provider):
+            pid = attempt.provider.id
+            policy = snapshot.routes.policy(pid)
+            if not self.breakers.allow(pid):
+                info.failures.append(UpstreamFailure("upstream", "circuit open", provider=pid))
+                continue
+            try:
+                keys = [info.relay[1]] if info.relay else self.keys.order(attempt.provider, policy)
+            except NoHealthyKey as exc:
+                info.failures.append(
+                    UpstreamFailure("rate_limited", str(exc), 429, exc.retry_after, pid)
+                )
+                continue
+            for key in keys:
+                if retries:
+                    await asyncio.sleep(self._backoff(retries))
                 info.attempts += 1
                 try:
-                    return await self._attempt(job, attempt, key, info)
+                    # A relayed key is the client's: it never enters the pool's bookkeeping.
+                    with self.keys.use(pid, None if info.relay else key):
+                        outcome = await self._attempt(job, attempt, key, info)
                 except UpstreamFailure as failure:
-                    failure.provider = attempt.provider.id
-                    if key:  # an upstream may echo the key back in its error text
-                        failure.message = failure.message.replace(key, mask_key(key))
-                    info.failures.append(failure)
-                    log.info(
-                        "attempt failed request_id=%s provider=%s kind=%s: %s",
-                        info.request_id,
-                        attempt.provider.id,
-                        failure.kind,
-                        failure.message,
-                    )
-                    if failure.kind in FINAL_KINDS:
+                    self._note(failure, attempt, key, info)
+                    if not info.relay:
+                        self.keys.failed(pid, key, failure, policy)
+                    self.breakers.record(pid, failure.kind, policy.breaker)
+                    failover_on = snapshot.route(attempt.route).failover_on
+                    if failure.kind in FINAL_KINDS and failure.kind not in failover_on:
                         raise
-                    if failure.kind not in KEY_KINDS:
-                        break  # another key will not help; next target
+                    if failure.kind in KEY_KINDS:
+                        continue  # the next key of the same provider
+                    retries += failure.kind in ("upstream", "timeout")
+                    break  # another key will not help: the next target
+                else:
+                    if not info.relay:
+                        self.keys.succeeded(pid, key)
+                    self.breakers.record(pid, None, policy.breaker)
+                    return outcome
         raise _most_informative(info.failures)
+
+    def _backoff(self, retries: int) -> float:
+        """Exponential backoff with full jitter before trying the next target."""
+        return self.rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (retries - 1)))
+
+    def _note(
+        self, failure: UpstreamFailure, attempt: Attempt, key: str | None, info: RequestInfo
+    ) -> None:
+        failure.provider = attempt.provider.id
+        if key:  # an upstream may echo the key back in its error text
+            failure.message = failure.message.replace(key, mask_key(key))
+        info.failures.append(failure)
+        log.info(
+            "attempt failed request_id=%s provider=%s kind=%s: %s",
+            info.request_id,
+            attempt.provider.id,
+            failure.kind,
+            failure.message,
+        )
 
     async def _attempt(
         self, job: ImageJob, attempt: Attempt, key: str | None, info: RequestInfo
