@@ -171,6 +171,7 @@ def build_snapshot(
             routes = compile_routes(data, providers, routes_doc.report)
             _apply_keys_files(root, routes, providers, routes_doc, result)
             _check_keys(providers, provider_docs, routes, env, routes_doc)
+            _check_direct_names(providers, routes, routes_doc)
         failed = failed or routes_doc.failed
     if failed or routes is None:
         return result
@@ -285,3 +286,19 @@ def _direct_routes(providers: dict[str, ProviderSpec]) -> dict[str, RouteSpec]:
         for pid, spec in providers.items()
         for model in spec.models
     }
+
+
+def _check_direct_names(providers: dict[str, ProviderSpec], routes: RoutesSpec, doc: _Doc) -> None:
+    """A route or alias named like `provider/model` would shadow that direct name."""
+    if not routes.direct_models:
+        return
+    for section, names in (("routes", routes.routes), ("aliases", routes.aliases)):
+        for name in names:
+            pid, _, model = name.partition("/")
+            if pid in providers and model in providers[pid].models:
+                doc.report(
+                    (section, name),
+                    "E303",
+                    f"'{name}' is also the direct name of provider '{pid}' model '{model}'; "
+                    "rename it or set direct_models: false",
+                )

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from engine.dsl.spec import BreakerPolicy
+from engine.runtime.breaker import Breakers
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+POLICY = BreakerPolicy(failures=3, cooldown=30)
+
+
+def test_opens_after_consecutive_failures_then_lets_one_probe_through() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    for _ in range(2):
+        b.record("p", "upstream", POLICY)
+    assert b.allow("p") and b.state("p") == "closed"
+    b.record("p", "timeout", POLICY)
+    assert b.state("p") == "open" and not b.allow("p")
+    clock.now += 30
+    assert b.allow("p")  # the probe
+    assert not b.allow("p")  # only one at a time
+    b.record("p", "upstream", POLICY)  # the probe failed: open again
+    assert b.state("p") == "open"
+    clock.now += 30
+    assert b.allow("p")
+    b.record("p", None, POLICY)  # the probe succeeded: closed
+    assert b.state("p") == "closed" and b.allow("p") and b.allow("p")
+
+
+def test_key_and_request_failures_do_not_trip_it() -> None:
+    b = Breakers(Clock())
+    for kind in ("rate_limited", "bad_key", "quota", "bad_request", "content_policy") * 3:
+        b.record("p", kind, POLICY)
+    assert b.state("p") == "closed"
+
+
+def test_a_success_resets_the_count() -> None:
+    b = Breakers(Clock())
+    b.record("p", "upstream", POLICY)
+    b.record("p", "upstream", POLICY)
+    b.record("p", None, POLICY)
+    b.record("p", "upstream", POLICY)
+    b.record("p", "upstream", POLICY)
+    assert b.state("p") == "closed"
