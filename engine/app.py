@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -12,10 +13,11 @@ from aiohttp import web
 
 from .api import admin, catalog, images
 from .api.errors import ApiError
-from .api.keys import SETTINGS, STATE
+from .api.keys import RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
+from .runtime.reload import Reloader
 from .runtime.service import ImageService
 from .runtime.state import GatewayState
 from .runtime.storage import LocalStorage
@@ -52,14 +54,20 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     )
     app[STATE] = state
     app[SETTINGS] = settings
+    app[RELOADER] = Reloader(
+        state, settings.config_dir, settings.env, polling=settings.watch_polling
+    )
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_sweeper)
+    app.cleanup_ctx.append(_hot_reload)
     app.router.add_get("/", catalog.index)
     app.router.add_get("/health", catalog.health)
     app.router.add_get("/v1/models", catalog.list_models)
     app.router.add_post("/v1/images/generations", images.generations)
     app.router.add_get("/files/{name}", catalog.files)
     app.router.add_get("/admin/keys", admin.keys)
+    app.router.add_get("/admin/config", admin.config)
+    app.router.add_post("/admin/reload", admin.reload)
     demo = create_demo_app()
     demo.middlewares.append(_demo_switch(state))
     app.add_subapp("/_demo", demo)
@@ -102,6 +110,33 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await session.close()
+
+
+async def _hot_reload(app: web.Application) -> AsyncIterator[None]:
+    """Watch the config (unless --no-watch) and reload on SIGHUP."""
+    reloader = app[RELOADER]
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.ensure_future(reloader.reload("SIGHUP"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    watcher = asyncio.create_task(reloader.watch()) if app[SETTINGS].watch else None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
+        if watcher is not None:
+            reloader.stop()
+            try:
+                await asyncio.wait_for(watcher, timeout=5)
+            except TimeoutError:
+                log.warning("config watcher did not stop in time")
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:

@@ -68,15 +68,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="allow serving a non-loopback address without PIXGATE_API_KEYS",
     )
+    serve.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not reload on config file changes (SIGHUP still reloads)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("PIXGATE_LOG_LEVEL", "INFO"))
 
     lint = sub.add_parser("lint", help="validate a config directory")
     lint.add_argument("directory", nargs="?", default=None)
     lint.add_argument("--format", choices=["text", "json"], default="text")
 
+    test = sub.add_parser("test", help="replay golden cases against a local fake upstream")
+    test.add_argument("directory", nargs="?", default=".", help="config directory")
+    test.add_argument("providers", nargs="*", help="provider ids (default: all with cases)")
+    test.add_argument("--cases", help="cases folder (default: DIR/tests/providers)")
+    test.add_argument("-v", "--verbose", action="store_true")
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "test":
+        from .testing import main as run_golden
+
+        return run_golden(
+            args.directory, args.providers, cases_dir=args.cases, verbose=args.verbose
+        )
     return _lint(args)
 
 
@@ -118,6 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         allow_anonymous=args.allow_anonymous or None,
+        watch=False if args.no_watch or embedded else None,
     )
     problem = settings.exposure_problem()
     if problem:

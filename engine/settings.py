@@ -32,6 +32,8 @@ class Settings:
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
     file_ttl: float = 24 * 3600
     max_body: int = DEFAULT_MAX_BODY
+    watch: bool = True  # hot reload on file changes
+    watch_polling: bool = False  # poll instead of inotify (network file systems)
     # Multiplies every polling interval; tests set it small. Not for production.
     poll_scale: float = 1.0
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -51,6 +53,7 @@ class Settings:
             else default_storage_dir(env),
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
             "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
+            "watch_polling": (env.get("PIXGATE_WATCH_POLLING") or "") not in ("", "0", "false"),
             "env": env,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

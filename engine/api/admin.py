@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+import dataclasses
 
+from aiohttp import web
+from yarl import URL
+
+from ..runtime.keys import mask_key
 from .jsonio import json_response
-from .keys import STATE
+from .keys import RELOADER, STATE
 
 
 async def keys(request: web.Request) -> web.Response:
@@ -22,3 +26,67 @@ async def keys(request: web.Request) -> web.Response:
         for pid, rows in report.items()
     }
     return json_response({"config_version": snapshot.version, "providers": providers})
+
+
+async def config(request: web.Request) -> web.Response:
+    """What is live, what was last refused and why; secrets masked."""
+    snapshot = request.app[STATE].snapshot
+    reloader = request.app[RELOADER]
+    rejected = reloader.last_rejected
+    routes = snapshot.routes
+    body = {
+        "version": snapshot.version,
+        "loaded_at": snapshot.loaded_at,
+        "directory": snapshot.directory,
+        "files": snapshot.files,
+        "reloads": dataclasses.asdict(reloader.stats),
+        "last_rejected": dataclasses.asdict(rejected) if rejected else None,
+        "warnings": [d.format() for d in snapshot.warnings],
+        "modes": {
+            "backend": routes.backend,
+            "relay": routes.relay,
+            "demo": routes.demo,
+            "direct_models": routes.direct_models,
+        },
+        "routes": {
+            name: {
+                "strategy": r.strategy,
+                "timeout": r.timeout,
+                "fallbacks": list(r.fallbacks),
+                "failover_on": sorted(r.failover_on),
+                "targets": [dataclasses.asdict(t) for t in r.targets],
+            }
+            for name, r in routes.routes.items()
+        },
+        "aliases": routes.aliases,
+        "defaults": routes.defaults,
+        "providers": {
+            pid: {
+                "title": p.title,
+                "base_url": _mask_url(p.base_url),
+                "available": snapshot.usable(p),
+                "keys": [mask_key(k) for k in p.auth.keys],
+                "key_pattern": p.auth.key_pattern.pattern if p.auth.key_pattern else None,
+                "models": sorted(p.models),
+                "tasks": sorted(p.tasks),
+                "policy": dataclasses.asdict(routes.policy(pid)),
+            }
+            for pid, p in sorted(snapshot.providers.items())
+        },
+    }
+    return json_response(body)
+
+
+async def reload(request: web.Request) -> web.Response:
+    result = await request.app[RELOADER].reload("POST /admin/reload")
+    return json_response(result.as_dict(), status=422 if result.status == "rejected" else 200)
+
+
+def _mask_url(url: str) -> str:
+    """Hide credentials someone put in a URL (user:password@host, ?key=...)."""
+    parsed = URL(url)
+    if parsed.user or parsed.password:
+        parsed = parsed.with_user("…").with_password(None)
+    if parsed.query:
+        parsed = parsed.with_query({k: "…" for k in parsed.query})
+    return str(parsed)

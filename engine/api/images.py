@@ -63,7 +63,7 @@ async def generations(request: web.Request) -> web.Response:
 
 async def run_job(request: web.Request, job: ImageJob) -> Outcome:
     state = request.app[STATE]
-    snapshot = state.snapshot  # read once: this request keeps it to the end
+    snapshot = request.get("snapshot") or state.snapshot  # one config for the whole request
     request["model"] = job.model or "auto"
     info = RequestInfo(
         request["request_id"], public_url(request), self_url(request), relay=request.get("relay")

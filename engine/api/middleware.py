@@ -92,12 +92,14 @@ async def client_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         _check_admin(request)
         return await handler(request)
     keys = request.app[SETTINGS].api_keys
-    routes = request.app[STATE].snapshot.routes
+    snapshot = request.app[STATE].snapshot
+    request["snapshot"] = snapshot  # the request keeps this one config to its end
+    routes = snapshot.routes
     token = bearer_token(request)
     if token and keys and routes.backend and _matches(token, keys):
         return await handler(request)
     if token and routes.relay:
-        provider = request.app[STATE].snapshot.relay_provider(token)
+        provider = snapshot.relay_provider(token)
         if provider is not None:
             request["relay"] = (provider.id, token)
             return await handler(request)

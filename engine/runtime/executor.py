@@ -58,7 +58,16 @@ class Executor:
         result = CallResult()
         for step in task.steps:
             reply = await (self._poll(step, ctx) if step.polls else self._once(step, ctx))
-            steps[step.name] = {name: expr.search(reply.body) for name, expr in step.extract}
+            values = {name: expr.search(reply.body) for name, expr in step.extract}
+            missing = [name for name, value in values.items() if value in (None, "")]
+            if missing:  # a later step would call a broken URL; say what the upstream said
+                reason = self._message(step, reply, "no details")
+                raise UpstreamFailure(
+                    "upstream",
+                    f"step '{step.name}': the answer has no {', '.join(missing)} ({reason})",
+                    reply.status,
+                )
+            steps[step.name] = values
             self._collect(step, reply, result)
         if not result.images:
             raise UpstreamFailure("upstream", "the upstream answered without any image")

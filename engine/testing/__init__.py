@@ -5,17 +5,27 @@ pytest dependency so a ``pixgate test DIR [PROVIDER...]`` command can use it too
 """
 
 from .cases import CaseFileError, GoldenCase, discover_cases, load_case, load_cases
-from .golden import CaseResult, env_prefix, format_result, run_case, run_cases
+from .golden import (
+    CaseResult,
+    default_cases_dir,
+    env_prefix,
+    format_result,
+    main,
+    run_case,
+    run_cases,
+)
 
 __all__ = [
     "CaseFileError",
     "CaseResult",
     "GoldenCase",
+    "default_cases_dir",
     "discover_cases",
     "env_prefix",
     "format_result",
     "load_case",
     "load_cases",
+    "main",
     "run_case",
     "run_cases",
 ]

@@ -104,8 +104,12 @@ class FakeUpstream:
         self.urls["upstream"] = f"http://{host}:{port}"
         return self.url
 
+    def wake(self) -> None:
+        """End every delayed answer now (so whoever waits on them can shut down quickly)."""
+        self._closing.set()
+
     async def close(self) -> None:
-        self._closing.set()  # wake delayed answers so shutdown is quick
+        self.wake()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

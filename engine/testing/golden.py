@@ -26,16 +26,18 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
+import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 import yaml
@@ -60,11 +62,13 @@ __all__ = [
     "CaseFileError",
     "CaseResult",
     "GoldenCase",
+    "default_cases_dir",
     "discover_cases",
     "env_prefix",
     "format_result",
     "load_case",
     "load_cases",
+    "main",
     "run_case",
     "run_cases",
 ]
@@ -117,6 +121,49 @@ def format_result(result: CaseResult) -> str:
     return "\n".join(lines)
 
 
+def default_cases_dir(config_dir: str | Path) -> Path:
+    """Where a config dir keeps its golden cases: ``<config_dir>/tests/providers``."""
+    return Path(config_dir) / "tests" / "providers"
+
+
+def main(
+    config_dir: str | Path,
+    providers: Sequence[str] = (),
+    *,
+    cases_dir: str | Path | None = None,
+    concurrency: int = 1,
+    verbose: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """What ``pixgate test DIR [PROVIDER...]`` does: load, run, print; the exit status.
+
+    0: every case as expected (xfail cases failing); 1: some case not; 2: invalid case files.
+    The last line is ``N passed, N failed`` (plus xfailed/xpassed counts when there are any).
+    """
+    stream = out if out is not None else sys.stdout
+    where = Path(cases_dir) if cases_dir is not None else default_cases_dir(config_dir)
+    try:
+        cases = load_cases(where, list(providers) or None)
+    except CaseFileError as exc:
+        print(f"invalid golden cases:\n{exc}", file=stream)
+        return 2
+    if not cases:
+        print(f"no golden cases under {where}", file=stream)
+        return 2
+    results = asyncio.run(run_cases(config_dir, cases, concurrency=concurrency))
+    for result in results:
+        if verbose or not result.ok:
+            print(format_result(result), file=stream)
+    counts = {k: sum(r.outcome == k for r in results) for k in ("PASS", "FAIL", "XFAIL", "XPASS")}
+    summary = f"{counts['PASS']} passed, {counts['FAIL'] + counts['XPASS']} failed"
+    if counts["XFAIL"]:
+        summary += f", {counts['XFAIL']} xfailed"
+    if counts["XPASS"]:
+        summary += f" ({counts['XPASS']} xpassed)"
+    print(summary, file=stream)
+    return 0 if all(r.ok for r in results) else 1
+
+
 async def run_cases(
     config_dir: str | Path, cases: Iterable[GoldenCase], *, concurrency: int = 1
 ) -> list[CaseResult]:
@@ -144,11 +191,7 @@ async def run_case(config_dir: str | Path, case: GoldenCase) -> CaseResult:
             upstream = await fake.start()
             config = _write_config(Path(config_dir), case, tmp / "config")
             settings = Settings.from_env(
-                _environment(case, upstream),
-                config_dir=config,
-                storage_dir=tmp / "files",
-                host="127.0.0.1",
-                port=0,
+                _environment(case, upstream), **_settings_overrides(config, tmp / "files")
             )
             gateway = web.AppRunner(
                 create_app(settings), handle_signals=False, access_log=None, shutdown_timeout=1.0
@@ -186,6 +229,18 @@ async def run_case(config_dir: str | Path, case: GoldenCase) -> CaseResult:
 
 class _SetupError(Exception):
     """The case cannot be set up (missing provider file...): reported as a problem."""
+
+
+def _settings_overrides(config: Path, storage: Path) -> dict[str, object]:
+    overrides: dict[str, object] = {
+        "config_dir": config,
+        "storage_dir": storage,
+        "host": "127.0.0.1",
+        "port": 0,
+    }
+    if "watch" in {f.name for f in dataclasses.fields(Settings)}:
+        overrides["watch"] = False  # the temporary config never changes: no file watcher
+    return overrides
 
 
 def _environment(case: GoldenCase, upstream: str) -> dict[str, str]:
@@ -380,6 +435,7 @@ async def _cleanup(
     if session is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(session.close(), CLEANUP_TIMEOUT)
+    fake.wake()  # a gateway handler waiting on a delayed answer can then finish
     if gateway is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(gateway.cleanup(), CLEANUP_TIMEOUT)
