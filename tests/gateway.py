@@ -39,7 +39,11 @@ async def run_gateway(
     env: Mapping[str, str] | None = None,
     **overrides: object,
 ) -> AsyncIterator[Gateway]:
-    """The gateway exactly as `pixgate serve` builds it, on 127.0.0.1 and a free port."""
+    """The gateway exactly as `pixgate serve` builds it, on 127.0.0.1 and a free port.
+
+    File watching is off unless a test asks for it (`watch=True`): most tests do not edit
+    their config, and the reload tests turn it on."""
+    overrides.setdefault("watch", False)
     port = free_port()
     settings = Settings.from_env(
         {"PIXGATE_POLL_INTERVAL_SCALE": "0.01", **(env or {})},

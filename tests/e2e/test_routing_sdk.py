@@ -53,7 +53,6 @@ async def openai_pair(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Any, opena
                 yield gw, app, sdk
 
 
-
 async def test_429_cools_the_key_for_retry_after_and_uses_the_other(openai_pair: Any) -> None:
     gw, app, sdk = openai_pair
     fake = fake_openai.state(app)
@@ -126,9 +125,12 @@ async def test_circuit_opens_and_traffic_moves_to_the_next_target(tmp_path: Path
             },
             "providers": {"openai": {"circuit_breaker": {"failures": 2, "cooldown": "1h"}}},
         }
-        async with run_gateway(
-            config_dir(tmp_path, ["openai", "siliconflow"], routes), tmp_path / "f", env
-        ) as gw, openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk:
+        async with (
+            run_gateway(
+                config_dir(tmp_path, ["openai", "siliconflow"], routes), tmp_path / "f", env
+            ) as gw,
+            openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk,
+        ):
             fake_openai.state(first).fail_next("server_error", times=2)
             for _ in range(2):
                 raw = await sdk.images.with_raw_response.generate(model="m", prompt="x")
@@ -159,9 +161,12 @@ async def test_failover_on_content_policy_when_the_route_says_so(tmp_path: Path)
                 }
             }
         }
-        async with run_gateway(
-            config_dir(tmp_path, ["openai", "siliconflow"], routes), tmp_path / "f", env
-        ) as gw, openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk:
+        async with (
+            run_gateway(
+                config_dir(tmp_path, ["openai", "siliconflow"], routes), tmp_path / "f", env
+            ) as gw,
+            openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk,
+        ):
             fake_openai.state(first).fail_next("content_policy")
             raw = await sdk.images.with_raw_response.generate(model="m", prompt="x")
             assert raw.headers["x-pixgate-provider"] == "siliconflow"
