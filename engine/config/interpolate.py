@@ -12,15 +12,17 @@ _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$")
 
 
 class UnsetVariable(Exception):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
+    def __init__(self, *names: str) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+        self.name = names[0]
 
 
 def interpolate_string(text: str, env: Mapping[str, str]) -> str:
     """Replace references; `$$` escapes a dollar. An unset variable without default raises."""
     if "$" not in text:
         return text
+    unset: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -29,11 +31,15 @@ def interpolate_string(text: str, env: Mapping[str, str]) -> str:
         value = env.get(name)
         if value is None or (value == "" and default is not None):
             if default is None:
-                raise UnsetVariable(name)
+                unset.append(name)
+                return ""
             return default
         return value
 
-    return _REF.sub(replace, text)
+    result = _REF.sub(replace, text)
+    if unset:
+        raise UnsetVariable(*unset)
+    return result
 
 
 def interpolate_tree(
@@ -44,7 +50,8 @@ def interpolate_tree(
         try:
             return interpolate_string(data, env)
         except UnsetVariable as exc:
-            on_unset(path, exc.name)
+            for name in exc.names:
+                on_unset(path, name)
             return ""
     if isinstance(data, dict):
         return {k: interpolate_tree(v, env, on_unset, (*path, str(k))) for k, v in data.items()}

@@ -168,7 +168,9 @@ def build_snapshot(
         text = _read(routes_file, routes_doc, result)
         data = routes_doc.load(text, "routes", env) if text is not None else None
         if data is not None:
-            routes = compile_routes(data, providers, routes_doc.report)
+            routes = compile_routes(
+                data, providers, routes_doc.report, broken=first_seen.keys() - providers.keys()
+            )
             _apply_keys_files(root, routes, providers, routes_doc, result)
             _check_keys(providers, provider_docs, routes, env, routes_doc)
             _check_direct_names(providers, routes, routes_doc)

@@ -49,7 +49,9 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, str]]:
                 yield (*path, str(key)), f"unknown key '{key}'{hint}"
         return
     if error.validator in ("oneOf", "anyOf") and error.context:
-        inner = best_match(error.context)
+        # Prefer the branch whose type matches; best_match would pick another branch's
+        # `type` error ("is not of type 'null'") over the real problem.
+        inner = best_match([e for e in error.context if e.validator != "type"] or error.context)
         if inner is not None and inner.validator not in ("required", "not"):
             yield from _explain(inner)
             return

@@ -41,7 +41,11 @@ def load_located(text: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YamlSyntaxError(str(exc.problem or exc), line, col) from None
+        message = str(exc.problem or exc)
+        if exc.context and exc.context_mark is not None:
+            cm = exc.context_mark
+            message += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
+        raise YamlSyntaxError(message, line, col) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(str(exc), 1, 1) from None
     finally:
@@ -57,7 +61,11 @@ def _walk(node: yaml.Node, path: Path, out: dict[Path, tuple[int, int]]) -> None
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
-                _walk(value_node, (*path, str(key_node.value)), out)
+                child = (*path, str(key_node.value))
+                _walk(value_node, child, out)
+                if isinstance(value_node, yaml.CollectionNode) and not value_node.flow_style:
+                    # A block collection starts on a later line: point at its key instead.
+                    out[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _walk(item, (*path, index), out)

@@ -57,4 +57,6 @@ class Expr:
 
 def _one_line(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else exc.__class__.__name__
+    if not lines:
+        return exc.__class__.__name__
+    return lines[0].removesuffix(":").removesuffix(", for expression")

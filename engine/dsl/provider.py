@@ -29,7 +29,6 @@ from .templates import (
     compile_text,
     compile_tree,
     step_refs,
-    template_sources,
 )
 
 Path = tuple[str | int, ...]
@@ -219,21 +218,15 @@ def _task(c: _Compiler, raw: dict[str, Any], path: Path) -> TaskSpec:
 def _check_step_refs(
     c: _Compiler, raw: dict[str, Any], seen: dict[str, set[str]], path: Path
 ) -> None:
-    refs = step_refs(template_sources(raw.get("request")))
-    for step_name, variables in sorted(refs.items()):
-        if step_name not in seen:
-            c.error(
-                (*path, "request"),
-                "E203",
-                f"steps.{step_name}: no earlier step named '{step_name}'",
-            )
-            continue
-        for var in sorted(variables - seen[step_name]):
-            c.error(
-                (*path, "request"),
-                "E203",
-                f"steps.{step_name}.{var}: step '{step_name}' extracts no '{var}'",
-            )
+    for leaf, source in _leaf_strings(raw.get("request"), (*path, "request")):
+        for step_name, variables in sorted(step_refs([source]).items()):
+            if step_name not in seen:
+                c.error(leaf, "E203", f"steps.{step_name}: no earlier step named '{step_name}'")
+                continue
+            for var in sorted(variables - seen[step_name]):
+                c.error(
+                    leaf, "E203", f"steps.{step_name}.{var}: step '{step_name}' extracts no '{var}'"
+                )
 
 
 def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:

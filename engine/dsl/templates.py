@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # Every name a template may use. Documented in docs/providers.md; `lint` rejects others.
@@ -67,8 +68,16 @@ def _finalize_url(value: Any) -> Any:
     return quote(str(value), safe="")
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        # The default returns an Undefined that ChainableUndefined renders as "": fail instead.
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe."
+        )
+
+
 def _make_env(finalize: Any) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         undefined=jinja2.ChainableUndefined,
         finalize=finalize,
         autoescape=False,
@@ -118,7 +127,7 @@ class NativeExpr:
     def render(self, ctx: Mapping[str, Any]) -> Any:
         try:
             value = self._fn(**ctx)
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # TemplateError, but also TypeError, OverflowError...
             raise RenderError(f"{self.source}: {exc}") from None
         return None if isinstance(value, jinja2.Undefined) else value
 
@@ -133,7 +142,7 @@ class TextTemplate:
     def render(self, ctx: Mapping[str, Any]) -> str:
         try:
             return self._tpl.render(ctx)
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # TemplateError, but also TypeError, OverflowError...
             raise RenderError(f"{self.source}: {exc}") from None
 
 
@@ -226,14 +235,31 @@ def step_refs(sources: Iterable[str]) -> dict[str, set[str]]:
             ast = TEXT_ENV.parse(source)
         except jinja2.TemplateSyntaxError:
             continue
-        for node in ast.find_all(nodes.Getattr):
-            inner = node.node
-            if isinstance(inner, nodes.Getattr) and isinstance(inner.node, nodes.Name):
-                if inner.node.name == "steps":
-                    found.setdefault(inner.attr, set()).add(node.attr)
-            elif isinstance(inner, nodes.Name) and inner.name == "steps":
-                found.setdefault(node.attr, set())
+        for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+            if not isinstance(node, nodes.Getattr | nodes.Getitem):
+                continue
+            key, inner = _member(node), node.node
+            if key is None:
+                continue
+            if isinstance(inner, nodes.Name) and inner.name == "steps":
+                found.setdefault(key, set())
+            elif (
+                isinstance(inner, nodes.Getattr | nodes.Getitem)
+                and isinstance(inner.node, nodes.Name)
+                and inner.node.name == "steps"
+                and (step := _member(inner)) is not None
+            ):
+                found.setdefault(step, set()).add(key)
     return found
+
+
+def _member(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    """`x.name` or `x['name']`: the name; None for a computed subscript."""
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
 
 
 def template_sources(value: Any) -> list[str]:

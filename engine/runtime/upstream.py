@@ -68,7 +68,10 @@ def build_request(
         if auth.query:
             query[auth.query] = key
     if query:
-        url = url.update_query(query)
+        # extend_query keeps the existing query byte for byte (signed poll URLs); a name the
+        # URL already carries is replaced instead.
+        clash = query.keys() & url.query.keys()
+        url = url.update_query(query) if clash else url.extend_query(query)
     data: Any = None
     if spec.json is not None:
         data = orjson.dumps(spec.json.render(ctx))

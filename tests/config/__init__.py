@@ -1,0 +1,1 @@
+"""Unit tests of config loading: diagnostics, interpolation, YAML positions."""

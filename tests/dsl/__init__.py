@@ -1,0 +1,1 @@
+"""Unit tests of the provider DSL: templates, expressions, sizes, request rendering."""
