@@ -17,6 +17,7 @@ from .api.keys import RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
+from .runtime.fetch import make_guarded_session
 from .runtime.reload import Reloader
 from .runtime.service import ImageService
 from .runtime.state import GatewayState
@@ -64,6 +65,9 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_get("/health", catalog.health)
     app.router.add_get("/v1/models", catalog.list_models)
     app.router.add_post("/v1/images/generations", images.generations)
+    app.router.add_post("/v1/images/edits", images.edits)
+    app.router.add_post("/v1/images/variations", images.variations)
+    app.router.add_post("/v1/images/blend", images.blend)
     app.router.add_get("/files/{name}", catalog.files)
     app.router.add_get("/admin/keys", admin.keys)
     app.router.add_get("/admin/config", admin.config)
@@ -97,6 +101,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(
         connector=connector, auto_decompress=True, headers={"User-Agent": "pixgate"}
     )
+    fetch_session = make_guarded_session(app[SETTINGS].fetch_policy)
     state.start(
         ImageService(
             session=session,
@@ -104,12 +109,14 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
             router=state.router,
             keys=state.keys,
             poll_scale=app[SETTINGS].poll_scale,
-        )
+        ),
+        fetch_session,
     )
     try:
         yield
     finally:
         await session.close()
+        await fetch_session.close()
 
 
 async def _hot_reload(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .runtime.fetch import FetchPolicy
+
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 
 
@@ -32,6 +34,8 @@ class Settings:
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
     file_ttl: float = 24 * 3600
     max_body: int = DEFAULT_MAX_BODY
+    # Client image URLs: size cap, timeout; allow_loopback is for tests only.
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     watch: bool = True  # hot reload on file changes
     watch_polling: bool = False  # poll instead of inotify (network file systems)
     # Multiplies every polling interval; tests set it small. Not for production.
@@ -53,6 +57,11 @@ class Settings:
             else default_storage_dir(env),
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
             "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
+            "fetch_policy": FetchPolicy(
+                max_bytes=int(env.get("PIXGATE_FETCH_MAX_BYTES") or DEFAULT_MAX_BODY),
+                timeout=float(env.get("PIXGATE_FETCH_TIMEOUT") or 20.0),
+                allow_loopback=(env.get("PIXGATE_FETCH_ALLOW_LOOPBACK") or "") in ("1", "true"),
+            ),
             "watch_polling": (env.get("PIXGATE_WATCH_POLLING") or "") not in ("", "0", "false"),
             "env": env,
         }

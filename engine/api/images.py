@@ -1,4 +1,4 @@
-"""POST /v1/images/generations."""
+"""POST /v1/images/generations, /edits, /variations and /blend."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any
 from aiohttp import web
 
 from ..runtime.failures import UpstreamFailure
+from ..runtime.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
 from ..runtime.router import UnknownModel
 from ..runtime.service import NoUpstream, Outcome, RequestInfo
 from . import params
 from .errors import ApiError, bad_request, from_failure
+from .forms import ImageForm, read_image_form
 from .jsonio import json_response
 from .keys import SETTINGS, STATE
 
@@ -37,11 +39,51 @@ KNOWN_FIELDS = frozenset(
 
 async def generations(request: web.Request) -> web.Response:
     body = await params.read_json(request)
-    if body.get("stream"):
+    _no_stream(body)
+    job = job_from(body, "generate", prompt=params.prompt(body))
+    return await respond(request, job)
+
+
+async def edits(request: web.Request) -> web.Response:
+    form = await read_image_form(request)
+    _no_stream(form.fields)
+    if not form.images:
+        raise bad_request("Missing required parameter: 'image'.", "image",
+                          "missing_required_parameter")
+    job = job_from(form.fields, "edit", prompt=params.prompt(form.fields))
+    await attach_images(request, job, form)
+    return await respond(request, job)
+
+
+async def variations(request: web.Request) -> web.Response:
+    form = await read_image_form(request)
+    if len(form.images) != 1:
+        raise bad_request("Send exactly one 'image' to vary.", "image")
+    job = job_from(form.fields, "variation", prompt=str(form.fields.get("prompt") or ""))
+    await attach_images(request, job, form)
+    return await respond(request, job)
+
+
+async def blend(request: web.Request) -> web.Response:
+    form = await read_image_form(request)
+    _no_stream(form.fields)
+    if len(form.images) < 2:
+        raise bad_request("Blending needs at least two images in 'images'.", "images")
+    job = job_from(form.fields, "blend", prompt=params.prompt(form.fields))
+    await attach_images(request, job, form)
+    return await respond(request, job)
+
+
+def _no_stream(fields: dict[str, Any]) -> None:
+    if fields.get("stream"):
         raise bad_request("stream=true is not supported on this endpoint yet.", "stream")
-    job = ImageJob(
-        task="generate",
-        prompt=params.prompt(body),
+
+
+def job_from(body: dict[str, Any], task: str, *, prompt: str) -> ImageJob:
+    """The canonical job from OpenAI's fields; anything else goes to `extra` for templates."""
+    return ImageJob(
+        task=task,
+        prompt=prompt,
         model=params.text(body, "model"),
         n=params.n(body),
         size=params.size(body),
@@ -57,6 +99,30 @@ async def generations(request: web.Request) -> web.Response:
         user=params.text(body, "user"),
         extra={k: v for k, v in body.items() if k not in KNOWN_FIELDS},
     )
+
+
+async def attach_images(request: web.Request, job: ImageJob, form: ImageForm) -> None:
+    sources = list(form.images)
+    if form.mask is not None:
+        sources.append(form.mask)
+    try:
+        images = await resolve(sources, input_context(request))
+    except InputError as exc:
+        raise bad_request(str(exc), exc.param) from None
+    if form.mask is not None:
+        job.mask = images.pop()
+    job.images = images
+
+
+def input_context(request: web.Request) -> InputContext:
+    settings = request.app[SETTINGS]
+    state = request.app[STATE]
+    own = tuple(u for u in (settings.public_url, f"{request.scheme}://{request.host}") if u)
+    return InputContext(state.fetch_session, state.storage, settings.fetch_policy, own,
+                        settings.public_url)
+
+
+async def respond(request: web.Request, job: ImageJob) -> web.Response:
     outcome = await run_job(request, job)
     return json_response(images_response(outcome), headers=outcome_headers(outcome))
 

@@ -194,6 +194,7 @@ def _model(
         sizes=SizeRule(**rule_args),
         max_n=int(raw.get("max_n", 4)),
         images_per_call=int(raw["images_per_call"]) if "images_per_call" in raw else None,
+        max_images=int(raw.get("max_images", 16)),
         params={**provider_params, **(raw.get("params") or {})},
     )
 

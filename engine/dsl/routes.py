@@ -69,6 +69,7 @@ def compile_routes(
             timeout=timeout,
             description=raw.get("description") or "",
             failover_on=frozenset(raw.get("failover_on") or ()),
+            variation_prompt=raw.get("variation_prompt"),
         )
     for name, route in routes.items():
         for i, fallback in enumerate(route.fallbacks):

@@ -41,6 +41,7 @@ class ModelSpec:
     params: dict[str, Any]
     title: str = ""
     images_per_call: int | None = None  # overrides the task's when set
+    max_images: int = 16  # input images one request may carry (edit, blend)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,7 @@ class RouteSpec:
     timeout: float | None = None
     description: str = ""
     failover_on: frozenset[str] = frozenset()  # final kinds that may still try another target
+    variation_prompt: str | None = None  # variations may use an edit task with this prompt
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ class Attempt:
     target: TargetSpec
     provider: ProviderSpec
     model: ModelSpec
+    task: str  # the provider task to run (a variation may run as an edit)
+    prompt: str | None = None  # replaces the client's prompt (variation through edit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +98,19 @@ class Router:
             plan.skipped.append(Skipped(target, "no keys configured"))
         elif provider.on_gateway and not snapshot.routes.demo:
             plan.skipped.append(Skipped(target, "the built-in demo upstream is off (demo: false)"))
-        elif task not in model.tasks or task not in provider.tasks:
-            plan.skipped.append(Skipped(target, f"does not support {task}"))
+        elif task in model.tasks and task in provider.tasks:
+            plan.attempts.append(Attempt(route.name, target, provider, model, task))
+        elif (
+            task == "variation"
+            and route.variation_prompt
+            and "edit" in model.tasks
+            and "edit" in provider.tasks
+        ):
+            plan.attempts.append(
+                Attempt(route.name, target, provider, model, "edit", route.variation_prompt)
+            )
         else:
-            plan.attempts.append(Attempt(route.name, target, provider, model))
+            plan.skipped.append(Skipped(target, f"does not support {task}"))
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = [t for t in route.targets]

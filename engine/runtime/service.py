@@ -20,7 +20,7 @@ from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
 from .keys import KeyPools, NoHealthyKey, mask_key
 from .results import ResultContext, to_client
-from .router import Attempt, Router
+from .router import Attempt, Plan, Router
 from .storage import LocalStorage
 
 log = logging.getLogger("pixgate.service")
@@ -80,25 +80,16 @@ class ImageService:
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
         relay = info.relay[0] if info.relay else None
         plan = self.router.plan(snapshot, job.model, job.task, relay)
-        attempts = [a for a in plan.attempts if job.n <= a.model.max_n]
+        attempts = [
+            a
+            for a in plan.attempts
+            if job.n <= a.model.max_n and len(job.images) <= a.model.max_images
+        ]
         if not attempts:
-            if plan.attempts:
-                most = max(a.model.max_n for a in plan.attempts)
-                raise NoUpstream(
-                    f"n must be at most {most} for model '{job.model or plan.route.name}'", 400, "n"
-                )
-            reasons = "; ".join(
-                f"{s.target.provider}/{s.target.model}: {s.reason}" for s in plan.skipped
-            )
-            raise NoUpstream(
-                f"no upstream can serve '{plan.route.name}' for {job.task} right now"
-                + (f" ({reasons})" if reasons else ""),
-                400 if relay else 503,
-                "model" if relay else None,
-            )
+            raise _why_nothing(job, plan, relay)
         deadline = plan.route.timeout or (
             POLLING_DEADLINE
-            if any(a.provider.tasks[job.task].polls for a in attempts)
+            if any(a.provider.tasks[a.task].polls for a in attempts)
             else SYNC_DEADLINE
         )
         try:
@@ -177,7 +168,7 @@ class ImageService:
         self, job: ImageJob, attempt: Attempt, key: str | None, info: RequestInfo
     ) -> Outcome:
         provider, model = attempt.provider, attempt.model
-        task = provider.tasks[job.task]
+        task = provider.tasks[attempt.task]
         fitted = fit_size(job.size, model.sizes)
         size = Size(*fitted)
         base_url = (
@@ -187,8 +178,8 @@ class ImageService:
             self.session, provider, base_url, key, info.on_progress, self.poll_scale
         )
         base_ctx: dict[str, Any] = {
-            "task": job.task,
-            "prompt": job.prompt,
+            "task": attempt.task,
+            "prompt": attempt.prompt or job.prompt,
             "negative_prompt": job.negative_prompt,
             "model": model.name,
             "total_n": job.n,
@@ -288,6 +279,28 @@ class ImageService:
         if not data:
             raise _most_informative([e for e in errors if isinstance(e, UpstreamFailure)])
         return data
+
+
+def _why_nothing(job: ImageJob, plan: Plan, relay: str | None) -> NoUpstream:
+    """The clearest reason no target can take this request (a 400 when it is the request's)."""
+    name = job.model or plan.route.name
+    if plan.attempts:
+        if any(job.n > a.model.max_n for a in plan.attempts):
+            most = max(a.model.max_n for a in plan.attempts)
+            return NoUpstream(f"n must be at most {most} for model '{name}'", 400, "n")
+        most = max(a.model.max_images for a in plan.attempts)
+        return NoUpstream(
+            f"model '{name}' takes at most {most} input images, got {len(job.images)}", 400, "image"
+        )
+    if plan.skipped and all(s.reason.startswith("does not support") for s in plan.skipped):
+        return NoUpstream(f"model '{name}' does not support {job.task}", 400, "model")
+    reasons = "; ".join(f"{s.target.provider}/{s.target.model}: {s.reason}" for s in plan.skipped)
+    return NoUpstream(
+        f"no upstream can serve '{plan.route.name}' for {job.task} right now"
+        + (f" ({reasons})" if reasons else ""),
+        400 if relay else 503,
+        "model" if relay else None,
+    )
 
 
 def _most_informative(failures: list[UpstreamFailure]) -> UpstreamFailure:

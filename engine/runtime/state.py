@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from ..config.loader import ConfigSnapshot
 from .keys import KeyPools
 from .router import Router
@@ -20,6 +22,7 @@ class GatewayState:
     router: Router = field(default_factory=Router)
     keys: KeyPools = field(default_factory=KeyPools)
     _service: ImageService | None = None
+    _fetch_session: aiohttp.ClientSession | None = None
 
     @property
     def service(self) -> ImageService:
@@ -27,5 +30,13 @@ class GatewayState:
             raise RuntimeError("the gateway has not started (no HTTP session yet)")
         return self._service
 
-    def start(self, service: ImageService) -> None:
+    @property
+    def fetch_session(self) -> aiohttp.ClientSession:
+        """The SSRF-guarded session for client-supplied image URLs (never the upstream one)."""
+        if self._fetch_session is None:
+            raise RuntimeError("the gateway has not started (no HTTP session yet)")
+        return self._fetch_session
+
+    def start(self, service: ImageService, fetch_session: aiohttp.ClientSession) -> None:
         self._service = service
+        self._fetch_session = fetch_session

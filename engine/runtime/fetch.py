@@ -1,0 +1,393 @@
+"""Fetch client-supplied image URLs without becoming an SSRF proxy.
+
+Clients may pass input images as http(s) URLs. Fetching them from inside the gateway's
+network is dangerous: `http://169.254.169.254/...`, `http://10.0.0.5:6379/`, or a public name
+that resolves (or later re-resolves) to an internal address. The defences here:
+
+* only `http`/`https`, no userinfo, checked for the first URL and every redirect hop
+  (redirects are followed by hand, `allow_redirects=False`, at most `max_redirects`);
+* a guarded session whose `TCPConnector` resolves through `GuardedResolver`: every address a
+  name resolves to is checked AFTER DNS, and the connector connects only to those checked
+  addresses, so DNS rebinding between "check" and "connect" cannot happen;
+* literal-IP hosts never reach a resolver in aiohttp, so `fetch_image` checks them itself
+  (and refuses legacy numeric forms such as `127.1` or `2130706433`);
+* a size cap (`Content-Length` and a streamed count), one timeout for the whole fetch, and the
+  body must be an image by its magic bytes.
+
+`FetchRefused` messages are written for the client (HTTP 400): they never carry secrets and
+never reveal what an internal name resolved to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import weakref
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from .imagetypes import sniff
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CHUNK = 64 * 1024
+USER_AGENT = "pixgate-image-fetch"
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    max_bytes: int = 20 * 1024 * 1024
+    timeout: float = 20.0  # whole fetch, all redirects
+    max_redirects: int = 5
+    allow_loopback: bool = False  # test-only: lets tests reach loopback test servers
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.timeout <= 0 or self.max_redirects < 0:
+            raise ValueError("FetchPolicy: max_bytes and timeout must be > 0, max_redirects >= 0")
+
+
+class FetchRefused(Exception):
+    """The image URL cannot be used. The message is safe to show the client (HTTP 400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- address policy ------------------------------------------------------------------------
+
+_V4 = ipaddress.IPv4Network
+_V6 = ipaddress.IPv6Network
+
+# Checked in order; the first match gives the reason. Loopback is handled separately.
+_IPV4_BLOCKED: tuple[tuple[ipaddress.IPv4Network, str], ...] = (
+    (_V4("255.255.255.255/32"), "a broadcast address"),
+    (_V4("0.0.0.0/8"), "an unspecified address"),
+    (_V4("10.0.0.0/8"), "a private address"),
+    (_V4("172.16.0.0/12"), "a private address"),
+    (_V4("192.168.0.0/16"), "a private address"),
+    (_V4("100.64.0.0/10"), "a carrier-grade NAT address"),
+    (_V4("169.254.0.0/16"), "a link-local address"),
+    (_V4("224.0.0.0/4"), "a multicast address"),
+    (_V4("240.0.0.0/4"), "a reserved address"),
+    (_V4("192.0.0.0/24"), "a reserved address"),  # IETF protocol assignments
+    (_V4("192.0.2.0/24"), "a reserved address"),  # documentation
+    (_V4("198.51.100.0/24"), "a reserved address"),  # documentation
+    (_V4("203.0.113.0/24"), "a reserved address"),  # documentation
+    (_V4("198.18.0.0/15"), "a reserved address"),  # benchmarking
+    (_V4("192.88.99.0/24"), "a reserved address"),  # 6to4 relay anycast
+)
+_IPV4_LOOPBACK = _V4("127.0.0.0/8")
+
+_IPV6_BLOCKED: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
+    (_V6("64:ff9b:1::/48"), "a local-use NAT64 address"),
+    (_V6("fc00::/7"), "a private (unique local) address"),
+    (_V6("fe80::/10"), "a link-local address"),
+    (_V6("fec0::/10"), "a site-local address"),
+    (_V6("ff00::/8"), "a multicast address"),
+    (_V6("100::/64"), "a reserved address"),  # discard-only
+    (_V6("2001:db8::/32"), "a reserved address"),  # documentation
+)
+_IPV6_MAPPED = _V6("::ffff:0:0/96")
+_IPV6_COMPATIBLE = _V6("::/96")
+_IPV6_NAT64 = _V6("64:ff9b::/96")
+
+
+def address_refusal(ip: IPAddress | str, *, allow_loopback: bool = False) -> str | None:
+    """Why the gateway must not connect to `ip` ("a private address", ...), or None if it may.
+
+    The reason reads after "<ip> is ". IPv6 forms that embed an IPv4 address (IPv4-mapped,
+    IPv4-compatible, 6to4, NAT64, Teredo) are judged by the IPv4 address they reach.
+    Raises ValueError for a string that is not an IP address.
+    """
+    if isinstance(ip, str):
+        ip = ipaddress.ip_address(ip)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _ipv4_refusal(ip, allow_loopback)
+    if ip.scope_id is not None:  # fe80::1%eth0: judge the address, not the zone
+        ip = ipaddress.IPv6Address(ip.packed)
+    return _ipv6_refusal(ip, allow_loopback)
+
+
+def _ipv4_refusal(ip: ipaddress.IPv4Address, allow_loopback: bool) -> str | None:
+    if ip in _IPV4_LOOPBACK:
+        return None if allow_loopback else "a loopback address"
+    for network, reason in _IPV4_BLOCKED:
+        if ip in network:
+            return reason
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def _ipv6_refusal(ip: ipaddress.IPv6Address, allow_loopback: bool) -> str | None:
+    if ip == ipaddress.IPv6Address("::"):
+        return "an unspecified address"
+    if ip == ipaddress.IPv6Address("::1"):
+        return None if allow_loopback else "a loopback address"
+
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        kind, inner = embedded
+        for v4 in inner:
+            reason = _ipv4_refusal(v4, allow_loopback)
+            if reason is not None:
+                return f"{kind} address embedding {v4}, {reason}"
+        if kind in ("an IPv4-mapped", "a NAT64"):
+            return None  # reaches a public IPv4 address; DNS64 networks depend on this
+        if kind == "a Teredo":
+            return "a Teredo tunnelling address"
+        if kind == "an IPv4-compatible":
+            return "a deprecated IPv4-compatible address"
+        # 6to4 with a public IPv4 address: judged like any other global address below.
+
+    for network, reason in _IPV6_BLOCKED:
+        if ip in network:
+            return reason
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def _embedded_ipv4(
+    ip: ipaddress.IPv6Address,
+) -> tuple[str, tuple[ipaddress.IPv4Address, ...]] | None:
+    if ip in _IPV6_MAPPED:
+        mapped = ip.ipv4_mapped
+        assert mapped is not None
+        return "an IPv4-mapped", (mapped,)
+    if ip in _IPV6_NAT64:
+        return "a NAT64", (ipaddress.IPv4Address(ip.packed[-4:]),)
+    if ip in _IPV6_COMPATIBLE:  # ::a.b.c.d (:: and ::1 are handled before)
+        return "an IPv4-compatible", (ipaddress.IPv4Address(ip.packed[-4:]),)
+    if ip.sixtofour is not None:
+        return "a 6to4", (ip.sixtofour,)
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        return "a Teredo", (server, client)
+    return None
+
+
+# --- hosts and URLs ------------------------------------------------------------------------
+
+
+def _looks_like_ip(host: str) -> bool:
+    """aiohttp's own test: such hosts are connected to as-is, never passed to the resolver."""
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+def _host_refusal(host: str, allow_loopback: bool) -> str | None:
+    """A full refusal message for a URL host, or None. Names are checked again after DNS."""
+    name = host.rstrip(".").lower()
+    if not name:
+        return "image URL refused: the URL has no host"
+    if not allow_loopback and (name == "localhost" or name.endswith(".localhost")):
+        return f"image URL refused: {name} is a loopback address"
+    if not _looks_like_ip(host):
+        return None
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        # `127.1`, `2130706433`, `0177.0.0.1`: sockets would map these onto an address.
+        return f"image URL refused: {host} is not a valid IP address"
+    reason = address_refusal(ip, allow_loopback=allow_loopback)
+    return None if reason is None else f"image URL refused: {host} is {reason}"
+
+
+def _check_url(url: URL, allow_loopback: bool) -> None:
+    if url.scheme not in ("http", "https"):
+        raise FetchRefused("image URL refused: only http and https URLs are allowed")
+    if url.raw_user is not None or url.raw_password is not None:
+        raise FetchRefused("image URL refused: URLs with a user name or password are not allowed")
+    host = url.raw_host
+    if not host:
+        raise FetchRefused("image URL refused: the URL has no host")
+    refusal = _host_refusal(host, allow_loopback)
+    if refusal is not None:
+        raise FetchRefused(refusal)
+
+
+def _parse(url: str, invalid: str = "image URL refused: not a valid URL") -> URL:
+    try:
+        parsed = URL(url)
+        parsed.port  # noqa: B018  (an invalid port raises here on some yarl versions)
+    except (ValueError, TypeError):
+        raise FetchRefused(invalid) from None
+    return parsed
+
+
+# --- the guarded session -------------------------------------------------------------------
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves through `inner`, then refuses (FetchRefused) if ANY address is forbidden.
+
+    The connector connects only to the addresses returned here, so a checked answer is also
+    the address used: a second, rebinding DNS answer is never consulted.
+    """
+
+    def __init__(self, policy: FetchPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner if inner is not None else aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        shown = host.rstrip(".").lower()
+        refusal = _host_refusal(host, self.policy.allow_loopback)
+        if refusal is not None:
+            raise FetchRefused(refusal)
+        try:
+            results = await self._inner.resolve(host, port, family=family)
+        except OSError:
+            raise FetchRefused(f"image URL refused: could not resolve host {shown}") from None
+        if not results:
+            raise FetchRefused(f"image URL refused: could not resolve host {shown}")
+        for result in results:
+            try:
+                ip = ipaddress.ip_address(result["host"])
+            except ValueError:
+                raise FetchRefused(
+                    f"image URL refused: {shown} resolves to an unrecognised address"
+                ) from None
+            reason = address_refusal(ip, allow_loopback=self.policy.allow_loopback)
+            if reason is not None:
+                # Name the client's host, not the internal address it resolved to.
+                raise FetchRefused(f"image URL refused: {shown} resolves to {reason}")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+_GUARDS: weakref.WeakKeyDictionary[aiohttp.ClientSession, FetchPolicy] = weakref.WeakKeyDictionary()
+
+
+def make_guarded_session(
+    policy: FetchPolicy,
+    resolver: AbstractResolver | None = None,
+    *,
+    trace_configs: list[aiohttp.TraceConfig] | None = None,
+) -> aiohttp.ClientSession:
+    """A ClientSession for `fetch_image` only: DNS-checked connector, no proxy, no cookies.
+
+    Call inside the running loop (app startup) and close it at shutdown. `resolver` is for
+    tests (a fake DNS); the default is aiohttp's ThreadedResolver (getaddrinfo). An injected
+    resolver stays owned by the caller. Never use this session for upstream calls, and never
+    use another session with `fetch_image`.
+    """
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(policy, resolver),
+        limit=64,
+        limit_per_host=8,
+        ttl_dns_cache=60,  # caches only answers that passed the guard
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies never reach another's fetch
+        trust_env=False,  # never route through an environment proxy (it would resolve for us)
+        headers={"User-Agent": USER_AGENT, "Accept": "image/*"},
+        timeout=aiohttp.ClientTimeout(total=policy.timeout),
+        trace_configs=trace_configs,
+    )
+    _GUARDS[session] = policy
+    return session
+
+
+# --- fetching ------------------------------------------------------------------------------
+
+
+async def fetch_image(
+    url: str, session: aiohttp.ClientSession, policy: FetchPolicy
+) -> tuple[bytes, str]:
+    """Download an image URL given by a client: `(data, mime)` or FetchRefused.
+
+    `session` must come from `make_guarded_session` with the same `allow_loopback`.
+    """
+    guard = _GUARDS.get(session)
+    if guard is None:
+        raise ValueError("fetch_image needs a session made by make_guarded_session")
+    if guard.allow_loopback != policy.allow_loopback:
+        raise ValueError("fetch_image: policy.allow_loopback differs from the session's")
+    current = _parse(url)
+    _check_url(current, policy.allow_loopback)
+    try:
+        async with asyncio.timeout(policy.timeout):
+            return await _follow(current, session, policy)
+    except TimeoutError:
+        raise FetchRefused(f"fetching the image URL timed out after {policy.timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise FetchRefused(_client_error_message(exc)) from None
+
+
+async def _follow(
+    url: URL, session: aiohttp.ClientSession, policy: FetchPolicy
+) -> tuple[bytes, str]:
+    redirects = 0
+    while True:
+        async with session.get(url, allow_redirects=False) as resp:
+            if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
+                redirects += 1
+                if redirects > policy.max_redirects:
+                    raise FetchRefused(
+                        f"image URL refused: more than {policy.max_redirects} redirects"
+                    )
+                target = _parse(
+                    resp.headers["Location"], "image URL refused: it redirects to an invalid URL"
+                )
+                url = url.join(target)
+                _check_url(url, policy.allow_loopback)
+                continue
+            if not 200 <= resp.status < 300:
+                raise FetchRefused(f"fetching the image URL failed: HTTP {resp.status}")
+            data = await _read_capped(resp, policy.max_bytes)
+        mime = sniff(data)
+        if mime is None:
+            raise FetchRefused("the file at the image URL is not an image (png, jpeg, webp or gif)")
+        return data, mime
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    too_big = f"image at URL is larger than {_human(max_bytes)}"
+    if resp.content_length is not None and resp.content_length > max_bytes:
+        raise FetchRefused(too_big)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchRefused(too_big)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _human(size: int) -> str:
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
+
+
+def _client_error_message(exc: aiohttp.ClientError) -> str:
+    """A client-safe reason: no OS error text, no resolved or internal addresses."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "fetching the image URL failed: TLS error"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "fetching the image URL failed: could not connect"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "image URL refused: not a valid URL"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "fetching the image URL failed: the server closed the connection"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "fetching the image URL failed: invalid HTTP response"
+    return f"fetching the image URL failed ({exc.__class__.__name__})"
