@@ -1,4 +1,4 @@
-"""`pixgate serve | lint`: the command line."""
+"""`pixgate serve | lint | test | explain`: the command line."""
 
 from __future__ import annotations
 
@@ -77,7 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     lint = sub.add_parser("lint", help="validate a config directory")
     lint.add_argument("directory", nargs="?", default=None)
-    lint.add_argument("--format", choices=["text", "json"], default="text")
+    lint.add_argument(
+        "--format",
+        choices=["text", "json", "github"],
+        default="text",
+        help="text (file:line:col CODE path: message), json, or github "
+        "(GitHub Actions ::error/::warning workflow commands, shown inline on pull requests)",
+    )
 
     test = sub.add_parser("test", help="replay golden cases against a local fake upstream")
     test.add_argument("directory", nargs="?", default=".", help="config directory")
@@ -85,9 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     test.add_argument("--cases", help="cases folder (default: DIR/tests/providers)")
     test.add_argument("-v", "--verbose", action="store_true")
 
+    _add_explain(sub)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "explain":
+        return _explain(args)
     if args.command == "test":
         from .testing import main as run_golden
 
@@ -98,27 +108,125 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    import json
+    from .tools import lintformat
 
     directory = Path(args.directory) if args.directory else resolve_config_dir(None)[0]
     result = build_snapshot(directory)
     diags = result.diagnostics.sorted()
     if args.format == "json":
-        print(json.dumps({"ok": result.ok, "diagnostics": [d.as_dict() for d in diags]}, indent=2))
+        print(lintformat.json_report(result))
+        return 0 if result.ok else 1
+    if args.format == "github":
+        for line in lintformat.github_lines(diags, directory):
+            print(line)
     else:
         for diag in diags:
             print(diag.format())
-        errors, warnings = len(result.diagnostics.errors), len(result.diagnostics.warnings)
-        if result.snapshot is not None:
-            print(
-                f"ok: {len(result.snapshot.providers)} providers, "
-                f"{len(result.snapshot.routes.routes)} routes, {warnings} warnings "
-                f"(config version {result.snapshot.version})",
-                file=sys.stderr,
-            )
-        else:
-            print(f"failed: {errors} errors, {warnings} warnings", file=sys.stderr)
+    print(lintformat.summary(result), file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .dsl.spec import TASKS
+
+    explain = sub.add_parser(
+        "explain",
+        help="dry-run one image request: route, attempts, rendered upstream requests",
+        description="Show what serve would do with one request, without sending anything: "
+        "the route, every target in or out and why, the size mapping, and the first "
+        "attempt's upstream HTTP requests (keys masked). Exit 0: it can be served; "
+        "1: the config does not build; 2: unknown model or nothing can serve it.",
+    )
+    explain.add_argument("directory", nargs="?", default=None, help="config directory")
+    explain.add_argument("--model", help="model name a client sends (default: the default route)")
+    explain.add_argument("--prompt", required=True)
+    explain.add_argument("--size", help="WxH or auto (default auto)")
+    explain.add_argument("--n", type=int, default=1, help="images (1-10, default 1)")
+    explain.add_argument("--task", choices=TASKS, default="generate")
+    explain.add_argument(
+        "--image", action="append", default=[], metavar="FILE", help="input image (repeatable)"
+    )
+    explain.add_argument("--mask", metavar="FILE", help="mask image (edit)")
+    explain.add_argument("--seed", type=int)
+    explain.add_argument("--negative-prompt")
+    explain.add_argument("--quality")
+    explain.add_argument("--style")
+    explain.add_argument("--response-format", choices=["url", "b64_json"], default="url")
+    explain.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another request field, read by templates as extra.NAME (VALUE parsed as JSON "
+        "when it is valid JSON, else text); repeatable",
+    )
+    explain.add_argument(
+        "--all",
+        action="store_true",
+        help="render the requests of every attempt, not only the first",
+    )
+    explain.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import json
+
+    from .api.params import MAX_N
+    from .dsl.sizes import parse_size
+    from .runtime.job import ImageJob, InputImage
+    from .tools import explain
+
+    def usage(message: str) -> int:
+        print(f"pixgate explain: {message}", file=sys.stderr)
+        return 2
+
+    size: tuple[int, int] | None = None
+    if args.size and args.size != "auto":
+        try:
+            size = parse_size(args.size)
+        except ValueError as exc:
+            return usage(str(exc))
+    if not 1 <= args.n <= MAX_N:
+        return usage(f"--n must be between 1 and {MAX_N}")
+    extra: dict[str, object] = {}
+    for item in args.extra:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            return usage(f"--extra expects NAME=VALUE, got {item!r}")
+        try:
+            extra[name] = json.loads(raw)
+        except ValueError:
+            extra[name] = raw
+    images: list[InputImage] = []
+    shown: list[dict[str, object]] = []
+    mask: InputImage | None = None
+    try:
+        for file in args.image:
+            images.append(explain.load_image(file))
+            shown.append({"file": file, "mime": images[-1].mime, "bytes": len(images[-1].data)})
+        if args.mask:
+            mask = explain.load_image(args.mask)
+    except (OSError, ValueError) as exc:
+        return usage(str(exc))
+    job = ImageJob(
+        task=args.task,
+        prompt=args.prompt,
+        model=args.model,
+        n=args.n,
+        size=size,
+        quality=args.quality,
+        style=args.style,
+        seed=args.seed,
+        negative_prompt=args.negative_prompt,
+        response_format=args.response_format,
+        images=images,
+        mask=mask,
+        extra=extra,
+    )
+    directory = Path(args.directory) if args.directory else resolve_config_dir(None)[0]
+    result = explain.explain(directory, job, render_all=args.all, images=shown)
+    print(explain.FORMATTERS[args.format](result))
+    return result.exit_code
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -6,7 +6,16 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from .durations import parse_duration
-from .spec import BreakerPolicy, ProviderPolicy, ProviderSpec, RouteSpec, RoutesSpec, TargetSpec
+from .spec import (
+    DEFAULT_OPTIMIZER_SYSTEM,
+    BreakerPolicy,
+    OptimizerSpec,
+    ProviderPolicy,
+    ProviderSpec,
+    RouteSpec,
+    RoutesSpec,
+    TargetSpec,
+)
 
 Path = tuple[str | int, ...]
 Report = Callable[[Path, str, str], None]
@@ -70,6 +79,11 @@ def compile_routes(
             description=raw.get("description") or "",
             failover_on=frozenset(raw.get("failover_on") or ()),
             variation_prompt=raw.get("variation_prompt"),
+            optimizer=_optimizer(
+                raw.get("prompt_optimizer"), providers, (*path, "prompt_optimizer"), report
+            ),
+            chat_context_edit=bool(raw.get("chat_context_edit", True)),
+            chat_image_format=raw.get("chat_image_format", "url"),
         )
     for name, route in routes.items():
         for i, fallback in enumerate(route.fallbacks):
@@ -110,6 +124,28 @@ def compile_routes(
         relay=bool(doc.get("relay", False)),
         direct_models=bool(doc.get("direct_models", True)),
         policies=policies,
+    )
+
+
+def _optimizer(
+    raw: dict[str, Any] | None, providers: dict[str, ProviderSpec], path: Path, report: Report
+) -> OptimizerSpec | None:
+    if not raw:
+        return None
+    if raw["provider"] not in providers:
+        report((*path, "provider"), "E301", f"unknown provider '{raw['provider']}'")
+    timeout = 15.0
+    if raw.get("timeout") is not None:
+        try:
+            timeout = parse_duration(raw["timeout"])
+        except ValueError as exc:
+            report((*path, "timeout"), "E231", str(exc))
+    return OptimizerSpec(
+        provider=raw["provider"],
+        model=raw["model"],
+        system=raw.get("system") or DEFAULT_OPTIMIZER_SYSTEM,
+        reasoning=bool(raw.get("reasoning", False)),
+        timeout=timeout,
     )
 
 

@@ -164,6 +164,24 @@ class TargetSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class OptimizerSpec:
+    """An OpenAI-compatible chat model that rewrites the prompt before generation."""
+
+    provider: str
+    model: str
+    system: str
+    reasoning: bool = False  # strip <think>...</think> and reasoning_content from its answer
+    timeout: float = 15.0
+
+
+DEFAULT_OPTIMIZER_SYSTEM = (
+    "Rewrite the user's image request as one detailed, vivid prompt for an image generation "
+    "model. Keep the user's language, subject and intent; add composition, lighting and style "
+    "details. Answer with the prompt only."
+)
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
     name: str
     targets: tuple[TargetSpec, ...]
@@ -173,6 +191,9 @@ class RouteSpec:
     description: str = ""
     failover_on: frozenset[str] = frozenset()  # final kinds that may still try another target
     variation_prompt: str | None = None  # variations may use an edit task with this prompt
+    optimizer: OptimizerSpec | None = None
+    chat_context_edit: bool = True  # a chat follow-up without an image edits the last image
+    chat_image_format: str = "url"  # or "data_uri": how chat replies embed images
 
 
 @dataclass(frozen=True, slots=True)

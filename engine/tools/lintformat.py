@@ -36,7 +36,7 @@ def annotation_path(directory: str | os.PathLike[str], rel: str, cwd: str | None
     paths against the repository root, where a workflow runs): `config/providers.d/x.yaml`
     for `pixgate lint config`. A file outside the working directory keeps its absolute path."""
     here = os.path.abspath(cwd if cwd is not None else os.getcwd())
-    full = os.path.abspath(os.path.join(os.fspath(directory), rel))
+    full = os.path.normpath(os.path.join(here, os.fspath(directory), rel))
     relative = os.path.relpath(full, here)
     if relative == os.pardir or relative.startswith(os.pardir + os.sep):
         return Path(full).as_posix()
