@@ -27,6 +27,9 @@ class ImageForm:
 async def read_image_form(request: web.Request) -> ImageForm:
     if request.content_type == "multipart/form-data":
         return await _multipart(request)
+    if request.content_type == "application/x-www-form-urlencoded":  # fields only, no files
+        posted = await request.post()
+        return ImageForm(fields={k: _coerce(k, str(v)) for k, v in posted.items()})
     body = await params.read_json(request)
     form = ImageForm()
     for key, value in body.items():
