@@ -284,44 +284,55 @@ def _check_multipart(expected: dict[str, Any], got: RecordedRequest, problems: l
     for item in message.iter_parts() if message.is_multipart() else []:
         name = item.get_param("name", header="content-disposition")
         parts.setdefault(str(name), []).append(item)
-    for name, spec in expected.items():
+    for name, wanted in expected.items():
         found = parts.get(name)
         if not found:
             problems.append(f"multipart.{name}: expected a part, but it is missing")
             continue
-        part = found[0]
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        if isinstance(spec, str):
-            compare(
-                spec,
-                data.decode("utf-8", errors="replace"),
-                f"multipart.{name}",
-                problems,
-                exact=True,
-                text=True,
+        specs = wanted if isinstance(wanted, list) else [wanted]
+        if len(specs) != len(found):
+            problems.append(
+                f"multipart.{name}: expected {len(specs)} part(s) of that name, got {len(found)}"
             )
             continue
-        if "filename" in spec:
-            compare(
-                spec["filename"],
-                part.get_filename(),
-                f"multipart.{name}.filename",
-                problems,
-                exact=True,
-            )
-        if "content_type" in spec:
-            compare(
-                spec["content_type"],
-                part.get_content_type(),
-                f"multipart.{name}.content_type",
-                problems,
-                exact=True,
-            )
-        if "size_min" in spec and len(data) < spec["size_min"]:
-            problems.append(
-                f"multipart.{name}: expected at least {spec['size_min']} bytes, got {len(data)}"
-            )
+        for index, (spec, part) in enumerate(zip(specs, found, strict=True)):
+            label = f"{name}[{index}]" if isinstance(wanted, list) else name
+            _check_part(label, spec, part, problems)
     for name in parts:
         if name not in expected:
             problems.append(f"multipart.{name}: not expected, but the part was sent")
+
+
+def _check_part(name: str, spec: Any, part: Message, problems: list[str]) -> None:
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    if isinstance(spec, str):
+        compare(
+            spec,
+            data.decode("utf-8", errors="replace"),
+            f"multipart.{name}",
+            problems,
+            exact=True,
+            text=True,
+        )
+        return
+    if "filename" in spec:
+        compare(
+            spec["filename"],
+            part.get_filename(),
+            f"multipart.{name}.filename",
+            problems,
+            exact=True,
+        )
+    if "content_type" in spec:
+        compare(
+            spec["content_type"],
+            part.get_content_type(),
+            f"multipart.{name}.content_type",
+            problems,
+            exact=True,
+        )
+    if "size_min" in spec and len(data) < spec["size_min"]:
+        problems.append(
+            f"multipart.{name}: expected at least {spec['size_min']} bytes, got {len(data)}"
+        )
