@@ -12,7 +12,7 @@ from ..runtime.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
 from ..runtime.router import UnknownModel
 from ..runtime.service import NoUpstream, Outcome, RequestInfo
-from . import params
+from . import imagestream, params
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
 from .jsonio import json_response
@@ -33,25 +33,30 @@ KNOWN_FIELDS = frozenset(
         "seed",
         "negative_prompt",
         "stream",
+        "partial_images",
     }
 )
 
 
-async def generations(request: web.Request) -> web.Response:
+async def generations(request: web.Request) -> web.StreamResponse:
     body = await params.read_json(request)
-    _no_stream(body)
+    stream = imagestream.options(body)
     job = job_from(body, "generate", prompt=params.prompt(body))
+    if stream is not None:
+        return await imagestream.respond(request, job, stream, "image_generation")
     return await respond(request, job)
 
 
-async def edits(request: web.Request) -> web.Response:
+async def edits(request: web.Request) -> web.StreamResponse:
     form = await read_image_form(request)
-    _no_stream(form.fields)
+    stream = imagestream.options(form.fields)
     if not form.images:
         raise bad_request("Missing required parameter: 'image'.", "image",
                           "missing_required_parameter")
     job = job_from(form.fields, "edit", prompt=params.prompt(form.fields))
     await attach_images(request, job, form)
+    if stream is not None:
+        return await imagestream.respond(request, job, stream, "image_edit")
     return await respond(request, job)
 
 
@@ -64,19 +69,16 @@ async def variations(request: web.Request) -> web.Response:
     return await respond(request, job)
 
 
-async def blend(request: web.Request) -> web.Response:
+async def blend(request: web.Request) -> web.StreamResponse:
     form = await read_image_form(request)
-    _no_stream(form.fields)
+    stream = imagestream.options(form.fields)
     if len(form.images) < 2:
         raise bad_request("Blending needs at least two images in 'images'.", "images")
     job = job_from(form.fields, "blend", prompt=params.prompt(form.fields))
     await attach_images(request, job, form)
+    if stream is not None:  # a blend is an edit of several images: image_edit.* events
+        return await imagestream.respond(request, job, stream, "image_edit")
     return await respond(request, job)
-
-
-def _no_stream(fields: dict[str, Any]) -> None:
-    if fields.get("stream"):
-        raise bad_request("stream=true is not supported on this endpoint yet.", "stream")
 
 
 def job_from(body: dict[str, Any], task: str, *, prompt: str) -> ImageJob:
@@ -131,26 +133,41 @@ async def run_job(request: web.Request, job: ImageJob) -> Outcome:
     state = request.app[STATE]
     snapshot = request.get("snapshot") or state.snapshot  # one config for the whole request
     request["model"] = job.model or "auto"
-    info = RequestInfo(
-        request["request_id"], public_url(request), self_url(request), relay=request.get("relay")
-    )
+    info = request_info(request)
     try:
         outcome = await state.service.run(job, snapshot, info)
-    except UnknownModel as exc:
-        raise ApiError(404, str(exc), param="model", code="model_not_found") from None
-    except NoUpstream as exc:
-        raise ApiError(
+    except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
+        raise service_error(request, exc) from None
+    request["provider"] = outcome.provider
+    return outcome
+
+
+def request_info(request: web.Request, **streaming: Any) -> RequestInfo:
+    return RequestInfo(
+        request["request_id"],
+        public_url(request),
+        self_url(request),
+        relay=request.get("relay"),
+        **streaming,
+    )
+
+
+def service_error(
+    request: web.Request, exc: UnknownModel | NoUpstream | UpstreamFailure
+) -> ApiError:
+    """The client's error for what ImageService.run raised."""
+    if isinstance(exc, UnknownModel):
+        return ApiError(404, str(exc), param="model", code="model_not_found")
+    if isinstance(exc, NoUpstream):
+        return ApiError(
             exc.status,
             str(exc),
             param=exc.param,
             type="invalid_request_error" if exc.status == 400 else "server_error",
             code=None if exc.status == 400 else "no_upstream_available",
-        ) from None
-    except UpstreamFailure as failure:
-        request["provider"] = failure.provider or "-"
-        raise from_failure(failure) from None
-    request["provider"] = outcome.provider
-    return outcome
+        )
+    request["provider"] = exc.provider or "-"
+    return from_failure(exc)
 
 
 def images_response(outcome: Outcome) -> dict[str, Any]:
@@ -161,12 +178,12 @@ def images_response(outcome: Outcome) -> dict[str, Any]:
             entry["revised_prompt"] = outcome.revised_prompt
         data.append(entry)
     body: dict[str, Any] = {"created": int(time.time()), "data": data}
-    if _is_image_usage(outcome.usage):
+    if is_image_usage(outcome.usage):
         body["usage"] = outcome.usage
     return body
 
 
-def _is_image_usage(usage: Any) -> bool:
+def is_image_usage(usage: Any) -> bool:
     """Only pass usage on when it has OpenAI's ImageGenUsage shape."""
     return (
         isinstance(usage, dict)

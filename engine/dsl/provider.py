@@ -107,11 +107,26 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
     c = _Compiler(report)
     auth = _auth(c, doc.get("auth") or {})
     params = dict(doc.get("params") or {})
-    models = {
-        name: _model(c, name, spec or {}, params, ("models", name))
-        for name, spec in doc["models"].items()
-    }
-    tasks = {name: _task(c, spec, ("tasks", name)) for name, spec in doc["tasks"].items()}
+    kind = doc.get("kind", "image")
+    if kind == "chat":
+        for name in ("models", "tasks"):
+            if name in doc:
+                c.error(
+                    (name,),
+                    "E101",
+                    f"a `kind: chat` provider has no {name}: it only gives base_url and auth "
+                    "for a route's prompt_optimizer",
+                )
+        models: dict[str, ModelSpec] = {}
+        tasks: dict[str, TaskSpec] = {}
+    else:
+        models = {
+            name: _model(c, name, spec or {}, params, ("models", name))
+            for name, spec in (doc.get("models") or {}).items()
+        }
+        tasks = {
+            name: _task(c, spec, ("tasks", name)) for name, spec in (doc.get("tasks") or {}).items()
+        }
     for name, model in models.items():
         for task in sorted(model.tasks - tasks.keys()):
             c.error(
@@ -141,6 +156,7 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
         rehost_urls=bool((doc.get("results") or {}).get("rehost_urls", False)),
         params=params,
         source=source,
+        kind=kind,
     )
 
 
@@ -232,16 +248,7 @@ def _check_step_refs(
 
 def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:
     request = _request(c, raw["request"], (*path, "request"))
-    stream_raw = raw.get("stream")
-    stream = (
-        StreamSpec(
-            done_event=stream_raw["done_event"],
-            error_event=stream_raw.get("error_event"),
-            progress_event=stream_raw.get("progress_event"),
-        )
-        if stream_raw
-        else None
-    )
+    stream = _stream(c, raw.get("stream"), (*path, "stream"))
     response = raw.get("response", "sse" if stream else "auto")
     extract = []
     for var, source in (raw.get("extract") or {}).items():
@@ -273,6 +280,35 @@ def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:
     if step.every <= 0 and step.polls:
         c.error((*path, "every"), "E231", "polling interval must be greater than zero")
     return step
+
+
+# What `stream.image`, `stream.partial_image` read when not given (OpenAI's event fields).
+DEFAULT_STREAM_IMAGE = "b64_json || url"
+DEFAULT_PARTIAL_IMAGE = "b64_json"
+
+
+def _stream(c: _Compiler, raw: dict[str, Any] | None, path: Path) -> StreamSpec | None:
+    if not raw:
+        return None
+    if not raw.get("done_event") and not raw.get("image_event"):
+        c.error(path, "E101", "stream needs done_event, image_event or both")
+    partial = raw.get("partial_event")
+    image = raw.get("image_event")
+    return StreamSpec(
+        done_event=raw.get("done_event"),
+        error_event=raw.get("error_event"),
+        progress_event=raw.get("progress_event"),
+        partial_event=partial,
+        image_event=image,
+        partial_image=c.expr(
+            raw.get("partial_image", DEFAULT_PARTIAL_IMAGE) if partial else None,
+            (*path, "partial_image"),
+        ),
+        partial_index=c.expr(
+            raw.get("partial_index") if partial else None, (*path, "partial_index")
+        ),
+        image=c.expr(raw.get("image", DEFAULT_STREAM_IMAGE) if image else None, (*path, "image")),
+    )
 
 
 def _request(c: _Compiler, raw: dict[str, Any], path: Path) -> RequestSpec:

@@ -70,9 +70,19 @@ class RequestSpec:
 
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
-    done_event: str
+    """How to read an event stream. `done_event` ends the step (its data is the body); without
+    it the stream ends at EOF (or `data: [DONE]`) and the last `image_event`'s data is the body.
+    `partial_event` carries a preview image, `image_event` a final one (both delivered as they
+    arrive to a streaming client, and the final ones collected as the call's result)."""
+
+    done_event: str | None = None
     error_event: str | None = None
     progress_event: str | None = None
+    partial_event: str | None = None
+    image_event: str | None = None
+    partial_image: Expr | None = None  # over a partial event's data: the preview image
+    partial_index: Expr | None = None  # over a partial event's data: its 0-based index
+    image: Expr | None = None  # over an image event's data: the final image(s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,13 @@ class StepSpec:
     def polls(self) -> bool:
         return self.until is not None
 
+    @property
+    def long_running(self) -> bool:
+        """Polls, or always answers with an event stream (a queue such as Gradio's): the
+        request gets the long deadline. A step that streams only when the client does
+        (`response: auto`) keeps the short one."""
+        return self.polls or (self.stream is not None and self.response == "sse")
+
 
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
@@ -109,7 +126,7 @@ class TaskSpec:
 
     @property
     def polls(self) -> bool:
-        return any(step.polls or step.stream is not None for step in self.steps)
+        return any(step.long_running for step in self.steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +146,9 @@ class AuthSpec:
     required: bool = True
 
 
+PROVIDER_KINDS = ("image", "chat")
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     id: str
@@ -143,6 +163,9 @@ class ProviderSpec:
     params: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     description: str = ""
+    # "image": models and tasks, routable. "chat": only base_url and auth, for an
+    # OpenAI-compatible chat model (the prompt optimizer); no models, never routed.
+    kind: str = "image"
 
     @property
     def available(self) -> bool:

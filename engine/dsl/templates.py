@@ -46,6 +46,8 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
         "steps",
         "task",
         "random_seed",
+        "stream",
+        "partial_images",
     }
 )
 

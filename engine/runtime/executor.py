@@ -9,14 +9,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urljoin
 
 import aiohttp
 
 from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
 from .failures import UpstreamFailure, kind_for_status
-from .upstream import MalformedBody, Reply, build_request, send
+from .upstream import EventFn, MalformedBody, Reply, build_request, send
 
 _B64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 ProgressFn = Callable[[Any], None]
@@ -32,6 +32,13 @@ class ImageRef:
     kind: str  # "url" | "b64" | "bytes"
     value: str | bytes
     mime: str | None = None
+
+
+# A preview image from a stream's `partial_event`, with its 0-based partial index.
+PartialFn = Callable[["ImageRef", int], None]
+# A final image as soon as it is known (an `image_event`, or a step's `images`), with the
+# usage read from the same data (None when unknown).
+ImageFn = Callable[["ImageRef", Any], None]
 
 
 @dataclass(slots=True)
@@ -51,13 +58,17 @@ class Executor:
     key: str | None
     on_progress: ProgressFn | None = None
     poll_scale: float = 1.0
+    on_partial: PartialFn | None = None
+    on_image: ImageFn | None = None
 
     async def run(self, task: TaskSpec, ctx: dict[str, Any]) -> CallResult:
         steps: dict[str, dict[str, Any]] = {}
         ctx = {**ctx, "steps": steps}
         result = CallResult()
         for step in task.steps:
-            reply = await (self._poll(step, ctx) if step.polls else self._once(step, ctx))
+            reply = await (
+                self._poll(step, ctx, result) if step.polls else self._once(step, ctx, result)
+            )
             values = {name: expr.search(reply.body) for name, expr in step.extract}
             missing = [name for name, value in values.items() if value in (None, "")]
             if missing:  # a later step would call a broken URL; say what the upstream said
@@ -73,20 +84,51 @@ class Executor:
             raise UpstreamFailure("upstream", "the upstream answered without any image")
         return result
 
-    async def _once(self, step: StepSpec, ctx: dict[str, Any]) -> Reply:
+    async def _once(self, step: StepSpec, ctx: dict[str, Any], result: CallResult) -> Reply:
         out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
-        reply = await send(self.session, out, step)
+        on_event = self._event_reader(step, result, str(out.url)) if step.stream else None
+        reply = await send(self.session, out, step, on_event)
         self._check(step, reply)
         return reply
 
-    async def _poll(self, step: StepSpec, ctx: dict[str, Any]) -> Reply:
+    def _event_reader(self, step: StepSpec, result: CallResult, request_url: str) -> EventFn | None:
+        """Handles a stream's partial and image events while the stream is still open."""
+        spec = step.stream
+        if spec is None or (spec.partial_event is None and spec.image_event is None):
+            return None
+        partials = 0
+
+        def on_event(name: str, data: Any) -> None:
+            nonlocal partials
+            if name == spec.image_event and spec.image is not None:
+                usage = step.usage.search(data) if step.usage is not None else None
+                for ref in _image_refs(spec.image.search(data), step.image_kind, request_url):
+                    self._add_image(result, ref, usage)
+            elif name == spec.partial_event and spec.partial_image is not None:
+                count, partials = partials, partials + 1
+                if self.on_partial is None:
+                    return  # nobody streams: previews are dropped
+                refs = _image_refs(spec.partial_image.search(data), step.image_kind, request_url)
+                found = spec.partial_index.search(data) if spec.partial_index else None
+                index = found if _is_index(found) else count
+                for ref in refs[:1]:
+                    self.on_partial(ref, index)
+
+        return on_event
+
+    def _add_image(self, result: CallResult, ref: ImageRef, usage: Any) -> None:
+        result.images.append(ref)
+        if self.on_image is not None:
+            self.on_image(ref, usage)
+
+    async def _poll(self, step: StepSpec, ctx: dict[str, Any], result: CallResult) -> Reply:
         assert step.until is not None
         deadline = time.monotonic() + step.timeout
         interval = step.every
         transient = 0
         while True:
             try:
-                reply = await self._once(step, ctx)
+                reply = await self._once(step, ctx, result)
             except UpstreamFailure as failure:
                 transient += 1
                 if failure.kind not in ("upstream", "timeout") or transient > POLL_RETRIES:
@@ -159,20 +201,26 @@ class Executor:
         return f"{prefix}{text}"
 
     def _collect(self, step: StepSpec, reply: Reply, result: CallResult) -> None:
-        if reply.raw is not None:
-            result.images.append(ImageRef("bytes", reply.raw, reply.mime))
-        elif step.images is not None:
-            found = step.images.search(reply.body)
-            items = found if isinstance(found, list) else [found] if found is not None else []
-            for item in items:
-                ref = _image_ref(item, step.image_kind, reply.url)
-                if ref is not None:
-                    result.images.append(ref)
+        usage = step.usage.search(reply.body) if step.usage is not None else None
         if step.revised_prompt is not None:
             value = step.revised_prompt.search(reply.body)
             result.revised_prompt = value if isinstance(value, str) else result.revised_prompt
-        if step.usage is not None:
-            result.usage = step.usage.search(reply.body) or result.usage
+        result.usage = usage or result.usage
+        if reply.raw is not None:
+            self._add_image(result, ImageRef("bytes", reply.raw, reply.mime), usage)
+        elif step.images is not None:
+            for ref in _image_refs(step.images.search(reply.body), step.image_kind, reply.url):
+                self._add_image(result, ref, usage)
+
+
+def _is_index(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _image_refs(found: Any, kind: str, request_url: str) -> list[ImageRef]:
+    items = found if isinstance(found, list) else [found] if found is not None else []
+    refs = (_image_ref(item, kind, request_url) for item in items)
+    return [ref for ref in refs if ref is not None]
 
 
 def _image_ref(item: Any, kind: str, request_url: str) -> ImageRef | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,11 +16,13 @@ from yarl import URL
 
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
+from ..dsl.spec import ProviderSpec, RouteSpec
 from .breaker import Breakers
 from .executor import CallResult, Executor, ImageRef, ProgressFn
 from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
 from .keys import KeyPools, NoHealthyKey, mask_key
+from .optimizer import OptimizerError, optimize
 from .results import ResultContext, to_client
 from .router import Attempt, Plan, Router
 from .storage import LocalStorage
@@ -56,6 +60,18 @@ class Outcome:
 
 
 @dataclass(slots=True)
+class StreamImage:
+    """An image for a streaming client, already base64."""
+
+    b64_json: str
+    index: int = 0  # a preview: the upstream's partial index; a final image: its position
+    usage: Any = None  # what the upstream said about this image's cost, when it said so
+
+
+StreamFn = Callable[[StreamImage], None]
+
+
+@dataclass(slots=True)
 class RequestInfo:
     request_id: str
     public_url: str
@@ -64,6 +80,16 @@ class RequestInfo:
     relay: tuple[str, str] | None = None  # (provider id, the client's own key): relay mode
     attempts: int = 0
     failures: list[UpstreamFailure] = field(default_factory=list)
+    # Streaming clients: with `on_image` set, every final image goes to it (base64) as soon as
+    # it is known, and `Outcome.data` holds the same items; `on_partial` gets previews.
+    on_partial: StreamFn | None = None
+    on_image: StreamFn | None = None
+    partial_images: int | None = None  # the client's `partial_images` (templates read it)
+    delivered: int = 0  # final images handed to on_image; after the first, no failover
+
+    @property
+    def streaming(self) -> bool:
+        return self.on_image is not None
 
 
 @dataclass(slots=True)
@@ -87,6 +113,9 @@ class ImageService:
         ]
         if not attempts:
             raise _why_nothing(job, plan, relay)
+        optimized = await self._optimize(job, plan.route, snapshot, info)
+        if optimized is not None:
+            job = dataclasses.replace(job, prompt=optimized)
         deadline = plan.route.timeout or (
             POLLING_DEADLINE
             if any(a.provider.tasks[a.task].polls for a in attempts)
@@ -94,12 +123,66 @@ class ImageService:
         )
         try:
             async with asyncio.timeout(deadline):
-                return await self._failover(job, attempts, snapshot, info)
+                outcome = await self._failover(job, attempts, snapshot, info)
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout",
                 f"no upstream finished within the {deadline:g}s deadline" + _last_reason(info),
             ) from None
+        if optimized is not None and not outcome.revised_prompt:
+            outcome.revised_prompt = optimized  # an upstream's own revision says more
+        return outcome
+
+    async def _optimize(
+        self, job: ImageJob, route: RouteSpec, snapshot: ConfigSnapshot, info: RequestInfo
+    ) -> str | None:
+        """The route's prompt optimizer rewrites the prompt; None keeps the original (no
+        optimizer, nothing to rewrite, or it failed: that is logged, never raised)."""
+        spec = route.optimizer
+        if spec is None or job.task == "variation" or not job.prompt.strip():
+            return None
+        provider = snapshot.providers.get(spec.provider)
+        why: str | None = None
+        key: str | None = None
+        if provider is None:
+            why = f"provider '{spec.provider}' is not loaded"
+        elif info.relay is not None:
+            if info.relay[0] != provider.id:  # a relay client's request spends no pool key
+                return None
+            key = info.relay[1]
+        elif not provider.available:
+            why = "no keys configured"
+        else:
+            try:
+                key = self.keys.order(provider, snapshot.routes.policy(provider.id))[0]
+            except NoHealthyKey as exc:
+                why = f"no healthy key ({exc})"
+        if why is not None or provider is None:
+            log.warning(
+                "prompt optimizer skipped request_id=%s route=%s provider=%s: %s",
+                info.request_id, route.name, spec.provider, why,
+            )  # fmt: skip
+            return None
+        base_url = provider.base_url
+        if provider.on_gateway:
+            base_url = info.self_url + base_url
+        try:
+            with self.keys.use(provider.id, None if info.relay else key):
+                rewritten = await optimize(self.session, spec, provider, base_url, key, job.prompt)
+        except Exception as exc:  # never fails the request: the original prompt goes on
+            text = str(exc) if isinstance(exc, OptimizerError) else repr(exc)
+            message = text.replace(key, mask_key(key)) if key else text
+            log.warning(
+                "prompt optimizer failed, keeping the original prompt request_id=%s route=%s "
+                "provider=%s model=%s: %s",
+                info.request_id, route.name, provider.id, spec.model, message,
+            )  # fmt: skip
+            return None
+        log.info(
+            "prompt optimized request_id=%s route=%s provider=%s model=%s chars=%d->%d",
+            info.request_id, route.name, provider.id, spec.model, len(job.prompt), len(rewritten),
+        )  # fmt: skip
+        return rewritten
 
     async def _failover(
         self, job: ImageJob, attempts: list[Attempt], snapshot: ConfigSnapshot, info: RequestInfo
@@ -131,6 +214,8 @@ class ImageService:
                     if not info.relay:
                         self.keys.failed(pid, key, failure, policy)
                     self.breakers.record(pid, failure.kind, policy.breaker)
+                    if info.delivered:
+                        raise  # a streaming client already has images from this attempt
                     failover_on = snapshot.route(attempt.route).failover_on
                     if failure.kind in FINAL_KINDS and failure.kind not in failover_on:
                         raise
@@ -174,8 +259,20 @@ class ImageService:
         base_url = (
             provider.base_url if not provider.on_gateway else info.self_url + provider.base_url
         )
+        sink = (
+            _StreamSink(info, job.n, self._result_context(provider, key, base_url, info))
+            if info.streaming
+            else None
+        )
         executor = Executor(
-            self.session, provider, base_url, key, info.on_progress, self.poll_scale
+            self.session,
+            provider,
+            base_url,
+            key,
+            info.on_progress,
+            self.poll_scale,
+            on_partial=sink.partial if sink is not None and info.on_partial else None,
+            on_image=sink.image if sink is not None else None,
         )
         base_ctx: dict[str, Any] = {
             "task": attempt.task,
@@ -197,6 +294,8 @@ class ImageService:
             "params": model.params,
             "key": key,
             "request_id": info.request_id,
+            "stream": info.streaming,
+            "partial_images": info.partial_images,
         }
         per_call = model.images_per_call or task.images_per_call
         counts = [min(per_call, job.n - i) for i in range(0, job.n, per_call)]
@@ -216,22 +315,31 @@ class ImageService:
                     },
                 )
 
-        results = await asyncio.gather(
-            *(call(i, c) for i, c in enumerate(counts)), return_exceptions=True
-        )
-        images: list[ImageRef] = []
-        failures: list[UpstreamFailure] = []
-        for r in results:
-            if isinstance(r, UpstreamFailure):
-                failures.append(r)
-            elif isinstance(r, BaseException):
-                raise r
+        try:
+            results = await asyncio.gather(
+                *(call(i, c) for i, c in enumerate(counts)), return_exceptions=True
+            )
+            images: list[ImageRef] = []
+            failures: list[UpstreamFailure] = []
+            for r in results:
+                if isinstance(r, UpstreamFailure):
+                    failures.append(r)
+                elif isinstance(r, BaseException):
+                    raise r
+                else:
+                    images.extend(r.images)
+            if not images:
+                raise _most_informative(failures)
+            images = images[: job.n]
+            if sink is not None:
+                data = await sink.finish()  # the client has these already
+                if not data:
+                    raise _most_informative(sink.failures)
             else:
-                images.extend(r.images)
-        if not images:
-            raise _most_informative(failures)
-        images = images[: job.n]
-        data = await self._normalise(job, attempt, key, base_url, images, info)
+                data = await self._normalise(job, attempt, key, base_url, images, info)
+        finally:
+            if sink is not None:
+                sink.cancel()  # images of a failed attempt are not handed out late
         first = next((r for r in results if isinstance(r, CallResult)), CallResult())
         return Outcome(
             data=data,
@@ -256,17 +364,7 @@ class ImageService:
         info: RequestInfo,
     ) -> list[dict[str, str]]:
         provider = attempt.provider
-        auth_headers = None
-        if key and provider.auth.header and provider.auth.value is not None:
-            auth_headers = {provider.auth.header: str(provider.auth.value.render({"key": key}))}
-        ctx = ResultContext(
-            self.session,
-            self.storage,
-            info.public_url,
-            self.max_download,
-            auth_host=URL(base_url).host,
-            auth_headers=auth_headers,
-        )
+        ctx = self._result_context(provider, key, base_url, info)
         outs = await asyncio.gather(
             *(to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images),
             return_exceptions=True,
@@ -279,6 +377,92 @@ class ImageService:
         if not data:
             raise _most_informative([e for e in errors if isinstance(e, UpstreamFailure)])
         return data
+
+    def _result_context(
+        self, provider: ProviderSpec, key: str | None, base_url: str, info: RequestInfo
+    ) -> ResultContext:
+        auth_headers = None
+        if key and provider.auth.header and provider.auth.value is not None:
+            auth_headers = {provider.auth.header: str(provider.auth.value.render({"key": key}))}
+        return ResultContext(
+            self.session,
+            self.storage,
+            info.public_url,
+            self.max_download,
+            auth_host=URL(base_url).host,
+            auth_headers=auth_headers,
+        )
+
+
+class _StreamSink:
+    """Hands one attempt's images to a streaming client as base64, as soon as each is known.
+
+    Conversions (a URL result is downloaded) run at once, side by side; deliveries keep the
+    order the images arrived in. At most `n` final images are handed out."""
+
+    def __init__(self, info: RequestInfo, n: int, ctx: ResultContext) -> None:
+        self.info = info
+        self.n = n
+        self.ctx = ctx
+        self.accepted = 0
+        self.items: list[dict[str, str]] = []
+        self.failures: list[UpstreamFailure] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def partial(self, ref: ImageRef, index: int) -> None:
+        self._spawn(ref, lambda item: self._emit_partial(item, index), final=False)
+
+    def image(self, ref: ImageRef, usage: Any) -> None:
+        if self.accepted >= self.n:
+            return
+        self.accepted += 1
+        self._spawn(ref, lambda item: self._emit_image(item, usage), final=True)
+
+    def _emit_partial(self, item: dict[str, str], index: int) -> None:
+        if self.info.on_partial is not None:
+            self.info.on_partial(StreamImage(item["b64_json"], index))
+
+    def _emit_image(self, item: dict[str, str], usage: Any) -> None:
+        self.items.append(item)
+        self.info.delivered += 1
+        if self.info.on_image is not None:
+            self.info.on_image(StreamImage(item["b64_json"], len(self.items) - 1, usage))
+
+    def _spawn(self, ref: ImageRef, emit: Callable[[dict[str, str]], None], *, final: bool) -> None:
+        previous = self._tasks[-1] if self._tasks else None
+        self._tasks.append(asyncio.create_task(self._deliver(ref, previous, emit, final)))
+
+    async def _deliver(
+        self,
+        ref: ImageRef,
+        previous: asyncio.Task[None] | None,
+        emit: Callable[[dict[str, str]], None],
+        final: bool,
+    ) -> None:
+        item: dict[str, str] | None = None
+        try:
+            item = await to_client(ref, "b64_json", False, self.ctx)
+        except UpstreamFailure as failure:
+            if final:
+                self.failures.append(failure)
+        except Exception as exc:  # a task's error would otherwise go unseen
+            log.exception("streaming an image failed request_id=%s", self.info.request_id)
+            if final:
+                self.failures.append(UpstreamFailure("upstream", f"result unusable: {exc}"))
+        if previous is not None:
+            await asyncio.wait({previous})  # keep the order; never raises
+        if item is not None:
+            emit(item)
+
+    async def finish(self) -> list[dict[str, str]]:
+        """Wait for every delivery; the final items handed out, in order."""
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        return self.items
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
 
 
 def _why_nothing(job: ImageJob, plan: Plan, relay: str | None) -> NoUpstream:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,9 @@ from .job import InputImage
 from .sse import iter_events
 
 MAX_BODY = 64 * 1024 * 1024  # larger upstream answers are refused, not buffered
+
+# Called with (event name, parsed data) for a stream's partial and image events as they arrive.
+EventFn = Callable[[str, Any], None]
 
 
 @dataclass(slots=True)
@@ -115,8 +118,14 @@ def _multipart(spec: RequestSpec, ctx: Mapping[str, Any]) -> aiohttp.FormData:
     return form
 
 
-async def send(session: aiohttp.ClientSession, out: Outgoing, step: StepSpec) -> Reply:
-    """One exchange. Network problems become `timeout` / `upstream` failures."""
+async def send(
+    session: aiohttp.ClientSession,
+    out: Outgoing,
+    step: StepSpec,
+    on_event: EventFn | None = None,
+) -> Reply:
+    """One exchange. Network problems become `timeout` / `upstream` failures. `on_event` sees
+    the stream's `partial_event` and `image_event` events as they arrive."""
     timeout = aiohttp.ClientTimeout(
         total=None if step.stream else out.timeout,
         sock_connect=min(out.timeout, 15.0),
@@ -131,7 +140,7 @@ async def send(session: aiohttp.ClientSession, out: Outgoing, step: StepSpec) ->
             timeout=timeout,
             allow_redirects=True,
         ) as resp:
-            return await _read(resp, step)
+            return await _read(resp, step, on_event)
     except TimeoutError:
         raise UpstreamFailure(
             "timeout", f"{out.describe()} timed out after {out.timeout:g}s"
@@ -148,7 +157,9 @@ def _client_error(exc: aiohttp.ClientError) -> str:
     return exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
 
 
-async def _read(resp: aiohttp.ClientResponse, step: StepSpec) -> Reply:
+async def _read(
+    resp: aiohttp.ClientResponse, step: StepSpec, on_event: EventFn | None = None
+) -> Reply:
     headers = {k.lower(): v for k, v in resp.headers.items()}
     mime = resp.content_type or ""
     url = str(resp.url)
@@ -156,17 +167,32 @@ async def _read(resp: aiohttp.ClientResponse, step: StepSpec) -> Reply:
     if mode == "auto":
         mode = _mode_for(mime)
     if mode == "sse" and resp.status < 400 and step.stream is not None:
-        return await _read_sse(resp, step, headers, url)
+        return await _read_sse(resp, step, headers, url, on_event)
     if resp.content_length is not None and resp.content_length > MAX_BODY:
         raise UpstreamFailure(
             "upstream", f"upstream answer too large ({resp.content_length} bytes)"
         )
-    raw = await resp.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
+    raw = await read_capped(resp.content, MAX_BODY)
+    if raw is None:
         raise UpstreamFailure("upstream", "upstream answer too large")
     if mode == "bytes" and resp.status < 400:
         return Reply(resp.status, headers, None, url, raw=raw, mime=sniff(raw) or mime)
     return Reply(resp.status, headers, _parse_body(raw, resp.status, mode), url)
+
+
+async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than `limit` (read no further than that).
+    `StreamReader.read(n)` returns what has arrived so far, not n bytes: loop to the end."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.read(min(limit + 1 - size, 1024 * 1024))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
 
 
 def _mode_for(mime: str) -> str:
@@ -193,13 +219,22 @@ def _parse_body(raw: bytes, status: int, mode: str) -> Any:
 
 
 async def _read_sse(
-    resp: aiohttp.ClientResponse, step: StepSpec, headers: dict[str, str], url: str
+    resp: aiohttp.ClientResponse,
+    step: StepSpec,
+    headers: dict[str, str],
+    url: str,
+    on_event: EventFn | None = None,
 ) -> Reply:
-    assert step.stream is not None
+    """Read events until `done_event` (its data is the body) or `error_event`; with only an
+    `image_event`, to the end of the stream (or `data: [DONE]`), the last image event's data
+    being the body. Partial and image events go to `on_event` as they arrive."""
+    spec = step.stream
+    assert spec is not None
     seen: list[str] = []
+    last_image: Any = None
     async for event in iter_events(resp.content):
         seen.append(event.event)
-        if event.event == step.stream.done_event:
+        if event.event == spec.done_event:
             return Reply(
                 resp.status,
                 headers,
@@ -207,14 +242,41 @@ async def _read_sse(
                 url,
                 events=seen,
             )
-        if step.stream.error_event and event.event == step.stream.error_event:
-            body = {"error": {"message": _sse_error_message(event.data)}}
+        if spec.error_event and event.event == spec.error_event:
+            body = _sse_error_body(event.data)
             return Reply(resp.status, headers, body, url, events=seen, error_event=True)
+        if event.data.strip() == "[DONE]":
+            break
+        if event.event in (spec.image_event, spec.partial_event):
+            data = _parse_body(event.data.encode(), 200, "json")
+            if isinstance(data, MalformedBody):
+                raise UpstreamFailure(
+                    "upstream", f"malformed '{event.event}' event data: {data[:200]!r}"
+                )
+            if event.event == spec.image_event:
+                last_image = data
+            if on_event is not None:
+                on_event(event.event, data)
+    if spec.done_event is None:
+        return Reply(resp.status, headers, last_image, url, events=seen)
     raise UpstreamFailure(
         "upstream",
-        f"event stream ended without '{step.stream.done_event}'"
+        f"event stream ended without '{spec.done_event}'"
         f" (saw: {', '.join(seen[-5:]) or 'nothing'})",
     )
+
+
+def _sse_error_body(data: str) -> Any:
+    """An error event's data as the step's body: a JSON object that carries an `error` object
+    stays as it is (provider `errors` rules can read its code), anything else becomes
+    `{"error": {"message": ...}}`."""
+    try:
+        value = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict) and isinstance(value.get("error"), dict):
+        return value
+    return {"error": {"message": _sse_error_message(data)}}
 
 
 def _sse_error_message(data: str) -> str:

@@ -1,0 +1,202 @@
+"""`stream: true` on the image endpoints: OpenAI's image stream events over Server-Sent Events.
+
+Frames are `event: <type>` + `data: {"type": <type>, ...}` with the types
+`image_generation.partial_image` / `image_generation.completed` (`image_edit.*` for edits and
+blends): a `partial_image` per preview the provider streams (`partial_images` asks for them),
+then one `completed` per final image, as each becomes known. A provider that does not stream
+gives only the `completed` events. The stream ends after the last `completed` event, without
+`data: [DONE]` (as OpenAI's own streams do).
+
+The response starts with the first event, or with the first keep-alive comment when nothing
+has happened for `KEEPALIVE_SECONDS`. A failure before that is an ordinary OpenAI error
+response; after it, an `error` event (`data: {"error": {...}}`) ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import time
+from typing import Any
+
+from aiohttp import web
+from PIL import Image, UnidentifiedImageError
+
+from ..runtime.failures import UpstreamFailure
+from ..runtime.imagetypes import sniff
+from ..runtime.job import ImageJob
+from ..runtime.router import UnknownModel
+from ..runtime.service import NoUpstream, Outcome, StreamImage
+from . import images, sse
+from .errors import ApiError, bad_request
+from .keys import STATE
+
+# Quiet time before the response starts with a keep-alive comment (and after which an error
+# can only be an error event), and between keep-alive comments. Tests make it small.
+KEEPALIVE_SECONDS = sse.KEEPALIVE_SECONDS
+MAX_PARTIAL_IMAGES = 3
+OFFLOOP_CHARS = 512 * 1024
+
+_QUALITIES = ("low", "medium", "high", "auto")
+_BACKGROUNDS = ("transparent", "opaque", "auto")
+_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
+
+
+class StreamWish:
+    """What a streaming client asked for."""
+
+    __slots__ = ("partial_images",)
+
+    def __init__(self, partial_images: int | None) -> None:
+        self.partial_images = partial_images
+
+
+def options(fields: dict[str, Any]) -> StreamWish | None:
+    """The client's `stream` / `partial_images`; None when it does not stream."""
+    stream = fields.get("stream")
+    if stream is None or stream is False:
+        return None
+    if stream is not True:
+        raise bad_request("'stream' must be a boolean.", "stream")
+    partial = fields.get("partial_images")
+    if partial is not None and (
+        isinstance(partial, bool)
+        or not isinstance(partial, int)
+        or not 0 <= partial <= MAX_PARTIAL_IMAGES
+    ):
+        raise bad_request(
+            f"'partial_images' must be an integer from 0 to {MAX_PARTIAL_IMAGES}.",
+            "partial_images",
+        )
+    return StreamWish(partial)
+
+
+class _End:
+    """Queued after the work finished, successfully or not."""
+
+
+_Item = tuple[str, StreamImage] | _End
+
+
+async def respond(
+    request: web.Request, job: ImageJob, wish: StreamWish, prefix: str
+) -> web.StreamResponse:
+    """Run the job and stream its images; `prefix` is `image_generation` or `image_edit`."""
+    state = request.app[STATE]
+    snapshot = request.get("snapshot") or state.snapshot
+    request["model"] = job.model or "auto"
+    job.response_format = "b64_json"  # stream events carry base64 only
+    queue: asyncio.Queue[_Item] = asyncio.Queue()
+    info = images.request_info(
+        request,
+        on_partial=lambda img: queue.put_nowait(("partial_image", img)),
+        on_image=lambda img: queue.put_nowait(("completed", img)),
+        partial_images=wish.partial_images,
+    )
+
+    async def work() -> Outcome:
+        try:
+            return await state.service.run(job, snapshot, info)
+        finally:
+            queue.put_nowait(_End())
+
+    task = asyncio.create_task(work())
+    stream = sse.SseStream(request, keepalive=KEEPALIVE_SECONDS)
+    started = False
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                if not started:
+                    await stream.start()
+                    started = True
+                await stream.comment()
+                continue
+            if isinstance(item, _End):
+                break
+            if not started:
+                await stream.start()
+                started = True
+            kind, image = item
+            await stream.send(
+                await _event(f"{prefix}.{kind}", image, job), event=f"{prefix}.{kind}"
+            )
+        try:
+            outcome = task.result()
+        except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
+            error = images.service_error(request, exc)
+            if not started:
+                raise error from None
+            await stream.send(_error_body(error), event="error")
+        else:
+            request["provider"] = outcome.provider
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await stream.response.write_eof()
+    except sse.ClientGone:
+        pass  # the finally below stops the upstream work
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    return stream.response
+
+
+def _error_body(error: ApiError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+
+
+async def _event(kind: str, image: StreamImage, job: ImageJob) -> dict[str, Any]:
+    """One OpenAI stream event. `size` and `output_format` describe the image itself;
+    `quality` and `background` echo the request (`auto` when not given or not OpenAI's)."""
+    fmt, size = await _describe(image.b64_json)
+    event: dict[str, Any] = {
+        "type": kind,
+        "b64_json": image.b64_json,
+        "created_at": int(time.time()),
+        "size": size or _requested_size(job),
+        "quality": job.quality if job.quality in _QUALITIES else "auto",
+        "background": job.background if job.background in _BACKGROUNDS else "auto",
+        "output_format": fmt or job.output_format or "png",
+    }
+    if kind.endswith(".partial_image"):
+        event["partial_image_index"] = image.index
+    elif images.is_image_usage(image.usage):
+        event["usage"] = image.usage
+    return event
+
+
+def _requested_size(job: ImageJob) -> str:
+    return f"{job.size[0]}x{job.size[1]}" if job.size else "auto"
+
+
+async def _describe(b64: str) -> tuple[str | None, str | None]:
+    """(`png`|`jpeg`|`webp`, `WxH`) read from the image's own header; None when unknown."""
+    if len(b64) > OFFLOOP_CHARS:
+        return await asyncio.to_thread(_describe_now, b64)
+    return _describe_now(b64)
+
+
+def _describe_now(b64: str) -> tuple[str | None, str | None]:
+    try:
+        data = base64.b64decode(b64, validate=False)
+    except (binascii.Error, ValueError):
+        return None, None
+    fmt = _FORMATS.get(sniff(data) or "")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return fmt, None
+    return fmt, f"{width}x{height}"
