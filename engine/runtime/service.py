@@ -18,6 +18,7 @@ from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, RouteSpec
 from .breaker import Breakers
+from .context import base_context, call_context, call_counts
 from .executor import CallResult, Executor, ImageRef, ProgressFn
 from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
@@ -274,46 +275,22 @@ class ImageService:
             on_partial=sink.partial if sink is not None and info.on_partial else None,
             on_image=sink.image if sink is not None else None,
         )
-        base_ctx: dict[str, Any] = {
-            "task": attempt.task,
-            "prompt": attempt.prompt or job.prompt,
-            "negative_prompt": job.negative_prompt,
-            "model": model.name,
-            "total_n": job.n,
-            "size": size.as_context(),
-            "quality": job.quality,
-            "style": job.style,
-            "response_format": job.response_format,
-            "output_format": job.output_format,
-            "background": job.background,
-            "user": job.user,
-            "images": job.images,
-            "image": job.images[0] if job.images else None,
-            "mask": job.mask,
-            "extra": job.extra,
-            "params": model.params,
-            "key": key,
-            "request_id": info.request_id,
-            "stream": info.streaming,
-            "partial_images": info.partial_images,
-        }
-        per_call = model.images_per_call or task.images_per_call
-        counts = [min(per_call, job.n - i) for i in range(0, job.n, per_call)]
+        base_ctx = base_context(
+            job,
+            attempt,
+            size,
+            key,
+            info.request_id,
+            stream=info.streaming,
+            partial_images=info.partial_images,
+        )
+        counts = call_counts(job.n, model.images_per_call or task.images_per_call)
         gate = asyncio.Semaphore(task.parallel)
 
         async def call(index: int, count: int) -> CallResult:
-            seed = job.seed + index if job.seed is not None and index else job.seed
             async with gate:
-                return await executor.run(
-                    task,
-                    {
-                        **base_ctx,
-                        "n": count,
-                        "call_index": index,
-                        "seed": seed,
-                        "random_seed": secrets.randbelow(2**31),
-                    },
-                )
+                ctx = call_context(base_ctx, job, index, count, secrets.randbelow(2**31))
+                return await executor.run(task, ctx)
 
         try:
             results = await asyncio.gather(

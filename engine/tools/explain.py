@@ -32,6 +32,7 @@ from ..config.loader import ConfigSnapshot, build_snapshot
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, SizeRule, StepSpec, TargetSpec
 from ..runtime.breaker import Breakers
+from ..runtime.context import base_context, call_context, call_counts
 from ..runtime.job import ImageJob, InputImage
 from ..runtime.keys import KeyPools, mask_key
 from ..runtime.router import Attempt, Plan, Router, UnknownModel
@@ -40,55 +41,6 @@ from ..runtime.upstream import Outgoing, build_request
 
 DEFAULT_PORT = 8080
 ELIDE_OVER = 64  # base64 strings and data URIs longer than this are shown by their length
-
-# ---------------------------------------------------------------------------------------------
-# LOCAL HELPER (temporary): the template context, mirroring `ImageService._attempt` in
-# engine/runtime/service.py line by line. It belongs in the runtime, shared by `serve` and
-# `explain` (see the patch proposing engine/runtime/context.py); until then any change to the
-# context in service.py must be repeated here.
-# ---------------------------------------------------------------------------------------------
-
-
-def base_context(
-    job: ImageJob, attempt: Attempt, size: Size, key: str | None, request_id: str
-) -> dict[str, Any]:
-    """What every call of one attempt shares."""
-    model = attempt.model
-    return {
-        "task": attempt.task,
-        "prompt": attempt.prompt or job.prompt,
-        "negative_prompt": job.negative_prompt,
-        "model": model.name,
-        "total_n": job.n,
-        "size": size.as_context(),
-        "quality": job.quality,
-        "style": job.style,
-        "response_format": job.response_format,
-        "output_format": job.output_format,
-        "background": job.background,
-        "user": job.user,
-        "images": job.images,
-        "image": job.images[0] if job.images else None,
-        "mask": job.mask,
-        "extra": job.extra,
-        "params": model.params,
-        "key": key,
-        "request_id": request_id,
-    }
-
-
-def call_context(
-    base: Mapping[str, Any], job: ImageJob, index: int, count: int, random_seed: Any
-) -> dict[str, Any]:
-    """One call's context: its share of n, its index, its seed (seed + index)."""
-    seed = job.seed + index if job.seed is not None and index else job.seed
-    return {**base, "n": count, "call_index": index, "seed": seed, "random_seed": random_seed}
-
-
-def call_counts(job_n: int, per_call: int) -> list[int]:
-    """How the engine splits n into calls of at most `per_call` images."""
-    return [min(per_call, job_n - i) for i in range(0, job_n, per_call)]
-
 
 # ---------------------------------------------------------------------------------------------
 # The explanation
@@ -754,10 +706,16 @@ def _behaviour(step: StepSpec) -> list[str]:
         if step.fail_if is not None:
             out.append(f"fails ({step.fail_kind}) when `{step.fail_if.source}`")
     if step.stream is not None:
-        line = f"reads an event stream until event `{step.stream.done_event}`"
-        if step.stream.error_event:
-            line += f" (`{step.stream.error_event}` means failure)"
+        stream = step.stream
+        until = f"until event `{stream.done_event}`" if stream.done_event else "to its end"
+        line = f"reads an event stream {until}"
+        if stream.error_event:
+            line += f" (`{stream.error_event}` means failure)"
         out.append(line)
+        if stream.partial_event:
+            out.append(f"previews from `{stream.partial_event}` events (when the client streams)")
+        if stream.image_event:
+            out.append(f"finished images from `{stream.image_event}` events")
     if step.response == "bytes":
         out.append("the answer's body is the image (response: bytes)")
     for name, expr in step.extract:
