@@ -36,6 +36,7 @@ CODES: dict[str, str] = {
     "W402": "route target's provider is unavailable",
     "W403": "a gateway client key also matches a provider's key pattern",
     "W404": "two providers' key patterns overlap",
+    "W405": "a prompt optimizer's provider has no keys",
 }
 
 

@@ -134,6 +134,12 @@ def _optimizer(
         return None
     if raw["provider"] not in providers:
         report((*path, "provider"), "E301", f"unknown provider '{raw['provider']}'")
+    elif not providers[raw["provider"]].available:
+        report(
+            (*path, "provider"),
+            "W405",
+            f"provider '{raw['provider']}' has no keys; prompts are sent unchanged",
+        )
     timeout = 15.0
     if raw.get("timeout") is not None:
         try:
