@@ -73,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do not reload on config file changes (SIGHUP still reloads)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("PIXGATE_WORKERS") or 1),
+        help="worker processes sharing the port with SO_REUSEPORT (env PIXGATE_WORKERS, default 1)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("PIXGATE_LOG_LEVEL", "INFO"))
 
     lint = sub.add_parser("lint", help="validate a config directory")
@@ -230,9 +236,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from .app import ConfigError, create_app
+    from .app import ConfigError, load_config
+    from .serving import serve
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -250,7 +255,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"pixgate: {problem}", file=sys.stderr)
         return 2
     try:
-        app = create_app(settings)
+        load_config(settings)  # fail here, once, before any worker starts
     except ConfigError as exc:
         print(f"pixgate: config in {config_dir} does not build:", file=sys.stderr)
         for line in exc.diagnostics:
@@ -260,8 +265,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("pixgate").info(
         "serving %s on http://%s:%d", where, settings.host, settings.port
     )
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
-    return 0
+    return serve(settings, max(1, args.workers))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aiohttp import web
@@ -58,6 +59,7 @@ async def health(request: web.Request) -> web.Response:
             "version": __version__,
             "config_version": snapshot.version,
             "providers": len(snapshot.providers),
+            "pid": os.getpid(),
         }
     )
 

@@ -213,7 +213,10 @@ def public_url(request: web.Request) -> str:
 
 
 def self_url(request: web.Request) -> str:
-    """Where this gateway can reach itself: the socket the request arrived on."""
+    """Where this gateway can reach itself: its private port, else the request's socket."""
+    internal = request.app[STATE].internal_url
+    if internal is not None:
+        return internal
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     if isinstance(sock, tuple) and len(sock) >= 2:
         host = str(sock[0])

@@ -21,6 +21,8 @@ class GatewayState:
     storage: LocalStorage
     router: Router = field(default_factory=Router)
     keys: KeyPools = field(default_factory=KeyPools)
+    # Where this process reaches itself (set by multi-worker serving); else the request's socket.
+    internal_url: str | None = None
     _service: ImageService | None = None
     _fetch_session: aiohttp.ClientSession | None = None
 

@@ -1,0 +1,96 @@
+"""Run the app: one process, or N worker processes sharing the port with SO_REUSEPORT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from types import FrameType
+
+from aiohttp import web
+
+from .api.keys import STATE
+from .app import create_app
+from .settings import Settings
+
+log = logging.getLogger("pixgate")
+
+
+def serve(settings: Settings, workers: int = 1) -> int:
+    if workers <= 1:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+        )
+        return 0
+    return _supervise(settings, workers)
+
+
+def _supervise(settings: Settings, workers: int) -> int:
+    """Start the workers, pass signals on (TERM/INT stop, HUP reloads), stop all if one dies."""
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_worker, args=(settings, i), name=f"pixgate-{i}") for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    stopping = False
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if signum != signal.SIGHUP:
+            stopping = True
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    log.info("started %d workers: %s", workers, ", ".join(str(p.pid) for p in procs))
+    code = 0
+    while any(p.is_alive() for p in procs):
+        for proc in procs:
+            proc.join(timeout=0.5)
+            if proc.exitcode is not None and not stopping:
+                log.error("worker %s exited with %s; stopping the others", proc.pid, proc.exitcode)
+                code = 1
+                forward(signal.SIGTERM, None)
+    return code
+
+
+def _worker(settings: Settings, index: int) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run_worker(settings, index))
+    sys.exit(0)
+
+
+async def _run_worker(settings: Settings, index: int) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port, reuse_port=True).start()
+    # A private loopback port: the built-in demo upstream keeps its task state per process, so a
+    # worker must reach itself, not whichever worker the shared port picks.
+    private = web.TCPSite(runner, "127.0.0.1", 0)
+    await private.start()
+    port = next(a[1] for a in runner.addresses if a[1] not in (settings.port, 0))
+    app[STATE].internal_url = f"http://127.0.0.1:{port}"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("worker %d (pid %d) serving", index, os.getpid())
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
