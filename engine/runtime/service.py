@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,13 +107,9 @@ class ImageService:
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
         relay = info.relay[0] if info.relay else None
         plan = self.router.plan(snapshot, job.model, job.task, relay)
-        attempts = [
-            a
-            for a in plan.attempts
-            if job.n <= a.model.max_n and len(job.images) <= a.model.max_images
-        ]
+        attempts = servable(job, plan.attempts)
         if not attempts:
-            raise _why_nothing(job, plan, relay)
+            raise why_nothing(job, plan, relay)
         optimized = await self._optimize(job, plan.route, snapshot, info)
         if optimized is not None:
             job = dataclasses.replace(job, prompt=optimized)
@@ -442,7 +438,12 @@ class _StreamSink:
             task.cancel()
 
 
-def _why_nothing(job: ImageJob, plan: Plan, relay: str | None) -> NoUpstream:
+def servable(job: ImageJob, attempts: Sequence[Attempt]) -> list[Attempt]:
+    """The attempts whose model takes this request's n and input images, in their order."""
+    return [a for a in attempts if job.n <= a.model.max_n and len(job.images) <= a.model.max_images]
+
+
+def why_nothing(job: ImageJob, plan: Plan, relay: str | None) -> NoUpstream:
     """The clearest reason no target can take this request (a 400 when it is the request's)."""
     name = job.model or plan.route.name
     if plan.attempts:

@@ -17,46 +17,41 @@ from a fake upstream) and the response the client must get. For each case :func:
    exchange was used;
 5. tears everything down, within a hard per-case timeout.
 
+The config dir and environment of step 2-3 come from :mod:`~engine.testing.sandbox`, the
+request and checks of step 4 from :mod:`~engine.testing.client`.
+
 This module does not depend on pytest: ``pixgate test`` and ``tests/test_golden.py`` both use it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import dataclasses
-import io
-import json
 import shutil
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiohttp
-import yaml
 from aiohttp import web
-from PIL import Image, UnidentifiedImageError
 
 from ..app import ConfigError, create_app
 from ..settings import Settings
 from .cases import (
     CaseFileError,
-    ExpectedImage,
-    ExpectedResponse,
     GoldenCase,
     discover_cases,
     load_case,
     load_cases,
 )
-from .fakeserver import RUNNER_HEADER, RUNNER_VALUE, FakeUpstream
-from .match import compare, compare_headers, describe, substitute
+from .client import exchange
+from .fakeserver import FakeUpstream
+from .sandbox import SetupError, env_prefix, environment, settings_overrides, write_config
 
 __all__ = [
     "CaseFileError",
@@ -73,9 +68,7 @@ __all__ = [
     "run_cases",
 ]
 
-POLL_SCALE = "0.01"
 CLEANUP_TIMEOUT = 5.0
-_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif"}
 
 
 @dataclass(slots=True)
@@ -100,11 +93,6 @@ class CaseResult:
         if self.case.xfail is not None:
             return "XPASS" if self.passed else "XFAIL"
         return "PASS" if self.passed else "FAIL"
-
-
-def env_prefix(provider_id: str) -> str:
-    """`huggingface-space` -> `HUGGINGFACE_SPACE` (as the provider files' ${..._BASE_URL})."""
-    return provider_id.upper().replace("-", "_")
 
 
 def format_result(result: CaseResult) -> str:
@@ -189,9 +177,9 @@ async def run_case(config_dir: str | Path, case: GoldenCase) -> CaseResult:
     try:
         async with asyncio.timeout(case.timeout):
             upstream = await fake.start()
-            config = _write_config(Path(config_dir), case, tmp / "config")
+            config = write_config(Path(config_dir), case, tmp / "config")
             settings = Settings.from_env(
-                _environment(case, upstream), **_settings_overrides(config, tmp / "files")
+                environment(case, upstream), **settings_overrides(config, tmp / "files")
             )
             gateway = web.AppRunner(
                 create_app(settings), handle_signals=False, access_log=None, shutdown_timeout=1.0
@@ -201,10 +189,10 @@ async def run_case(config_dir: str | Path, case: GoldenCase) -> CaseResult:
             host, port = gateway.addresses[0][:2]
             fake.urls["gateway"] = f"http://{host}:{port}"
             session = aiohttp.ClientSession()
-            await _exchange(session, fake.urls, case, problems)
+            await exchange(session, fake.urls, case, problems)
     except TimeoutError:
         problems.append(f"the case did not finish within {case.timeout:g}s (hard timeout)")
-    except _SetupError as exc:
+    except SetupError as exc:
         problems.append(str(exc))
     except ConfigError as exc:
         lines = "\n".join(f"  {d}" for d in exc.diagnostics)
@@ -225,207 +213,6 @@ async def run_case(config_dir: str | Path, case: GoldenCase) -> CaseResult:
         )
     result.duration = time.monotonic() - started
     return result
-
-
-class _SetupError(Exception):
-    """The case cannot be set up (missing provider file...): reported as a problem."""
-
-
-def _settings_overrides(config: Path, storage: Path) -> dict[str, object]:
-    overrides: dict[str, object] = {
-        "config_dir": config,
-        "storage_dir": storage,
-        "host": "127.0.0.1",
-        "port": 0,
-    }
-    if "watch" in {f.name for f in dataclasses.fields(Settings)}:
-        overrides["watch"] = False  # the temporary config never changes: no file watcher
-    return overrides
-
-
-def _environment(case: GoldenCase, upstream: str) -> dict[str, str]:
-    env = {"PIXGATE_POLL_INTERVAL_SCALE": POLL_SCALE, **case.env}
-    env[f"{env_prefix(case.provider)}_BASE_URL"] = upstream + case.base_path
-    return env
-
-
-def _write_config(config_dir: Path, case: GoldenCase, target: Path) -> Path:
-    """A config dir with only the case's provider file and one route per model of it."""
-    source = next(
-        (
-            config_dir / "providers.d" / f"{case.provider}{suffix}"
-            for suffix in (".yaml", ".yml")
-            if (config_dir / "providers.d" / f"{case.provider}{suffix}").is_file()
-        ),
-        None,
-    )
-    if source is None:
-        raise _SetupError(
-            f"no provider file {config_dir / 'providers.d' / case.provider}.yaml for this case"
-        )
-    try:
-        doc = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise _SetupError(f"cannot read {source}: {exc}") from None
-    models = doc.get("models") if isinstance(doc, dict) else None
-    if not isinstance(models, dict) or not models:
-        raise _SetupError(f"{source} declares no models")
-    routes: dict[str, Any] = {}
-    for name in models:
-        route: dict[str, Any] = {"targets": [{"provider": case.provider, "model": str(name)}]}
-        if case.route_timeout is not None:
-            route["timeout"] = case.route_timeout
-        routes[str(name)] = route
-    (target / "providers.d").mkdir(parents=True)
-    shutil.copyfile(source, target / "providers.d" / source.name)
-    routes_doc = {"demo": False, "routes": routes}
-    (target / "routes.yaml").write_text(
-        "# generated by engine.testing.golden\n" + yaml.safe_dump(routes_doc, sort_keys=False),
-        encoding="utf-8",
-    )
-    return target
-
-
-async def _exchange(
-    session: aiohttp.ClientSession, urls: Mapping[str, str], case: GoldenCase, problems: list[str]
-) -> None:
-    """Send the client request and check the response."""
-    req = case.request
-    data: bytes | None = None
-    headers = {k: str(substitute(v, urls)) for k, v in req.headers.items()}
-    if req.has_json:
-        data = json.dumps(substitute(req.json, urls), ensure_ascii=False).encode("utf-8")
-        headers.setdefault("Content-Type", "application/json")
-    elif req.text is not None:
-        data = req.text.encode("utf-8")
-    async with session.request(
-        req.method, urls["gateway"] + req.path, data=data, headers=headers
-    ) as resp:
-        raw = await resp.read()
-        status = resp.status
-        got_headers = {k.lower(): v for k, v in resp.headers.items()}
-    await _check_response(session, urls, case.response, status, got_headers, raw, problems)
-
-
-async def _check_response(
-    session: aiohttp.ClientSession,
-    urls: Mapping[str, str],
-    expected: ExpectedResponse,
-    status: int,
-    headers: dict[str, str],
-    raw: bytes,
-    problems: list[str],
-) -> None:
-    body: Any = None
-    parsed = False
-    try:
-        body = json.loads(raw) if raw else None
-        parsed = True
-    except ValueError:
-        pass
-    shown = describe(body if parsed else raw[:300].decode("utf-8", errors="replace"), 500)
-    if status != expected.status:
-        # The rest of the body would only differ as a consequence: say it once.
-        problems.append(f"response.status: expected {expected.status}, got {status}: {shown}")
-        return
-    compare_headers(substitute(expected.headers, urls), headers, "response.headers", problems)
-    needs_json = expected.has_json or expected.error is not None or expected.images is not None
-    if needs_json and not parsed:
-        problems.append(f"response: the body is not JSON: {shown}")
-        return
-    if expected.has_json:
-        compare(substitute(expected.json, urls), body, "response.json", problems, exact=False)
-    if expected.error is not None:
-        _check_error(expected, body, problems)
-    if expected.images is not None:
-        await _check_images(session, urls, expected.images, body, problems)
-
-
-def _check_error(expected: ExpectedResponse, body: Any, problems: list[str]) -> None:
-    assert expected.error is not None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        problems.append(f"response.error: expected an OpenAI error body, got {describe(body)}")
-        return
-    missing = [k for k in ("message", "type", "param", "code") if k not in error]
-    if missing:
-        problems.append(
-            f"response.error: not the OpenAI error shape, missing {', '.join(missing)}: "
-            f"{describe(error)}"
-        )
-    if not isinstance(error.get("message"), str) or not isinstance(error.get("type"), str):
-        problems.append(f"response.error: message and type must be strings: {describe(error)}")
-    for key, value in expected.error.exact.items():
-        compare(value, error.get(key), f"response.error.{key}", problems, exact=True)
-    needle = expected.error.message_contains
-    message = error.get("message")
-    if needle is not None and (not isinstance(message, str) or needle not in message):
-        problems.append(
-            f"response.error.message: expected it to contain {describe(needle)}, "
-            f"got {describe(message, 400)}"
-        )
-
-
-async def _check_images(
-    session: aiohttp.ClientSession,
-    urls: Mapping[str, str],
-    expected: Sequence[ExpectedImage],
-    body: Any,
-    problems: list[str],
-) -> None:
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        problems.append(f"response.images: expected a data list, got {describe(body)}")
-        return
-    if len(data) != len(expected):
-        problems.append(f"response.images: expected {len(expected)} images, got {len(data)}")
-    for i, (want, item) in enumerate(zip(expected, data, strict=False)):
-        where = f"response.data[{i}]"
-        try:
-            blob = await _image_bytes(session, urls, item)
-        except _ImageError as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        try:
-            with Image.open(io.BytesIO(blob)) as img:
-                img.load()
-                size, fmt = img.size, _FORMATS.get(img.format or "", img.format)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            problems.append(f"{where}: not a decodable image ({len(blob)} bytes): {exc}")
-            continue
-        if want.width is not None and size[0] != want.width:
-            problems.append(f"{where}: expected width {want.width}, got {size[0]}")
-        if want.height is not None and size[1] != want.height:
-            problems.append(f"{where}: expected height {want.height}, got {size[1]}")
-        if want.format is not None and fmt != want.format:
-            problems.append(f"{where}: expected format {want.format}, got {fmt}")
-
-
-class _ImageError(Exception):
-    pass
-
-
-async def _image_bytes(session: aiohttp.ClientSession, urls: Mapping[str, str], item: Any) -> bytes:
-    if not isinstance(item, dict):
-        raise _ImageError(f"expected an object with b64_json or url, got {describe(item)}")
-    if isinstance(item.get("b64_json"), str):
-        try:
-            return base64.b64decode(item["b64_json"], validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise _ImageError(f"b64_json is not valid base64: {exc}") from None
-    url = item.get("url")
-    if not isinstance(url, str):
-        raise _ImageError(f"expected b64_json or url, got {describe(item)}")
-    headers = {RUNNER_HEADER: RUNNER_VALUE} if url.startswith(urls["upstream"] + "/") else None
-    try:
-        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(10)) as resp:
-            blob = await resp.read()
-            if resp.status != 200:
-                text = blob[:300].decode("utf-8", errors="replace")
-                raise _ImageError(f"downloading {url} failed: HTTP {resp.status}: {text}")
-            return blob
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise _ImageError(f"downloading {url} failed: {exc.__class__.__name__}: {exc}") from None
 
 
 async def _cleanup(

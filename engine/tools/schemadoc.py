@@ -9,6 +9,7 @@ every property gets its type, allowed values, default and description; nested ob
 sub-sections named by their path (`tasks.<task>.steps[].request`); `$ref`s to `$defs` are
 resolved (object definitions are documented where first used, scalar ones in a table at the end
 of each schema); an object whose shape was already documented links there instead of repeating.
+`schemadoc_sections` walks one schema into sections, `schemadoc_values` puts keywords in words.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..config.schemas import schema_dir
-
-Schema = dict[str, Any]
+from .schemadoc_sections import Row, SchemaDoc, Section
+from .schemadoc_values import allowed_values
 
 # (file stem, anchor prefix, heading, what the file is, where the prose lives)
 SCHEMAS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -51,273 +50,6 @@ SCHEMAS: tuple[tuple[str, str, str, str, str], ...] = (
     ),
 )
 COMMAND = "python -m engine.tools.schemadoc --write"
-_DEFAULT_IN_TEXT = re.compile(
-    r"\((?:by )?default:? (?P<a>[^);]*)[);]|\bDefault:? (?P<b>[^.;]+?)[.;](?:\s|$)"
-)
-
-
-@dataclass(slots=True)
-class Row:
-    name: str
-    type: str
-    required: bool
-    allowed: str
-    default: str
-    description: str
-
-
-@dataclass(slots=True)
-class Section:
-    anchor: str
-    title: str
-    description: str
-    definition: str | None = None  # the $defs name it documents, if any
-    rows: list[Row] = field(default_factory=list)
-    value: Row | None = None  # for a map or list of scalars: what one entry is
-    constraints: list[str] = field(default_factory=list)
-    used_by: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Child:
-    schema: Schema
-    path: str
-    definition: str | None
-
-
-class _SchemaDoc:
-    """One schema turned into sections."""
-
-    def __init__(self, schema: Schema, prefix: str) -> None:
-        self.schema = schema
-        self.prefix = prefix
-        self.defs: dict[str, Schema] = schema.get("$defs", {})
-        self.sections: list[Section] = []
-        self.planned: dict[str, tuple[str, str]] = {}  # shape -> (anchor, title)
-        self.used_by: dict[str, list[str]] = {}  # anchor -> other paths with that shape
-        self.used_defs: set[str] = set()
-        self._reused: list[str] = []
-
-    # -- schema helpers -------------------------------------------------------------------
-
-    def resolve(self, schema: Schema) -> tuple[Schema, str | None]:
-        """Merge a `$ref` to `#/$defs/x` with its siblings (the local description wins)."""
-        ref = schema.get("$ref")
-        if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
-            return schema, None
-        name = ref.removeprefix("#/$defs/")
-        self.used_defs.add(name)
-        target, _ = self.resolve(self.defs[name])
-        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
-        return merged, name
-
-    def anchor(self, path: str) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
-        return f"{self.prefix}-{slug}" if slug else self.prefix
-
-    @staticmethod
-    def shape(schema: Schema) -> str:
-        return json.dumps({k: v for k, v in schema.items() if k != "description"}, sort_keys=True)
-
-    @staticmethod
-    def has_properties(schema: Schema) -> bool:
-        return isinstance(schema.get("properties"), dict)
-
-    # -- documenting ----------------------------------------------------------------------
-
-    def document_root(self) -> None:
-        self.planned[self.shape(self.schema)] = (self.prefix, "the top level")
-        self.document(self.schema, "", "Top level", None)
-
-    def document(self, schema: Schema, path: str, title: str, definition: str | None) -> None:
-        section = Section(self.anchor(path), title, schema.get("description", ""), definition)
-        self.sections.append(section)
-        section.constraints = constraints(schema)
-        required = set(schema.get("required", []))
-        children: list[_Child] = []
-        for name, prop in schema.get("properties", {}).items():
-            resolved, ref = self.resolve(prop)
-            child_path = f"{path}.{name}" if path else name
-            section.rows.append(
-                self.row(name, resolved, ref, child_path, name in required, children)
-            )
-        if not section.rows and isinstance(schema.get("additionalProperties"), dict):
-            value, ref = self.resolve(schema["additionalProperties"])
-            section.value = self.row("<name>", value, ref, f"{path}.<name>", False, children)
-        for child in children:
-            self.document(child.schema, child.path, f"`{child.path}`", child.definition)
-
-    def row(
-        self,
-        name: str,
-        schema: Schema,
-        ref: str | None,
-        path: str,
-        required: bool,
-        children: list[_Child],
-    ) -> Row:
-        self._reused = []
-        type_text = self.type_text(schema, ref, path, children)
-        description = schema.get("description", "")
-        for title in dict.fromkeys(self._reused):
-            description = _join(description, f"Same shape as {title}.")
-        return Row(
-            name=name,
-            type=type_text,
-            required=required,
-            allowed=allowed_values(schema) if ref is None or self.has_properties(schema) else "",
-            default=default_of(schema),
-            description=description,
-        )
-
-    def type_text(self, schema: Schema, ref: str | None, path: str, children: list[_Child]) -> str:
-        """Readable type; plans nested objects as sub-sections (links to them)."""
-        if ref is not None and not self.has_properties(schema) and ref in self.defs:
-            return f"[{ref}](#{self.anchor('defs-' + ref)})"
-        if self.has_properties(schema):
-            return f"[object](#{self.target(schema, path, ref, children)})"
-        alternatives = schema.get("oneOf") or schema.get("anyOf")
-        if isinstance(alternatives, list) and not _only_required(alternatives):
-            texts: list[str] = []
-            shaped = [a for a in alternatives if self.has_properties(self.resolve(a)[0])]
-            for alt in alternatives:
-                resolved, alt_ref = self.resolve(alt)
-                alt_path = path if len(shaped) <= 1 else f"{path} (form {len(texts) + 1})"
-                texts.append(self.type_text(resolved, alt_ref, alt_path, children))
-            return " or ".join(dict.fromkeys(texts))
-        kind = schema.get("type")
-        if kind == "array" or "items" in schema:
-            items, item_ref = self.resolve(schema.get("items", {}))
-            return "list of " + _group(self.type_text(items, item_ref, f"{path}[]", children))
-        additional = schema.get("additionalProperties")
-        if kind in ("object", None) and isinstance(additional, dict):
-            values, value_ref = self.resolve(additional)
-            inner = self.type_text(values, value_ref, f"{path}.<name>", children)
-            return "map of " + _group(inner)
-        if isinstance(kind, list):
-            return " | ".join(str(k) for k in kind)
-        if isinstance(kind, str):
-            return kind
-        if "enum" in schema:
-            types = {type(v).__name__ for v in schema["enum"]}
-            return "string" if types == {"str"} else "any"
-        return "any"
-
-    def target(self, schema: Schema, path: str, ref: str | None, children: list[_Child]) -> str:
-        """The anchor documenting this object shape: planned now, or where it already is."""
-        key = self.shape(schema)
-        if key in self.planned:
-            anchor, title = self.planned[key]
-            self.used_by.setdefault(anchor, []).append(path)
-            self._reused.append(title)
-            return anchor
-        anchor = self.anchor(path)
-        self.planned[key] = (anchor, f"[`{path}`](#{anchor})")
-        children.append(_Child(schema, path, ref))
-        return anchor
-
-
-def constraints(schema: Schema) -> list[str]:
-    """`oneOf`/`anyOf`/`not` over `required` lists, in words."""
-    out: list[str] = []
-    for key, words in (("oneOf", "exactly one of"), ("anyOf", "at least one of")):
-        alternatives = schema.get(key)
-        if isinstance(alternatives, list) and _only_required(alternatives):
-            names = [" + ".join(f"`{n}`" for n in alt["required"]) for alt in alternatives]
-            out.append(f"{words}: {', '.join(names)}")
-    for sub in schema.get("allOf", []):
-        out += constraints(sub)
-    negated = schema.get("not")
-    if isinstance(negated, dict):
-        groups = negated.get("anyOf", [negated])
-        if _only_required(groups):
-            names = list(dict.fromkeys(n for g in groups for n in g["required"]))
-            words = "not both" if len(groups) == 1 and len(names) == 2 else "at most one of"
-            sep = " and " if words == "not both" else ", "
-            out.append(f"{words}: {sep.join(f'`{n}`' for n in names)}")
-    return out
-
-
-def _only_required(alternatives: Sequence[Any]) -> bool:
-    return bool(alternatives) and all(
-        isinstance(a, dict) and "required" in a and set(a) <= {"required", "description"}
-        for a in alternatives
-    )
-
-
-def allowed_values(schema: Schema) -> str:
-    parts: list[str] = []
-    for alt in schema.get("oneOf") or schema.get("anyOf") or []:
-        if isinstance(alt, dict) and "properties" not in alt and "required" not in alt:
-            inner = allowed_values(alt)
-            if inner:
-                kind = alt.get("type")
-                label = {"array": "list"}.get(kind, kind) if isinstance(kind, str) else None
-                parts.append(f"{label}: {inner}" if label else inner)
-    enum = schema.get("enum")
-    items = schema.get("items")
-    if enum is None and isinstance(items, dict):
-        enum = items.get("enum")
-    if isinstance(enum, list):
-        parts.append(", ".join(_code(v) for v in enum))
-    if "const" in schema:
-        parts.append(_code(schema["const"]))
-    pattern = schema.get("pattern") or (items.get("pattern") if isinstance(items, dict) else None)
-    if pattern:
-        parts.append(f"pattern {_code(pattern)}")
-    bounds = (
-        ("minimum", "≥"),
-        ("exclusiveMinimum", ">"),
-        ("maximum", "≤"),
-        ("exclusiveMaximum", "<"),
-    )
-    for key, sign in bounds:
-        if key in schema:
-            parts.append(f"{sign} {schema[key]}")
-    if "minLength" in schema:
-        low = schema["minLength"]
-        parts.append("not empty" if low == 1 else f"at least {low} characters")
-    if "minItems" in schema or "maxItems" in schema:
-        low, high = schema.get("minItems"), schema.get("maxItems")
-        if low is not None and high is not None:
-            parts.append(f"{low} to {high} items" if low != high else f"exactly {low} items")
-        elif low is not None:
-            parts.append(f"at least {low} item{'s' if low != 1 else ''}")
-        else:
-            parts.append(f"at most {high} items")
-    if schema.get("uniqueItems"):
-        parts.append("no duplicates")
-    if "minProperties" in schema:
-        low = schema["minProperties"]
-        parts.append(f"at least {low} entr{'y' if low == 1 else 'ies'}")
-    names = schema.get("propertyNames")
-    if isinstance(names, dict) and "pattern" in names:
-        parts.append(f"names match {_code(names['pattern'])}")
-    return "; ".join(parts)
-
-
-def default_of(schema: Schema) -> str:
-    """The `default` keyword, else the default the description states ("(default 2s)")."""
-    if "default" in schema:
-        return _code(schema["default"])
-    match = _DEFAULT_IN_TEXT.search(schema.get("description", ""))
-    if match:
-        text = (match.group("a") or match.group("b") or "").strip()
-        return f"`{text}`" if text and not re.search(r"[\s`]", text) else text
-    return ""
-
-
-def _code(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return f"`{text}`" if "`" not in text else f"`` {text} ``"
-
-
-def _join(first: str, second: str) -> str:
-    return f"{first.rstrip()} {second}".strip()
-
-
-def _group(text: str) -> str:
-    return f"({text})" if " or " in text else text
 
 
 def _md(text: str) -> str:
@@ -389,7 +121,7 @@ def generate(directory: Path | None = None) -> str:
     out.append("")
     for stem, prefix, heading, what, _prose in SCHEMAS:
         schema = json.loads((where / f"{stem}.schema.json").read_text(encoding="utf-8"))
-        doc = _SchemaDoc(schema, prefix)
+        doc = SchemaDoc(schema, prefix)
         doc.document_root()
         out += [f'<a id="{prefix}"></a>', "", f"## {heading}", ""]
         out += [

@@ -56,13 +56,13 @@ def fast_keepalive(monkeypatch: pytest.MonkeyPatch) -> float:
 def upstream_prompts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The prompts the demo upstream received (generate, edit and task submissions)."""
     seen: list[str] = []
-    original = demo_upstream._build_job
+    original = demo_upstream.build_job
 
     def recording(payload: Any, inputs: list[bytes], input_size: Any) -> Any:
         seen.append(payload.get("prompt"))
         return original(payload, inputs, input_size)
 
-    monkeypatch.setattr(demo_upstream, "_build_job", recording)
+    monkeypatch.setattr(demo_upstream, "build_job", recording)
     return seen
 
 
