@@ -20,15 +20,14 @@ from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import size_for_ratio
 from ..dsl.spec import RouteSpec
 from ..runtime.executor import ProgressFn
-from ..runtime.failures import UpstreamFailure
 from ..runtime.inputs import InputError, resolve
 from ..runtime.job import ImageJob, InputImage
+from ..runtime.request import Outcome
 from ..runtime.router import UnknownModel
-from ..runtime.service import NoUpstream, Outcome, RequestInfo
 from . import chat_reply, params, sse
 from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
-from .errors import ApiError, bad_request, from_failure
-from .images import input_context, job_from, outcome_headers, public_url, self_url
+from .errors import ApiError, bad_request
+from .images import input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
 from .keys import STATE
 
@@ -216,33 +215,7 @@ async def _resolve(request: web.Request, found: list[FoundImage]) -> list[InputI
 async def run(
     request: web.Request, job: ImageJob, on_progress: ProgressFn | None = None
 ) -> Outcome:
-    """images.run_job with a progress callback: the same errors, as ApiErrors."""
-    state = request.app[STATE]
-    snapshot = request.get("snapshot") or state.snapshot
-    info = RequestInfo(
-        request["request_id"],
-        public_url(request),
-        self_url(request),
-        on_progress=on_progress,
-        relay=request.get("relay"),
-    )
-    try:
-        outcome = await state.service.run(job, snapshot, info)
-    except UnknownModel as exc:
-        raise ApiError(404, str(exc), param="model", code="model_not_found") from None
-    except NoUpstream as exc:
-        raise ApiError(
-            exc.status,
-            str(exc),
-            param=exc.param,
-            type="invalid_request_error" if exc.status == 400 else "server_error",
-            code=None if exc.status == 400 else "no_upstream_available",
-        ) from None
-    except UpstreamFailure as failure:
-        request["provider"] = failure.provider or "-"
-        raise from_failure(failure) from None
-    request["provider"] = outcome.provider
-    return outcome
+    return await run_job(request, job, on_progress=on_progress)
 
 
 async def _stream(

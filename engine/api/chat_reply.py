@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..runtime.imagetypes import sniff
-from ..runtime.service import Outcome
+from ..runtime.request import Outcome
 
 _DATA_URI_PAYLOAD = re.compile(r"(data:[^,\s)]*,)[A-Za-z0-9+/=]+")
 _MARKDOWN_SPECIAL = re.compile(r"([\\*_\[\]<>`])")

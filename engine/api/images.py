@@ -10,8 +10,8 @@ from aiohttp import web
 from ..runtime.failures import UpstreamFailure
 from ..runtime.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
+from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.router import UnknownModel
-from ..runtime.service import NoUpstream, Outcome, RequestInfo
 from . import imagestream, params
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
@@ -129,11 +129,13 @@ async def respond(request: web.Request, job: ImageJob) -> web.Response:
     return json_response(images_response(outcome), headers=outcome_headers(outcome))
 
 
-async def run_job(request: web.Request, job: ImageJob) -> Outcome:
+async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
+    """Run a job on the request's snapshot; the service's errors become ApiErrors. `hooks`
+    (on_progress, ...) go to RequestInfo."""
     state = request.app[STATE]
     snapshot = request.get("snapshot") or state.snapshot  # one config for the whole request
     request["model"] = job.model or "auto"
-    info = request_info(request)
+    info = request_info(request, **hooks)
     try:
         outcome = await state.service.run(job, snapshot, info)
     except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
@@ -143,13 +145,15 @@ async def run_job(request: web.Request, job: ImageJob) -> Outcome:
 
 
 def request_info(request: web.Request, **streaming: Any) -> RequestInfo:
-    return RequestInfo(
+    info = RequestInfo(
         request["request_id"],
         public_url(request),
         self_url(request),
         relay=request.get("relay"),
         **streaming,
     )
+    request["wait_clock"] = info.clock  # the access log subtracts upstream waiting from it
+    return info
 
 
 def service_error(

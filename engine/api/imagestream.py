@@ -28,8 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from ..runtime.failures import UpstreamFailure
 from ..runtime.imagetypes import sniff
 from ..runtime.job import ImageJob
+from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.router import UnknownModel
-from ..runtime.service import NoUpstream, Outcome, StreamImage
 from . import images, sse
 from .errors import ApiError, bad_request
 from .keys import STATE

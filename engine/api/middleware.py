@@ -33,7 +33,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         response = await _shaped(request, handler)
         status = response.status
-        response.headers["x-request-id"] = request_id
+        if not response.prepared:  # streams sent their headers already
+            response.headers["x-request-id"] = request_id
+            clock = request.get("wait_clock")
+            own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
+            response.headers["x-pixgate-overhead-ms"] = f"{max(0.0, own) * 1000:.2f}"
         return response
     finally:
         if not request.path.startswith("/_demo/"):

@@ -17,6 +17,7 @@ import aiohttp
 from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
 from .failures import UpstreamFailure, kind_for_status
 from .upstream import EventFn, MalformedBody, Reply, build_request, send
+from .waitclock import WaitClock
 
 _B64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 ProgressFn = Callable[[Any], None]
@@ -60,6 +61,7 @@ class Executor:
     poll_scale: float = 1.0
     on_partial: PartialFn | None = None
     on_image: ImageFn | None = None
+    clock: WaitClock = field(default_factory=WaitClock)
 
     async def run(self, task: TaskSpec, ctx: dict[str, Any]) -> CallResult:
         steps: dict[str, dict[str, Any]] = {}
@@ -87,7 +89,8 @@ class Executor:
     async def _once(self, step: StepSpec, ctx: dict[str, Any], result: CallResult) -> Reply:
         out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
         on_event = self._event_reader(step, result, str(out.url)) if step.stream else None
-        reply = await send(self.session, out, step, on_event)
+        with self.clock.waiting():
+            reply = await send(self.session, out, step, on_event)
         self._check(step, reply)
         return reply
 
@@ -148,7 +151,8 @@ class Executor:
                 raise UpstreamFailure(
                     "timeout", f"step '{step.name}' did not finish within {step.timeout:g}s"
                 )
-            await asyncio.sleep(min(interval * self.poll_scale, remaining))
+            with self.clock.waiting():  # the upstream is working; we are only waiting
+                await asyncio.sleep(min(interval * self.poll_scale, remaining))
             interval = min(interval * step.backoff, max(step.max_every, step.every))
 
     def _check(self, step: StepSpec, reply: Reply) -> None:

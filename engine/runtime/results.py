@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from yarl import URL
@@ -13,6 +13,7 @@ from .executor import ImageRef, decode_b64
 from .failures import UpstreamFailure
 from .imagetypes import sniff
 from .storage import LocalStorage
+from .waitclock import WaitClock
 
 # Encoding or decoding more than this runs in a thread, off the event loop.
 OFFLOOP_BYTES = 512 * 1024
@@ -27,6 +28,7 @@ class ResultContext:
     download_timeout: float = 60.0
     auth_host: str | None = None  # downloads from the provider's own host carry its auth
     auth_headers: dict[str, str] | None = None
+    clock: WaitClock = field(default_factory=WaitClock)
 
 
 async def to_client(
@@ -58,29 +60,33 @@ async def download(url: str, ctx: ResultContext) -> bytes:
     headers = ctx.auth_headers if ctx.auth_host and URL(url).host == ctx.auth_host else None
     timeout = aiohttp.ClientTimeout(total=ctx.download_timeout)
     try:
-        async with ctx.session.get(url, headers=headers, timeout=timeout) as resp:
-            if resp.status >= 400:
-                raise UpstreamFailure(
-                    "upstream", f"downloading the result failed: HTTP {resp.status}", resp.status
-                )
-            if resp.content_length and resp.content_length > ctx.max_download:
-                raise UpstreamFailure("upstream", "result image is larger than the download limit")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.content.iter_chunked(256 * 1024):
-                size += len(chunk)
-                if size > ctx.max_download:
-                    raise UpstreamFailure(
-                        "upstream", "result image is larger than the download limit"
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks)
+        with ctx.clock.waiting():
+            async with ctx.session.get(url, headers=headers, timeout=timeout) as resp:
+                return await _read_image(resp, ctx.max_download)
     except TimeoutError:
         raise UpstreamFailure("timeout", "downloading the result timed out") from None
     except aiohttp.ClientError as exc:
         raise UpstreamFailure(
             "upstream", f"downloading the result failed: {exc.__class__.__name__}"
         ) from None
+
+
+async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    if resp.status >= 400:
+        raise UpstreamFailure(
+            "upstream", f"downloading the result failed: HTTP {resp.status}", resp.status
+        )
+    too_big = UpstreamFailure("upstream", "result image is larger than the download limit")
+    if resp.content_length and resp.content_length > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _encode(data: bytes) -> str:

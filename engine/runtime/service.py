@@ -7,9 +7,7 @@ import dataclasses
 import logging
 import random
 import secrets
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -19,14 +17,17 @@ from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, RouteSpec
 from .breaker import Breakers
 from .context import base_context, call_context, call_counts
-from .executor import CallResult, Executor, ImageRef, ProgressFn
+from .executor import CallResult, Executor, ImageRef
 from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
 from .keys import KeyPools, NoHealthyKey, mask_key
 from .optimizer import OptimizerError, optimize
+from .request import Outcome, RequestInfo
 from .results import ResultContext, to_client
-from .router import Attempt, Plan, Router
+from .router import Attempt, Router
 from .storage import LocalStorage
+from .streamsink import StreamSink
+from .verdicts import last_reason, most_informative, servable, why_nothing
 
 log = logging.getLogger("pixgate.service")
 
@@ -35,62 +36,6 @@ POLLING_DEADLINE = 900.0
 KEY_KINDS = frozenset({"rate_limited", "bad_key", "quota"})
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
-
-
-class NoUpstream(Exception):
-    """Nothing can serve this request (all targets skipped); `status` says why in HTTP terms."""
-
-    def __init__(self, message: str, status: int = 503, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.param = param
-
-
-@dataclass(slots=True)
-class Outcome:
-    data: list[dict[str, str]]
-    route: str
-    provider: str
-    model: str
-    attempts: int
-    failed: int = 0
-    revised_prompt: str | None = None
-    usage: Any = None
-    size: Size | None = None
-    size_adjusted: bool = False
-
-
-@dataclass(slots=True)
-class StreamImage:
-    """An image for a streaming client, already base64."""
-
-    b64_json: str
-    index: int = 0  # a preview: the upstream's partial index; a final image: its position
-    usage: Any = None  # what the upstream said about this image's cost, when it said so
-
-
-StreamFn = Callable[[StreamImage], None]
-
-
-@dataclass(slots=True)
-class RequestInfo:
-    request_id: str
-    public_url: str
-    self_url: str
-    on_progress: ProgressFn | None = None
-    relay: tuple[str, str] | None = None  # (provider id, the client's own key): relay mode
-    attempts: int = 0
-    failures: list[UpstreamFailure] = field(default_factory=list)
-    # Streaming clients: with `on_image` set, every final image goes to it (base64) as soon as
-    # it is known, and `Outcome.data` holds the same items; `on_partial` gets previews.
-    on_partial: StreamFn | None = None
-    on_image: StreamFn | None = None
-    partial_images: int | None = None  # the client's `partial_images` (templates read it)
-    delivered: int = 0  # final images handed to on_image; after the first, no failover
-
-    @property
-    def streaming(self) -> bool:
-        return self.on_image is not None
 
 
 @dataclass(slots=True)
@@ -124,7 +69,7 @@ class ImageService:
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout",
-                f"no upstream finished within the {deadline:g}s deadline" + _last_reason(info),
+                f"no upstream finished within the {deadline:g}s deadline" + last_reason(info),
             ) from None
         if optimized is not None and not outcome.revised_prompt:
             outcome.revised_prompt = optimized  # an upstream's own revision says more
@@ -225,7 +170,7 @@ class ImageService:
                         self.keys.succeeded(pid, key)
                     self.breakers.record(pid, None, policy.breaker)
                     return outcome
-        raise _most_informative(info.failures)
+        raise most_informative(info.failures)
 
     def _backoff(self, retries: int) -> float:
         """Exponential backoff with full jitter before trying the next target."""
@@ -257,7 +202,7 @@ class ImageService:
             provider.base_url if not provider.on_gateway else info.self_url + provider.base_url
         )
         sink = (
-            _StreamSink(info, job.n, self._result_context(provider, key, base_url, info))
+            StreamSink(info, job.n, self._result_context(provider, key, base_url, info))
             if info.streaming
             else None
         )
@@ -270,6 +215,7 @@ class ImageService:
             self.poll_scale,
             on_partial=sink.partial if sink is not None and info.on_partial else None,
             on_image=sink.image if sink is not None else None,
+            clock=info.clock,
         )
         base_ctx = base_context(
             job,
@@ -302,12 +248,12 @@ class ImageService:
                 else:
                     images.extend(r.images)
             if not images:
-                raise _most_informative(failures)
+                raise most_informative(failures)
             images = images[: job.n]
             if sink is not None:
                 data = await sink.finish()  # the client has these already
                 if not data:
-                    raise _most_informative(sink.failures)
+                    raise most_informative(sink.failures)
             else:
                 data = await self._normalise(job, attempt, key, base_url, images, info)
         finally:
@@ -348,7 +294,7 @@ class ImageService:
             if not isinstance(err, UpstreamFailure):
                 raise err
         if not data:
-            raise _most_informative([e for e in errors if isinstance(e, UpstreamFailure)])
+            raise most_informative([e for e in errors if isinstance(e, UpstreamFailure)])
         return data
 
     def _result_context(
@@ -364,121 +310,5 @@ class ImageService:
             self.max_download,
             auth_host=URL(base_url).host,
             auth_headers=auth_headers,
+            clock=info.clock,
         )
-
-
-class _StreamSink:
-    """Hands one attempt's images to a streaming client as base64, as soon as each is known.
-
-    Conversions (a URL result is downloaded) run at once, side by side; deliveries keep the
-    order the images arrived in. At most `n` final images are handed out."""
-
-    def __init__(self, info: RequestInfo, n: int, ctx: ResultContext) -> None:
-        self.info = info
-        self.n = n
-        self.ctx = ctx
-        self.accepted = 0
-        self.items: list[dict[str, str]] = []
-        self.failures: list[UpstreamFailure] = []
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def partial(self, ref: ImageRef, index: int) -> None:
-        self._spawn(ref, lambda item: self._emit_partial(item, index), final=False)
-
-    def image(self, ref: ImageRef, usage: Any) -> None:
-        if self.accepted >= self.n:
-            return
-        self.accepted += 1
-        self._spawn(ref, lambda item: self._emit_image(item, usage), final=True)
-
-    def _emit_partial(self, item: dict[str, str], index: int) -> None:
-        if self.info.on_partial is not None:
-            self.info.on_partial(StreamImage(item["b64_json"], index))
-
-    def _emit_image(self, item: dict[str, str], usage: Any) -> None:
-        self.items.append(item)
-        self.info.delivered += 1
-        if self.info.on_image is not None:
-            self.info.on_image(StreamImage(item["b64_json"], len(self.items) - 1, usage))
-
-    def _spawn(self, ref: ImageRef, emit: Callable[[dict[str, str]], None], *, final: bool) -> None:
-        previous = self._tasks[-1] if self._tasks else None
-        self._tasks.append(asyncio.create_task(self._deliver(ref, previous, emit, final)))
-
-    async def _deliver(
-        self,
-        ref: ImageRef,
-        previous: asyncio.Task[None] | None,
-        emit: Callable[[dict[str, str]], None],
-        final: bool,
-    ) -> None:
-        item: dict[str, str] | None = None
-        try:
-            item = await to_client(ref, "b64_json", False, self.ctx)
-        except UpstreamFailure as failure:
-            if final:
-                self.failures.append(failure)
-        except Exception as exc:  # a task's error would otherwise go unseen
-            log.exception("streaming an image failed request_id=%s", self.info.request_id)
-            if final:
-                self.failures.append(UpstreamFailure("upstream", f"result unusable: {exc}"))
-        if previous is not None:
-            await asyncio.wait({previous})  # keep the order; never raises
-        if item is not None:
-            emit(item)
-
-    async def finish(self) -> list[dict[str, str]]:
-        """Wait for every delivery; the final items handed out, in order."""
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        return self.items
-
-    def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-
-
-def servable(job: ImageJob, attempts: Sequence[Attempt]) -> list[Attempt]:
-    """The attempts whose model takes this request's n and input images, in their order."""
-    return [a for a in attempts if job.n <= a.model.max_n and len(job.images) <= a.model.max_images]
-
-
-def why_nothing(job: ImageJob, plan: Plan, relay: str | None) -> NoUpstream:
-    """The clearest reason no target can take this request (a 400 when it is the request's)."""
-    name = job.model or plan.route.name
-    if plan.attempts:
-        if any(job.n > a.model.max_n for a in plan.attempts):
-            most = max(a.model.max_n for a in plan.attempts)
-            return NoUpstream(f"n must be at most {most} for model '{name}'", 400, "n")
-        most = max(a.model.max_images for a in plan.attempts)
-        return NoUpstream(
-            f"model '{name}' takes at most {most} input images, got {len(job.images)}", 400, "image"
-        )
-    if plan.skipped and all(s.reason.startswith("does not support") for s in plan.skipped):
-        return NoUpstream(f"model '{name}' does not support {job.task}", 400, "model")
-    reasons = "; ".join(f"{s.target.provider}/{s.target.model}: {s.reason}" for s in plan.skipped)
-    return NoUpstream(
-        f"no upstream can serve '{plan.route.name}' for {job.task} right now"
-        + (f" ({reasons})" if reasons else ""),
-        400 if relay else 503,
-        "model" if relay else None,
-    )
-
-
-def _most_informative(failures: list[UpstreamFailure]) -> UpstreamFailure:
-    if not failures:
-        return UpstreamFailure("upstream", "no upstream attempt was made")
-    for failure in failures:
-        if failure.kind in FINAL_KINDS:
-            return failure
-    if all(f.kind == "rate_limited" for f in failures):
-        waits = [f.retry_after for f in failures if f.retry_after is not None]
-        last = failures[-1]
-        return UpstreamFailure(
-            "rate_limited", last.message, last.status, min(waits) if waits else None, last.provider
-        )
-    return failures[-1]
-
-
-def _last_reason(info: RequestInfo) -> str:
-    return f" (last failure: {info.failures[-1].message})" if info.failures else ""

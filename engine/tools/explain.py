@@ -30,7 +30,8 @@ from ..runtime.context import call_counts
 from ..runtime.job import ImageJob, InputImage
 from ..runtime.keys import KeyPools, mask_key
 from ..runtime.router import Attempt, Plan, Router, UnknownModel
-from ..runtime.service import POLLING_DEADLINE, SYNC_DEADLINE, servable, why_nothing
+from ..runtime.service import POLLING_DEADLINE, SYNC_DEADLINE
+from ..runtime.verdicts import servable, why_nothing
 from .explain_output import FORMATTERS
 from .explain_requests import render_steps
 from .explain_views import AttemptView, Explanation, TargetView, size_text

@@ -19,7 +19,7 @@ from engine.api.chat_reply import (
     start_line,
     usage,
 )
-from engine.runtime.service import Outcome
+from engine.runtime.request import Outcome
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 32

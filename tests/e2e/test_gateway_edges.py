@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
@@ -90,3 +91,23 @@ def test_exposure_rule(host: str, keys: tuple[str, ...], anonymous: bool, refuse
 def test_lint_passes_on_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lint", str(REPO)]) == 0
     assert "ok:" in capsys.readouterr().err
+
+
+async def test_overhead_header_excludes_upstream_waiting(tmp_path: Path) -> None:
+    async with run_gateway(REPO, tmp_path / "files") as gw, aiohttp.ClientSession() as http:
+        body = {
+            "model": "demo-async",
+            "prompt": "slow",
+            "size": "64x64",
+            "delay": 0.6,
+            "response_format": "b64_json",
+        }
+        started = time.perf_counter()
+        async with http.post(f"{gw.v1}/images/generations", json=body) as resp:
+            assert resp.status == 200
+            overhead = float(resp.headers["x-pixgate-overhead-ms"])
+        total_ms = (time.perf_counter() - started) * 1000
+        assert total_ms > 600  # the upstream took its time ...
+        assert 0 < overhead < 150  # ... and the gateway's own share is reported apart from it
+        async with http.get(f"{gw.url}/health") as resp:
+            assert float(resp.headers["x-pixgate-overhead-ms"]) >= 0

@@ -1,0 +1,69 @@
+"""What one image request carries through the runtime, and what it comes back with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..dsl.sizes import Size
+from .executor import ProgressFn
+from .failures import UpstreamFailure
+from .waitclock import WaitClock
+
+
+class NoUpstream(Exception):
+    """Nothing can serve this request (all targets skipped); `status` says why in HTTP terms."""
+
+    def __init__(self, message: str, status: int = 503, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+
+
+@dataclass(slots=True)
+class Outcome:
+    data: list[dict[str, str]]
+    route: str
+    provider: str
+    model: str
+    attempts: int
+    failed: int = 0
+    revised_prompt: str | None = None
+    usage: Any = None
+    size: Size | None = None
+    size_adjusted: bool = False
+
+
+@dataclass(slots=True)
+class StreamImage:
+    """An image for a streaming client, already base64."""
+
+    b64_json: str
+    index: int = 0  # a preview: the upstream's partial index; a final image: its position
+    usage: Any = None  # what the upstream said about this image's cost, when it said so
+
+
+StreamFn = Callable[[StreamImage], None]
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    request_id: str
+    public_url: str
+    self_url: str
+    on_progress: ProgressFn | None = None
+    relay: tuple[str, str] | None = None  # (provider id, the client's own key): relay mode
+    attempts: int = 0
+    failures: list[UpstreamFailure] = field(default_factory=list)
+    # Streaming clients: with `on_image` set, every final image goes to it (base64) as soon as
+    # it is known, and `Outcome.data` holds the same items; `on_partial` gets previews.
+    on_partial: StreamFn | None = None
+    on_image: StreamFn | None = None
+    partial_images: int | None = None  # the client's `partial_images` (templates read it)
+    delivered: int = 0  # final images handed to on_image; after the first, no failover
+    clock: WaitClock = field(default_factory=WaitClock)
+
+    @property
+    def streaming(self) -> bool:
+        return self.on_image is not None
