@@ -9,7 +9,7 @@ expression (an absolute URL handed back by the upstream) or the value passes thr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -117,17 +117,101 @@ class Const:
         return self.value
 
 
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def _fast_getter(env: jinja2.Environment, node: nodes.Node) -> Getter | None:
+    """A plain-Python evaluator for the common expression shapes, or None for anything else.
+
+    `name`, `name.attr.attr`, `name['key']`, constants, `a if b`, `a if not b`, `a if b else c`.
+    Attribute and item access go through the sandbox's own `getattr`/`getitem`, so the
+    rules are Jinja's; an undefined value comes back as None (what `render` returns for it).
+    Building a Jinja Context per expression is most of a request's template cost; this skips it.
+    """
+    if isinstance(node, nodes.Const):
+        value = node.value
+        return lambda ctx: value
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        name = node.name
+        return lambda ctx: ctx.get(name)
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        inner = _fast_getter(env, node.node)
+        if inner is None:
+            return None
+        if isinstance(node, nodes.Getattr):
+            attr = node.attr
+            if hasattr(dict, attr):
+                lookup: Callable[[Any], Any] = lambda obj: env.getattr(obj, attr)  # noqa: E731
+            else:
+                # What Jinja does for a dict (no such attribute, so the item), without the
+                # sandbox's generic getattr; anything else still goes through it.
+                def lookup(obj: Any) -> Any:
+                    if type(obj) is dict:
+                        return obj.get(attr)
+                    return env.getattr(obj, attr)
+
+        elif isinstance(node.arg, nodes.Const):
+            key = node.arg.value
+            lookup = lambda obj: env.getitem(obj, key)  # noqa: E731
+        else:
+            return None
+
+        def member(ctx: Mapping[str, Any]) -> Any:
+            obj = inner(ctx)
+            if obj is None:
+                return None  # Jinja gives an undefined, which renders to None here
+            value = lookup(obj)
+            return None if isinstance(value, jinja2.Undefined) else value
+
+        return member
+    if isinstance(node, nodes.Not):
+        operand = _fast_getter(env, node.node)
+        return None if operand is None else (lambda ctx: not operand(ctx))
+    if isinstance(node, nodes.CondExpr):
+        test = _fast_getter(env, node.test)
+        then = _fast_getter(env, node.expr1)
+        other = _fast_getter(env, node.expr2) if node.expr2 is not None else (lambda ctx: None)
+        if test is None or then is None or other is None:
+            return None
+        return lambda ctx: then(ctx) if test(ctx) else other(ctx)
+    return None
+
+
+def _fast_output(env: jinja2.Environment, source: str) -> list[str | Getter] | None:
+    """A template that is only text and fast expressions, as its parts; else None."""
+    try:
+        body = env.parse(source).body
+    except jinja2.TemplateSyntaxError:
+        return None
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    parts: list[str | Getter] = []
+    for child in body[0].nodes:
+        if isinstance(child, nodes.TemplateData):
+            parts.append(child.data)
+            continue
+        getter = _fast_getter(env, child)
+        if getter is None:
+            return None
+        parts.append(getter)
+    return parts
+
+
 class NativeExpr:
     """`{{ expr }}` alone: evaluates to the expression's own value (list, number, object)."""
 
-    __slots__ = ("_fn", "source")
+    __slots__ = ("_fast", "_fn", "source")
 
     def __init__(self, env: jinja2.Environment, expr: str, source: str) -> None:
         self.source = source
         self._fn = env.compile_expression(expr, undefined_to_none=False)
+        parts = _fast_output(env, "{{" + expr + "}}")
+        self._fast = parts[0] if parts and len(parts) == 1 and callable(parts[0]) else None
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
         try:
+            if self._fast is not None:
+                return self._fast(ctx)
             value = self._fn(**ctx)
         except Exception as exc:  # TemplateError, but also TypeError, OverflowError...
             raise RenderError(f"{self.source}: {exc}") from None
@@ -135,14 +219,21 @@ class NativeExpr:
 
 
 class TextTemplate:
-    __slots__ = ("_tpl", "source")
+    __slots__ = ("_fast", "_finalize", "_tpl", "source")
 
     def __init__(self, env: jinja2.Environment, source: str) -> None:
         self.source = source
         self._tpl = env.from_string(source)
+        self._fast = _fast_output(env, source)
+        self._finalize = env.finalize or (lambda value: value)
 
     def render(self, ctx: Mapping[str, Any]) -> str:
         try:
+            if self._fast is not None:
+                fin = self._finalize
+                return "".join(
+                    part if isinstance(part, str) else str(fin(part(ctx))) for part in self._fast
+                )
             return self._tpl.render(ctx)
         except Exception as exc:  # TemplateError, but also TypeError, OverflowError...
             raise RenderError(f"{self.source}: {exc}") from None

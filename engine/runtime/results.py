@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from dataclasses import dataclass, field
 
@@ -15,8 +14,8 @@ from .imagetypes import sniff
 from .storage import LocalStorage
 from .waitclock import WaitClock
 
-# Encoding or decoding more than this runs in a thread, off the event loop.
-OFFLOOP_BYTES = 512 * 1024
+# base64 runs inline: binascii holds the GIL, so a worker thread would only add hand-offs
+# (bench/README.md, "download"); ~1 ms per MB.
 
 
 @dataclass(slots=True)
@@ -39,13 +38,13 @@ async def to_client(
         if ref.kind == "b64":
             return {"b64_json": str(ref.value).strip()}
         data = ref.value if isinstance(ref.value, bytes) else await download(str(ref.value), ctx)
-        return {"b64_json": await _encode(data)}
+        return {"b64_json": _encode(data)}
     if ref.kind == "url" and not rehost:
         return {"url": str(ref.value)}
     if ref.kind == "url":
         data = await download(str(ref.value), ctx)
     elif ref.kind == "b64":
-        data = await _decode(str(ref.value))
+        data = _decode(str(ref.value))
     else:
         data = ref.value if isinstance(ref.value, bytes) else bytes(ref.value, "latin-1")
     mime = sniff(data)
@@ -89,13 +88,9 @@ async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _encode(data: bytes) -> str:
-    if len(data) > OFFLOOP_BYTES:
-        return await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))
+def _encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-async def _decode(value: str) -> bytes:
-    if len(value) > OFFLOOP_BYTES:
-        return await asyncio.to_thread(decode_b64, value)
+def _decode(value: str) -> bytes:
     return decode_b64(value)

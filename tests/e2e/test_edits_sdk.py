@@ -176,7 +176,7 @@ async def test_refused_inputs_are_400s(tmp_path: Path, image: str, needle: str) 
 
 async def test_loopback_urls_are_refused_by_default(tmp_path: Path) -> None:
     served = web.Application()
-    served.router.add_get("/x.png", lambda r: web.Response(body=png_bytes(8, 8)))
+    served.router.add_get("/x.png", _tiny_png)
     async with serve_upstream(served) as base, run_gateway(REPO, tmp_path / "f") as gw:
         async with aiohttp.ClientSession() as http:
             body = {"model": "demo", "prompt": "x", "image": f"{base}/x.png"}
@@ -230,3 +230,7 @@ async def test_variation_through_edit_when_the_route_allows_it(tmp_path: Path) -
         sent = fake_openai.state(app).last
         assert sent.path == "/v1/images/edits"
         assert sent.field("prompt") == "A variation of this image"
+
+
+async def _tiny_png(request: web.Request) -> web.Response:
+    return web.Response(body=png_bytes(8, 8), content_type="image/png")
