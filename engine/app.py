@@ -17,6 +17,7 @@ from .api.keys import RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
+from .runtime.bodygate import BodyGate
 from .runtime.fetch import make_guarded_session
 from .runtime.reload import Reloader
 from .runtime.service import ImageService
@@ -51,7 +52,9 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
         middlewares=[request_context, client_auth], client_max_size=settings.max_body
     )
     state = GatewayState(
-        snapshot=snapshot, storage=LocalStorage(settings.storage_dir, settings.file_ttl)
+        snapshot=snapshot,
+        storage=LocalStorage(settings.storage_dir, settings.file_ttl),
+        body_gate=BodyGate(settings.max_large_bodies),
     )
     app[STATE] = state
     app[SETTINGS] = settings

@@ -34,6 +34,7 @@ class Settings:
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
     file_ttl: float = 24 * 3600
     max_body: int = DEFAULT_MAX_BODY
+    max_large_bodies: int = 4  # requests holding an answer over 1 MB at once (memory bound)
     # Client image URLs: size cap, timeout; allow_loopback is for tests only.
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     watch: bool = True  # hot reload on file changes
@@ -56,6 +57,7 @@ class Settings:
             if env.get("PIXGATE_STORAGE_DIR")
             else default_storage_dir(env),
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
+            "max_large_bodies": int(env.get("PIXGATE_MAX_LARGE_BODIES") or 4),
             "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
             "fetch_policy": FetchPolicy(
                 max_bytes=int(env.get("PIXGATE_FETCH_MAX_BYTES") or DEFAULT_MAX_BODY),

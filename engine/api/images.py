@@ -51,8 +51,9 @@ async def edits(request: web.Request) -> web.StreamResponse:
     form = await read_image_form(request)
     stream = imagestream.options(form.fields)
     if not form.images:
-        raise bad_request("Missing required parameter: 'image'.", "image",
-                          "missing_required_parameter")
+        raise bad_request(
+            "Missing required parameter: 'image'.", "image", "missing_required_parameter"
+        )
     job = job_from(form.fields, "edit", prompt=params.prompt(form.fields))
     await attach_images(request, job, form)
     if stream is not None:
@@ -120,8 +121,9 @@ def input_context(request: web.Request) -> InputContext:
     settings = request.app[SETTINGS]
     state = request.app[STATE]
     own = tuple(u for u in (settings.public_url, f"{request.scheme}://{request.host}") if u)
-    return InputContext(state.fetch_session, state.storage, settings.fetch_policy, own,
-                        settings.public_url)
+    return InputContext(
+        state.fetch_session, state.storage, settings.fetch_policy, own, settings.public_url
+    )
 
 
 async def respond(request: web.Request, job: ImageJob) -> web.Response:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ..runtime import bodygate
 from .errors import ApiError
 from .keys import SETTINGS, STATE
 
@@ -30,6 +31,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request["request_id"] = request_id
     started = time.perf_counter()
     status = 500
+    ticket = request.app[STATE].body_gate.ticket()
+    token = bodygate.CURRENT.set(ticket)
     try:
         response = await _shaped(request, handler)
         status = response.status
@@ -38,8 +41,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             clock = request.get("wait_clock")
             own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
             response.headers["x-pixgate-overhead-ms"] = f"{max(0.0, own) * 1000:.2f}"
+            if ticket.held:  # write the big answer while this request still holds its slot
+                await response.prepare(request)
+                await response.write_eof()
         return response
     finally:
+        ticket.release()
+        bodygate.CURRENT.reset(token)
         if not request.path.startswith("/_demo/"):
             access_log.info(
                 "request_id=%s method=%s path=%s model=%s provider=%s status=%s duration_ms=%.1f",

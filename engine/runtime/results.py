@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from yarl import URL
 
+from .bodygate import hold_for
 from .executor import ImageRef, decode_b64
 from .failures import UpstreamFailure
 from .imagetypes import sniff
@@ -78,6 +79,7 @@ async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     too_big = UpstreamFailure("upstream", "result image is larger than the download limit")
     if resp.content_length and resp.content_length > limit:
         raise too_big
+    await hold_for(resp.content_length or 0)
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(256 * 1024):
@@ -85,6 +87,7 @@ async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if size > limit:
             raise too_big
         chunks.append(chunk)
+        await hold_for(size)
     return b"".join(chunks)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from ..config.loader import ConfigSnapshot
+from .bodygate import BodyGate
 from .keys import KeyPools
 from .router import Router
 from .service import ImageService
@@ -20,6 +21,7 @@ class GatewayState:
     snapshot: ConfigSnapshot
     storage: LocalStorage
     router: Router = field(default_factory=Router)
+    body_gate: BodyGate = field(default_factory=BodyGate)
     keys: KeyPools = field(default_factory=KeyPools)
     # Where this process reaches itself (set by multi-worker serving); else the request's socket.
     internal_url: str | None = None

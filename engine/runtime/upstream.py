@@ -11,6 +11,7 @@ import orjson
 from yarl import URL
 
 from ..dsl.spec import AuthSpec, RequestSpec, StepSpec
+from .bodygate import hold_for
 from .failures import UpstreamFailure
 from .imagetypes import sniff
 from .job import InputImage
@@ -172,6 +173,7 @@ async def _read(
         raise UpstreamFailure(
             "upstream", f"upstream answer too large ({resp.content_length} bytes)"
         )
+    await hold_for(resp.content_length or 0)  # wait for a slot before buffering a big body
     raw = await read_capped(resp.content, MAX_BODY)
     if raw is None:
         raise UpstreamFailure("upstream", "upstream answer too large")
@@ -193,6 +195,7 @@ async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes | None
         size += len(chunk)
         if size > limit:
             return None
+        await hold_for(size)
 
 
 def _mode_for(mime: str) -> str:

@@ -1,0 +1,1 @@
+"""pixgate benchmark harness: `python -m bench.run [--quick] [--skip-litellm]` (see README.md)."""

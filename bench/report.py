@@ -1,0 +1,325 @@
+"""Judge the targets and render the results as Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+Cell = dict[str, Any]
+MIB = 1024.0
+
+
+@dataclass(slots=True)
+class Target:
+    name: str
+    threshold: str
+    measured: str
+    result: str  # "pass" | "fail" | "n/a"
+    note: str = ""
+
+
+def find(cells: list[Cell], scenario: str, target: str, c: int) -> Cell | None:
+    for cell in cells:
+        if cell["scenario"] == scenario and cell["target"] == target and cell["c"] == c:
+            return cell
+    return None
+
+
+def _verdict(ok: bool) -> str:
+    return "pass" if ok else "fail"
+
+
+def _clean(*cells: Cell | None) -> str:
+    """Why a cell cannot be trusted for a target ('' when it can)."""
+    bad = [c for c in cells if c is not None and c.get("errors")]
+    return "; ".join(
+        f"{c['target']} had {c['errors']} errors"
+        + (f" ({c['sample_error']})" if c.get("sample_error") else "")
+        for c in bad
+    )
+
+
+def evaluate(results: dict[str, Any]) -> list[Target]:
+    cells: list[Cell] = results["cells"]
+    systems: dict[str, Any] = results["systems"]
+    out: list[Target] = []
+
+    def need(
+        name: str, threshold: str, parts: list[Cell | None], judge: Callable[[], Target]
+    ) -> None:
+        if any(p is None for p in parts):
+            out.append(Target(name, threshold, "not measured", "n/a", "cell missing"))
+            return
+        out.append(judge())
+
+    gw64 = find(cells, "small", "pixgate", 64)
+    ll64 = find(cells, "small", "litellm", 64)
+    di64 = find(cells, "small", "direct", 64)
+
+    def vs_litellm() -> Target:
+        assert gw64 is not None and ll64 is not None
+        ratio = gw64["rps"] / ll64["rps"] if ll64["rps"] else float("inf")
+        note = _clean(gw64, ll64)
+        return Target(
+            "small c=64 vs LiteLLM",
+            ">= 30x LiteLLM req/s",
+            f"{ratio:.1f}x ({gw64['rps']:.0f} vs {ll64['rps']:.0f} req/s)",
+            _verdict(ratio >= 30 and not gw64["errors"]),
+            note,
+        )
+
+    if systems.get("litellm", {}).get("status") != "ok":
+        out.append(
+            Target(
+                "small c=64 vs LiteLLM",
+                ">= 30x LiteLLM req/s",
+                "LiteLLM not run",
+                "n/a",
+                str(systems.get("litellm", {}).get("status", "skipped")),
+            )
+        )
+    else:
+        need("small c=64 vs LiteLLM", ">= 30x LiteLLM req/s", [gw64, ll64], vs_litellm)
+
+    def vs_direct() -> Target:
+        assert gw64 is not None and di64 is not None
+        ratio = gw64["rps"] / di64["rps"] if di64["rps"] else 0.0
+        return Target(
+            "small c=64 vs direct",
+            ">= 0.30x direct req/s",
+            f"{ratio:.2f}x ({gw64['rps']:.0f} vs {di64['rps']:.0f} req/s)",
+            _verdict(ratio >= 0.30 and not gw64["errors"]),
+            _clean(gw64, di64),
+        )
+
+    need("small c=64 vs direct", ">= 0.30x direct req/s", [gw64, di64], vs_direct)
+
+    gw1 = find(cells, "small", "pixgate", 1)
+    di1 = find(cells, "small", "direct", 1)
+
+    def added_p50() -> Target:
+        assert gw1 is not None and di1 is not None
+        added = gw1["p50_ms"] - di1["p50_ms"]
+        return Target(
+            "added p50 latency, small c=1",
+            "<= 1 ms",
+            f"{added:.3f} ms ({gw1['p50_ms']:.3f} vs {di1['p50_ms']:.3f} ms)",
+            _verdict(added <= 1.0 and not gw1["errors"]),
+            _clean(gw1, di1),
+        )
+
+    need("added p50 latency, small c=1", "<= 1 ms", [gw1, di1], added_p50)
+
+    b16 = find(cells, "b64", "pixgate", 16)
+
+    def b64_rps() -> Target:
+        assert b16 is not None
+        return Target(
+            "b64 1.5 MB c=16 throughput",
+            ">= 250 req/s (no errors)",
+            f"{b16['rps']:.0f} req/s, {b16['errors']} errors",
+            _verdict(b16["rps"] >= 250 and not b16["errors"]),
+            _clean(b16),
+        )
+
+    need("b64 1.5 MB c=16 throughput", ">= 250 req/s (no errors)", [b16], b64_rps)
+
+    b64c = find(cells, "b64", "pixgate", 64)
+
+    def b64_rss() -> Target:
+        assert b64c is not None
+        return Target(
+            "b64 c=64 peak RSS",
+            "<= 300 MiB",
+            f"{b64c['peak_rss_mib']:.0f} MiB",
+            _verdict(b64c["peak_rss_mib"] <= 300 and not b64c["errors"]),
+            _clean(b64c) or ("" if b64c["requests"] else "no successful request"),
+        )
+
+    need("b64 c=64 peak RSS", "<= 300 MiB", [b64c], b64_rss)
+
+    s256 = find(cells, "slow", "pixgate", 256)
+    d256 = find(cells, "slow", "direct", 256)
+
+    def slow() -> Target:
+        assert s256 is not None and d256 is not None
+        ratio = s256["little_rps"] / d256["little_rps"] if d256["little_rps"] else 0.0
+        ok = ratio >= 0.98 and s256["p99_ms"] < 1300 and not s256["errors"]
+        return Target(
+            "slow 1 s c=256",
+            ">= 0.98x direct throughput, p99 < 1.3 s",
+            f"{ratio:.3f}x ({s256['little_rps']:.1f} vs {d256['little_rps']:.1f} req/s by "
+            f"c/mean latency; wrk {s256['rps']:.1f} vs {d256['rps']:.1f}), "
+            f"p99 {s256['p99_ms']:.0f} ms",
+            _verdict(ok),
+            _clean(s256, d256),
+        )
+
+    need("slow 1 s c=256", ">= 0.98x direct throughput, p99 < 1.3 s", [s256, d256], slow)
+
+    poll = next((c for c in cells if c["scenario"] == "poll" and c["target"] == "pixgate"), None)
+
+    def polling() -> Target:
+        assert poll is not None
+        ok = (
+            poll["requests"] == poll["c"]
+            and not poll["errors"]
+            and poll["cpu_pct"] < 25
+            and poll["peak_rss_mib"] < 150
+        )
+        return Target(
+            f"{poll['c']} concurrent polling jobs",
+            "all complete, < 25% of one core, < 150 MiB RSS",
+            f"{poll['requests']}/{poll['c']} done in {poll['duration_s']:.2f} s, "
+            f"{poll['cpu_pct']:.0f}% of a core ({poll['cpu_ms_per_req']:.2f} ms CPU/job), "
+            f"{poll['peak_rss_mib']:.0f} MiB",
+            _verdict(ok),
+            _clean(poll),
+        )
+
+    need("1000 concurrent polling jobs", "all complete, < 25% core, < 150 MiB", [poll], polling)
+
+    gw = systems.get("pixgate", {})
+    if gw.get("status") == "ok":
+        out.append(
+            Target(
+                "idle RSS",
+                "<= 60 MiB",
+                f"{gw['idle_rss_mib']:.1f} MiB",
+                _verdict(gw["idle_rss_mib"] <= 60),
+            )
+        )
+        out.append(
+            Target(
+                "start to healthy",
+                "<= 1.5 s",
+                f"{gw['startup_median_s']:.2f} s (median of "
+                + ", ".join(f"{s:.2f}" for s in gw["startup_s"])
+                + ")",
+                _verdict(gw["startup_median_s"] <= 1.5),
+            )
+        )
+    return out
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    systems = results["systems"]
+    lines = [
+        f"# pixgate benchmark ({'quick' if meta['quick'] else 'full'} run)",
+        "",
+        f"- when: {meta['started']} (took {meta['elapsed_s']:.0f} s); host: {meta['host']}",
+        f"- pixgate: {meta['pixgate']}",
+        f"- python {meta['python']}, aiohttp {meta['aiohttp']}, uvloop in upstream/load: "
+        f"{meta['uvloop'] or 'no'}; load tool: {meta['load_tool']}",
+        f"- pinning: {meta['pinning']}",
+        f"- cells: {meta['cell_s']} s each after a {meta['warmup_s']} s warm-up at the same "
+        f"concurrency; closed loop (each connection sends its next request when the last answer "
+        f"arrives)",
+        f"- load average at start: {meta['loadavg_start']}, at end: {meta['loadavg_end']}",
+        "",
+        "## Targets",
+        "",
+        "| target | threshold | measured | result | note |",
+        "|---|---|---|---|---|",
+    ]
+    for t in results["targets"]:
+        lines.append(
+            f"| {t['name']} | {t['threshold']} | {_cell(t['measured'])} | **{t['result']}** "
+            f"| {_cell(t['note'])} |"
+        )
+    lines += [
+        "",
+        "## Start-up and idle memory",
+        "",
+        "| gateway | status | version | start to healthy (s), median | idle RSS (MiB) | "
+        "RSS at the end (MiB) | pinned to |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("pixgate", "floor", "litellm"):
+        s = systems.get(name, {})
+        lines.append(
+            f"| {name} | {s.get('status', 'skipped')} | {s.get('version', '-')} | "
+            f"{_f(s.get('startup_median_s'), 2)} | {_f(s.get('idle_rss_mib'))} | "
+            f"{_f(s.get('final_rss_mib'))} | {s.get('affinity', '-')} |"
+        )
+    lines += [
+        "",
+        "## Cells",
+        "",
+        "Systems: `direct` = the load generator calls the test upstream itself; `floor` = a "
+        "minimal aiohttp pass-through proxy (bench/nullproxy.py); `pixgate`; `litellm` = "
+        "LiteLLM's proxy, one worker. All gateways get the same request body.",
+        "",
+        "`+p50` is the gateway's p50 minus direct p50 for the same cell. CPU and RSS are the "
+        "gateway's (whole process tree), measured over the cell only. `waited %` is the time the "
+        "gateway was runnable but another process had its core (schedstat run delay): high "
+        "values mean a noisy machine, not a slow gateway. `core 1 %` is upstream + load "
+        "generator CPU, showing when the load side itself is the limit.",
+        "",
+        "| scenario | c | system | tool | req/s | p50 ms | p99 ms | errors | +p50 ms | "
+        "CPU ms/req | CPU % | waited % | peak RSS MiB | core 1 % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in results["cells"]:
+        gateway = c["target"] != "direct"
+        lines.append(
+            f"| {c['scenario']} | {c['c']} | {c['target']} | {c['tool']} | {c['rps']:.1f} | "
+            f"{c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {c['errors']} | "
+            f"{_f(c.get('added_p50_ms'), 2)} | "
+            f"{_f(c.get('cpu_ms_per_req'), 3) if gateway else '-'} | "
+            f"{_f(c.get('cpu_pct'), 0) if gateway else '-'} | "
+            f"{_f(c.get('waited_pct'), 0) if gateway else '-'} | "
+            f"{_f(c.get('peak_rss_mib')) if gateway else '-'} | "
+            f"{_f(c.get('core1_pct'), 0)} |"
+        )
+    pairs = [
+        (c, find(results["cells"], c["scenario"], "floor", c["c"]))
+        for c in results["cells"]
+        if c["target"] == "pixgate"
+    ]
+    pairs = [(g, f) for g, f in pairs if f is not None and g.get("cpu_ms_per_req") is not None]
+    if pairs:
+        lines += [
+            "",
+            "## pixgate's own cost above the aiohttp floor",
+            "",
+            "The floor (bench/nullproxy.py) reads the body, POSTs it to the upstream through one "
+            "ClientSession and returns the answer, on the same event loop and core as pixgate. "
+            "The difference is what routing, validation, templates, result handling and logging "
+            "cost.",
+            "",
+            "| scenario | c | pixgate CPU ms/req | floor CPU ms/req | pixgate's own ms/req | "
+            "pixgate req/s | floor req/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for g, f in pairs:
+            assert f is not None
+            own = g["cpu_ms_per_req"] - (f.get("cpu_ms_per_req") or 0.0)
+            lines.append(
+                f"| {g['scenario']} | {g['c']} | {g['cpu_ms_per_req']:.3f} | "
+                f"{_f(f.get('cpu_ms_per_req'), 3)} | {own:.3f} | {g['rps']:.0f} | "
+                f"{f['rps']:.0f} |"
+            )
+    if results.get("notes"):
+        lines += ["", "## Notes", ""]
+        lines += [f"- {n}" for n in results["notes"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def targets_as_dicts(targets: list[Target]) -> list[dict[str, str]]:
+    return [asdict(t) for t in targets]
