@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def parse_ratio(text: str) -> tuple[int, int] | None:
     return (w, h) if w > 0 and h > 0 else None
 
 
+@functools.lru_cache(maxsize=1024)
 def nearest_ratio(width: int, height: int) -> str:
     target = math.log(width / height)
     return min(

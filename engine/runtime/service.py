@@ -7,7 +7,9 @@ import dataclasses
 import logging
 import random
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -30,6 +32,7 @@ from .streamsink import StreamSink
 from .verdicts import last_reason, most_informative, servable, why_nothing
 
 log = logging.getLogger("pixgate.service")
+T = TypeVar("T")
 
 SYNC_DEADLINE = 120.0
 POLLING_DEADLINE = 900.0
@@ -235,9 +238,7 @@ class ImageService:
                 return await executor.run(task, ctx)
 
         try:
-            results = await asyncio.gather(
-                *(call(i, c) for i, c in enumerate(counts)), return_exceptions=True
-            )
+            results = await settled([call(i, c) for i, c in enumerate(counts)])
             images: list[ImageRef] = []
             failures: list[UpstreamFailure] = []
             for r in results:
@@ -256,6 +257,10 @@ class ImageService:
                     raise most_informative(sink.failures)
             else:
                 data = await self._normalise(job, attempt, key, base_url, images, info)
+        except UpstreamFailure:
+            if sink is not None:
+                await sink.flush()
+            raise
         finally:
             if sink is not None:
                 sink.cancel()  # images of a failed attempt are not handed out late
@@ -284,9 +289,8 @@ class ImageService:
     ) -> list[dict[str, str]]:
         provider = attempt.provider
         ctx = self._result_context(provider, key, base_url, info)
-        outs = await asyncio.gather(
-            *(to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images),
-            return_exceptions=True,
+        outs = await settled(
+            [to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images]
         )
         data = [o for o in outs if isinstance(o, dict)]
         errors = [o for o in outs if isinstance(o, BaseException)]
@@ -312,3 +316,16 @@ class ImageService:
             auth_headers=auth_headers,
             clock=info.clock,
         )
+
+
+async def settled(awaitables: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    """gather(..., return_exceptions=True), without a task per item when there is only one
+    (the common n=1 case: no task creation or scheduling on the hot path)."""
+    if len(awaitables) == 1:
+        try:
+            return [await awaitables[0]]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return [exc]
+    return list(await asyncio.gather(*awaitables, return_exceptions=True))

@@ -81,6 +81,12 @@ class StreamSink:
             await asyncio.wait(self._tasks)
         return self.items
 
+    async def flush(self) -> None:
+        """Before an attempt's failure is reported: hand out what already arrived (previews
+        the upstream sent before it failed), so the client sees them, then the error."""
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
     def cancel(self) -> None:
         for task in self._tasks:
             task.cancel()

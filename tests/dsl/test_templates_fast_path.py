@@ -187,3 +187,58 @@ def test_data_uri_fast_path_matches() -> None:
         node.render({"image": img})
         == "data:image/png;base64," + base64.b64encode(img.data).decode()
     )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ extra.flag is none }}",
+        "{{ extra.flag is not none }}",
+        "{{ seed is none }}",
+        "{{ true if stream and params.gpt else none }}",
+        "{{ stream or extra.x }}",
+        "{{ n > 1 and n < 5 }}",
+        "{{ extra.missing > 1 }}",  # Jinja raises on ordering an undefined: so must render
+        "{{ extra.missing == 'x' }}",
+        "{{ extra.missing != 'x' }}",
+        "{{ 'a' if extra.k == 'v' else 'b' }}",
+        "{{ partial_images if stream and params.gpt }}",
+        "t {{ extra.missing }} {{ not extra.missing }}",
+    ],
+)
+def test_more_expression_shapes(source: str) -> None:
+    node = compile_text(source)
+    assert isinstance(node, NativeExpr | TextTemplate)
+    for ctx in (
+        {
+            "extra": {},
+            "seed": None,
+            "stream": False,
+            "params": {"gpt": True},
+            "n": 2,
+            "partial_images": 2,
+        },
+        {
+            "extra": {"flag": None, "x": 0, "k": "v", "missing": 3},
+            "seed": 1,
+            "stream": True,
+            "params": {"gpt": True},
+            "n": 7,
+            "partial_images": None,
+        },
+        {
+            "extra": {"flag": False},
+            "seed": 0,
+            "stream": True,
+            "params": {},
+            "n": 1,
+            "partial_images": 0,
+        },
+    ):
+        try:
+            expected = slow(node, ctx)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                node.render(ctx)
+            continue
+        assert node.render(ctx) == expected, ctx
