@@ -64,17 +64,10 @@ class Router:
         and it needs no keys of its own: the client brought one."""
         first = self.route_name(snapshot, model, task)
         plan = Plan(snapshot.route(first))
-        seen: set[str] = set()
-        queue = [first]
-        while queue:
-            name = queue.pop(0)
-            if name in seen:
-                continue
-            seen.add(name)
+        for name in route_chain(snapshot, first):
             route = snapshot.route(name)
             for target in self.order(route):
                 self._add(plan, snapshot, route, target, task, relay)
-            queue.extend(route.fallbacks)
         return plan
 
     def _add(
@@ -136,3 +129,15 @@ class Router:
         # Efraimidis-Spirakis: sort by u^(1/w), a weighted random permutation in one pass.
         keyed = sorted(live, key=lambda t: self.rng.random() ** (1.0 / t.weight), reverse=True)
         return keyed + dead
+
+
+def route_chain(snapshot: ConfigSnapshot, first: str) -> list[str]:
+    """The route and its fallbacks, breadth first, each once (fallback cycles are cut)."""
+    seen: list[str] = []
+    queue = [first]
+    while queue:
+        name = queue.pop(0)
+        if name not in seen:
+            seen.append(name)
+            queue.extend(snapshot.route(name).fallbacks)
+    return seen

@@ -29,7 +29,7 @@ from ..runtime.breaker import Breakers
 from ..runtime.context import call_counts
 from ..runtime.job import ImageJob, InputImage
 from ..runtime.keys import KeyPools, mask_key
-from ..runtime.router import Attempt, Plan, Router, UnknownModel
+from ..runtime.router import Attempt, Plan, Router, UnknownModel, route_chain
 from ..runtime.service import POLLING_DEADLINE, SYNC_DEADLINE
 from ..runtime.verdicts import servable, why_nothing
 from .explain_output import FORMATTERS
@@ -100,7 +100,7 @@ def explain(
     for skipped in plan.skipped:
         reasons[id(skipped.target)] = _skip_reason(snap, skipped.target, skipped.reason)
 
-    for route_name in _route_order(snap, route.name):
+    for route_name in route_chain(snap, route.name):
         for target in snap.route(route_name).targets:
             pos = positions.get(id(target))
             reason = reasons.get(id(target), "?")
@@ -182,19 +182,6 @@ def _resolution(snap: ConfigSnapshot, job: ImageJob, name: str) -> tuple[str, st
         provider, _, upstream = name.partition("/")
         return "direct", f"'{model}' names provider '{provider}' model '{upstream}' directly"
     return "alias", f"'{model}' is an alias of route '{name}'"
-
-
-def _route_order(snap: ConfigSnapshot, first: str) -> list[str]:
-    """The route and its fallbacks, breadth first, as `Router.plan` visits them."""
-    seen: list[str] = []
-    queue = [first]
-    while queue:
-        name = queue.pop(0)
-        if name in seen:
-            continue
-        seen.append(name)
-        queue.extend(snap.route(name).fallbacks)
-    return seen
 
 
 def _skip_reason(snap: ConfigSnapshot, target: TargetSpec, reason: str) -> str:
@@ -279,7 +266,7 @@ def _notes(
         "a provider whose circuit is open (GET /admin/keys shows them)",
     ]
     shuffled = rotated = False
-    for name in _route_order(snap, first):
+    for name in route_chain(snap, first):
         route = snap.route(name)
         live = [t for t in route.targets if t.weight > 0]
         if route.strategy == "round_robin":
