@@ -9,7 +9,7 @@ expression (an absolute URL handed back by the upstream) or the value passes thr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -18,6 +18,8 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .fastpath import UNDEFINED, fast_output, plain
 
 # Every name a template may use. Documented in docs/providers.md; `lint` rejects others.
 CONTEXT_NAMES: frozenset[str] = frozenset(
@@ -117,154 +119,6 @@ class Const:
         return self.value
 
 
-Getter = Callable[[Mapping[str, Any]], Any]
-
-
-class _Undefined:
-    """What a fast getter returns where Jinja would have an undefined: falsy, equal to nothing,
-    `is none` false. `render` turns it into None, as it does Jinja's undefined."""
-
-    __slots__ = ()
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return "<undefined>"
-
-
-UNDEFINED = _Undefined()
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b,
-    "gt": lambda a, b: a > b,
-    "gteq": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lteq": lambda a, b: a <= b,
-}
-
-
-def _fast_getter(env: jinja2.Environment, node: nodes.Node) -> Getter | None:
-    """A plain-Python evaluator for the common expression shapes, or None for anything else.
-
-    Names, `a.b`, `a['k']`, constants, `not`, `and`, `or`, one comparison (`==`, `!=`, `<`,
-    `<=`, `>`, `>=`), `is none`, and conditional expressions. Attribute and item access go
-    through the sandbox's own `getattr`/`getitem`, so the rules are Jinja's. When an evaluation
-    raises (e.g. comparing an undefined), `render` runs Jinja itself, so errors stay Jinja's.
-    Building a Jinja Context per expression is most of a request's template cost; this skips it.
-    """
-    if isinstance(node, nodes.Const):
-        value = node.value
-        return lambda ctx: value
-    if isinstance(node, nodes.Name) and node.ctx == "load":
-        name = node.name
-        return lambda ctx: ctx.get(name, UNDEFINED)
-    if isinstance(node, nodes.Getattr | nodes.Getitem):
-        return _member_getter(env, node)
-    if isinstance(node, nodes.Not):
-        negated = _fast_getter(env, node.node)
-        if negated is None:
-            return None
-        return lambda ctx: not negated(ctx)
-    if isinstance(node, nodes.And | nodes.Or):
-        left, right = _fast_getter(env, node.left), _fast_getter(env, node.right)
-        if left is None or right is None:
-            return None
-        if isinstance(node, nodes.And):
-            return lambda ctx: left(ctx) and right(ctx)
-        return lambda ctx: left(ctx) or right(ctx)
-    if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
-        first, second = _fast_getter(env, node.expr), _fast_getter(env, node.ops[0].expr)
-        compare = _COMPARE[node.ops[0].op]
-        if first is None or second is None:
-            return None
-        return lambda ctx: compare(_defined(first(ctx)), _defined(second(ctx)))
-    if isinstance(node, nodes.Test) and node.name == "none" and not node.args:
-        tested = _fast_getter(env, node.node)
-        if tested is None:
-            return None
-        return lambda ctx: tested(ctx) is None
-    if isinstance(node, nodes.CondExpr):
-        test = _fast_getter(env, node.test)
-        then = _fast_getter(env, node.expr1)
-        other = _fast_getter(env, node.expr2) if node.expr2 is not None else _undefined
-        if test is None or then is None or other is None:
-            return None
-        return lambda ctx: then(ctx) if test(ctx) else other(ctx)
-    return None
-
-
-def _undefined(ctx: Mapping[str, Any]) -> Any:
-    return UNDEFINED
-
-
-def _value(value: Any) -> Any:
-    return None if value is UNDEFINED else value
-
-
-def _defined(value: Any) -> Any:
-    """Comparisons: Jinja's undefined equals nothing and cannot be ordered; so here."""
-    if value is UNDEFINED:
-        raise _NotFast()
-    return value
-
-
-class _NotFast(Exception):
-    """The fast path cannot answer like Jinja would; let Jinja answer."""
-
-
-def _member_getter(env: jinja2.Environment, node: nodes.Getattr | nodes.Getitem) -> Getter | None:
-    inner = _fast_getter(env, node.node)
-    if inner is None:
-        return None
-    if isinstance(node, nodes.Getattr):
-        attr = node.attr
-        if hasattr(dict, attr):
-            lookup: Callable[[Any], Any] = lambda obj: env.getattr(obj, attr)  # noqa: E731
-        else:
-            # What Jinja does for a dict (no such attribute, so the item), without the
-            # sandbox's generic getattr; anything else still goes through it.
-            def lookup(obj: Any) -> Any:
-                if type(obj) is dict:
-                    return obj.get(attr, UNDEFINED)
-                return env.getattr(obj, attr)
-
-    elif isinstance(node.arg, nodes.Const):
-        key = node.arg.value
-        lookup = lambda obj: env.getitem(obj, key)  # noqa: E731
-    else:
-        return None
-
-    def member(ctx: Mapping[str, Any]) -> Any:
-        obj = inner(ctx)
-        if obj is UNDEFINED or obj is None:
-            return UNDEFINED  # Jinja: an (chainable) undefined
-        value = lookup(obj)
-        return UNDEFINED if isinstance(value, jinja2.Undefined) else value
-
-    return member
-
-
-def _fast_output(env: jinja2.Environment, source: str) -> list[str | Getter] | None:
-    """A template that is only text and fast expressions, as its parts; else None."""
-    try:
-        body = env.parse(source).body
-    except jinja2.TemplateSyntaxError:
-        return None
-    if len(body) != 1 or not isinstance(body[0], nodes.Output):
-        return None
-    parts: list[str | Getter] = []
-    for child in body[0].nodes:
-        if isinstance(child, nodes.TemplateData):
-            parts.append(child.data)
-            continue
-        getter = _fast_getter(env, child)
-        if getter is None:
-            return None
-        parts.append(getter)
-    return parts
-
-
 class NativeExpr:
     """`{{ expr }}` alone: evaluates to the expression's own value (list, number, object)."""
 
@@ -273,7 +127,7 @@ class NativeExpr:
     def __init__(self, env: jinja2.Environment, expr: str, source: str) -> None:
         self.source = source
         self._fn = env.compile_expression(expr, undefined_to_none=False)
-        parts = _fast_output(env, "{{" + expr + "}}")
+        parts = fast_output(env, "{{" + expr + "}}")
         self._fast = parts[0] if parts and len(parts) == 1 and callable(parts[0]) else None
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
@@ -297,7 +151,7 @@ class TextTemplate:
     def __init__(self, env: jinja2.Environment, source: str) -> None:
         self.source = source
         self._tpl = env.from_string(source)
-        self._fast = _fast_output(env, source)
+        self._fast = fast_output(env, source)
         self._finalize = env.finalize or (lambda value: value)
 
     def render(self, ctx: Mapping[str, Any]) -> str:
@@ -305,7 +159,7 @@ class TextTemplate:
             fin = self._finalize
             try:
                 return "".join(
-                    part if isinstance(part, str) else str(fin(_value(part(ctx))))
+                    part if isinstance(part, str) else str(fin(plain(part(ctx))))
                     for part in self._fast
                 )
             except Exception:
