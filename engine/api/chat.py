@@ -23,7 +23,7 @@ from ..runtime.executor import ProgressFn
 from ..runtime.inputs import InputError, resolve
 from ..runtime.job import ImageJob, InputImage
 from ..runtime.request import Outcome
-from ..runtime.router import UnknownModel
+from ..runtime.router import UnknownModel, route_chain, serves
 from . import chat_reply, params, sse
 from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
 from .errors import ApiError, bad_request
@@ -161,17 +161,8 @@ def can_serve(
     """Whether the route (or one of its fallbacks) has a target whose model and provider do
     `task`. `usable_only` also asks for one that can be used now (keys, demo on, relay).
     Read-only: unlike Router.plan it moves no round-robin cursor."""
-    seen: set[str] = set()
-    queue = [route.name]
-    while queue:
-        name = queue.pop(0)
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            current = snapshot.route(name)
-        except KeyError:
-            continue
+    for name in route_chain(snapshot, route.name):
+        current = snapshot.route(name)
         for target in current.targets:
             provider = snapshot.providers.get(target.provider)
             model = provider.models.get(target.model) if provider else None
@@ -184,16 +175,8 @@ def can_serve(
                 or (relay is not None and provider.on_gateway and not snapshot.routes.demo)
             ):
                 continue
-            if task in model.tasks and task in provider.tasks:
+            if serves(current, provider, model, task) is not None:
                 return True
-            if (
-                task == "variation"
-                and current.variation_prompt
-                and "edit" in model.tasks
-                and "edit" in provider.tasks
-            ):
-                return True
-        queue.extend(current.fallbacks)
     return False
 
 

@@ -91,19 +91,11 @@ class Router:
             plan.skipped.append(Skipped(target, "no keys configured"))
         elif provider.on_gateway and not snapshot.routes.demo:
             plan.skipped.append(Skipped(target, "the built-in demo upstream is off (demo: false)"))
-        elif task in model.tasks and task in provider.tasks:
-            plan.attempts.append(Attempt(route.name, target, provider, model, task))
-        elif (
-            task == "variation"
-            and route.variation_prompt
-            and "edit" in model.tasks
-            and "edit" in provider.tasks
-        ):
-            plan.attempts.append(
-                Attempt(route.name, target, provider, model, "edit", route.variation_prompt)
-            )
-        else:
+        elif (runs := serves(route, provider, model, task)) is None:
             plan.skipped.append(Skipped(target, f"does not support {task}"))
+        else:
+            prompt = route.variation_prompt if runs != task else None
+            plan.attempts.append(Attempt(route.name, target, provider, model, runs, prompt))
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = [t for t in route.targets]
@@ -141,3 +133,14 @@ def route_chain(snapshot: ConfigSnapshot, first: str) -> list[str]:
             seen.append(name)
             queue.extend(snapshot.route(name).fallbacks)
     return seen
+
+
+def serves(route: RouteSpec, provider: ProviderSpec, model: ModelSpec, task: str) -> str | None:
+    """The provider task that does `task` for this model: the task itself, or `edit` for a
+    variation when the route gives a variation prompt; None when the model cannot."""
+    if task in model.tasks and task in provider.tasks:
+        return task
+    variation_by_edit = task == "variation" and bool(route.variation_prompt)
+    if variation_by_edit and "edit" in model.tasks and "edit" in provider.tasks:
+        return "edit"
+    return None
