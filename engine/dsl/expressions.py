@@ -8,6 +8,8 @@ import jmespath
 from jmespath import exceptions as jexc
 from jmespath import functions as jfunc
 
+from .jmesfast import compile_fast, is_false
+
 
 class _Functions(jfunc.Functions):  # type: ignore[misc]
     """Extra functions that provider files may use besides JMESPath's built-ins."""
@@ -24,13 +26,14 @@ class _Functions(jfunc.Functions):  # type: ignore[misc]
         return int(float(digits)) if digits else None
 
 
-_OPTIONS = jmespath.Options(custom_functions=_Functions())
+_FUNCTIONS = _Functions()
+_OPTIONS = jmespath.Options(custom_functions=_FUNCTIONS)
 
 
 class Expr:
     """A compiled JMESPath expression with its source text (for docs and diagnostics)."""
 
-    __slots__ = ("_parsed", "source")
+    __slots__ = ("_fast", "_parsed", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -38,18 +41,23 @@ class Expr:
             self._parsed = jmespath.compile(source)
         except jexc.JMESPathError as exc:
             raise ValueError(_one_line(exc)) from None
+        self._fast = compile_fast(self._parsed.parsed, _FUNCTIONS.call_function)
 
     def search(self, data: Any) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast(data)
+            except Exception:
+                pass
         try:
             return self._parsed.search(data, options=_OPTIONS)
-        except jexc.JMESPathError:
+        except Exception:
             # A type mismatch at run time (e.g. a number where a string was expected) means
             # "no match" for conditions and "nothing" for extraction.
             return None
 
     def truthy(self, data: Any) -> bool:
-        value = self.search(data)
-        return value not in (None, False, "", [], {})
+        return not is_false(self.search(data))
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"

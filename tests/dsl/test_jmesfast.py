@@ -1,0 +1,150 @@
+"""Compiled JMESPath closures must answer exactly like jmespath itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jmespath
+import pytest
+import yaml
+
+from engine.config.loader import build_snapshot
+from engine.dsl.expressions import _OPTIONS, Expr
+from tests.gateway import REPO
+
+
+def reference(expr: Expr, data: Any) -> Any:
+    try:
+        return jmespath.search(expr.source, data, options=_OPTIONS)
+    except Exception:
+        return None
+
+
+def shipped_expressions() -> list[Expr]:
+    snap = build_snapshot(REPO, {}).snapshot
+    assert snap is not None
+    found: list[Expr] = []
+    for provider in snap.providers.values():
+        found.append(provider.error_message)
+        found += [r.when for r in provider.errors] + [
+            r.message for r in provider.errors if r.message
+        ]
+        for task in provider.tasks.values():
+            for step in task.steps:
+                found += [e for _, e in step.extract]
+                for name in (
+                    "until",
+                    "fail_if",
+                    "error_message",
+                    "images",
+                    "revised_prompt",
+                    "usage",
+                    "progress",
+                ):
+                    value = getattr(step, name)
+                    if value is not None:
+                        found.append(value)
+    return found
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("json",) and isinstance(value, dict | list):
+                yield value
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def corpus() -> list[Any]:
+    """Every JSON body in the golden cases, wrapped as bodies and as error-rule envelopes,
+    plus values that separate jmespath's rules from Python's (0, False, "", [] ...)."""
+    docs: list[Any] = []
+    for case in sorted(Path(REPO / "tests" / "providers").rglob("*.yaml")):
+        docs += list(_walk(yaml.safe_load(case.read_text())))
+    edge = [None, 0, 1, False, True, "", "x", [], {}, [0], [None, 1], {"a": 0}, 3.5, [[1], [2, 3]]]
+    out: list[Any] = []
+    for doc in docs + edge:
+        out.append(doc)
+        for status in (200, 400, 429, 503):
+            out.append({"status": status, "headers": {"retry-after": "7"}, "body": doc})
+    return out
+
+
+def test_every_shipped_expression_agrees_with_jmespath() -> None:
+    expressions = shipped_expressions()
+    assert sum(e._fast is not None for e in expressions) == len(expressions)  # all compiled
+    docs = corpus()
+    assert len(docs) > 300
+    for expr in expressions:
+        for doc in docs:
+            assert expr.search(doc) == reference(expr, doc), (expr.source, doc)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "a == `0`",
+        "a == `false`",
+        "a != `1`",
+        "a < b",
+        "a >= `2`",
+        "a > 'b'",
+        "!a",
+        "!!a",
+        "a || b",
+        "a && b",
+        "a[0]",
+        "a[-1]",
+        "a[]",
+        "a[].b",
+        "a[?b].c",
+        "a[?b == `1`].c",
+        "a.b.c",
+        "@",
+        "`[1, 2]`",
+        "'lit'",
+        "length(a)",
+        "contains_ci(to_string(a), 'X')",
+        "to_int(a)",
+        "a[0].b || c",
+        "[0]",
+        "[].a",
+    ],
+)
+def test_shapes_agree_on_edge_values(source: str) -> None:
+    expr = Expr(source)
+    values = [
+        None,
+        0,
+        1,
+        2,
+        -1,
+        1.5,
+        False,
+        True,
+        "",
+        "b",
+        "X",
+        [],
+        {},
+        [0],
+        [1, 2],
+        {"b": 1},
+        [{"b": 1, "c": "x"}, {"b": 0, "c": "y"}, {"c": "z"}],
+        [[1], [2]],
+    ]
+    for a in values:
+        for b in (None, 0, 1, "a", "c", True, [1]):
+            doc = {"a": a, "b": b, "c": a}
+            assert expr.search(doc) == reference(expr, doc), (source, doc)
+            assert expr.truthy(doc) == (
+                reference(expr, doc) not in (None, False, "", [], {})
+                or (reference(expr, doc) == 0
+                and reference(expr, doc) is not False)
+            ), (source, doc)
+    assert expr.search([{"a": 1}, {"a": 2}]) == reference(expr, [{"a": 1}, {"a": 2}])
