@@ -91,6 +91,7 @@ class Size:
         }
 
 
+@functools.lru_cache(maxsize=4096)
 def fit_size(requested: tuple[int, int] | None, rule: SizeRule) -> tuple[int, int]:
     """The allowed size nearest to the request (by aspect ratio first, then by area)."""
     if requested is None:
