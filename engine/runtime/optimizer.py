@@ -85,7 +85,7 @@ async def _post(
         raw = await read_capped(resp.content, MAX_ANSWER)
         if raw is None:
             raise OptimizerError("the answer is too large")
-        return resp.status, raw
+        return resp.status, bytes(raw)
 
 
 def _content(answer: dict[str, Any]) -> str:

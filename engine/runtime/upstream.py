@@ -174,17 +174,35 @@ async def _read(
             "upstream", f"upstream answer too large ({resp.content_length} bytes)"
         )
     await hold_for(resp.content_length or 0)  # wait for a slot before buffering a big body
-    raw = await read_capped(resp.content, MAX_BODY)
+    raw = await read_capped(resp.content, MAX_BODY, resp.content_length)
     if raw is None:
         raise UpstreamFailure("upstream", "upstream answer too large")
     if mode == "bytes" and resp.status < 400:
-        return Reply(resp.status, headers, None, url, raw=raw, mime=sniff(raw) or mime)
+        data = bytes(raw) if isinstance(raw, bytearray) else raw  # images are kept as bytes
+        return Reply(resp.status, headers, None, url, raw=data, mime=sniff(data) or mime)
     return Reply(resp.status, headers, _parse_body(raw, resp.status, mode), url)
 
 
-async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+async def read_capped(
+    content: aiohttp.StreamReader, limit: int, expected: int | None = None
+) -> bytes | bytearray | None:
     """The whole body, or None when it is larger than `limit` (read no further than that).
-    `StreamReader.read(n)` returns what has arrived so far, not n bytes: loop to the end."""
+    `StreamReader.read(n)` returns what has arrived so far, not n bytes: loop to the end.
+    With the length known, chunks go into one buffer of that size: a big answer then costs one
+    allocation instead of dozens of pieces and a join (less heap churn and fragmentation)."""
+    if expected is not None and 0 < expected <= limit:
+        buffer = bytearray(expected)
+        view = memoryview(buffer)
+        size = 0
+        while size < expected:
+            chunk = await content.read(min(expected - size, 1024 * 1024))
+            if not chunk:
+                return buffer[:size]
+            view[size : size + len(chunk)] = chunk
+            size += len(chunk)
+            await hold_for(size)
+        view.release()
+        return buffer if await content.read(1) == b"" else None
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -210,7 +228,7 @@ class MalformedBody(str):
     """Text that should have been JSON; kept for the error message."""
 
 
-def _parse_body(raw: bytes, status: int, mode: str) -> Any:
+def _parse_body(raw: bytes | bytearray, status: int, mode: str) -> Any:
     if not raw:
         return None
     if mode == "text":
