@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from .settings import Settings
 
 log = logging.getLogger("pixgate")
 SWEEP_EVERY = 3600.0
+INTERNAL_HEADER = "x-pixgate-internal"
 
 
 class ConfigError(Exception):
@@ -83,7 +85,8 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
 
 
 def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """The demo upstream answers only while the live config says `demo: true`."""
+    """The demo upstream answers only the gateway's own calls (it is no way around client
+    keys), and only while the live config says `demo: true`."""
 
     @web.middleware
     async def switch(
@@ -92,6 +95,14 @@ def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamRespo
         if not state.snapshot.routes.demo:
             return ApiError(
                 404, "the demo upstream is turned off (routes.yaml: demo: false)", code="not_found"
+            ).response()
+        token = request.headers.get(INTERNAL_HEADER, "")
+        if not hmac.compare_digest(token.encode(), state.internal_token.encode()):
+            return ApiError(
+                403,
+                "the demo upstream answers only the gateway itself: ask for model 'demo' at "
+                "/v1/images/generations",
+                code="forbidden",
             ).response()
         return await handler(request)
 
@@ -113,6 +124,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
             router=state.router,
             keys=state.keys,
             poll_scale=app[SETTINGS].poll_scale,
+            internal_headers={INTERNAL_HEADER: state.internal_token},
         ),
         fetch_session,
     )

@@ -7,7 +7,7 @@ import base64
 import binascii
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 from urllib.parse import urljoin
@@ -62,6 +62,7 @@ class Executor:
     on_partial: PartialFn | None = None
     on_image: ImageFn | None = None
     clock: WaitClock = field(default_factory=WaitClock)
+    extra_headers: Mapping[str, str] | None = None  # e.g. the on-gateway upstream's token
 
     async def run(self, task: TaskSpec, ctx: dict[str, Any]) -> CallResult:
         steps: dict[str, dict[str, Any]] = {}
@@ -88,6 +89,8 @@ class Executor:
 
     async def _once(self, step: StepSpec, ctx: dict[str, Any], result: CallResult) -> Reply:
         out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
+        if self.extra_headers:
+            out.headers.update(self.extra_headers)
         on_event = self._event_reader(step, result, str(out.url)) if step.stream else None
         with self.clock.waiting():
             reply = await send(self.session, out, step, on_event)

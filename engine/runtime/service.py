@@ -51,6 +51,8 @@ class ImageService:
     rng: random.Random = field(default_factory=random.Random)
     max_download: int = 50 * 1024 * 1024
     poll_scale: float = 1.0  # tests shrink polling intervals; 1.0 in production
+    # Headers for on-gateway upstreams (the demo): they answer only the gateway itself.
+    internal_headers: dict[str, str] = field(default_factory=dict)
 
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
         relay = info.relay[0] if info.relay else None
@@ -219,6 +221,7 @@ class ImageService:
             on_partial=sink.partial if sink is not None and info.on_partial else None,
             on_image=sink.image if sink is not None else None,
             clock=info.clock,
+            extra_headers=self.internal_headers if provider.on_gateway else None,
         )
         base_ctx = base_context(
             job,
@@ -304,9 +307,12 @@ class ImageService:
     def _result_context(
         self, provider: ProviderSpec, key: str | None, base_url: str, info: RequestInfo
     ) -> ResultContext:
-        auth_headers = None
+        auth_headers = dict(self.internal_headers) if provider.on_gateway else None
         if key and provider.auth.header and provider.auth.value is not None:
-            auth_headers = {provider.auth.header: str(provider.auth.value.render({"key": key}))}
+            auth_headers = {
+                **(auth_headers or {}),
+                provider.auth.header: str(provider.auth.value.render({"key": key})),
+            }
         return ResultContext(
             self.session,
             self.storage,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -23,6 +24,9 @@ class GatewayState:
     router: Router = field(default_factory=Router)
     body_gate: BodyGate = field(default_factory=BodyGate)
     keys: KeyPools = field(default_factory=KeyPools)
+    # Sent on calls to on-gateway upstreams (the demo), which answer nothing else: they are
+    # not a public endpoint that bypasses client keys.
+    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     # Where this process reaches itself (set by multi-worker serving); else the request's socket.
     internal_url: str | None = None
     _service: ImageService | None = None

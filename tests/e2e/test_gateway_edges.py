@@ -111,3 +111,24 @@ async def test_overhead_header_excludes_upstream_waiting(tmp_path: Path) -> None
         assert 0 < overhead < 150  # ... and the gateway's own share is reported apart from it
         async with http.get(f"{gw.url}/health") as resp:
             assert float(resp.headers["x-pixgate-overhead-ms"]) >= 0
+
+
+async def test_the_demo_upstream_answers_only_the_gateway(tmp_path: Path) -> None:
+    """With client keys set, /_demo must not be a way to render images without one."""
+    env = {"PIXGATE_API_KEYS": CLIENT_KEY}
+    async with run_gateway(REPO, tmp_path / "files", env) as gw, aiohttp.ClientSession() as http:
+        body = {"prompt": "free render", "size": "64x64"}
+        async with http.post(f"{gw.url}/_demo/v1/images/generations", json=body) as resp:
+            assert resp.status == 403
+            assert (await resp.json())["error"]["code"] == "forbidden"
+        headers = {"x-pixgate-internal": "guess", "Authorization": f"Bearer {CLIENT_KEY}"}
+        async with http.post(
+            f"{gw.url}/_demo/v1/images/generations", json=body, headers=headers
+        ) as resp:
+            assert resp.status == 403
+        async with http.post(  # through the gateway, with a client key, it works
+            f"{gw.v1}/images/generations",
+            json={"model": "demo-async", **body, "delay": 0.1, "response_format": "url"},
+            headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
