@@ -29,7 +29,7 @@ from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
 from .errors import ApiError, bad_request
 from .images import input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
-from .keys import STATE
+from .keys import MODEL, RELAY, REQUEST_ID, SNAPSHOT, STATE
 
 log = logging.getLogger("pixgate.chat")
 
@@ -81,10 +81,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
     include_usage = streaming and _include_usage(body)
     chat = parse_chat(body.get("messages"))
     model = params.text(body, "model")
-    request["model"] = model or "auto"
+    request[MODEL] = model or "auto"
     state = request.app[STATE]
-    snapshot: ConfigSnapshot = request.get("snapshot") or state.snapshot
-    relay = request["relay"][0] if request.get("relay") else None
+    snapshot: ConfigSnapshot = request.get(SNAPSHOT) or state.snapshot
+    relay = request[RELAY][0] if RELAY in request else None
     route = _route(request, snapshot, model, "generate")
     context_edit = (
         not chat.images
@@ -233,7 +233,7 @@ async def _stream(
             await stream.send(chunks.usage(chat_reply.usage(chat.prompt, "".join(parts))))
         await stream.done()
     except sse.ClientGone:
-        log.info("client went away mid-stream request_id=%s", request["request_id"])
+        log.info("client went away mid-stream request_id=%s", request[REQUEST_ID])
     return stream.response
 
 
@@ -265,7 +265,7 @@ async def _work(
 def _error_body(request: web.Request, exc: Exception) -> dict[str, Any]:
     """An exception after the stream started, as the `error` object of an error chunk."""
     if not isinstance(exc, ApiError):
-        log.error("error mid-stream request_id=%s", request["request_id"], exc_info=exc)
+        log.error("error mid-stream request_id=%s", request[REQUEST_ID], exc_info=exc)
         exc = ApiError(
             500,
             "internal error in the gateway; the request id identifies it in the logs",

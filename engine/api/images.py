@@ -16,7 +16,7 @@ from . import imagestream, params
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
 from .jsonio import json_response
-from .keys import SETTINGS, STATE
+from .keys import MODEL, PROVIDER, RELAY, REQUEST_ID, SETTINGS, SNAPSHOT, STATE, WAIT_CLOCK
 
 KNOWN_FIELDS = frozenset(
     {
@@ -135,26 +135,26 @@ async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
     """Run a job on the request's snapshot; the service's errors become ApiErrors. `hooks`
     (on_progress, ...) go to RequestInfo."""
     state = request.app[STATE]
-    snapshot = request.get("snapshot") or state.snapshot  # one config for the whole request
-    request["model"] = job.model or "auto"
+    snapshot = request.get(SNAPSHOT) or state.snapshot  # one config for the whole request
+    request[MODEL] = job.model or "auto"
     info = request_info(request, **hooks)
     try:
         outcome = await state.service.run(job, snapshot, info)
     except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
         raise service_error(request, exc) from None
-    request["provider"] = outcome.provider
+    request[PROVIDER] = outcome.provider
     return outcome
 
 
 def request_info(request: web.Request, **streaming: Any) -> RequestInfo:
     info = RequestInfo(
-        request["request_id"],
+        request[REQUEST_ID],
         public_url(request),
         self_url(request),
-        relay=request.get("relay"),
+        relay=request.get(RELAY),
         **streaming,
     )
-    request["wait_clock"] = info.clock  # the access log subtracts upstream waiting from it
+    request[WAIT_CLOCK] = info.clock  # the access log subtracts upstream waiting from it
     return info
 
 
@@ -172,7 +172,7 @@ def service_error(
             type="invalid_request_error" if exc.status == 400 else "server_error",
             code=None if exc.status == 400 else "no_upstream_available",
         )
-    request["provider"] = exc.provider or "-"
+    request[PROVIDER] = exc.provider or "-"
     return from_failure(exc)
 
 

@@ -32,7 +32,7 @@ from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.router import UnknownModel
 from . import images, sse
 from .errors import ApiError, bad_request
-from .keys import STATE
+from .keys import MODEL, PROVIDER, SNAPSHOT, STATE
 
 # Quiet time before the response starts with a keep-alive comment (and after which an error
 # can only be an error event), and between keep-alive comments. Tests make it small.
@@ -86,8 +86,8 @@ async def respond(
 ) -> web.StreamResponse:
     """Run the job and stream its images; `prefix` is `image_generation` or `image_edit`."""
     state = request.app[STATE]
-    snapshot = request.get("snapshot") or state.snapshot
-    request["model"] = job.model or "auto"
+    snapshot = request.get(SNAPSHOT) or state.snapshot
+    request[MODEL] = job.model or "auto"
     job.response_format = "b64_json"  # stream events carry base64 only
     queue: asyncio.Queue[_Item] = asyncio.Queue()
     info = images.request_info(
@@ -133,7 +133,7 @@ async def respond(
                 raise error from None
             await stream.send(_error_body(error), event="error")
         else:
-            request["provider"] = outcome.provider
+            request[PROVIDER] = outcome.provider
         with contextlib.suppress(ConnectionError, RuntimeError):
             await stream.response.write_eof()
     except sse.ClientGone:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..config.loader import ConfigSnapshot
 from ..runtime.reload import Reloader
 from ..runtime.state import GatewayState
+from ..runtime.waitclock import WaitClock
 from ..settings import Settings
 
 STATE = web.AppKey("pixgate_state", GatewayState)
 SETTINGS = web.AppKey("pixgate_settings", Settings)
 RELOADER = web.AppKey("pixgate_reloader", Reloader)
+
+# What one request carries between middleware and handlers.
+REQUEST_ID = web.RequestKey("pixgate_request_id", str)
+SNAPSHOT = web.RequestKey("pixgate_snapshot", ConfigSnapshot)  # one config to the end
+MODEL = web.RequestKey("pixgate_model", str)  # for the access log
+PROVIDER = web.RequestKey("pixgate_provider", str)  # for the access log
+RELAY: web.RequestKey[tuple[str, str]] = web.RequestKey("pixgate_relay")  # (provider, key)
+WAIT_CLOCK = web.RequestKey("pixgate_wait_clock", WaitClock)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..runtime import bodygate
 from .errors import ApiError
-from .keys import SETTINGS, STATE
+from .keys import MODEL, PROVIDER, RELAY, REQUEST_ID, SETTINGS, SNAPSHOT, STATE, WAIT_CLOCK
 
 access_log = logging.getLogger("pixgate.access")
 log = logging.getLogger("pixgate.api")
@@ -28,7 +28,7 @@ PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/")
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("x-request-id", "")
     request_id = incoming if _SAFE_ID.match(incoming) else f"req_{secrets.token_hex(12)}"
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
     ticket = request.app[STATE].body_gate.ticket()
@@ -38,7 +38,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = response.status
         if not response.prepared:  # streams sent their headers already
             response.headers["x-request-id"] = request_id
-            clock = request.get("wait_clock")
+            clock = request.get(WAIT_CLOCK)
             own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
             response.headers["x-pixgate-overhead-ms"] = f"{max(0.0, own) * 1000:.2f}"
             if ticket.held:  # write the big answer while this request still holds its slot
@@ -54,8 +54,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 request_id,
                 request.method,
                 request.path,
-                request.get("model", "-"),
-                request.get("provider", "-"),
+                request.get(MODEL, "-"),
+                request.get(PROVIDER, "-"),
                 status,
                 (time.perf_counter() - started) * 1000,
             )
@@ -86,7 +86,7 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
             ).response()
         raise
     except Exception:
-        log.exception("unhandled error request_id=%s", request.get("request_id"))
+        log.exception("unhandled error request_id=%s", request.get(REQUEST_ID))
         return ApiError(
             500,
             "internal error in the gateway; the request id identifies it in the logs",
@@ -105,7 +105,7 @@ async def client_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     keys = request.app[SETTINGS].api_keys
     snapshot = request.app[STATE].snapshot
-    request["snapshot"] = snapshot  # the request keeps this one config to its end
+    request[SNAPSHOT] = snapshot  # the request keeps this one config to its end
     routes = snapshot.routes
     token = bearer_token(request)
     if token and keys and routes.backend and _matches(token, keys):
@@ -113,7 +113,7 @@ async def client_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if token and routes.relay:
         provider = snapshot.relay_provider(token)
         if provider is not None:
-            request["relay"] = (provider.id, token)
+            request[RELAY] = (provider.id, token)
             return await handler(request)
     if not keys and routes.backend:
         return await handler(request)  # an open gateway (loopback, or --allow-anonymous)
