@@ -16,7 +16,7 @@ import aiohttp
 
 from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
 from .failures import UpstreamFailure, kind_for_status
-from .upstream import EventFn, MalformedBody, Reply, build_request, send
+from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock
 
 _B64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
@@ -87,10 +87,16 @@ class Executor:
             raise UpstreamFailure("upstream", "the upstream answered without any image")
         return result
 
-    async def _once(self, step: StepSpec, ctx: dict[str, Any], result: CallResult) -> Reply:
+    def _render(self, step: StepSpec, ctx: dict[str, Any]) -> Outgoing:
         out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
         if self.extra_headers:
             out.headers.update(self.extra_headers)
+        return out
+
+    async def _once(
+        self, step: StepSpec, ctx: dict[str, Any], result: CallResult, out: Outgoing | None = None
+    ) -> Reply:
+        out = out or self._render(step, ctx)
         on_event = self._event_reader(step, result, str(out.url)) if step.stream else None
         with self.clock.waiting():
             reply = await send(self.session, out, step, on_event)
@@ -132,9 +138,12 @@ class Executor:
         deadline = time.monotonic() + step.timeout
         interval = step.every
         transient = 0
+        # Every poll sends the same request: render it once (multipart bodies are single-use).
+        out = self._render(step, ctx)
+        reusable = not isinstance(out.data, aiohttp.FormData)
         while True:
             try:
-                reply = await self._once(step, ctx, result)
+                reply = await self._once(step, ctx, result, out if reusable else None)
             except UpstreamFailure as failure:
                 transient += 1
                 if failure.kind not in ("upstream", "timeout") or transient > POLL_RETRIES:
