@@ -423,3 +423,48 @@ def test_stream_fields_are_checked_at_load(tmp_path: Path) -> None:
     )
     lines = [d.format() for d in build_snapshot(root, {}).diagnostics.sorted()]
     assert any("E101 tasks.generate.steps[0].stream: " in x for x in lines), lines
+
+
+async def test_a_client_leaving_mid_stream_stops_the_upstream_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_keepalive: float
+) -> None:
+    import asyncio
+
+    import engine.demo.upstream as demo_upstream
+    from engine.api.keys import STATE
+    from tests.gateway import REPO
+
+    polls: list[str] = []
+    polling = asyncio.Event()
+    original = demo_upstream.get_task
+
+    async def counting(request: web.Request) -> web.Response:
+        polls.append(request.match_info["task_id"])
+        if len(polls) > 2:
+            polling.set()
+        return await original(request)
+
+    monkeypatch.setattr(demo_upstream, "get_task", counting)
+    async with run_gateway(REPO, tmp_path / "files") as gw, aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{gw.v1}/images/generations",
+            json={"model": "demo-async", "prompt": "slow", "stream": True, "delay": 10},
+        )
+        assert (await resp.content.readline()).startswith(b": keep-alive")
+        async with asyncio.timeout(5):
+            await polling.wait()
+        resp.close()  # the client goes away while the upstream still works
+        await asyncio.sleep(10 * fast_keepalive)  # the next keep-alive finds it gone
+        count = len(polls)
+        await asyncio.sleep(0.3)
+        assert len(polls) == count, "the gateway kept polling after the client left"
+        leftovers = [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done()
+            and "engine/runtime"
+            in getattr(getattr(t.get_coro(), "cr_code", None), "co_filename", "")
+        ]
+        assert leftovers == []
+        connector = gw.app[STATE].service.session.connector
+        assert connector is not None and not connector._acquired
