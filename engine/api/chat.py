@@ -77,7 +77,7 @@ CHAT_ONLY_FIELDS = frozenset(
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await params.read_json(request)
-    streaming = _flag(body, "stream")
+    streaming = params.flag(body, "stream")
     include_usage = streaming and _include_usage(body)
     chat = parse_chat(body.get("messages"))
     model = params.text(body, "model")
@@ -116,15 +116,6 @@ async def completions(request: web.Request) -> web.StreamResponse:
         chat_reply.usage(chat.prompt, content),
     )
     return json_response(answer, headers={**outcome_headers(outcome), **headers})
-
-
-def _flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise bad_request(f"'{name}' must be a boolean.", name)
-    return value
 
 
 def _include_usage(body: dict[str, Any]) -> bool:

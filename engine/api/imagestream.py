@@ -30,7 +30,7 @@ from ..runtime.imagetypes import sniff
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.router import UnknownModel
-from . import images, sse
+from . import images, params, sse
 from .errors import ApiError, bad_request
 from .keys import MODEL, PROVIDER, SNAPSHOT, STATE
 
@@ -56,11 +56,8 @@ class StreamWish:
 
 def options(fields: dict[str, Any]) -> StreamWish | None:
     """The client's `stream` / `partial_images`; None when it does not stream."""
-    stream = fields.get("stream")
-    if stream is None or stream is False:
+    if not params.flag(fields, "stream"):
         return None
-    if stream is not True:
-        raise bad_request("'stream' must be a boolean.", "stream")
     partial = fields.get("partial_images")
     if partial is not None and (
         isinstance(partial, bool)

@@ -84,6 +84,15 @@ def choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: s
     return str(value)
 
 
+def flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise bad_request(f"'{name}' must be a boolean.", name)
+    return value
+
+
 def text(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None:

@@ -5,15 +5,8 @@ pytest dependency so a ``pixgate test DIR [PROVIDER...]`` command can use it too
 """
 
 from .cases import CaseFileError, GoldenCase, discover_cases, load_case, load_cases
-from .golden import (
-    CaseResult,
-    default_cases_dir,
-    env_prefix,
-    format_result,
-    main,
-    run_case,
-    run_cases,
-)
+from .golden import CaseResult, default_cases_dir, format_result, main, run_case, run_cases
+from .sandbox import env_prefix
 
 __all__ = [
     "CaseFileError",

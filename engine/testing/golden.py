@@ -45,24 +45,16 @@ from ..settings import Settings
 from .cases import (
     CaseFileError,
     GoldenCase,
-    discover_cases,
-    load_case,
     load_cases,
 )
 from .client import exchange
 from .fakeserver import FakeUpstream
-from .sandbox import SetupError, env_prefix, environment, settings_overrides, write_config
+from .sandbox import SetupError, environment, settings_overrides, write_config
 
-__all__ = [
-    "CaseFileError",
+__all__ = [  # the runner; case files live in .cases, the scratch config in .sandbox
     "CaseResult",
-    "GoldenCase",
     "default_cases_dir",
-    "discover_cases",
-    "env_prefix",
     "format_result",
-    "load_case",
-    "load_cases",
     "main",
     "run_case",
     "run_cases",
