@@ -2,7 +2,7 @@
 
 It reads the client's body, POSTs it unchanged to the upstream through one shared
 ClientSession (same connector limits as pixgate), and returns the upstream's body. No routing,
-templates, validation or logging. Run on the same (default asyncio) event loop as pixgate, it
+templates, validation or logging. Run on the same event loop as pixgate (`--uvloop`), it
 shows how much of pixgate's cost per request is aiohttp itself and how much is pixgate's own.
 """
 

@@ -327,6 +327,8 @@ class Bench:
         port = free_port()
         cmd = [sys.executable, "-m", "bench.nullproxy", "--upstream", self.upstream_url]
         cmd += ["--port", str(port)]
+        if self.args.gateway_loop != "asyncio" and _version("uvloop"):
+            cmd.append("--uvloop")  # the same loop pixgate picks
         proc = self.start("floor", pinned(cmd, self.gw_cpus))
         base = f"http://127.0.0.1:{port}"
         try:
@@ -364,7 +366,7 @@ class Bench:
                 "BENCH_POLL_BASE_URL": self.upstream_url + "/v1",
                 "PIXGATE_API_KEYS": CLIENT_KEY,
                 "PIXGATE_STORAGE_DIR": str(self.run_dir / "storage"),
-                # the engine from --pixgate-root; bench.uvloop_gateway from this checkout
+                "PIXGATE_EVENT_LOOP": self.args.gateway_loop,
                 "PYTHONPATH": os.pathsep.join(
                     p for p in (root, str(ROOT), env.get("PYTHONPATH", "")) if p
                 ),
@@ -395,7 +397,7 @@ class Bench:
         cmd = [
             sys.executable,
             "-m",
-            "bench.uvloop_gateway" if self.args.gateway_uvloop else "engine",
+            "engine",
             "serve",
             "--config",
             str(self.gateway_config(root)),
@@ -595,9 +597,10 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-floor", action="store_true", help="do not run the aiohttp pass-through floor"
     )
     parser.add_argument(
-        "--gateway-uvloop",
-        action="store_true",
-        help="run pixgate on uvloop (bench/uvloop_gateway.py; evidence for an engine change)",
+        "--gateway-loop",
+        choices=["auto", "asyncio"],
+        default="auto",
+        help="pixgate's PIXGATE_EVENT_LOOP, also used by the floor (auto: uvloop when installed)",
     )
     parser.add_argument(
         "--profile",
@@ -651,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             + (" (work tree has changes)" if _git("status", "--porcelain", "engine") else "")
             + f", engine from {Path(args.pixgate_root).resolve()}, "
             f"--log-level {args.gateway_log_level}"
-            + (", on uvloop (bench/uvloop_gateway.py)" if args.gateway_uvloop else ""),
+            + f", PIXGATE_EVENT_LOOP={args.gateway_loop}",
             "python": platform.python_version(),
             "aiohttp": _version("aiohttp"),
             "uvloop": _version("uvloop"),

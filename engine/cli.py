@@ -237,6 +237,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import ConfigError, load_config
+    from .eventloop import loop_factory
     from .serving import serve
 
     logging.basicConfig(
@@ -251,6 +252,10 @@ def _serve(args: argparse.Namespace) -> int:
         watch=False if args.no_watch or embedded else None,
     )
     problem = settings.exposure_problem()
+    try:
+        loop_factory(settings.event_loop)
+    except ValueError as exc:
+        problem = problem or str(exc)
     if problem:
         print(f"pixgate: {problem}", file=sys.stderr)
         return 2

@@ -15,12 +15,15 @@ from aiohttp import web
 
 from .api.keys import STATE
 from .app import create_app
+from .eventloop import LoopFactory, loop_factory
 from .settings import Settings
 
 log = logging.getLogger("pixgate")
 
 
 def serve(settings: Settings, workers: int = 1) -> int:
+    factory, name = loop_factory(settings.event_loop)
+    log.info("event loop: %s", name)
     if workers <= 1:
         web.run_app(
             create_app(settings),
@@ -28,16 +31,18 @@ def serve(settings: Settings, workers: int = 1) -> int:
             port=settings.port,
             access_log=None,
             print=None,
+            loop=factory(),
         )
         return 0
-    return _supervise(settings, workers)
+    return _supervise(settings, workers, factory)
 
 
-def _supervise(settings: Settings, workers: int) -> int:
+def _supervise(settings: Settings, workers: int, factory: LoopFactory) -> int:
     """Start the workers, pass signals on (TERM/INT stop, HUP reloads), stop all if one dies."""
     ctx = multiprocessing.get_context("fork")
     procs = [
-        ctx.Process(target=_worker, args=(settings, i), name=f"pixgate-{i}") for i in range(workers)
+        ctx.Process(target=_worker, args=(settings, i, factory), name=f"pixgate-{i}")
+        for i in range(workers)
     ]
     for proc in procs:
         proc.start()
@@ -65,11 +70,11 @@ def _supervise(settings: Settings, workers: int) -> int:
     return code
 
 
-def _worker(settings: Settings, index: int) -> None:
+def _worker(settings: Settings, index: int, factory: LoopFactory) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_worker(settings, index))
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_run_worker(settings, index))
     sys.exit(0)
 
 

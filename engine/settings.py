@@ -41,6 +41,7 @@ class Settings:
     watch_polling: bool = False  # poll instead of inotify (network file systems)
     # Multiplies every polling interval; tests set it small. Not for production.
     poll_scale: float = 1.0
+    event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @classmethod
@@ -59,6 +60,7 @@ class Settings:
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
             "max_large_bodies": int(env.get("PIXGATE_MAX_LARGE_BODIES") or 4),
             "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
+            "event_loop": (env.get("PIXGATE_EVENT_LOOP") or "auto").strip().lower(),
             "fetch_policy": FetchPolicy(
                 max_bytes=int(env.get("PIXGATE_FETCH_MAX_BYTES") or DEFAULT_MAX_BODY),
                 timeout=float(env.get("PIXGATE_FETCH_TIMEOUT") or 20.0),
