@@ -6,11 +6,12 @@ import base64
 import binascii
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..runtime.imagetypes import sniff
+from ..runtime.rawtext import RawText
 from ..runtime.request import Outcome
 
 _DATA_URI_PAYLOAD = re.compile(r"(data:[^,\s)]*,)[A-Za-z0-9+/=]+")
@@ -28,11 +29,11 @@ def completion_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
 
-def image_markdown(item: dict[str, str]) -> str | None:
+def image_markdown(item: Mapping[str, str | RawText]) -> str | None:
     """`![image](url)` for one result: its URL, or its base64 as a data URI."""
-    url = item.get("url")
+    url = str(item.get("url") or "")
     if not url and item.get("b64_json"):
-        b64 = item["b64_json"]
+        b64 = str(item["b64_json"])
         url = f"data:{_b64_mime(b64)};base64,{b64}"
     return f"![image]({url})" if url else None
 

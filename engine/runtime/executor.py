@@ -16,6 +16,7 @@ import aiohttp
 
 from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
 from .failures import UpstreamFailure, kind_for_status
+from .rawtext import RawText, plain
 from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock
 
@@ -31,7 +32,7 @@ class ImageRef:
     """One result image as the upstream gave it."""
 
     kind: str  # "url" | "b64" | "bytes"
-    value: str | bytes
+    value: str | bytes | RawText  # RawText: base64 still in the upstream's body
     mime: str | None = None
 
 
@@ -72,7 +73,7 @@ class Executor:
             reply = await (
                 self._poll(step, ctx, result) if step.polls else self._once(step, ctx, result)
             )
-            values = {name: expr.search(reply.body) for name, expr in step.extract}
+            values = {name: plain(expr.search(reply.body)) for name, expr in step.extract}
             missing = [name for name, value in values.items() if value in (None, "")]
             if missing:  # a later step would call a broken URL; say what the upstream said
                 reason = self._message(step, reply, "no details")
@@ -242,6 +243,8 @@ def _image_refs(found: Any, kind: str, request_url: str) -> list[ImageRef]:
 def _image_ref(item: Any, kind: str, request_url: str) -> ImageRef | None:
     if isinstance(item, dict):
         item = item.get("url") or item.get("b64_json") or item.get("path")
+    if isinstance(item, RawText):
+        return _raw_image_ref(item, kind, request_url)
     if not isinstance(item, str) or not item:
         return None
     if kind == "base64":
@@ -257,6 +260,20 @@ def _image_ref(item: Any, kind: str, request_url: str) -> ImageRef | None:
     return ImageRef("url", urljoin(request_url, item))
 
 
+def _raw_image_ref(item: RawText, kind: str, request_url: str) -> ImageRef | None:
+    """A long string: base64 or a data URI, decided as for a str but without copying it."""
+    if kind == "base64":
+        return ImageRef("b64", item)
+    if item.startswith(b"data:"):
+        header, comma, _ = item.head(256).partition(b",")
+        if comma:
+            mime = header[5:].split(b";")[0].decode("ascii", "replace") or None
+            return ImageRef("b64", item.tail_after(len(header) + 1), mime)
+    if kind == "auto" and _B64.match(item.head(256).decode("ascii", "replace")):
+        return ImageRef("b64", item)
+    return _image_ref(str(item), kind, request_url)
+
+
 def _retry_after(headers: dict[str, str]) -> float | None:
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
@@ -268,8 +285,8 @@ def _retry_after(headers: dict[str, str]) -> float | None:
     return None
 
 
-def decode_b64(value: str) -> bytes:
+def decode_b64(value: str | RawText) -> bytes:
     try:
-        return base64.b64decode(value, validate=False)
+        return base64.b64decode(value.view if isinstance(value, RawText) else value, validate=False)
     except (binascii.Error, ValueError) as exc:
         raise UpstreamFailure("upstream", f"upstream sent invalid base64: {exc}") from None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..dsl.sizes import Size
 from .executor import ProgressFn
 from .failures import UpstreamFailure
+from .rawtext import RawText
 from .waitclock import WaitClock
 
 
@@ -23,7 +24,7 @@ class NoUpstream(Exception):
 
 @dataclass(slots=True)
 class Outcome:
-    data: list[dict[str, str]]
+    data: list[Mapping[str, str | RawText]]  # RawText: base64 left in the upstream's body
     route: str
     provider: str
     model: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 import aiohttp
 from yarl import URL
@@ -12,6 +13,7 @@ from .bodygate import hold_for
 from .executor import ImageRef, decode_b64
 from .failures import UpstreamFailure
 from .imagetypes import sniff
+from .rawtext import RawText
 from .storage import LocalStorage
 from .waitclock import WaitClock
 
@@ -31,11 +33,26 @@ class ResultContext:
     clock: WaitClock = field(default_factory=WaitClock)
 
 
+@overload
 async def to_client(
     ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext
-) -> dict[str, str]:
-    """One `data[]` item: `{"url": ...}` or `{"b64_json": ...}`."""
+) -> dict[str, str]: ...
+
+
+@overload
+async def to_client(
+    ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext, *, raw: Literal[True]
+) -> dict[str, str | RawText]: ...
+
+
+async def to_client(
+    ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext, *, raw: bool = False
+) -> dict[str, str] | dict[str, str | RawText]:
+    """One `data[]` item: `{"url": ...}` or `{"b64_json": ...}`. With `raw`, base64 still in
+    the upstream's body stays there (for `rawtext.dumps`); otherwise it becomes a str."""
     if response_format == "b64_json":
+        if ref.kind == "b64" and isinstance(ref.value, RawText):
+            return {"b64_json": ref.value.strip() if raw else str(ref.value).strip()}
         if ref.kind == "b64":
             return {"b64_json": str(ref.value).strip()}
         data = ref.value if isinstance(ref.value, bytes) else await download(str(ref.value), ctx)
@@ -45,9 +62,9 @@ async def to_client(
     if ref.kind == "url":
         data = await download(str(ref.value), ctx)
     elif ref.kind == "b64":
-        data = _decode(str(ref.value))
+        data = decode_b64(ref.value if isinstance(ref.value, RawText) else str(ref.value))
     else:
-        data = ref.value if isinstance(ref.value, bytes) else bytes(ref.value, "latin-1")
+        data = ref.value if isinstance(ref.value, bytes) else bytes(str(ref.value), "latin-1")
     mime = sniff(data)
     if mime is None:
         raise UpstreamFailure("upstream", "upstream result is not a recognised image")
@@ -94,6 +111,3 @@ async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 def _encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
-
-def _decode(value: str) -> bytes:
-    return decode_b64(value)

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import random
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
 from .keys import KeyPools, NoHealthyKey, mask_key
 from .optimizer import OptimizerError, optimize
+from .rawtext import RawText
 from .request import Outcome, RequestInfo
 from .results import ResultContext, to_client
 from .router import Attempt, Router
@@ -254,8 +255,9 @@ class ImageService:
             if not images:
                 raise most_informative(failures)
             images = images[: job.n]
+            data: list[Mapping[str, str | RawText]]
             if sink is not None:
-                data = await sink.finish()  # the client has these already
+                data = list(await sink.finish())  # the client has these already
                 if not data:
                     raise most_informative(sink.failures)
             else:
@@ -289,13 +291,16 @@ class ImageService:
         base_url: str,
         images: list[ImageRef],
         info: RequestInfo,
-    ) -> list[dict[str, str]]:
+    ) -> list[Mapping[str, str | RawText]]:
         provider = attempt.provider
         ctx = self._result_context(provider, key, base_url, info)
         outs = await settled(
-            [to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images]
+            [
+                to_client(ref, job.response_format, provider.rehost_urls, ctx, raw=True)
+                for ref in images
+            ]
         )
-        data = [o for o in outs if isinstance(o, dict)]
+        data: list[Mapping[str, str | RawText]] = [o for o in outs if isinstance(o, dict)]
         errors = [o for o in outs if isinstance(o, BaseException)]
         for err in errors:
             if not isinstance(err, UpstreamFailure):

@@ -11,6 +11,7 @@ import orjson
 from yarl import URL
 
 from ..dsl.spec import AuthSpec, RequestSpec, StepSpec
+from . import rawtext
 from .bodygate import hold_for
 from .failures import UpstreamFailure
 from .imagetypes import sniff
@@ -234,7 +235,8 @@ def _parse_body(raw: bytes | bytearray, status: int, mode: str) -> Any:
     if mode == "text":
         return raw.decode("utf-8", errors="replace")
     try:
-        return orjson.loads(raw)
+        # a successful answer's long strings (base64 images) stay in `raw`, unparsed
+        return rawtext.loads(raw) if status < 400 else orjson.loads(raw)
     except orjson.JSONDecodeError:
         return MalformedBody(raw[:500].decode("utf-8", errors="replace"))
 
