@@ -16,6 +16,7 @@ from aiohttp import web
 from .api.keys import STATE
 from .app import create_app
 from .eventloop import LoopFactory, loop_factory
+from .gctune import tune, tune_after_startup
 from .settings import Settings
 
 log = logging.getLogger("pixgate")
@@ -25,8 +26,10 @@ def serve(settings: Settings, workers: int = 1) -> int:
     factory, name = loop_factory(settings.event_loop)
     log.info("event loop: %s", name)
     if workers <= 1:
+        app = create_app(settings)
+        app.on_startup.append(tune_after_startup)  # after the config is built
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             access_log=None,
@@ -89,6 +92,7 @@ async def _run_worker(settings: Settings, index: int) -> None:
     await private.start()
     port = next(a[1] for a in runner.addresses if a[1] not in (settings.port, 0))
     app[STATE].internal_url = f"http://127.0.0.1:{port}"
+    tune()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
