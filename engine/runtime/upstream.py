@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,11 +129,7 @@ async def send(
 ) -> Reply:
     """One exchange. Network problems become `timeout` / `upstream` failures. `on_event` sees
     the stream's `partial_event` and `image_event` events as they arrive."""
-    timeout = aiohttp.ClientTimeout(
-        total=None if step.stream else out.timeout,
-        sock_connect=min(out.timeout, 15.0),
-        sock_read=out.timeout,
-    )
+    timeout = _timeout(out.timeout, step.stream is not None)
     try:
         async with session.request(
             out.method,
@@ -151,6 +148,16 @@ async def send(
         raise UpstreamFailure(
             "upstream", f"{out.describe()} failed: {_client_error(exc)}"
         ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float, stream: bool) -> aiohttp.ClientTimeout:
+    """A stream may run long but must not go quiet for `seconds`; anything else must finish
+    within them (no read timer as well: aiohttp re-arms it on every chunk)."""
+    connect = min(seconds, 15.0)
+    if stream:
+        return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
 
 
 def _client_error(exc: aiohttp.ClientError) -> str:
