@@ -63,7 +63,10 @@ class KeyPools:
         self._cursor: dict[str, int] = {}
 
     def health(self, provider: str, key: str) -> KeyHealth:
-        return self._health.setdefault((provider, key), KeyHealth())
+        found = self._health.get((provider, key))
+        if found is None:  # not setdefault: that builds a KeyHealth on every call
+            found = self._health[(provider, key)] = KeyHealth()
+        return found
 
     def order(self, provider: ProviderSpec, policy: ProviderPolicy) -> list[str | None]:
         """Healthy keys to try for one request, best first. Raises NoHealthyKey."""
