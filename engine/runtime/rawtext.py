@@ -163,7 +163,11 @@ def dumps(obj: Any) -> bytes | RawBody:
 
 
 class RawBody(Payload):
-    """A JSON response body in pieces: the serialised JSON around views of upstream bytes."""
+    """A response body in pieces: the serialised JSON around views of upstream bytes.
+
+    The pieces are dropped once written, or once writing fails: a client that left mid-answer
+    leaves the response in a reference cycle (exception, traceback, frame) until the
+    collector runs, and its megabytes need not wait with it."""
 
     def __init__(self, pieces: Iterable[bytes | memoryview]) -> None:
         self._pieces = list(pieces)
@@ -177,5 +181,8 @@ class RawBody(Payload):
         return b"".join(self._pieces)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        for piece in self._pieces:
-            await writer.write(piece)
+        try:
+            for piece in self._pieces:
+                await writer.write(piece)
+        finally:
+            self._pieces = []

@@ -113,12 +113,13 @@ async def test_the_body_writes_its_pieces_in_order() -> None:
         async def write(self, chunk: bytes | memoryview) -> None:
             written.append(bytes(chunk))
 
+    decoded = json.loads(out.decode())
     await out.write(Writer())  # type: ignore[arg-type]
-    assert orjson.loads(b"".join(written)) == {
+    assert orjson.loads(b"".join(written)) == decoded == {
         "created": 2,
         "data": [{"b64_json": B64}, {"b64_json": B64[::-1]}],
     }
-    assert json.loads(out.decode()) == json.loads(b"".join(written))
+    assert out._pieces == []  # written: the views are let go
 
 
 def test_image_refs_from_raw_text_keep_the_view() -> None:
@@ -138,3 +139,16 @@ def test_a_long_non_base64_string_is_resolved_as_before() -> None:
     tree = rawtext.loads(body({"url": url}))
     assert isinstance(tree["url"], RawText)
     assert _image_ref(tree["url"], "auto", "") == ImageRef("url", url)
+
+
+async def test_a_body_lets_go_of_its_bytes_once_written_or_when_the_client_left() -> None:
+    class Gone:
+        async def write(self, chunk: bytes | memoryview) -> None:
+            raise ConnectionResetError("client left")
+
+    tree = rawtext.loads(body({"b64_json": B64}))
+    out = rawtext.dumps(tree)
+    assert isinstance(out, RawBody) and out.size == len(B64) + len('{"b64_json":""}')
+    with pytest.raises(ConnectionResetError):
+        await out.write(Gone())  # type: ignore[arg-type]
+    assert out._pieces == []  # the view of the upstream's body is released
