@@ -122,11 +122,16 @@ def _put_back(node: Any, texts: list[RawText]) -> Any:
             if index.isdigit() and int(index) < len(texts):
                 return texts[int(index)]
         return node
-    if isinstance(node, dict):
-        return {k: _put_back(v, texts) for k, v in node.items()}
+    if isinstance(node, dict):  # a long key is a key: a real string again
+        return {_key(k, texts): _put_back(v, texts) for k, v in node.items()}
     if isinstance(node, list):
         return [_put_back(v, texts) for v in node]
     return node
+
+
+def _key(key: str, texts: list[RawText]) -> str:
+    found = _put_back(key, texts) if key.startswith(_MARK) else key
+    return str(found)
 
 
 def plain(node: Any) -> Any:

@@ -48,6 +48,13 @@ def test_escaped_quotes_before_a_long_string_do_not_shift_the_pairing() -> None:
     assert rawtext.plain(tree) == doc
 
 
+def test_a_long_key_stays_a_key() -> None:
+    doc = {B64: {"nested": B64[:70_000]}, "x": [B64]}
+    tree = rawtext.loads(body(doc))
+    assert list(tree) == [B64, "x"] and isinstance(next(iter(tree)), str)
+    assert rawtext.plain(tree) == doc
+
+
 def test_a_marker_lookalike_from_the_upstream_stays_text() -> None:
     doc = {"a": "pixgate-raw-0000000000000000-0", "img": B64}
     tree = rawtext.loads(body(doc))
@@ -86,7 +93,8 @@ def test_random_documents_read_back_exactly(seed: int) -> None:
             return rng.choice([text(), rng.randrange(-5, 5), None, True, 1.5])
         if pick < 0.7:
             return [node(depth + 1) for _ in range(rng.randrange(0, 4))]
-        return {text()[:8] + str(i): node(depth + 1) for i in range(rng.randrange(0, 4))}
+        keys = (text() if rng.random() < 0.1 else text()[:8] for _ in range(4))
+        return {k + str(i): node(depth + 1) for i, k in zip(range(rng.randrange(0, 4)), keys)}
 
     doc = {"data": [node(0) for _ in range(3)], "big": B64}
     raw = body(doc)
