@@ -52,9 +52,20 @@ class Expr:
         try:
             return self._parsed.search(data, options=_OPTIONS)
         except Exception:
-            # A type mismatch at run time (e.g. a number where a string was expected) means
-            # "no match" for conditions and "nothing" for extraction.
-            return None
+            pass
+        # Long strings of an upstream's answer stay unparsed (runtime/rawtext.py); functions
+        # such as to_string() or length() need them as real strings. Rare, so only now.
+        from ..runtime.rawtext import plain
+
+        real = plain(data)
+        if real is not data:
+            try:
+                return self._parsed.search(real, options=_OPTIONS)
+            except Exception:
+                pass
+        # A type mismatch at run time (e.g. a number where a string was expected) means
+        # "no match" for conditions and "nothing" for extraction.
+        return None
 
     def truthy(self, data: Any) -> bool:
         return not is_false(self.search(data))

@@ -135,13 +135,16 @@ def _key(key: str, texts: list[RawText]) -> str:
 
 
 def plain(node: Any) -> Any:
-    """The same tree with every RawText made a real string (for values templates use)."""
+    """The tree with every RawText made a real string (for values templates use); the very
+    same object when it holds none."""
     if isinstance(node, RawText):
         return str(node)
     if isinstance(node, dict):
-        return {k: plain(v) for k, v in node.items()}
+        items = {k: plain(v) for k, v in node.items()}
+        return node if all(items[k] is v for k, v in node.items()) else items
     if isinstance(node, list):
-        return [plain(v) for v in node]
+        values = [plain(v) for v in node]
+        return node if all(a is b for a, b in zip(values, node, strict=True)) else values
     return node
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from engine.dsl.expressions import Expr
 from engine.runtime import rawtext
 from engine.runtime.executor import ImageRef, _image_ref, decode_b64
 from engine.runtime.rawtext import RawBody, RawText
@@ -30,6 +31,21 @@ def test_a_long_base64_string_is_a_view_of_the_body() -> None:
     assert str(value) == B64 and len(value) == len(B64)
     assert tree["data"][0]["revised_prompt"] == "a fox" and tree["created"] == 1
     assert rawtext.plain(tree) == orjson.loads(raw)
+
+
+def test_plain_returns_the_same_tree_when_it_holds_no_raw_text() -> None:
+    tree = {"a": [1, {"b": "c"}], "d": None}
+    assert rawtext.plain(tree) is tree
+
+
+def test_expression_functions_see_raw_text_as_the_string_it_is() -> None:
+    """to_string(), length() and friends need real strings: they get them, at a copy."""
+    uri = "data:image/png;base64," + B64
+    tree = rawtext.loads(body({"status": "ok", "data": [{"url": uri}]}))
+    assert Expr("length(data[0].url)").search(tree) == len(uri)
+    assert Expr("starts_with(data[0].url, 'data:image/png')").truthy(tree)
+    assert Expr("contains(to_string(@), 'base64,')").truthy(tree)
+    assert isinstance(Expr("data[0].url").search(tree), RawText)  # plain paths keep the view
 
 
 def test_short_bodies_and_strings_with_escapes_are_parsed_as_usual() -> None:
@@ -93,8 +109,9 @@ def test_random_documents_read_back_exactly(seed: int) -> None:
             return rng.choice([text(), rng.randrange(-5, 5), None, True, 1.5])
         if pick < 0.7:
             return [node(depth + 1) for _ in range(rng.randrange(0, 4))]
-        keys = (text() if rng.random() < 0.1 else text()[:8] for _ in range(4))
-        return {k + str(i): node(depth + 1) for i, k in zip(range(rng.randrange(0, 4)), keys)}
+        size = rng.randrange(0, 4)
+        keys = [text() if rng.random() < 0.1 else text()[:8] for _ in range(size)]
+        return {k + str(i): node(depth + 1) for i, k in enumerate(keys)}
 
     doc = {"data": [node(0) for _ in range(3)], "big": B64}
     raw = body(doc)
