@@ -41,6 +41,19 @@ GATEWAY_CPUS, LOAD_CPUS = "0", "1"
 MIB = 1024.0
 
 
+def assemble_config(root: Path, config: Path) -> Path:
+    """bench/config (routes and the polling provider) plus the engine's own shipped openai
+    provider file from `root`, with one model per bench scenario added, so the bench always
+    measures the real provider definition rather than a copy that drifts."""
+    if not config.exists():
+        shutil.copytree(BENCH / "config", config)
+        shipped = yaml.safe_load((root / "providers.d" / "openai.yaml").read_text())
+        for scenario in ("small", "b64", "slow", "download"):
+            shipped["models"][scenario] = {"sizes": ["1024x1024"], "max_n": 10}
+        (config / "providers.d" / "openai.yaml").write_text(yaml.safe_dump(shipped))
+    return config
+
+
 def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -375,17 +388,7 @@ class Bench:
         return env
 
     def gateway_config(self, root: Path) -> Path:
-        """bench/config (routes and the polling provider) plus the engine's own shipped openai
-        provider file, with one model per bench scenario added, so the bench always measures
-        the real provider definition rather than a copy that drifts."""
-        config = self.run_dir / "config"
-        if not config.exists():
-            shutil.copytree(BENCH / "config", config)
-            shipped = yaml.safe_load((root / "providers.d" / "openai.yaml").read_text())
-            for scenario in ("small", "b64", "slow", "download"):
-                shipped["models"][scenario] = {"sizes": ["1024x1024"], "max_n": 10}
-            (config / "providers.d" / "openai.yaml").write_text(yaml.safe_dump(shipped))
-        return config
+        return assemble_config(root, self.run_dir / "config")
 
     def start_pixgate(self, label: str) -> Proc | None:
         """A fresh pixgate: one per scenario, so a scenario's failures (circuit breaker, key

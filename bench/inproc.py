@@ -1,0 +1,115 @@
+"""`python -m bench.inproc`: pixgate's own CPU per small request, for A/B of engine changes.
+
+The test upstream, the floor (bench/nullproxy.py), pixgate and a client share one uvloop in
+one process. Each round sends the same small requests through the floor and through pixgate
+and reads the process's CPU time; pixgate minus floor is what pixgate itself adds. Compared
+with `bench.run` it has no wrk, no pinning and no LiteLLM, so it finishes in about 20 s and
+varies by about ±5% (the median of several rounds is printed). Numbers are not comparable with
+`bench.run`'s: here the client and upstream count too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from engine.app import create_app
+from engine.gctune import tune
+from engine.settings import Settings
+
+from . import nullproxy
+from .procs import free_port
+from .run import CLIENT_KEY, OPENAI_KEY, ROOT, assemble_config
+from .upstream import Upstream
+
+BODY = b'{"model":"small","prompt":"a fox","size":"1024x1024"}'
+HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
+
+
+async def _serve(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def _cpu_per_request(
+    http: aiohttp.ClientSession, port: int, requests: int, concurrency: int
+) -> float:
+    """CPU µs per request of the whole process while `requests` go through one system."""
+    url = f"http://127.0.0.1:{port}/v1/images/generations"
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            async with http.post(url, data=BODY, headers=HEADERS) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
+                await resp.read()
+
+    started = time.process_time()
+    await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+    return (time.process_time() - started) / requests * 1e6
+
+
+async def measure(rounds: int, requests: int, concurrency: int, log_file: Path) -> str:
+    logging.basicConfig(level="INFO", filename=log_file)  # pixgate logs as it would serving
+    ports = [free_port() for _ in range(3)]
+    upstream = f"http://127.0.0.1:{ports[0]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            "OPENAI_API_KEYS": OPENAI_KEY,
+            "OPENAI_BASE_URL": upstream + "/v1",
+            "BENCH_POLL_BASE_URL": upstream + "/v1",
+            "PIXGATE_API_KEYS": CLIENT_KEY,
+            "PIXGATE_STORAGE_DIR": str(Path(tmp) / "files"),
+        }
+        config = assemble_config(ROOT, Path(tmp) / "config")
+        settings = Settings.from_env(env, config_dir=config, watch=False)
+        runners = [
+            await _serve(Upstream(upstream).app(), ports[0]),
+            await _serve(create_app(settings), ports[1]),
+            await _serve(nullproxy.make_app(upstream), ports[2]),
+        ]
+        tune()  # as `pixgate serve` does once it has started
+        try:
+            async with aiohttp.ClientSession() as http:
+                for port in ports[1:]:  # warm-up: connections, caches
+                    await _cpu_per_request(http, port, requests // 2, concurrency)
+                gateway: list[float] = []
+                floor: list[float] = []
+                for _ in range(rounds):
+                    gateway.append(await _cpu_per_request(http, ports[1], requests, concurrency))
+                    floor.append(await _cpu_per_request(http, ports[2], requests, concurrency))
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+    g, f = statistics.median(gateway), statistics.median(floor)
+    return (
+        f"pixgate {g:.1f} µs/request, floor {f:.1f}, pixgate's own {g - f:.1f} "
+        f"(rounds: pixgate {[round(x) for x in gateway]}, floor {[round(x) for x in floor]})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=4000, help="per round and system")
+    parser.add_argument("-c", "--concurrency", type=int, default=16)
+    parser.add_argument("--log", type=Path, default=Path("/dev/null"), help="pixgate's log")
+    args = parser.parse_args(argv)
+    import uvloop
+
+    print(uvloop.run(measure(args.rounds, args.requests, args.concurrency, args.log)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
