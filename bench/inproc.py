@@ -3,9 +3,10 @@
 The test upstream, the floor (bench/nullproxy.py), pixgate and a client share one uvloop in
 one process. Each round sends the same small requests through the floor and through pixgate
 and reads the process's CPU time; pixgate minus floor is what pixgate itself adds. Compared
-with `bench.run` it has no wrk, no pinning and no LiteLLM, so it finishes in about 20 s and
-varies by 5 to 10% between runs (the median of several rounds is printed). Its numbers are not
-comparable with `bench.run`'s: here the client and upstream count too.
+with `bench.run` it has no wrk, no pinning and no LiteLLM, so it finishes in about 20 s; the
+median of several rounds is printed, and it drifts with the machine's speed (see
+bench/README.md). Its numbers are not comparable with `bench.run`'s: here the client and
+upstream count too.
 """
 
 from __future__ import annotations
