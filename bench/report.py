@@ -249,7 +249,7 @@ def markdown(results: dict[str, Any]) -> str:
         "RSS at the end (MiB) | pinned to |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("pixgate", "floor", "litellm"):
+    for name in ("pixgate", "pixgate-2w", "floor", "litellm"):
         s = systems.get(name, {})
         lines.append(
             f"| {name} | {s.get('status', 'skipped')} | {s.get('version', '-')} | "
@@ -261,8 +261,10 @@ def markdown(results: dict[str, Any]) -> str:
         "## Cells",
         "",
         "Systems: `direct` = the load generator calls the test upstream itself; `floor` = a "
-        "minimal aiohttp pass-through proxy (bench/nullproxy.py); `pixgate`; `litellm` = "
-        "LiteLLM's proxy, one worker. All gateways get the same request body.",
+        "minimal aiohttp pass-through proxy (bench/nullproxy.py); `pixgate`; `pixgate-2w` = "
+        "`pixgate serve --workers 2`, allowed on every core (with 2 cores, its second worker "
+        "shares core 1 with the upstream and the load generator); `litellm` = LiteLLM's proxy, "
+        "one worker. All gateways get the same request body.",
         "",
         "`+p50` is the gateway's p50 minus direct p50 for the same cell. CPU and RSS are the "
         "gateway's (whole process tree), measured over the cell only. `waited %` is the time the "

@@ -31,13 +31,14 @@ import yaml
 from . import litellm_peer, procstat, profile, report
 from .load import LoadResult, run_python, run_wrk, write_wrk_script, wrk_available, wrk_version
 from .procs import Proc, free_port, pin_self, pinned
-from .scenarios import POLL, POLL_JOBS, Scenario, by_name
+from .scenarios import POLL, POLL_JOBS, SMALL, Scenario, by_name
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OPENAI_KEY = "sk-proj-bench" + "0" * 24  # matches the openai provider's key_pattern
 CLIENT_KEY = "pixgate-bench-client-key"
 GATEWAY_CPUS, LOAD_CPUS = "0", "1"
+WORKERS_SYSTEM = "pixgate-2w"  # `pixgate serve --workers 2`
 MIB = 1024.0
 
 
@@ -390,11 +391,14 @@ class Bench:
     def gateway_config(self, root: Path) -> Path:
         return assemble_config(root, self.run_dir / "config")
 
-    def start_pixgate(self, label: str) -> Proc | None:
+    def start_pixgate(
+        self, label: str, system: str = "pixgate", workers: int = 1, cpus: str | None = None
+    ) -> Proc | None:
         """A fresh pixgate: one per scenario, so a scenario's failures (circuit breaker, key
         cooldowns) or memory cannot leak into the next. Every start is a start-up sample; the
         first one also gives the idle RSS (1 s after healthy, before any image request)."""
-        info = self.systems.setdefault("pixgate", {"startup_s": [], "final_rss_mib": 0.0})
+        cpus = cpus or self.gw_cpus
+        info = self.systems.setdefault(system, {"startup_s": [], "final_rss_mib": 0.0})
         port = free_port()
         root = Path(self.args.pixgate_root).resolve()
         cmd = [
@@ -409,14 +413,16 @@ class Bench:
             "--log-level",
             self.args.gateway_log_level,
         ]
-        info["command"] = " ".join(pinned(cmd, self.gw_cpus))
+        if workers > 1:
+            cmd += ["--workers", str(workers)]
+        info["command"] = " ".join(pinned(cmd, cpus))
         info["url"] = f"http://127.0.0.1:{port}"
-        proc = self.start(f"pixgate-{label}", pinned(cmd, self.gw_cpus), self.gateway_env(), root)
+        proc = self.start(f"{system}-{label}", pinned(cmd, cpus), self.gateway_env(), root)
         try:
             info["startup_s"].append(proc.wait_http(info["url"] + "/health", timeout=30))
         except RuntimeError as exc:
             info["status"] = f"failed to start: {exc}"
-            self.notes.append(f"pixgate did not start: {exc}: {proc.tail(3)!r}")
+            self.notes.append(f"{system} did not start: {exc}: {proc.tail(3)!r}")
             self.stop(proc)
             return None
         info["startup_median_s"] = statistics.median(info["startup_s"])
@@ -431,7 +437,7 @@ class Bench:
                 }
             )
             _log(
-                f"pixgate pid {proc.pid}: healthy after {info['startup_s'][-1]:.2f} s, "
+                f"{system} pid {proc.pid}: healthy after {info['startup_s'][-1]:.2f} s, "
                 f"idle RSS {info['idle_rss_mib']:.1f} MiB"
             )
         return proc
@@ -467,6 +473,27 @@ class Bench:
                 )
             finally:
                 self.stop(proc)
+
+    def run_pixgate_workers(self, scenarios: tuple[Scenario, ...]) -> None:
+        """`pixgate serve --workers 2` on the small scenario, allowed on every core: on a
+        2-core machine the second worker shares core 1 with the upstream and the load."""
+        info = self.systems.setdefault(WORKERS_SYSTEM, {"startup_s": [], "final_rss_mib": 0.0})
+        if self.args.skip_workers or SMALL not in scenarios:
+            info["status"] = "skipped" + (" (--skip-workers)" if self.args.skip_workers else "")
+            return
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {CLIENT_KEY}"}
+        cpus = ",".join(str(c) for c in range(os.cpu_count() or 1)) if self.pin else None
+        proc = self.start_pixgate(SMALL.name, WORKERS_SYSTEM, workers=2, cpus=cpus)
+        if proc is None:
+            return
+        try:
+            time.sleep(0.5)  # both workers listening
+            url = info["url"] + "/v1/images/generations"
+            for c in (64,) if self.quick else (16, 64):
+                self.cell(WORKERS_SYSTEM, SMALL, url, headers, c, proc)
+            info["final_rss_mib"] = procstat.tree_kib(procstat.tree(proc.pid), "VmRSS") / MIB
+        finally:
+            self.stop(proc)
 
     def poll_cell(self, url: str, headers: dict[str, str], gateway: Proc) -> None:
         """POLL_JOBS jobs started at once; CPU is over the batch's wall time."""
@@ -600,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-floor", action="store_true", help="do not run the aiohttp pass-through floor"
     )
     parser.add_argument(
+        "--skip-workers", action="store_true", help="do not run pixgate with --workers 2"
+    )
+    parser.add_argument(
         "--gateway-loop",
         choices=["auto", "asyncio"],
         default="auto",
@@ -638,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_direct(scenarios)
             bench.run_floor(scenarios)
             bench.run_pixgate(scenarios)
+            bench.run_pixgate_workers(scenarios)
             bench.run_litellm(scenarios)
         except (KeyboardInterrupt, SystemExit) as exc:
             interrupted = True

@@ -81,6 +81,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+SMALL = SCENARIOS[0]
 POLL = Scenario(
     "poll",
     "url",
