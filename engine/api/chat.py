@@ -23,7 +23,7 @@ from ..runtime.executor import ProgressFn
 from ..runtime.inputs import InputError, resolve
 from ..runtime.job import ImageJob, InputImage
 from ..runtime.request import Outcome
-from ..runtime.router import UnknownModel, route_chain, serves
+from ..runtime.router import UnknownModel, serves
 from . import chat_reply, params, sse
 from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
 from .errors import ApiError, bad_request
@@ -152,7 +152,7 @@ def can_serve(
     """Whether the route (or one of its fallbacks) has a target whose model and provider do
     `task`. `usable_only` also asks for one that can be used now (keys, demo on, relay).
     Read-only: unlike Router.plan it moves no round-robin cursor."""
-    for name in route_chain(snapshot, route.name):
+    for name in snapshot.chain(route.name):
         current = snapshot.route(name)
         for target in current.targets:
             provider = snapshot.providers.get(target.provider)

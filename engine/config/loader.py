@@ -40,6 +40,10 @@ class ConfigSnapshot:
     directory: str
     direct: dict[str, RouteSpec] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
+    # Derived once here, not per request: each route with its fallbacks, and the providers
+    # whose key_pattern a relayed client key is matched against, in id order.
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    relay_order: tuple[ProviderSpec, ...] = ()
 
     def usable(self, provider: ProviderSpec) -> bool:
         """Routable now: has keys (or needs none), and is not the demo while it is off."""
@@ -54,12 +58,16 @@ class ConfigSnapshot:
     def route(self, name: str) -> RouteSpec:
         return self.routes.routes.get(name) or self.direct[name]
 
+    def chain(self, first: str) -> tuple[str, ...]:
+        """The route and its fallbacks, breadth first, each once."""
+        return self.chains.get(first) or (first,)
+
     def relay_provider(self, token: str) -> ProviderSpec | None:
         """The provider whose key_pattern recognises a client's token (first by id)."""
-        for pid in sorted(self.providers):
-            pattern = self.providers[pid].auth.key_pattern
-            if pattern is not None and pattern.search(token):
-                return self.providers[pid]
+        for provider in self.relay_order:
+            assert provider.auth.key_pattern is not None
+            if provider.auth.key_pattern.search(token):
+                return provider
         return None
 
 
@@ -113,6 +121,18 @@ class _Doc:
             ),
         )
         return result
+
+
+def _chain(routes: dict[str, RouteSpec], first: str) -> tuple[str, ...]:
+    """`first` and its fallbacks, breadth first, each once (fallback cycles are cut)."""
+    seen: list[str] = []
+    queue = [first]
+    while queue:
+        name = queue.pop(0)
+        if name not in seen and name in routes:
+            seen.append(name)
+            queue.extend(routes[name].fallbacks)
+    return tuple(seen)
 
 
 def build_snapshot(
@@ -184,6 +204,10 @@ def build_snapshot(
         providers=providers,
         routes=routes,
         direct=_direct_routes(providers) if routes.direct_models else {},
+        chains={name: _chain(routes.routes, name) for name in routes.routes},
+        relay_order=tuple(
+            providers[pid] for pid in sorted(providers) if providers[pid].auth.key_pattern
+        ),
         version=version,
         files=dict(result.files),
         loaded_at=time.time(),

@@ -64,7 +64,7 @@ class Router:
         and it needs no keys of its own: the client brought one."""
         first = self.route_name(snapshot, model, task)
         plan = Plan(snapshot.route(first))
-        for name in route_chain(snapshot, first):
+        for name in snapshot.chain(first):
             route = snapshot.route(name)
             for target in self.order(route):
                 self._add(plan, snapshot, route, target, task, relay)
@@ -121,18 +121,6 @@ class Router:
         # Efraimidis-Spirakis: sort by u^(1/w), a weighted random permutation in one pass.
         keyed = sorted(live, key=lambda t: self.rng.random() ** (1.0 / t.weight), reverse=True)
         return keyed + dead
-
-
-def route_chain(snapshot: ConfigSnapshot, first: str) -> list[str]:
-    """The route and its fallbacks, breadth first, each once (fallback cycles are cut)."""
-    seen: list[str] = []
-    queue = [first]
-    while queue:
-        name = queue.pop(0)
-        if name not in seen:
-            seen.append(name)
-            queue.extend(snapshot.route(name).fallbacks)
-    return seen
 
 
 def serves(route: RouteSpec, provider: ProviderSpec, model: ModelSpec, task: str) -> str | None:

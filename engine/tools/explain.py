@@ -29,7 +29,7 @@ from ..runtime.breaker import Breakers
 from ..runtime.context import call_counts
 from ..runtime.job import ImageJob, InputImage
 from ..runtime.keys import KeyPools, mask_key
-from ..runtime.router import Attempt, Plan, Router, UnknownModel, route_chain
+from ..runtime.router import Attempt, Plan, Router, UnknownModel
 from ..runtime.service import POLLING_DEADLINE, SYNC_DEADLINE
 from ..runtime.verdicts import servable, why_nothing
 from .explain_output import FORMATTERS
@@ -100,7 +100,7 @@ def explain(
     for skipped in plan.skipped:
         reasons[id(skipped.target)] = _skip_reason(snap, skipped.target, skipped.reason)
 
-    for route_name in route_chain(snap, route.name):
+    for route_name in snap.chain(route.name):
         for target in snap.route(route_name).targets:
             pos = positions.get(id(target))
             reason = reasons.get(id(target), "?")
@@ -266,7 +266,7 @@ def _notes(
         "a provider whose circuit is open (GET /admin/keys shows them)",
     ]
     shuffled = rotated = False
-    for name in route_chain(snap, first):
+    for name in snap.chain(first):
         route = snap.route(name)
         live = [t for t in route.targets if t.weight > 0]
         if route.strategy == "round_robin":
