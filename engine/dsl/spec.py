@@ -217,6 +217,13 @@ class RouteSpec:
     optimizer: OptimizerSpec | None = None
     chat_context_edit: bool = True  # a chat follow-up without an image edits the last image
     chat_image_format: str = "url"  # or "data_uri": how chat replies embed images
+    # The targets grouped by priority, highest first (derived here, not per request).
+    tiers: tuple[tuple[TargetSpec, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        levels = sorted({t.priority for t in self.targets}, reverse=True)
+        tiers = tuple(tuple(t for t in self.targets if t.priority == p) for p in levels)
+        object.__setattr__(self, "tiers", tiers)
 
 
 @dataclass(frozen=True, slots=True)

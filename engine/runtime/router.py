@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..config.loader import ConfigSnapshot
@@ -98,7 +98,7 @@ class Router:
             plan.attempts.append(Attempt(route.name, target, provider, model, runs, prompt))
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
-        targets = [t for t in route.targets]
+        targets = list(route.targets)
         if route.strategy == "round_robin":
             cursor = self._rr.setdefault(
                 (route.name, len(targets)), itertools.cycle(range(len(targets)))
@@ -107,14 +107,9 @@ class Router:
             return targets[start:] + targets[:start]
         if route.strategy == "weighted":
             return self._weighted(targets)
-        by_priority: dict[int, list[TargetSpec]] = {}
-        for t in targets:
-            by_priority.setdefault(t.priority, []).append(t)
-        return [
-            t for p in sorted(by_priority, reverse=True) for t in self._weighted(by_priority[p])
-        ]
+        return [t for tier in route.tiers for t in self._weighted(tier)]
 
-    def _weighted(self, targets: list[TargetSpec]) -> list[TargetSpec]:
+    def _weighted(self, targets: Sequence[TargetSpec]) -> list[TargetSpec]:
         """A random order where earlier places go to heavier targets (weight 0 last; skipped)."""
         live = [t for t in targets if t.weight > 0]
         dead = [t for t in targets if t.weight <= 0]
