@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
 from engine.config.loader import build_snapshot
 from tests.e2e.providers import config_dir
@@ -105,7 +107,12 @@ async def test_admin_api_needs_its_own_key(openai_pair: Any) -> None:
     assert KEY_A not in repr(report) and KEY_B not in repr(report)
 
 
-async def test_circuit_opens_and_traffic_moves_to_the_next_target(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def openai_then_siliconflow(
+    tmp_path: Path, route: dict[str, Any], policies: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[web.Application, openai.AsyncOpenAI]]:
+    """Route `m`: openai first (priority 1), then siliconflow, each on its own fake upstream;
+    yields the openai fake (to script failures) and an SDK client on the gateway."""
     first, second = fake_openai.create_app(), fake_sf.create_app()
     async with serve_upstream(first) as b1, serve_upstream(second) as b2:
         env = {
@@ -114,62 +121,38 @@ async def test_circuit_opens_and_traffic_moves_to_the_next_target(tmp_path: Path
             "SILICONFLOW_BASE_URL": f"{b2}/v1",
             "SILICONFLOW_API_KEYS": "sf",
         }
-        routes = {
-            "routes": {
-                "m": {
-                    "targets": [
-                        {"provider": "openai", "model": "gpt-image-1", "priority": 1},
-                        {"provider": "siliconflow", "model": "Kwai-Kolors/Kolors"},
-                    ]
-                }
-            },
-            "providers": {"openai": {"circuit_breaker": {"failures": 2, "cooldown": "1h"}}},
-        }
+        targets = [
+            {"provider": "openai", "model": "gpt-image-1", "priority": 1},
+            {"provider": "siliconflow", "model": "Kwai-Kolors/Kolors"},
+        ]
+        routes = {"routes": {"m": {**route, "targets": targets}}, "providers": policies or {}}
+        config = config_dir(tmp_path, ["openai", "siliconflow"], routes)
         async with (
-            run_gateway(
-                config_dir(tmp_path, ["openai", "siliconflow"], routes), tmp_path / "f", env
-            ) as gw,
+            run_gateway(config, tmp_path / "f", env) as gw,
             openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk,
         ):
-            fake_openai.state(first).fail_next("server_error", times=2)
-            for _ in range(2):
-                raw = await sdk.images.with_raw_response.generate(model="m", prompt="x")
-                assert raw.headers["x-pixgate-provider"] == "siliconflow"
+            yield first, sdk
+
+
+async def test_circuit_opens_and_traffic_moves_to_the_next_target(tmp_path: Path) -> None:
+    breaker = {"openai": {"circuit_breaker": {"failures": 2, "cooldown": "1h"}}}
+    async with openai_then_siliconflow(tmp_path, {}, breaker) as (first, sdk):
+        fake_openai.state(first).fail_next("server_error", times=2)
+        for _ in range(2):
             raw = await sdk.images.with_raw_response.generate(model="m", prompt="x")
             assert raw.headers["x-pixgate-provider"] == "siliconflow"
-            assert raw.headers["x-pixgate-attempts"] == "1"  # openai skipped: circuit open
-            assert len(fake_openai.state(first).requests) == 2
+        raw = await sdk.images.with_raw_response.generate(model="m", prompt="x")
+        assert raw.headers["x-pixgate-provider"] == "siliconflow"
+        assert raw.headers["x-pixgate-attempts"] == "1"  # openai skipped: circuit open
+        assert len(fake_openai.state(first).requests) == 2
 
 
 async def test_failover_on_content_policy_when_the_route_says_so(tmp_path: Path) -> None:
-    first, second = fake_openai.create_app(), fake_sf.create_app()
-    async with serve_upstream(first) as b1, serve_upstream(second) as b2:
-        env = {
-            "OPENAI_BASE_URL": f"{b1}/v1",
-            "OPENAI_API_KEYS": KEY_A,
-            "SILICONFLOW_BASE_URL": f"{b2}/v1",
-            "SILICONFLOW_API_KEYS": "sf",
-        }
-        routes = {
-            "routes": {
-                "m": {
-                    "failover_on": ["content_policy"],
-                    "targets": [
-                        {"provider": "openai", "model": "gpt-image-1", "priority": 1},
-                        {"provider": "siliconflow", "model": "Kwai-Kolors/Kolors"},
-                    ],
-                }
-            }
-        }
-        async with (
-            run_gateway(
-                config_dir(tmp_path, ["openai", "siliconflow"], routes), tmp_path / "f", env
-            ) as gw,
-            openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk,
-        ):
-            fake_openai.state(first).fail_next("content_policy")
-            raw = await sdk.images.with_raw_response.generate(model="m", prompt="x")
-            assert raw.headers["x-pixgate-provider"] == "siliconflow"
+    route = {"failover_on": ["content_policy"]}
+    async with openai_then_siliconflow(tmp_path, route) as (first, sdk):
+        fake_openai.state(first).fail_next("content_policy")
+        raw = await sdk.images.with_raw_response.generate(model="m", prompt="x")
+        assert raw.headers["x-pixgate-provider"] == "siliconflow"
 
 
 async def test_keys_file_feeds_the_pool(tmp_path: Path) -> None:
