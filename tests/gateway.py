@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -61,3 +68,39 @@ async def run_gateway(
         yield Gateway(f"http://127.0.0.1:{port}", app)
     finally:
         await runner.cleanup()
+
+
+def serve_process(
+    config_dir: Path,
+    port: int,
+    storage_dir: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`python -m engine serve` as a real process (signals, workers, the event loop)."""
+    cmd = [sys.executable, "-m", "engine", "serve", "--config", str(config_dir)]
+    return subprocess.Popen(
+        [*cmd, "--port", str(port), "--no-watch", *args],
+        env={**os.environ, "PIXGATE_STORAGE_DIR": str(storage_dir), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def get_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10) -> Any:
+    """GET, or POST `body` as JSON, with the standard library (no event loop needed)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def wait_healthy(port: int, deadline: float = 15) -> dict[str, Any]:
+    """/health of a gateway on `port` once it answers."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return dict(get_json(f"http://127.0.0.1:{port}/health", timeout=2))
+        except OSError:
+            assert time.monotonic() < end, "gateway did not become healthy"
+            time.sleep(0.05)

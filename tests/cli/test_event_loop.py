@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.eventloop import loop_factory
-from tests.e2e.test_workers import get, wait_healthy
-from tests.gateway import REPO, free_port
+from tests.gateway import REPO, free_port, get_json, serve_process, wait_healthy
 
 
 def test_auto_prefers_uvloop_and_asyncio_is_the_standard_loop() -> None:
@@ -53,15 +50,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
 
 
 def _serve(port: int, tmp_path: Path, loop: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PIXGATE_STORAGE_DIR": str(tmp_path / "files"),
-        "PIXGATE_EVENT_LOOP": loop,
-    }
-    cmd = [sys.executable, "-m", "engine", "serve", "--config", str(REPO), "--port", str(port)]
-    return subprocess.Popen(
-        [*cmd, "--no-watch"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    return serve_process(REPO, port, tmp_path / "files", env={"PIXGATE_EVENT_LOOP": loop})
 
 
 @pytest.mark.parametrize("loop", ["auto", "asyncio"])
@@ -74,7 +63,7 @@ def test_serve_runs_on_the_chosen_loop(tmp_path: Path, loop: str) -> None:
     try:
         wait_healthy(port)
         body = {"model": "demo-async", "prompt": "x", "size": "64x64", "delay": 0.05}
-        assert get(f"http://127.0.0.1:{port}/v1/images/generations", body)["data"][0]["url"]
+        assert get_json(f"http://127.0.0.1:{port}/v1/images/generations", body)["data"][0]["url"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)

@@ -6,8 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.gateway import REPO, Gateway, free_port, run_gateway
+from tests.gateway import REPO, Gateway, free_port, run_gateway, serve_process, wait_healthy
 
 ADMIN = "admin-0123456789"
 VISIBLE_WITHIN = 2.0
@@ -240,48 +238,17 @@ async def test_key_state_survives_a_reload(tmp_path: Path) -> None:
 def test_sighup_reloads_a_running_server(tmp_path: Path) -> None:
     root = make_config(tmp_path / "config")
     port = free_port()
-    env = {**os.environ, "PIXGATE_STORAGE_DIR": str(tmp_path / "f")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "serve",
-            "--config",
-            str(root),
-            "--port",
-            str(port),
-            "--no-watch",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = serve_process(root, port, tmp_path / "f")
     try:
-        version = _health(port, deadline=15)["config_version"]
+        version = wait_healthy(port)["config_version"]
         write_routes(root, {"after-hup": "demo"})
         time.sleep(0.5)
-        assert _health(port)["config_version"] == version  # --no-watch: nothing yet
+        assert wait_healthy(port, 2)["config_version"] == version  # --no-watch: nothing yet
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5
-        while _health(port)["config_version"] == version:
+        while wait_healthy(port, 2)["config_version"] == version:
             assert time.monotonic() < deadline, "SIGHUP did not reload"
             time.sleep(0.05)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def _health(port: int, deadline: float = 2) -> dict[str, Any]:
-    import json
-    import urllib.request
-
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                return json.loads(resp.read())  # type: ignore[no-any-return]
-        except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.05)
