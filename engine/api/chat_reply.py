@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..rawtext import RawText
 from ..runtime.imagetypes import sniff
-from ..runtime.rawtext import RawText
 from ..runtime.request import Outcome
 
 _DATA_URI_PAYLOAD = re.compile(r"(data:[^,\s)]*,)[A-Za-z0-9+/=]+")

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..runtime import rawtext
+from .. import rawtext
 
 
 def json_response(

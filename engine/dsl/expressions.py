@@ -8,6 +8,7 @@ import jmespath
 from jmespath import exceptions as jexc
 from jmespath import functions as jfunc
 
+from ..rawtext import plain
 from .jmesfast import compile_fast, is_false
 
 
@@ -53,10 +54,8 @@ class Expr:
             return self._parsed.search(data, options=_OPTIONS)
         except Exception:
             pass
-        # Long strings of an upstream's answer stay unparsed (runtime/rawtext.py); functions
+        # Long strings of an upstream's answer stay unparsed (engine/rawtext.py); functions
         # such as to_string() or length() need them as real strings. Rare, so only now.
-        from ..runtime.rawtext import plain
-
         real = plain(data)
         if real is not data:
             try:

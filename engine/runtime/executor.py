@@ -15,8 +15,8 @@ from urllib.parse import urljoin
 import aiohttp
 
 from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
+from ..rawtext import RawText, plain
 from .failures import UpstreamFailure, kind_for_status
-from .rawtext import RawText, plain
 from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock
 

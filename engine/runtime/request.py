@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..dsl.sizes import Size
+from ..rawtext import RawText
 from .executor import ProgressFn
 from .failures import UpstreamFailure
-from .rawtext import RawText
 from .waitclock import WaitClock
 
 

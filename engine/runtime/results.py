@@ -9,11 +9,11 @@ from typing import Literal, overload
 import aiohttp
 from yarl import URL
 
+from ..rawtext import RawText
 from .bodygate import hold_for
 from .executor import ImageRef, decode_b64
 from .failures import UpstreamFailure
 from .imagetypes import sniff
-from .rawtext import RawText
 from .storage import LocalStorage
 from .waitclock import WaitClock
 

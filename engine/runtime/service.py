@@ -17,6 +17,7 @@ from yarl import URL
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, RouteSpec
+from ..rawtext import RawText
 from .breaker import Breakers
 from .context import base_context, call_context, call_counts
 from .executor import CallResult, Executor, ImageRef
@@ -24,7 +25,6 @@ from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
 from .keys import KeyPools, NoHealthyKey, mask_key
 from .optimizer import OptimizerError, optimize
-from .rawtext import RawText
 from .request import Outcome, RequestInfo
 from .results import ResultContext, to_client
 from .router import Attempt, Router

@@ -11,8 +11,8 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from .. import rawtext
 from ..dsl.spec import AuthSpec, RequestSpec, StepSpec
-from . import rawtext
 from .bodygate import hold_for
 from .failures import UpstreamFailure
 from .imagetypes import sniff

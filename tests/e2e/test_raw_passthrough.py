@@ -18,7 +18,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from engine.runtime import rawtext
+from engine import rawtext
 from tests.e2e.providers import config_dir, single
 from tests.gateway import run_gateway
 from tests.openapi import validate_component

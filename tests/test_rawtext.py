@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from engine import rawtext
 from engine.dsl.expressions import Expr
-from engine.runtime import rawtext
+from engine.rawtext import RawBody, RawText
 from engine.runtime.executor import ImageRef, _image_ref, decode_b64
-from engine.runtime.rawtext import RawBody, RawText
 
 B64 = base64.b64encode(random.Random(1).randbytes(100_000)).decode()
 
