@@ -6,13 +6,13 @@ import base64
 import binascii
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..rawtext import RawText
 from ..runtime.imagetypes import sniff
 from ..runtime.request import Outcome
+from ..runtime.results import ClientItem
 
 _DATA_URI_PAYLOAD = re.compile(r"(data:[^,\s)]*,)[A-Za-z0-9+/=]+")
 _MARKDOWN_SPECIAL = re.compile(r"([\\*_\[\]<>`])")
@@ -29,7 +29,7 @@ def completion_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
 
-def image_markdown(item: Mapping[str, str | RawText]) -> str | None:
+def image_markdown(item: ClientItem) -> str | None:
     """`![image](url)` for one result: its URL, or its base64 as a data URI."""
     url = str(item.get("url") or "")
     if not url and item.get("b64_json"):

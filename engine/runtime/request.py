@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..dsl.sizes import Size
-from ..rawtext import RawText
 from .executor import ProgressFn
 from .failures import UpstreamFailure
+from .results import ClientItem
 from .waitclock import WaitClock
 
 
@@ -24,7 +24,7 @@ class NoUpstream(Exception):
 
 @dataclass(slots=True)
 class Outcome:
-    data: list[Mapping[str, str | RawText]]  # RawText: base64 left in the upstream's body
+    data: list[ClientItem]
     route: str
     provider: str
     model: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Literal, overload
 
 import aiohttp
 from yarl import URL
@@ -33,31 +32,21 @@ class ResultContext:
     clock: WaitClock = field(default_factory=WaitClock)
 
 
-@overload
+# One `data[]` item. Base64 may be a RawText: still in the upstream's bytes (or in the bytes
+# just encoded), written out as it is by `rawtext.dumps`; `str()` of it is the real string.
+ClientItem = dict[str, str | RawText]
+
+
 async def to_client(
     ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext
-) -> dict[str, str]: ...
-
-
-@overload
-async def to_client(
-    ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext, *, raw: Literal[True]
-) -> dict[str, str | RawText]: ...
-
-
-async def to_client(
-    ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext, *, raw: bool = False
-) -> dict[str, str] | dict[str, str | RawText]:
-    """One `data[]` item: `{"url": ...}` or `{"b64_json": ...}`. With `raw`, base64 still in
-    the upstream's body stays there (for `rawtext.dumps`); otherwise it becomes a str."""
+) -> ClientItem:
+    """One `data[]` item: `{"url": ...}` or `{"b64_json": ...}`."""
     if response_format == "b64_json":
-        if ref.kind == "b64" and isinstance(ref.value, RawText):
-            return {"b64_json": ref.value.strip() if raw else str(ref.value).strip()}
         if ref.kind == "b64":
-            return {"b64_json": str(ref.value).strip()}
+            value = ref.value
+            return {"b64_json": value.strip() if isinstance(value, RawText) else str(value).strip()}
         data = ref.value if isinstance(ref.value, bytes) else await download(str(ref.value), ctx)
-        encoded = base64.b64encode(data)  # written out as it is: no str, no second copy
-        return {"b64_json": RawText(memoryview(encoded)) if raw else encoded.decode("ascii")}
+        return {"b64_json": RawText(memoryview(base64.b64encode(data)))}
     if ref.kind == "url" and not rehost:
         return {"url": str(ref.value)}
     if ref.kind == "url":
@@ -107,5 +96,3 @@ async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
         await hold_for(size)
     return b"".join(chunks)
-
-

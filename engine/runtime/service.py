@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import random
 import secrets
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,7 +17,6 @@ from yarl import URL
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, RouteSpec
-from ..rawtext import RawText
 from .breaker import Breakers
 from .context import base_context, call_context, call_counts
 from .executor import CallResult, Executor, ImageRef
@@ -26,7 +25,7 @@ from .job import ImageJob
 from .keys import KeyPools, NoHealthyKey, mask_key
 from .optimizer import OptimizerError, optimize
 from .request import Outcome, RequestInfo
-from .results import ResultContext, to_client
+from .results import ClientItem, ResultContext, to_client
 from .router import Attempt, Router
 from .storage import LocalStorage
 from .streamsink import StreamSink
@@ -255,9 +254,8 @@ class ImageService:
             if not images:
                 raise most_informative(failures)
             images = images[: job.n]
-            data: list[Mapping[str, str | RawText]]
             if sink is not None:
-                data = list(await sink.finish())  # the client has these already
+                data = await sink.finish()  # the client has these already
                 if not data:
                     raise most_informative(sink.failures)
             else:
@@ -291,16 +289,13 @@ class ImageService:
         base_url: str,
         images: list[ImageRef],
         info: RequestInfo,
-    ) -> list[Mapping[str, str | RawText]]:
+    ) -> list[ClientItem]:
         provider = attempt.provider
         ctx = self._result_context(provider, key, base_url, info)
         outs = await settled(
-            [
-                to_client(ref, job.response_format, provider.rehost_urls, ctx, raw=True)
-                for ref in images
-            ]
+            [to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images]
         )
-        data: list[Mapping[str, str | RawText]] = [o for o in outs if isinstance(o, dict)]
+        data = [o for o in outs if isinstance(o, dict)]
         errors = [o for o in outs if isinstance(o, BaseException)]
         for err in errors:
             if not isinstance(err, UpstreamFailure):

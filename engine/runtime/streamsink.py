@@ -10,7 +10,7 @@ from typing import Any
 from .executor import ImageRef
 from .failures import UpstreamFailure
 from .request import RequestInfo, StreamImage
-from .results import ResultContext, to_client
+from .results import ClientItem, ResultContext, to_client
 
 log = logging.getLogger("pixgate.service")
 
@@ -26,7 +26,7 @@ class StreamSink:
         self.n = n
         self.ctx = ctx
         self.accepted = 0
-        self.items: list[dict[str, str]] = []
+        self.items: list[ClientItem] = []
         self.failures: list[UpstreamFailure] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -39,17 +39,17 @@ class StreamSink:
         self.accepted += 1
         self._spawn(ref, lambda item: self._emit_image(item, usage), final=True)
 
-    def _emit_partial(self, item: dict[str, str], index: int) -> None:
+    def _emit_partial(self, item: ClientItem, index: int) -> None:
         if self.info.on_partial is not None:
-            self.info.on_partial(StreamImage(item["b64_json"], index))
+            self.info.on_partial(StreamImage(str(item["b64_json"]), index))
 
-    def _emit_image(self, item: dict[str, str], usage: Any) -> None:
+    def _emit_image(self, item: ClientItem, usage: Any) -> None:
         self.items.append(item)
         self.info.delivered += 1
         if self.info.on_image is not None:
-            self.info.on_image(StreamImage(item["b64_json"], len(self.items) - 1, usage))
+            self.info.on_image(StreamImage(str(item["b64_json"]), len(self.items) - 1, usage))
 
-    def _spawn(self, ref: ImageRef, emit: Callable[[dict[str, str]], None], *, final: bool) -> None:
+    def _spawn(self, ref: ImageRef, emit: Callable[[ClientItem], None], *, final: bool) -> None:
         previous = self._tasks[-1] if self._tasks else None
         self._tasks.append(asyncio.create_task(self._deliver(ref, previous, emit, final)))
 
@@ -57,10 +57,10 @@ class StreamSink:
         self,
         ref: ImageRef,
         previous: asyncio.Task[None] | None,
-        emit: Callable[[dict[str, str]], None],
+        emit: Callable[[ClientItem], None],
         final: bool,
     ) -> None:
-        item: dict[str, str] | None = None
+        item: ClientItem | None = None
         try:
             item = await to_client(ref, "b64_json", False, self.ctx)
         except UpstreamFailure as failure:
@@ -75,7 +75,7 @@ class StreamSink:
         if item is not None:
             emit(item)
 
-    async def finish(self) -> list[dict[str, str]]:
+    async def finish(self) -> list[ClientItem]:
         """Wait for every delivery; the final items handed out, in order."""
         if self._tasks:
             await asyncio.wait(self._tasks)
