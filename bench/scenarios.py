@@ -81,7 +81,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
-SMALL = SCENARIOS[0]
+SMALL = next(s for s in SCENARIOS if s.name == "small")
 POLL = Scenario(
     "poll",
     "url",
