@@ -1,5 +1,5 @@
 """Big base64 answers pass through without being parsed into strings and encoded again
-(engine/runtime/rawtext.py). The threshold is lowered so the fake upstream's PNGs take that
+(engine/rawtext.py). The threshold is lowered so the fake upstream's PNGs take that
 path; every way a base64 result leaves the gateway must still carry the upstream's bytes."""
 
 from __future__ import annotations
