@@ -20,6 +20,10 @@ from .gctune import tune, tune_after_startup
 from .settings import Settings
 
 log = logging.getLogger("pixgate")
+# Connections the kernel queues before we accept them. aiohttp's default of 128 drops the SYNs
+# of a larger burst (1,000 clients at once), and each dropped one waits a 1 s retransmit.
+# The kernel caps it at net.core.somaxconn.
+BACKLOG = 4096
 
 
 def serve(settings: Settings, workers: int = 1) -> int:
@@ -35,6 +39,7 @@ def serve(settings: Settings, workers: int = 1) -> int:
             access_log=None,
             print=None,
             loop=factory(),
+            backlog=BACKLOG,
         )
         return 0
     return _supervise(settings, workers, factory)
@@ -85,7 +90,9 @@ async def _run_worker(settings: Settings, index: int) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, reuse_port=True).start()
+    await web.TCPSite(
+        runner, settings.host, settings.port, reuse_port=True, backlog=BACKLOG
+    ).start()
     # A private loopback port: the built-in demo upstream keeps its task state per process, so a
     # worker must reach itself, not whichever worker the shared port picks.
     private = web.TCPSite(runner, "127.0.0.1", 0)
