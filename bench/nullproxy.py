@@ -4,6 +4,13 @@ It reads the client's body, POSTs it unchanged to the upstream through one share
 ClientSession (same connector limits as pixgate), and returns the upstream's body. No routing,
 templates, validation or logging. Run on the same event loop as pixgate (`--uvloop`), it
 shows how much of pixgate's cost per request is aiohttp itself and how much is pixgate's own.
+
+A body with `"model": "poll"` gets the bench-poll provider's flow
+(bench/config/providers.d/bench-poll.yaml) instead, hard-coded: POST the submit to
+`<upstream>/v1/poll/tasks`, then GET `/v1/poll/tasks/<task_id>` every POLL_EVERY_S (the first
+one interval after the submit answer) until `status` is `succeeded`, and answer
+`{"created", "data": [{"url"}]}`. `failed`, a non-2xx answer, or a job not done within
+POLL_TIMEOUT_S answers 502.
 """
 
 from __future__ import annotations
@@ -11,14 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
+# Keep in line with bench-poll.yaml (`every: 250ms`, `timeout: 60s`) and the engine's polling:
+# the first poll comes one interval after the submit answer, not at once (the engine's default
+# `first_after` for a polling step that follows another step).
+POLL_EVERY_S = 0.25
+POLL_TIMEOUT_S = 60.0
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
@@ -30,6 +45,10 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
 
 async def forward(request: web.Request) -> web.Response:
     body = await request.read()
+    if b'"poll"' in body:  # a cheap test first: other models pass through unparsed
+        job = json.loads(body)
+        if job.get("model") == "poll":
+            return await poll_job(request.app, job)
     async with request.app[SESSION].post(
         request.app[UPSTREAM] + "/v1/images/generations",
         data=body,
@@ -37,6 +56,46 @@ async def forward(request: web.Request) -> web.Response:
     ) as resp:
         payload = await resp.read()
         return web.Response(status=resp.status, body=payload, content_type="application/json")
+
+
+class UpstreamError(Exception):
+    pass
+
+
+async def _json(resp: aiohttp.ClientResponse) -> Any:
+    payload = await resp.read()
+    if not 200 <= resp.status < 300:
+        raise UpstreamError(f"upstream answered {resp.status}: {payload[:200]!r}")
+    return json.loads(payload)
+
+
+async def poll_job(app: web.Application, job: dict[str, Any]) -> web.Response:
+    """Submit, then sleep POLL_EVERY_S and poll, until succeeded; 502 on anything else."""
+    session, tasks = app[SESSION], app[UPSTREAM] + "/v1/poll/tasks"
+    try:
+        async with asyncio.timeout(POLL_TIMEOUT_S):
+            submit = {k: job.get(k) for k in ("model", "prompt", "size")}
+            async with session.post(tasks, json=submit) as resp:
+                task_id = (await _json(resp))["task_id"]
+            while True:
+                await asyncio.sleep(POLL_EVERY_S)
+                async with session.get(f"{tasks}/{task_id}") as resp:
+                    state = await _json(resp)
+                if state["status"] == "succeeded":
+                    break
+                if state["status"] == "failed":
+                    raise UpstreamError(f"task failed: {state.get('error')!r}")
+        data = [{"url": image["url"]} for image in state["data"]]
+    except (UpstreamError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
+        return _bad_gateway(f"{type(exc).__name__}: {exc}")
+    except TimeoutError:
+        return _bad_gateway(f"polling job not done after {POLL_TIMEOUT_S:g} s")
+    return web.json_response({"created": int(time.time()), "data": data})
+
+
+def _bad_gateway(message: str) -> web.Response:
+    error = {"message": message[:300], "type": "upstream_error"}
+    return web.json_response({"error": error}, status=502)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -333,7 +333,8 @@ class Bench:
                 self.cell("direct", scenario, url, headers, c, None)
 
     def run_floor(self, scenarios: tuple[Scenario, ...]) -> None:
-        """bench/nullproxy.py: what any aiohttp gateway costs at the least (same loop, core)."""
+        """bench/nullproxy.py: what any aiohttp gateway costs at the least (same loop, core),
+        polling scenario included."""
         info = self.systems.setdefault("floor", {})
         if self.args.skip_floor:
             info["status"] = "skipped (--skip-floor)"
@@ -363,9 +364,12 @@ class Bench:
                 }
             )
             headers = {"Content-Type": "application/json"}
+            url = base + "/v1/images/generations"
             for scenario in scenarios:
+                if scenario is POLL:  # the floor does the bench-poll flow itself
+                    self.poll_cell("floor", url, headers, proc)
                 for c in scenario.concurrencies("floor", self.quick):
-                    self.cell("floor", scenario, base + "/v1/images/generations", headers, c, proc)
+                    self.cell("floor", scenario, url, headers, c, proc)
             info["final_rss_mib"] = procstat.tree_kib(procstat.tree(proc.pid), "VmRSS") / MIB
         finally:
             self.stop(proc)
@@ -462,7 +466,7 @@ class Bench:
             url = self.systems["pixgate"]["url"] + "/v1/images/generations"
             try:
                 if scenario is POLL:
-                    self.poll_cell(url, headers, proc)
+                    self.poll_cell("pixgate", url, headers, proc)
                 else:
                     for c in scenario.concurrencies("pixgate", self.quick):
                         self.cell("pixgate", scenario, url, headers, c, proc)
@@ -495,29 +499,29 @@ class Bench:
         finally:
             self.stop(proc)
 
-    def poll_cell(self, url: str, headers: dict[str, str], gateway: Proc) -> None:
-        """POLL_JOBS jobs started at once; CPU is over the batch's wall time."""
-        _log(f"pixgate  poll      {POLL_JOBS} jobs at once (after a 50-job warm-up)")
+    def poll_cell(self, system: str, url: str, headers: dict[str, str], gateway: Proc) -> None:
+        """POLL_JOBS jobs started at once through `system` (pixgate or the floor), after a
+        50-job warm-up batch; CPU is over the batch's wall time. Only pixgate is profiled."""
+        _log(f"{system:8s} poll      {POLL_JOBS} jobs at once (after a 50-job warm-up)")
         assert self.upstream is not None
+        name = f"{system}-poll"
         try:
-            self.load("pixgate-poll", url, POLL, headers, 50, 0, batch=50)
+            self.load(name, url, POLL, headers, 50, 0, batch=50)
             time.sleep(0.3)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with (
-                self.profiling(gateway, "pixgate-poll", 3.0),
+                self.profiling(gateway if system == "pixgate" else None, name, 3.0),
                 procstat.Watch(gateway.pid) as gw,
                 procstat.Watch(self.upstream.pid) as up,
             ):
-                result = self.load(
-                    "pixgate-poll", url, POLL, headers, POLL_JOBS, 0, batch=POLL_JOBS
-                )
+                result = self.load(name, url, POLL, headers, POLL_JOBS, 0, batch=POLL_JOBS)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
         except Exception as exc:
-            self.notes.append(f"pixgate poll batch failed: {exc}")
+            self.notes.append(f"{system} poll batch failed: {exc}")
             _log(f"  failed: {exc}")
             return
         load_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        cell = self._record("pixgate", POLL, POLL_JOBS, result, gw, up, load_cpu, gateway)
+        cell = self._record(system, POLL, POLL_JOBS, result, gw, up, load_cpu, gateway)
         cell["window_cpu_pct"] = gw.usage.cpu_fraction * 100
         self.cells.append(cell)
 
