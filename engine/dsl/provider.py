@@ -265,6 +265,9 @@ def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:
         fail_if=c.expr(raw.get("fail_if"), (*path, "fail_if")),
         fail_kind=raw.get("fail_kind", "upstream"),
         every=c.duration(raw.get("every"), (*path, "every"), 2.0),
+        first_after=c.duration(raw["first_after"], (*path, "first_after"), 0.0)
+        if raw.get("first_after") is not None
+        else None,
         backoff=float(raw.get("backoff", 1.0)),
         max_every=c.duration(raw.get("max_every"), (*path, "max_every"), 30.0),
         timeout=c.duration(raw.get("timeout"), (*path, "timeout"), 600.0),

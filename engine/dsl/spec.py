@@ -96,6 +96,9 @@ class StepSpec:
     fail_if: Expr | None = None
     fail_kind: str = "upstream"
     every: float = 2.0
+    # Before the first poll; None: one `every` after an earlier step (a job just submitted is
+    # not done yet), at once when the polling step is the task's first.
+    first_after: float | None = None
     backoff: float = 1.0
     max_every: float = 30.0
     timeout: float = 600.0

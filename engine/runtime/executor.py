@@ -69,9 +69,11 @@ class Executor:
         steps: dict[str, dict[str, Any]] = {}
         ctx = {**ctx, "steps": steps}
         result = CallResult()
-        for step in task.steps:
+        for index, step in enumerate(task.steps):
             reply = await (
-                self._poll(step, ctx, result) if step.polls else self._once(step, ctx, result)
+                self._poll(step, ctx, result, index == 0)
+                if step.polls
+                else self._once(step, ctx, result)
             )
             values = {name: plain(expr.search(reply.body)) for name, expr in step.extract}
             missing = [name for name, value in values.items() if value in (None, "")]
@@ -134,7 +136,9 @@ class Executor:
         if self.on_image is not None:
             self.on_image(ref, usage)
 
-    async def _poll(self, step: StepSpec, ctx: dict[str, Any], result: CallResult) -> Reply:
+    async def _poll(
+        self, step: StepSpec, ctx: dict[str, Any], result: CallResult, first_step: bool
+    ) -> Reply:
         assert step.until is not None
         deadline = time.monotonic() + step.timeout
         interval = step.every
@@ -142,6 +146,12 @@ class Executor:
         # Every poll sends the same request: render it once (multipart bodies are single-use).
         out = self._render(step, ctx)
         reusable = not isinstance(out.data, aiohttp.FormData)
+        first_after = step.first_after
+        if first_after is None:
+            first_after = 0.0 if first_step else step.every
+        if first_after > 0:
+            with self.clock.waiting():
+                await asyncio.sleep(min(first_after * self.poll_scale, step.timeout))
         while True:
             try:
                 reply = await self._once(step, ctx, result, out if reusable else None)

@@ -210,6 +210,8 @@ def _behaviour(step: StepSpec) -> list[str]:
     out: list[str] = []
     if step.until is not None:
         line = f"polls until `{step.until.source}` every {format_duration(step.every)}"
+        if step.first_after is not None:
+            line += f" (the first after {format_duration(step.first_after)})"
         if step.backoff != 1.0:
             line += f" (x{step.backoff:g} each time, at most {format_duration(step.max_every)})"
         out.append(line + f", for at most {format_duration(step.timeout)}")
