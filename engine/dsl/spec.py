@@ -96,9 +96,7 @@ class StepSpec:
     fail_if: Expr | None = None
     fail_kind: str = "upstream"
     every: float = 2.0
-    # Before the first poll; None: one `every` after an earlier step (a job just submitted is
-    # not done yet), at once when the polling step is the task's first.
-    first_after: float | None = None
+    first_after: float | None = None  # see first_wait
     backoff: float = 1.0
     max_every: float = 30.0
     timeout: float = 600.0
@@ -112,6 +110,13 @@ class StepSpec:
     @property
     def polls(self) -> bool:
         return self.until is not None
+
+    def first_wait(self, first_step: bool) -> float:
+        """Seconds before the first poll: `first_after`, else one interval after an earlier
+        step (a job just submitted is not done yet), none when the task starts by polling."""
+        if self.first_after is not None:
+            return self.first_after
+        return 0.0 if first_step else self.every
 
     @property
     def long_running(self) -> bool:

@@ -146,12 +146,9 @@ class Executor:
         # Every poll sends the same request: render it once (multipart bodies are single-use).
         out = self._render(step, ctx)
         reusable = not isinstance(out.data, aiohttp.FormData)
-        first_after = step.first_after
-        if first_after is None:
-            first_after = 0.0 if first_step else step.every
-        if first_after > 0:
+        if (wait := step.first_wait(first_step)) > 0:
             with self.clock.waiting():
-                await asyncio.sleep(min(first_after * self.poll_scale, step.timeout))
+                await asyncio.sleep(min(wait * self.poll_scale, step.timeout))
         while True:
             try:
                 reply = await self._once(step, ctx, result, out if reusable else None)

@@ -92,8 +92,8 @@ def render_steps(job: ImageJob, attempt: Attempt, base_url: str, key: str | None
     steps: dict[str, dict[str, Any]] = {}
     ctx["steps"] = steps
     views: list[StepView] = []
-    for step in task.steps:
-        views.append(_render_step(step, ctx, ph, base_url, provider, key_token))
+    for index, step in enumerate(task.steps):
+        views.append(_render_step(step, index == 0, ctx, ph, base_url, provider, key_token))
         steps[step.name] = {
             name: ph.token(f"<steps.{step.name}.{name}>") for name, _ in step.extract
         }
@@ -102,13 +102,14 @@ def render_steps(job: ImageJob, attempt: Attempt, base_url: str, key: str | None
 
 def _render_step(
     step: StepSpec,
+    first_step: bool,
     ctx: dict[str, Any],
     ph: Placeholders,
     base_url: str,
     provider: ProviderSpec,
     key: str | None,
 ) -> StepView:
-    view = StepView(step.name, behaviour=_behaviour(step))
+    view = StepView(step.name, behaviour=_behaviour(step, first_step))
     notes: list[str] = []
     mark = len(ph.shown)
     try:
@@ -206,12 +207,12 @@ def _part(payload: Any, ph: Placeholders) -> dict[str, Any]:
     return part
 
 
-def _behaviour(step: StepSpec) -> list[str]:
+def _behaviour(step: StepSpec, first_step: bool) -> list[str]:
     out: list[str] = []
     if step.until is not None:
         line = f"polls until `{step.until.source}` every {format_duration(step.every)}"
-        if step.first_after is not None:
-            line += f" (the first after {format_duration(step.first_after)})"
+        wait = step.first_wait(first_step)
+        line += f" (the first after {format_duration(wait)})" if wait else " (the first at once)"
         if step.backoff != 1.0:
             line += f" (x{step.backoff:g} each time, at most {format_duration(step.max_every)})"
         out.append(line + f", for at most {format_duration(step.timeout)}")

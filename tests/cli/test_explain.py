@@ -171,7 +171,9 @@ def test_every_attempt_with_all_and_placeholders_for_later_steps(
     assert "-> extracts task_id = `task_id` (steps.submit.task_id)" in submit
     poll = section(modelscope, "step poll:", "notes:")
     assert "GET https://api-inference.modelscope.cn/v1/tasks/<steps.submit.task_id>" in poll
-    assert "-> polls until `task_status == 'SUCCEED'` every 3s, for at most 10m" in poll
+    assert (
+        "-> polls until `task_status == 'SUCCEED'` every 3s (the first after 3s), for at most 10m"
+    ) in poll
     assert (
         "note: depends on values an earlier step returns, unknown in a dry run: "
         "<steps.submit.task_id> (shown as placeholders)"
