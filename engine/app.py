@@ -114,7 +114,12 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     connector = aiohttp.TCPConnector(limit=1024, limit_per_host=256, ttl_dns_cache=300)
     session = aiohttp.ClientSession(
-        connector=connector, auto_decompress=True, headers={"User-Agent": "pixgate"}
+        connector=connector,
+        auto_decompress=True,
+        headers={"User-Agent": "pixgate"},
+        # Stateless towards providers: a cookie one answer sets (a bot check, an affinity
+        # cookie) must not ride along with another client's request or another key.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     fetch_session = make_guarded_session(app[SETTINGS].fetch_policy)
     state.start(
