@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .scenarios import POLL_JOBS
+
 Cell = dict[str, Any]
 MIB = 1024.0
 
@@ -48,56 +50,53 @@ def _poll_figures(cell: Cell) -> str:
     )
 
 
+# What a judge found: (measured, passed, note). `need` turns it into the target's row.
+Judged = tuple[str, bool, str]
+
+
 def evaluate(results: dict[str, Any]) -> list[Target]:
     cells: list[Cell] = results["cells"]
     systems: dict[str, Any] = results["systems"]
     out: list[Target] = []
 
     def need(
-        name: str, threshold: str, parts: list[Cell | None], judge: Callable[[], Target]
+        name: str, threshold: str, parts: list[Cell | None], judge: Callable[[], Judged]
     ) -> None:
         if any(p is None for p in parts):
             out.append(Target(name, threshold, "not measured", "n/a", "cell missing"))
             return
-        out.append(judge())
+        measured, ok, note = judge()
+        out.append(Target(name, threshold, measured, _verdict(ok), note))
 
     gw64 = find(cells, "small", "pixgate", 64)
     ll64 = find(cells, "small", "litellm", 64)
     di64 = find(cells, "small", "direct", 64)
 
-    def vs_litellm() -> Target:
+    def vs_litellm() -> Judged:
         assert gw64 is not None and ll64 is not None
         ratio = gw64["rps"] / ll64["rps"] if ll64["rps"] else float("inf")
-        note = _clean(gw64, ll64)
-        return Target(
-            "small c=64 vs LiteLLM",
-            ">= 30x LiteLLM req/s",
+        return (
             f"{ratio:.1f}x ({gw64['rps']:.0f} vs {ll64['rps']:.0f} req/s)",
-            _verdict(ratio >= 30 and not gw64["errors"]),
-            note,
+            ratio >= 30 and not gw64["errors"],
+            _clean(gw64, ll64),
         )
 
-    if systems.get("litellm", {}).get("status") != "ok":
+    litellm = systems.get("litellm", {}).get("status", "skipped")
+    if litellm != "ok":
         out.append(
             Target(
-                "small c=64 vs LiteLLM",
-                ">= 30x LiteLLM req/s",
-                "LiteLLM not run",
-                "n/a",
-                str(systems.get("litellm", {}).get("status", "skipped")),
+                "small c=64 vs LiteLLM", ">= 30x LiteLLM req/s", "LiteLLM not run", "n/a", litellm
             )
         )
     else:
         need("small c=64 vs LiteLLM", ">= 30x LiteLLM req/s", [gw64, ll64], vs_litellm)
 
-    def vs_direct() -> Target:
+    def vs_direct() -> Judged:
         assert gw64 is not None and di64 is not None
         ratio = gw64["rps"] / di64["rps"] if di64["rps"] else 0.0
-        return Target(
-            "small c=64 vs direct",
-            ">= 0.30x direct req/s",
+        return (
             f"{ratio:.2f}x ({gw64['rps']:.0f} vs {di64['rps']:.0f} req/s)",
-            _verdict(ratio >= 0.30 and not gw64["errors"]),
+            ratio >= 0.30 and not gw64["errors"],
             _clean(gw64, di64),
         )
 
@@ -106,14 +105,12 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
     gw1 = find(cells, "small", "pixgate", 1)
     di1 = find(cells, "small", "direct", 1)
 
-    def added_p50() -> Target:
+    def added_p50() -> Judged:
         assert gw1 is not None and di1 is not None
         added = gw1["p50_ms"] - di1["p50_ms"]
-        return Target(
-            "added p50 latency, small c=1",
-            "<= 1 ms",
+        return (
             f"{added:.3f} ms ({gw1['p50_ms']:.3f} vs {di1['p50_ms']:.3f} ms)",
-            _verdict(added <= 1.0 and not gw1["errors"]),
+            added <= 1.0 and not gw1["errors"],
             _clean(gw1, di1),
         )
 
@@ -121,13 +118,11 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
 
     b16 = find(cells, "b64", "pixgate", 16)
 
-    def b64_rps() -> Target:
+    def b64_rps() -> Judged:
         assert b16 is not None
-        return Target(
-            "b64 1.5 MB c=16 throughput",
-            ">= 250 req/s (no errors)",
+        return (
             f"{b16['rps']:.0f} req/s, {b16['errors']} errors",
-            _verdict(b16["rps"] >= 250 and not b16["errors"]),
+            b16["rps"] >= 250 and not b16["errors"],
             _clean(b16),
         )
 
@@ -135,13 +130,11 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
 
     b64c = find(cells, "b64", "pixgate", 64)
 
-    def b64_rss() -> Target:
+    def b64_rss() -> Judged:
         assert b64c is not None
-        return Target(
-            "b64 c=64 peak RSS",
-            "<= 300 MiB",
+        return (
             f"{b64c['peak_rss_mib']:.0f} MiB",
-            _verdict(b64c["peak_rss_mib"] <= 300 and not b64c["errors"]),
+            b64c["peak_rss_mib"] <= 300 and not b64c["errors"],
             _clean(b64c) or ("" if b64c["requests"] else "no successful request"),
         )
 
@@ -150,17 +143,14 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
     s256 = find(cells, "slow", "pixgate", 256)
     d256 = find(cells, "slow", "direct", 256)
 
-    def slow() -> Target:
+    def slow() -> Judged:
         assert s256 is not None and d256 is not None
         ratio = s256["little_rps"] / d256["little_rps"] if d256["little_rps"] else 0.0
-        ok = ratio >= 0.98 and s256["p99_ms"] < 1300 and not s256["errors"]
-        return Target(
-            "slow 1 s c=256",
-            ">= 0.98x direct throughput, p99 < 1.3 s",
+        return (
             f"{ratio:.3f}x ({s256['little_rps']:.1f} vs {d256['little_rps']:.1f} req/s by "
             f"c/mean latency; wrk {s256['rps']:.1f} vs {d256['rps']:.1f}), "
             f"p99 {s256['p99_ms']:.0f} ms",
-            _verdict(ok),
+            ratio >= 0.98 and s256["p99_ms"] < 1300 and not s256["errors"],
             _clean(s256, d256),
         )
 
@@ -169,7 +159,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
     polls = {c["target"]: c for c in cells if c["scenario"] == "poll"}
     poll, poll_floor = polls.get("pixgate"), polls.get("floor")
 
-    def polling() -> Target:
+    def polling() -> Judged:
         assert poll is not None
         ok = (
             poll["requests"] == poll["c"]
@@ -180,35 +170,26 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         # The floor doing the same submit and polls shows whether the target is within reach
         # of aiohttp at all.
         floor = f"aiohttp floor, same jobs: {_poll_figures(poll_floor)}" if poll_floor else ""
-        return Target(
-            f"{poll['c']} concurrent polling jobs",
-            "all complete, < 25% of one core, < 150 MiB RSS",
-            _poll_figures(poll),
-            _verdict(ok),
-            "; ".join(n for n in (_clean(poll, poll_floor), floor) if n),
-        )
+        note = "; ".join(n for n in (_clean(poll, poll_floor), floor) if n)
+        return _poll_figures(poll), ok, note
 
-    need("1000 concurrent polling jobs", "all complete, < 25% core, < 150 MiB", [poll], polling)
+    need(
+        f"{POLL_JOBS} concurrent polling jobs",
+        "all complete, < 25% of one core, < 150 MiB RSS",
+        [poll],
+        polling,
+    )
 
     gw = systems.get("pixgate", {})
     if gw.get("status") == "ok":
-        out.append(
-            Target(
-                "idle RSS",
-                "<= 60 MiB",
-                f"{gw['idle_rss_mib']:.1f} MiB",
-                _verdict(gw["idle_rss_mib"] <= 60),
-            )
-        )
-        out.append(
-            Target(
-                "start to healthy",
-                "<= 1.5 s",
-                f"{gw['startup_median_s']:.2f} s (median of "
-                + ", ".join(f"{s:.2f}" for s in gw["startup_s"])
-                + ")",
-                _verdict(gw["startup_median_s"] <= 1.5),
-            )
+        idle, started = gw["idle_rss_mib"], gw["startup_median_s"]
+        need("idle RSS", "<= 60 MiB", [], lambda: (f"{idle:.1f} MiB", idle <= 60, ""))
+        runs = ", ".join(f"{s:.2f}" for s in gw["startup_s"])
+        need(
+            "start to healthy",
+            "<= 1.5 s",
+            [],
+            lambda: (f"{started:.2f} s (median of {runs})", started <= 1.5, ""),
         )
     return out
 
