@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from engine.app import create_app
+from engine.eventloop import loop_factory
 from engine.gctune import tune
 from engine.settings import Settings
 
@@ -106,9 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--concurrency", type=int, default=16)
     parser.add_argument("--log", type=Path, default=Path("/dev/null"), help="pixgate's log")
     args = parser.parse_args(argv)
-    import uvloop
-
-    print(uvloop.run(measure(args.rounds, args.requests, args.concurrency, args.log)))
+    with asyncio.Runner(loop_factory=loop_factory("uvloop")[0]) as runner:
+        print(runner.run(measure(args.rounds, args.requests, args.concurrency, args.log)))
     return 0
 
 

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.eventloop import loop_factory
+
 MARK = "BENCHJSON "
 
 LUA = """-- written by bench/load.py
@@ -283,12 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if host not in ("127.0.0.1", "localhost", "[::1]"):
         print("bench.load: loopback targets only", file=sys.stderr)
         return 2
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(_generate(args))
-    else:
-        result = uvloop.run(_generate(args))
+    with asyncio.Runner(loop_factory=loop_factory("auto")[0]) as runner:
+        result = runner.run(_generate(args))
     print(MARK + json.dumps(result.as_dict()), flush=True)
     return 0
 

@@ -21,11 +21,13 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from engine.eventloop import loop_factory
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
@@ -130,13 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.upstream.startswith(("http://127.0.0.1", "http://localhost")):
         print("bench.nullproxy: loopback upstreams only", file=sys.stderr)
         return 2
-    runner: Callable[..., object] = asyncio.run
-    if args.uvloop:
-        import uvloop
-
-        runner = uvloop.run
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(args.upstream, args.port))
+    factory, _ = loop_factory("uvloop" if args.uvloop else "asyncio")
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(args.upstream, args.port))
     return 0
 
 

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from engine.eventloop import loop_factory
+
 SLOW_DELAY = 1.0
 POLL_DONE_AFTER = 1.0
 POLL_KEEP = 120.0  # finished tasks are forgotten after this many seconds
@@ -191,16 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print("bench upstream: loopback only", file=sys.stderr)
         return 2
-    try:
-        if args.no_uvloop:
-            raise ImportError
-        import uvloop
-    except ImportError:
-        runner: Callable[..., object] = asyncio.run
-    else:
-        runner = uvloop.run
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(args.host, args.port))
+    factory, _ = loop_factory("asyncio" if args.no_uvloop else "auto")
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(args.host, args.port))
     return 0
 
 
