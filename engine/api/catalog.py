@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -15,6 +16,7 @@ from .jsonio import json_response
 from .keys import STATE
 
 MIME_BY_EXTENSION = {ext: mime for mime, ext in EXTENSIONS.items()}
+FILE_CHUNK = 256 * 1024
 
 
 def model_list(snapshot: ConfigSnapshot) -> list[dict[str, Any]]:
@@ -77,15 +79,24 @@ async def index(request: web.Request) -> web.Response:
 async def files(request: web.Request) -> web.StreamResponse:
     storage = request.app[STATE].service.storage
     name = request.match_info["name"]
-    path = storage.path(name)
-    if path is None:
+    # Opened without following symlinks (storage.open), then streamed from that descriptor.
+    file = await asyncio.to_thread(storage.open, name)
+    if file is None:
         raise ApiError(404, f"No such file: {name}", code="file_not_found")
-    mime = MIME_BY_EXTENSION.get(path.suffix.lstrip("."), "application/octet-stream")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": mime,
-            "Cache-Control": "public, max-age=86400, immutable",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        mime = MIME_BY_EXTENSION.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": mime,
+                "Cache-Control": "public, max-age=86400, immutable",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        response.content_length = size
+        await response.prepare(request)
+        if request.method != "HEAD":
+            while chunk := await asyncio.to_thread(file.read, FILE_CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+    return response

@@ -6,8 +6,10 @@ import asyncio
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from .imagetypes import extension
 
@@ -33,15 +35,41 @@ class LocalStorage:
         tmp.replace(self.directory / name)
 
     def path(self, name: str) -> Path | None:
-        """The file for a public name, or None (also for names that are not ours)."""
+        """The file for a public name, or None (also for names that are not ours, and for a
+        symlink: lstat, so a link planted under a file id never points the server elsewhere)."""
         if not _NAME.match(name):
             return None
         path = self.directory / name
-        return path if path.is_file() else None
+        try:
+            return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+        except OSError:
+            return None
+
+    def open(self, name: str) -> BinaryIO | None:
+        """The open file for a public name, or None. O_NOFOLLOW: a symlink is refused at open
+        time, so swapping one in after a check cannot redirect the read. Blocking: call in a
+        thread."""
+        if not _NAME.match(name):
+            return None
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.directory / name, flags)
+        except OSError:  # missing, or a symlink (ELOOP)
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device would block or leak
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
 
     async def read(self, name: str) -> bytes | None:
-        path = self.path(name)
-        return None if path is None else await asyncio.to_thread(path.read_bytes)
+        def read() -> bytes | None:
+            file = self.open(name)
+            if file is None:
+                return None
+            with file:
+                return file.read()
+
+        return await asyncio.to_thread(read)
 
     def sweep(self) -> int:
         """Delete files older than the TTL; returns how many. Runs in a thread."""
