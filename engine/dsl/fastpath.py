@@ -2,7 +2,7 @@
 
 Building a Jinja Context per field was most of a request's template cost (about 100 µs for
 an OpenAI request). Names, attribute and item chains, constants, not/and/or, one comparison,
-`is none` and conditional expressions are evaluated here directly, through the sandbox's own
+`is none`, list/tuple/dict literals and conditional expressions are evaluated here directly, through the sandbox's own
 getattr/getitem; anything else, and any evaluation that raises, is left to Jinja, so results
 and errors stay Jinja's (tests/dsl/test_templates_fast_path.py checks every shipped template).
 """
@@ -82,6 +82,19 @@ def fast_getter(env: jinja2.Environment, node: nodes.Node) -> Getter | None:
         if tested is None:
             return None
         return lambda ctx: tested(ctx) is None
+    if isinstance(node, nodes.List | nodes.Tuple):
+        items = [fast_getter(env, item) for item in node.items]
+        if any(item is None for item in items):
+            return None
+        getters = [item for item in items if item is not None]
+        build: Callable[[Any], Any] = list if isinstance(node, nodes.List) else tuple
+        return lambda ctx: build(plain(get(ctx)) for get in getters)
+    if isinstance(node, nodes.Dict):
+        pairs = [(fast_getter(env, p.key), fast_getter(env, p.value)) for p in node.items]
+        if any(k is None or v is None for k, v in pairs):
+            return None
+        entries = [(k, v) for k, v in pairs if k is not None and v is not None]
+        return lambda ctx: {plain(k(ctx)): plain(v(ctx)) for k, v in entries}
     if isinstance(node, nodes.CondExpr):
         test = fast_getter(env, node.test)
         then = fast_getter(env, node.expr1)

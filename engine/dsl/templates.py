@@ -8,7 +8,6 @@ expression (an absolute URL handed back by the upstream) or the value passes thr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,7 +52,6 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
     }
 )
 
-_WHOLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 
 
 class RawText(str):
@@ -142,7 +140,19 @@ class NativeExpr:
             value = self._fn(**ctx)
         except Exception as exc:  # TemplateError, but also TypeError, OverflowError...
             raise RenderError(f"{self.source}: {exc}") from None
-        return None if isinstance(value, jinja2.Undefined) else value
+        return _defined(value)
+
+
+def _defined(value: Any) -> Any:
+    """Undefined values become None, inside literal lists and dicts too (JSON has no
+    undefined; the fast path does the same)."""
+    if isinstance(value, jinja2.Undefined):
+        return None
+    if isinstance(value, list | tuple):
+        return type(value)(_defined(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _defined(v) for k, v in value.items()}
+    return value
 
 
 class TextTemplate:
@@ -211,16 +221,34 @@ def compile_text(source: str, *, url: bool = False) -> Renderable:
     if not _is_template(source):
         return Const(source)
     check_source(env, source)
-    whole = _WHOLE_EXPR.match(source)
-    if whole:
+    expr = whole_expression(env, source)
+    if expr is not None:
         try:
-            return NativeExpr(env, whole.group("expr"), source)
+            return NativeExpr(env, expr, source)
         except jinja2.TemplateSyntaxError:
             pass  # fall through: a text template reports the syntax error precisely
     try:
         return TextTemplate(env, source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError("E201", f"template syntax: {exc.message}") from None
+
+
+def whole_expression(env: jinja2.Environment, source: str) -> str | None:
+    """The expression of a leaf that is exactly one `{{ expr }}` (surrounding whitespace
+    aside), else None. Decided by Jinja's parser, not a regex: `}}` may occur inside the
+    expression (`{{ {'a': {'b': 1}} }}`), and `{{ a }}{{ b }}` is two outputs, not one."""
+    text = source.strip()
+    if not (text.startswith("{{") and text.endswith("}}")):
+        return None
+    try:
+        body = env.parse(text).body
+    except jinja2.TemplateSyntaxError:
+        return None
+    if len(body) != 1 or not isinstance(body[0], nodes.Output) or len(body[0].nodes) != 1:
+        return None
+    if isinstance(body[0].nodes[0], nodes.TemplateData):
+        return None
+    return text[2:-2]
 
 
 def compile_tree(value: Any) -> Renderable:

@@ -100,7 +100,8 @@ def _query_value(value: Any) -> str:
 
 
 def _multipart(spec: RequestSpec, ctx: Mapping[str, Any]) -> aiohttp.FormData:
-    form = aiohttp.FormData(quote_fields=False)
+    # multipart/form-data even without a file part (FormData would fall back to urlencoded)
+    form = aiohttp.FormData(quote_fields=False, default_to_multipart=True)
     for part in spec.multipart or ():
         if part.value is not None:
             value = part.value.render(ctx)

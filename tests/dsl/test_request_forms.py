@@ -239,6 +239,15 @@ async def test_multipart_wire_format() -> None:
     assert PNG.data in body and JPG.data in body
 
 
+async def test_multipart_without_a_file_is_still_multipart_form_data() -> None:
+    """aiohttp's FormData sends text-only fields urlencoded unless told otherwise; a provider
+    that asked for multipart (and may reject anything else) gets multipart."""
+    out = render({"path": "/x", "multipart": [{"name": "prompt", "value": "{{ prompt }}"}]})
+    writer = out.data()
+    assert writer.content_type.startswith("multipart/form-data; boundary=")
+    assert b'name="prompt"\r\n\r\na red fox\r\n' in await writer.as_bytes()
+
+
 # --- raw body ----------------------------------------------------------------------------
 
 

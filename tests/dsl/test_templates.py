@@ -64,6 +64,13 @@ def ctx() -> dict[str, Any]:
         ("{{ extra.missing.deeper }}", None),
         ("{{ steps.nope.task_id }}", None),
         ("{{ 'a' ~ n }}", "a3"),
+        # `}}` inside the expression: still one expression (issue 13, defect 3)
+        ("{{ {'a': {'b': 1}} }}", {"a": {"b": 1}}),
+        ("{{ {'a': {'b': n}, 'c': [size.width, {'d': seed}]} }}",
+         {"a": {"b": 3}, "c": [1024, {"d": None}]}),
+        ("{{ {'text': '}}'} }}", {"text": "}}"}),
+        ("{{ {'a': extra.missing} }}", {"a": None}),
+        ("{{ {'a': extra.missing | default(2)} }}", {"a": 2}),
     ],
 )
 def test_whole_expression_keeps_native_type(
@@ -74,6 +81,13 @@ def test_whole_expression_keeps_native_type(
     value = node.render(ctx)
     assert value == expected
     assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize("source", ["{{ n }}{{ n }}", "{{ n }} and {{ n }}", "{{- n -}}"])
+def test_two_outputs_or_whitespace_control_are_text(source: str, ctx: dict[str, Any]) -> None:
+    node = compile_text(source)
+    assert isinstance(node, TextTemplate)
+    assert node.render(ctx) in ("33", "3 and 3", "3")
 
 
 def test_whole_expression_returns_the_input_image_objects(ctx: dict[str, Any]) -> None:
