@@ -2,9 +2,10 @@
 
 Building a Jinja Context per field was most of a request's template cost (about 100 µs for
 an OpenAI request). Names, attribute and item chains, constants, not/and/or, one comparison,
-`is none`, list/tuple/dict literals and conditional expressions are evaluated here directly, through the sandbox's own
-getattr/getitem; anything else, and any evaluation that raises, is left to Jinja, so results
-and errors stay Jinja's (tests/dsl/test_templates_fast_path.py checks every shipped template).
+`is none`, list/tuple/dict literals and conditional expressions are evaluated here directly,
+through the sandbox's own getattr/getitem; anything else, and any evaluation that raises, is
+left to Jinja, so results and errors stay Jinja's (tests/dsl/test_templates_fast_path.py
+checks every shipped template).
 """
 
 from __future__ import annotations

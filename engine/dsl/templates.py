@@ -53,7 +53,6 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
 )
 
 
-
 class RawText(str):
     """A value the URL template must not percent-encode (produced by the `raw` filter)."""
 

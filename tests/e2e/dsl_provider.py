@@ -15,7 +15,9 @@ from tests.gateway import run_gateway
 from tests.upstreams import serve_upstream
 
 
-def provider_doc(steps: list[dict[str, Any]], task: str = "generate", **extra: Any) -> dict[str, Any]:
+def provider_doc(
+    steps: list[dict[str, Any]], task: str = "generate", **extra: Any
+) -> dict[str, Any]:
     """A provider `t` serving model `m` for `task` with `steps`, keyless, at ${T_BASE_URL}."""
     model: dict[str, Any] = {"tasks": [task], "max_n": 4}
     model.update(extra.pop("model", {}))

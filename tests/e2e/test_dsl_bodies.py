@@ -15,9 +15,7 @@ SEEN = web.AppKey("seen", list[dict[str, Any]])
 
 async def _submit(request: web.Request) -> web.Response:
     form = await request.post() if request.content_type == "multipart/form-data" else None
-    request.app[SEEN].append(
-        {"content_type": request.content_type, "fields": dict(form or {})}
-    )
+    request.app[SEEN].append({"content_type": request.content_type, "fields": dict(form or {})})
     return web.json_response({"id": "job-1"})
 
 
