@@ -24,6 +24,11 @@ class BodyGate:
     def ticket(self) -> Ticket:
         return Ticket(self._slots)
 
+    @property
+    def free(self) -> int:
+        """Slots nobody holds (for tests and the admin view)."""
+        return self._slots._value
+
 
 class Ticket:
     """One request's claim on a slot; every task of the request shares it."""

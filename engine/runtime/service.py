@@ -138,44 +138,65 @@ class ImageService:
         for attempt in attempts:
             pid = attempt.provider.id
             policy = snapshot.routes.policy(pid)
-            if not self.breakers.allow(pid):
+            permit = self.breakers.allow(pid, policy.breaker)
+            if permit is None:
                 info.failures.append(UpstreamFailure("upstream", "circuit open", provider=pid))
                 continue
             try:
-                keys = [info.relay[1]] if info.relay else self.keys.order(attempt.provider, policy)
-            except NoHealthyKey as exc:
-                info.failures.append(
-                    UpstreamFailure("rate_limited", str(exc), 429, exc.retry_after, pid)
-                )
-                continue
-            for key in keys:
-                if retries:
-                    await asyncio.sleep(self._backoff(retries))
-                info.attempts += 1
-                try:
-                    # A relayed key is the client's: it never enters the pool's bookkeeping.
-                    with self.keys.use(pid, None if info.relay else key):
-                        outcome = await self._attempt(job, attempt, key, info)
-                except UpstreamFailure as failure:
-                    self._note(failure, attempt, key, info)
-                    if not info.relay:
-                        self.keys.failed(pid, key, failure, policy)
-                    self.breakers.record(pid, failure.kind, policy.breaker)
-                    if info.delivered:
-                        raise  # a streaming client already has images from this attempt
-                    failover_on = snapshot.route(attempt.route).failover_on
-                    if failure.kind in FINAL_KINDS and failure.kind not in failover_on:
-                        raise
-                    if failure.kind in KEY_KINDS:
-                        continue  # the next key of the same provider
-                    retries += failure.kind in ("upstream", "timeout")
-                    break  # another key will not help: the next target
-                else:
-                    if not info.relay:
-                        self.keys.succeeded(pid, key)
-                    self.breakers.record(pid, None, policy.breaker)
-                    return outcome
+                outcome, retries = await self._target(job, attempt, snapshot, info, retries)
+            finally:
+                # Cancelled (deadline, departing client), no healthy key, or a bug: the
+                # permit is settled anyway, so a half-open probe never stays in flight.
+                self.breakers.release(permit)
+            if outcome is not None:
+                return outcome
         raise most_informative(info.failures)
+
+    async def _target(
+        self,
+        job: ImageJob,
+        attempt: Attempt,
+        snapshot: ConfigSnapshot,
+        info: RequestInfo,
+        retries: int,
+    ) -> tuple[Outcome | None, int]:
+        """Try one target's keys in turn: its outcome, or None to go on to the next target
+        (with the count of retries so far, for the backoff)."""
+        pid = attempt.provider.id
+        policy = snapshot.routes.policy(pid)
+        try:
+            keys = [info.relay[1]] if info.relay else self.keys.order(attempt.provider, policy)
+        except NoHealthyKey as exc:
+            info.failures.append(
+                UpstreamFailure("rate_limited", str(exc), 429, exc.retry_after, pid)
+            )
+            return None, retries
+        for key in keys:
+            if retries:
+                await asyncio.sleep(self._backoff(retries))
+            info.attempts += 1
+            try:
+                # A relayed key is the client's: it never enters the pool's bookkeeping.
+                with self.keys.use(pid, None if info.relay else key):
+                    outcome = await self._attempt(job, attempt, key, info)
+            except UpstreamFailure as failure:
+                self._note(failure, attempt, key, info)
+                if not info.relay:
+                    self.keys.failed(pid, key, failure, policy)
+                self.breakers.record(pid, failure.kind, policy.breaker)
+                if info.delivered:
+                    raise  # a streaming client already has images from this attempt
+                failover_on = snapshot.route(attempt.route).failover_on
+                if failure.kind in FINAL_KINDS and failure.kind not in failover_on:
+                    raise
+                if failure.kind in KEY_KINDS:
+                    continue  # the next key of the same provider
+                return None, retries + (failure.kind in ("upstream", "timeout"))
+            if not info.relay:
+                self.keys.succeeded(pid, key)
+            self.breakers.record(pid, None, policy.breaker)
+            return outcome, retries
+        return None, retries
 
     def _backoff(self, retries: int) -> float:
         """Exponential backoff with full jitter before trying the next target."""

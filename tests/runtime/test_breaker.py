@@ -48,3 +48,44 @@ def test_a_success_resets_the_count() -> None:
     b.record("p", "upstream", POLICY)
     b.record("p", "upstream", POLICY)
     assert b.state("p") == "closed"
+
+
+def open_and_cool(b: Breakers, clock: Clock) -> None:
+    for _ in range(3):
+        b.record("p", "upstream", POLICY)
+    clock.now += 30
+
+
+def test_a_released_probe_frees_the_slot_for_the_next_one() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    open_and_cool(b, clock)
+    probe = b.allow("p", POLICY)
+    assert probe is not None and probe.probe and not b.allow("p", POLICY)
+    b.release(probe)  # cancelled: no outcome
+    assert b.state("p") == "half_open" and b.allow("p", POLICY)
+
+
+def test_a_lost_probe_expires_after_one_cooldown() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    open_and_cool(b, clock)
+    assert b.allow("p", POLICY)  # never settled
+    clock.now += 29
+    assert not b.allow("p", POLICY)
+    clock.now += 1
+    assert b.allow("p", POLICY)
+
+
+def test_a_stale_release_does_not_free_someone_elses_probe() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    early = b.allow("p", POLICY)  # taken while the circuit was closed
+    open_and_cool(b, clock)
+    probe = b.allow("p", POLICY)
+    assert early is not None and probe is not None
+    b.release(early)
+    assert not b.allow("p", POLICY)  # the probe still holds the slot
+    b.record("p", None, POLICY)
+    b.release(probe)  # after an outcome: a no-op
+    assert b.state("p") == "closed"
