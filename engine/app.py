@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .api import admin, catalog, chat, images
+from .api import admin, catalog, chat, images, metrics
 from .api.errors import ApiError
-from .api.keys import RELOADER, SETTINGS, STATE
+from .api.keys import METRICS, RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
+from .metrics import GatewayMetrics
 from .runtime.bodygate import BodyGate
 from .runtime.fetch import make_guarded_session
 from .runtime.reload import Reloader
@@ -60,12 +61,17 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     )
     app[STATE] = state
     app[SETTINGS] = settings
+    app[METRICS] = GatewayMetrics()
     app[RELOADER] = Reloader(
         state, settings.config_dir, settings.env, polling=settings.watch_polling
     )
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_sweeper)
     app.cleanup_ctx.append(_hot_reload)
+    if settings.metrics_listen is None:
+        app.router.add_get("/metrics", metrics.metrics)
+    else:
+        app.cleanup_ctx.append(_metrics_listener)
     app.router.add_get("/", catalog.index)
     app.router.add_get("/health", catalog.health)
     app.router.add_get("/v1/models", catalog.list_models)
@@ -130,6 +136,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
             keys=state.keys,
             poll_scale=app[SETTINGS].poll_scale,
             internal_headers={INTERNAL_HEADER: state.internal_token},
+            metrics=app[METRICS],
         ),
         fetch_session,
     )
@@ -185,3 +192,20 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
+    """PIXGATE_METRICS_LISTEN: /metrics on an address of its own (and not on the API port)."""
+    host, port = app[SETTINGS].metrics_listen or ("127.0.0.1", 0)
+    side = web.Application()
+    side[STATE], side[SETTINGS] = app[STATE], app[SETTINGS]
+    side[METRICS], side[RELOADER] = app[METRICS], app[RELOADER]
+    side.router.add_get("/metrics", metrics.metrics)
+    runner = web.AppRunner(side, access_log=None, handle_signals=False)
+    await runner.setup()
+    # Workers share the address like the API port; any of them answers with the fleet's sum.
+    await web.TCPSite(runner, host, port, reuse_port=True).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()

@@ -7,16 +7,21 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
 
 from .api.keys import STATE
 from .app import create_app
 from .eventloop import LoopFactory, loop_factory
 from .gctune import tune, tune_after_startup
+from .metrics import enable_multiprocess
 from .settings import Settings
 
 log = logging.getLogger("pixgate")
@@ -48,6 +53,18 @@ def serve(settings: Settings, workers: int = 1) -> int:
 def _supervise(settings: Settings, workers: int, factory: LoopFactory) -> int:
     """Start the workers, pass signals on (TERM/INT stop, HUP reloads), stop all if one dies."""
     ctx = multiprocessing.get_context("fork")
+    # Workers write their metrics to one directory and a scrape of any of them sums them.
+    metrics_dir = Path(tempfile.mkdtemp(prefix="pixgate-metrics-"))
+    enable_multiprocess(metrics_dir)
+    try:
+        return _run_workers(ctx, settings, workers, factory)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(
+    ctx: multiprocessing.context.ForkContext, settings: Settings, workers: int, factory: LoopFactory
+) -> int:
     procs = [
         ctx.Process(target=_worker, args=(settings, i, factory), name=f"pixgate-{i}")
         for i in range(workers)
@@ -71,6 +88,8 @@ def _supervise(settings: Settings, workers: int, factory: LoopFactory) -> int:
     while any(p.is_alive() for p in procs):
         for proc in procs:
             proc.join(timeout=0.5)
+            if proc.exitcode is not None and proc.pid is not None:
+                mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]  # its live gauges leave the sum
             if proc.exitcode is not None and not stopping:
                 log.error("worker %s exited with %s; stopping the others", proc.pid, proc.exitcode)
                 code = 1

@@ -22,6 +22,16 @@ def default_storage_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "pixgate" / "files"
 
 
+def _address(value: str | None) -> tuple[str, int] | None:
+    """`host:port` (IPv6 as `[::1]:9100`), or None when unset."""
+    if not value or not value.strip():
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     config_dir: Path
@@ -29,6 +39,8 @@ class Settings:
     port: int = 8080
     api_keys: tuple[str, ...] = ()
     admin_key: str | None = None
+    metrics_key: str | None = None  # when set, GET /metrics needs it as a Bearer token
+    metrics_listen: tuple[str, int] | None = None  # serve /metrics only on this address
     allow_anonymous: bool = False
     public_url: str | None = None
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
@@ -53,6 +65,8 @@ class Settings:
             "port": int(env.get("PIXGATE_PORT") or 8080),
             "api_keys": _csv(env.get("PIXGATE_API_KEYS")),
             "admin_key": (env.get("PIXGATE_ADMIN_KEY") or "").strip() or None,
+            "metrics_key": (env.get("PIXGATE_METRICS_KEY") or "").strip() or None,
+            "metrics_listen": _address(env.get("PIXGATE_METRICS_LISTEN")),
             "public_url": (env.get("PIXGATE_PUBLIC_URL") or "").rstrip("/") or None,
             "storage_dir": Path(env["PIXGATE_STORAGE_DIR"])
             if env.get("PIXGATE_STORAGE_DIR")

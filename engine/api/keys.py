@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config.loader import ConfigSnapshot
+from ..metrics import GatewayMetrics
 from ..runtime.reload import Reloader
 from ..runtime.state import GatewayState
 from ..runtime.waitclock import WaitClock
@@ -13,6 +14,7 @@ from ..settings import Settings
 STATE = web.AppKey("pixgate_state", GatewayState)
 SETTINGS = web.AppKey("pixgate_settings", Settings)
 RELOADER = web.AppKey("pixgate_reloader", Reloader)
+METRICS = web.AppKey("pixgate_metrics", GatewayMetrics)
 
 # What one request carries between middleware and handlers.
 REQUEST_ID = web.RequestKey("pixgate_request_id", str)

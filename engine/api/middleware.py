@@ -14,7 +14,17 @@ from aiohttp import web
 
 from ..runtime import bodygate
 from .errors import ApiError
-from .keys import MODEL, PROVIDER, RELAY, REQUEST_ID, SETTINGS, SNAPSHOT, STATE, WAIT_CLOCK
+from .keys import (
+    METRICS,
+    MODEL,
+    PROVIDER,
+    RELAY,
+    REQUEST_ID,
+    SETTINGS,
+    SNAPSHOT,
+    STATE,
+    WAIT_CLOCK,
+)
 
 access_log = logging.getLogger("pixgate.access")
 log = logging.getLogger("pixgate.api")
@@ -22,7 +32,8 @@ log = logging.getLogger("pixgate.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # Paths that need no client key: health, hosted files (unguessable names), the demo upstream.
-PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/")
+# /metrics checks PIXGATE_METRICS_KEY itself.
+PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/", "/metrics")
 
 
 @web.middleware
@@ -32,6 +43,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
+    overhead: float | None = None
+    sent = 0
+    metrics = request.app[METRICS]
+    counted = request.path.startswith("/v1/")
+    if counted:
+        metrics.in_flight.inc()
     ticket = request.app[STATE].body_gate.ticket()
     token = bodygate.CURRENT.set(ticket)
     try:
@@ -41,13 +58,22 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers["x-request-id"] = request_id
             clock = request.get(WAIT_CLOCK)
             own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
-            response.headers["x-pixgate-overhead-ms"] = f"{max(0.0, own) * 1000:.2f}"
+            overhead = max(0.0, own)
+            response.headers["x-pixgate-overhead-ms"] = f"{overhead * 1000:.2f}"
             if ticket.held:  # write the big answer while this request still holds its slot
                 await _write_now(request, response)
+        sent = response.body_length if response.prepared else len(_body(response))
         return response
     finally:
         ticket.release()
         bodygate.CURRENT.reset(token)
+        if counted:
+            metrics.in_flight.dec()
+            route, model = _route_model(request)
+            metrics.request(
+                _endpoint(request), route, model, status,
+                time.perf_counter() - started, overhead, sent,
+            )  # fmt: skip
         if not request.path.startswith("/_demo/"):
             access_log.info(
                 "request_id=%s method=%s path=%s model=%s provider=%s status=%s duration_ms=%.1f",
@@ -59,6 +85,32 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def _body(response: web.StreamResponse) -> bytes:
+    body = response.body if isinstance(response, web.Response) else None
+    return body if isinstance(body, bytes) else b""
+
+
+def _endpoint(request: web.Request) -> str:
+    """The route's path template (`/v1/models/{id}`): bounded, never the client's path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _route_model(request: web.Request) -> tuple[str, str]:
+    """(route, model) labels: only names the live config knows, else "other" (a client may
+    send any string as `model`)."""
+    model = request.get(MODEL)
+    if model is None:
+        return "-", "-"
+    routes = request.app[STATE].snapshot.routes
+    route = routes.aliases.get(model, model)
+    if route in routes.routes:
+        return route, model
+    if model in request.app[STATE].snapshot.direct:
+        return model, model
+    return "other", "other"
 
 
 async def _write_now(request: web.Request, response: web.StreamResponse) -> None:

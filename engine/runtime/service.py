@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import random
 import secrets
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from yarl import URL
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, RouteSpec
+from ..metrics import GatewayMetrics
 from .breaker import Breakers
 from .context import base_context, call_context, call_counts
 from .executor import CallResult, Executor, ImageRef
@@ -53,6 +55,7 @@ class ImageService:
     poll_scale: float = 1.0  # tests shrink polling intervals; 1.0 in production
     # Headers for on-gateway upstreams (the demo): they answer only the gateway itself.
     internal_headers: dict[str, str] = field(default_factory=dict)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
 
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
         relay = info.relay[0] if info.relay else None
@@ -78,6 +81,7 @@ class ImageService:
             ) from None
         if optimized is not None and not outcome.revised_prompt:
             outcome.revised_prompt = optimized  # an upstream's own revision says more
+        self.metrics.images.labels(outcome.provider).inc(len(outcome.data))
         return outcome
 
     async def _optimize(
@@ -175,11 +179,13 @@ class ImageService:
             if retries:
                 await asyncio.sleep(self._backoff(retries))
             info.attempts += 1
+            started = time.perf_counter()
             try:
                 # A relayed key is the client's: it never enters the pool's bookkeeping.
                 with self.keys.use(pid, None if info.relay else key):
                     outcome = await self._attempt(job, attempt, key, info)
             except UpstreamFailure as failure:
+                self.metrics.attempt(pid, failure.kind, time.perf_counter() - started)
                 self._note(failure, attempt, key, info)
                 if not info.relay:
                     self.keys.failed(pid, key, failure, policy)
@@ -192,6 +198,7 @@ class ImageService:
                 if failure.kind in KEY_KINDS:
                     continue  # the next key of the same provider
                 return None, retries + (failure.kind in ("upstream", "timeout"))
+            self.metrics.attempt(pid, "success", time.perf_counter() - started)
             if not info.relay:
                 self.keys.succeeded(pid, key)
             self.breakers.record(pid, None, policy.breaker)
@@ -261,6 +268,9 @@ class ImageService:
                 ctx = call_context(base_ctx, job, index, count, secrets.randbelow(2**31))
                 return await executor.run(task, ctx)
 
+        polling = self.metrics.polling if task.polls else None
+        if polling is not None:
+            polling.inc()
         try:
             results = await settled([call(i, c) for i, c in enumerate(counts)])
             images: list[ImageRef] = []
@@ -286,6 +296,8 @@ class ImageService:
                 await sink.flush()
             raise
         finally:
+            if polling is not None:
+                polling.dec()
             if sink is not None:
                 sink.cancel()  # images of a failed attempt are not handed out late
         first = next((r for r in results if isinstance(r, CallResult)), CallResult())

@@ -1,0 +1,48 @@
+"""GET /metrics: Prometheus text format, optionally behind PIXGATE_METRICS_KEY."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..metrics import render
+from ..runtime.state import GatewayState
+from .errors import ApiError
+from .keys import METRICS, RELOADER, SETTINGS, STATE
+from .middleware import bearer_token
+
+
+def live_state(state: GatewayState, reloads: dict[str, int]) -> dict[str, Any]:
+    snapshot = state.snapshot
+    service = state.service
+    report = service.keys.report(snapshot.providers)
+    return {
+        "keys": {pid: [row["state"] for row in rows] for pid, rows in report.items()},
+        "circuits": {pid: service.breakers.state(pid) for pid in snapshot.providers},
+        "config_version": snapshot.version,
+        "config_loaded_at": snapshot.loaded_at,
+        "reloads": reloads,
+    }
+
+
+async def metrics(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    allowed = tuple(k for k in (settings.metrics_key, settings.admin_key) if k)
+    if settings.metrics_key:
+        token = bearer_token(request) or ""
+        if not any(hmac.compare_digest(token.encode(), k.encode()) for k in allowed):
+            raise ApiError(
+                401,
+                "/metrics needs 'Authorization: Bearer <PIXGATE_METRICS_KEY>'",
+                code="invalid_api_key",
+            )
+    stats = request.app[RELOADER].stats
+    reloads = {"applied": stats.succeeded, "rejected": stats.failed, "unchanged": stats.unchanged}
+    state = request.app[STATE]
+    # A multi-process scrape reads every worker's files: off the event loop.
+    body = await asyncio.to_thread(render, request.app[METRICS], lambda: live_state(state, reloads))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,98 @@
+"""The gateway's counters and histograms, with bounded labels.
+
+Labels never carry prompts, request ids, client keys or a client's free-form model name: a
+model a client names that no route knows is counted as "other". With `--workers N` the
+supervisor turns on prometheus-client's multi-process mode before the workers start, so
+each worker writes its values to a shared directory and a scrape sums them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Image requests last from a fraction of a second to many minutes (polling providers).
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+OTHER = "other"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(ENV) or None
+
+
+def enable_multiprocess(directory: Path) -> None:
+    """Before workers fork: every metric created after this writes to `directory`."""
+    os.environ[ENV] = str(directory)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+class GatewayMetrics:
+    """One app's metrics. In multi-process mode they live in the shared directory and
+    `registry` is None (a scrape collects the directory); otherwise in a registry of their
+    own, so that several apps in one process (tests) never share counts."""
+
+    def __init__(self) -> None:
+        self.registry = None if multiprocess_dir() else CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter(
+            "pixgate_requests", "Client requests by endpoint, route, model and status",
+            ["endpoint", "route", "model", "status"], registry=reg,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "pixgate_request_duration_seconds", "Client request duration, by endpoint",
+            ["endpoint"], buckets=DURATION_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.overhead = Histogram(
+            "pixgate_overhead_seconds",
+            "Time the gateway itself spent on a request, excluding waits on upstreams",
+            ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "pixgate_in_flight_requests", "Client requests being served",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.polling = Gauge(
+            "pixgate_polling_jobs", "Upstream attempts of polling providers in progress",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.attempts = Counter(
+            "pixgate_upstream_attempts", "Upstream attempts by provider and outcome",
+            ["provider", "outcome"], registry=reg,
+        )  # fmt: skip
+        self.upstream_latency = Histogram(
+            "pixgate_upstream_latency_seconds", "Duration of one upstream attempt, by provider",
+            ["provider"], buckets=DURATION_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.images = Counter(
+            "pixgate_images_generated", "Images handed to clients, by provider",
+            ["provider"], registry=reg,
+        )  # fmt: skip
+        self.bytes_out = Counter(
+            "pixgate_response_bytes", "Bytes of response bodies sent to clients, by endpoint",
+            ["endpoint"], registry=reg,
+        )  # fmt: skip
+
+    def request(
+        self,
+        endpoint: str,
+        route: str,
+        model: str,
+        status: int,
+        seconds: float,
+        overhead: float | None,
+        sent: int,
+    ) -> None:
+        self.requests.labels(endpoint, route, model, str(status)).inc()
+        self.duration.labels(endpoint).observe(seconds)
+        if overhead is not None:
+            self.overhead.labels(endpoint).observe(overhead)
+        if sent:
+            self.bytes_out.labels(endpoint).inc(sent)
+
+    def attempt(self, provider: str, outcome: str, seconds: float) -> None:
+        self.attempts.labels(provider, outcome).inc()
+        self.upstream_latency.labels(provider).observe(seconds)
