@@ -21,7 +21,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -764,3 +764,10 @@ async def _file(request: web.Request) -> web.StreamResponse:
     if stored is None:
         return web.Response(status=404, text="BlobNotFound")
     return web.Response(body=stored.data, content_type=stored.content_type)
+
+
+# For fakes that serve this same API under other paths (Azure's deployments).
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+generations_handler: Final[Handler] = _generations
+edits_handler: Final[Handler] = _edits
+file_handler: Final[Handler] = _file

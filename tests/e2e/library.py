@@ -1,0 +1,110 @@
+"""The provider library's end-to-end cases: each shipped provider file, its fake upstream, and
+what the openai SDK sends and gets (used by test_library_sdk.py).
+
+A case names the provider and model, builds the fake upstream app, and says how the gateway
+reaches it (the env for its base URL and key). Every fake follows its provider's documented
+protocol (tests/upstreams/<provider>.py) and understands `fail_next("server_error")` and
+`fail_next("content_policy")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.upstreams import azure_openai as fake_azure
+from tests.upstreams import chat_images as fake_chat
+from tests.upstreams import openai as fake_openai
+from tests.upstreams import together as fake_together
+from tests.upstreams.common import FakeUpstream
+
+
+@dataclass(frozen=True)
+class Case:
+    provider: str
+    model: str
+    make_app: Callable[[str], web.Application]  # (expected key) -> app
+    state: Callable[[web.Application], FakeUpstream]
+    env: Callable[[str, str], dict[str, str]]  # (fake base URL, key) -> gateway env
+    key: str
+    size: str = "1024x768"  # what the client asks for
+    expect: tuple[int, int] = (1024, 768)  # what the images must measure
+    edit_model: str | None = None  # a model that edits, when the provider can
+    edit_expect: tuple[int, int] | None = None  # None: the input image's size
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.provider
+
+
+def _standard_env(provider: str, path: str = "") -> Callable[[str, str], dict[str, str]]:
+    prefix = provider.upper().replace("-", "_")
+
+    def env(base: str, key: str) -> dict[str, str]:
+        return {f"{prefix}_BASE_URL": base + path, f"{prefix}_API_KEYS": key}
+
+    return env
+
+
+CASES: list[Case] = [
+    Case(
+        provider="together",
+        model="black-forest-labs/FLUX.1-schnell",
+        make_app=lambda key: fake_together.create_app(expected_key=key),
+        state=fake_together.state,
+        env=_standard_env("together", "/v1"),
+        key="tgp_v1_" + "k" * 40,
+        edit_model="black-forest-labs/FLUX.1-kontext-pro",
+    ),
+    Case(
+        provider="azure-openai",
+        model="dall-e-3",
+        make_app=lambda key: fake_azure.create_app(expected_key=key),
+        state=fake_azure.state,
+        env=_standard_env("azure-openai", "/openai"),
+        key="0123456789abcdef0123456789abcdef",
+        size="1792x1024",
+        expect=(1792, 1024),
+        edit_model="gpt-image-1",
+        edit_expect=(1024, 1024),
+    ),
+    Case(
+        provider="openai-compatible",
+        model="dall-e-3",
+        make_app=lambda key: fake_openai.create_app(expected_key=key),
+        state=fake_openai.state,
+        env=_standard_env("openai-compatible", "/v1"),
+        key="sk-reseller-0001",
+        size="1792x1024",
+        expect=(1792, 1024),
+        edit_model="gpt-image-1",
+        edit_expect=(1024, 1024),
+    ),
+    Case(
+        provider="chat-images",
+        model="gemini-2.5-flash-image",
+        make_app=lambda key: fake_chat.create_app(expected_key=key),
+        state=fake_chat.state,
+        env=_standard_env("chat-images", "/v1"),
+        key="sk-reseller-0002",
+        size="1024x1024",
+        expect=(1024, 1024),
+        edit_model="gemini-2.5-flash-image",
+    ),
+    Case(
+        provider="openrouter",
+        model="google/gemini-2.5-flash-image",
+        make_app=lambda key: fake_chat.create_app(expected_key=key, require_modalities=True),
+        state=fake_chat.state,
+        env=_standard_env("openrouter", "/v1"),
+        key="sk-or-v1-" + "0" * 64,
+        size="1792x1024",
+        expect=(1344, 768),
+        edit_model="google/gemini-2.5-flash-image",
+        edit_expect=(1024, 1024),
+    ),
+]
