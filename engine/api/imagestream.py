@@ -40,6 +40,8 @@ KEEPALIVE_SECONDS = sse.KEEPALIVE_SECONDS
 MAX_PARTIAL_IMAGES = 3
 OFFLOOP_CHARS = 512 * 1024
 
+# The values OpenAI's stream event schemas allow.
+_SIZES = ("1024x1024", "1024x1536", "1536x1024")
 _QUALITIES = ("low", "medium", "high", "auto")
 _BACKGROUNDS = ("transparent", "opaque", "auto")
 _FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
@@ -155,27 +157,55 @@ def _error_body(error: ApiError) -> dict[str, Any]:
 
 
 async def _event(kind: str, image: StreamImage, job: ImageJob) -> dict[str, Any]:
-    """One OpenAI stream event. `size` and `output_format` describe the image itself;
-    `quality` and `background` echo the request (`auto` when not given or not OpenAI's)."""
+    """One OpenAI stream event, valid against the spec's enums. `output_format` describes the
+    image itself; `size` is its size when that is one of OpenAI's, else `auto`, and
+    `pixgate_size` always holds the exact `WxH` when known. `quality` and `background` echo
+    the request (`auto` when not given or not OpenAI's). Completed events always carry
+    `usage` (see stream_usage)."""
     fmt, size = await _describe(image.b64_json)
+    exact = size or _requested_size(job)
     event: dict[str, Any] = {
         "type": kind,
         "b64_json": image.b64_json,
         "created_at": int(time.time()),
-        "size": size or _requested_size(job),
+        "size": exact if exact in _SIZES else "auto",
         "quality": job.quality if job.quality in _QUALITIES else "auto",
         "background": job.background if job.background in _BACKGROUNDS else "auto",
         "output_format": fmt or job.output_format or "png",
     }
+    if exact is not None:
+        event["pixgate_size"] = exact
     if kind.endswith(".partial_image"):
         event["partial_image_index"] = image.index
-    elif images.is_image_usage(image.usage):
-        event["usage"] = image.usage
+    else:
+        event["usage"] = stream_usage(image.usage)
     return event
 
 
-def _requested_size(job: ImageJob) -> str:
-    return f"{job.size[0]}x{job.size[1]}" if job.size else "auto"
+def stream_usage(usage: Any) -> dict[str, Any]:
+    """OpenAI's ImagesUsage (exactly its fields) from the upstream's usage when that has
+    OpenAI's shape; all zeros when the upstream reported none, or tokens of another kind."""
+    found = usage if images.is_image_usage(usage) else {}
+    details = found.get("input_tokens_details")
+    details = details if isinstance(details, dict) else {}
+
+    def count(source: dict[str, Any], name: str) -> int:
+        value = source.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    return {
+        "total_tokens": count(found, "total_tokens"),
+        "input_tokens": count(found, "input_tokens"),
+        "output_tokens": count(found, "output_tokens"),
+        "input_tokens_details": {
+            "text_tokens": count(details, "text_tokens"),
+            "image_tokens": count(details, "image_tokens"),
+        },
+    }
+
+
+def _requested_size(job: ImageJob) -> str | None:
+    return f"{job.size[0]}x{job.size[1]}" if job.size else None
 
 
 async def _describe(b64: str) -> tuple[str | None, str | None]:

@@ -37,8 +37,7 @@ SCHEMAS = {
     "image_edit.partial_image": "ImageEditPartialImageEvent",
     "image_edit.completed": "ImageEditCompletedEvent",
 }
-# Completed events carry usage only when the upstream reported it in OpenAI's shape; the
-# schema requires it, so events without it are validated with this stand-in.
+# Completed events carry usage always: zeros when the upstream reported none in OpenAI's shape.
 NO_USAGE = {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0,
             "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}}  # fmt: skip
 
@@ -82,16 +81,15 @@ async def post_raw(url: str, body: dict[str, Any]) -> RawStream:
 
 
 def check_event(spec: dict[str, Any], name: str | None, data: dict[str, Any]) -> Image.Image:
-    """The event line names the data's type, the data fits OpenAI's schema, the image decodes
-    and matches the event's size and output_format."""
+    """The event line names the data's type, the data fits OpenAI's schema (strictly), the
+    image decodes and matches the event's exact size and output_format."""
     assert name == data["type"], (name, data["type"])
-    instance = data
-    if data["type"].endswith(".completed") and "usage" not in data:
-        instance = {**data, "usage": NO_USAGE}
-    validate_component(spec, SCHEMAS[data["type"]], instance)
+    validate_component(spec, SCHEMAS[data["type"]], data)
     image = Image.open(io.BytesIO(base64.b64decode(data["b64_json"])))
     image.load()
-    assert f"{image.width}x{image.height}" == data["size"]
+    exact = f"{image.width}x{image.height}"
+    assert data["pixgate_size"] == exact
+    assert data["size"] == (exact if exact in ("1024x1024", "1024x1536", "1536x1024") else "auto")
     assert (image.format or "").lower() == data["output_format"]
     return image
 
@@ -244,6 +242,22 @@ async def test_demo_streams_completed_events_only(
     for event in events:
         data = event.to_dict()
         assert check_event(openai_spec, data["type"], data).size == (1024, 1024)
+
+
+async def test_sizes_outside_openais_enum_are_auto_with_the_exact_size_beside(
+    demo_gateway: Gateway, openai_spec: dict[str, Any]
+) -> None:
+    """The spec allows three sizes (and auto) in stream events; other sizes are `auto` there,
+    exact in `pixgate_size`, and every completed event has a usage object."""
+    async with sdk(demo_gateway) as client:
+        stream = await client.images.generate(
+            model="demo", prompt="a small fox", size="256x256", stream=True
+        )
+        events = [event.to_dict() async for event in stream]
+    assert [e["type"] for e in events] == ["image_generation.completed"]
+    (data,) = events
+    assert check_event(openai_spec, data["type"], data).size == (256, 256)
+    assert (data["size"], data["pixgate_size"], data["usage"]) == ("auto", "256x256", NO_USAGE)
 
 
 async def test_keepalive_comments_while_a_slow_upstream_works(
@@ -403,7 +417,7 @@ async def test_seedream_streams_each_image_as_it_is_done(
     assert [name for name, _ in raw.events] == ["image_generation.completed"] * 2
     for name, data in raw.events:
         assert check_event(openai_spec, name, data).size == (1024, 1024)
-        assert "usage" not in data  # Ark's usage is not OpenAI's shape
+        assert data["usage"] == NO_USAGE  # Ark's usage is not OpenAI's shape
     assert len(app[BODIES]) == 2  # one call per image, side by side
     assert all(b["stream"] is True and b["response_format"] == "b64_json" for b in app[BODIES])
 
