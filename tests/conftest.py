@@ -24,8 +24,8 @@ async def demo_gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 @pytest.fixture(scope="session")
 def openai_spec() -> dict[str, Any]:
     """OpenAI's published OpenAPI document, the contract for responses: $PIXGATE_OPENAI_SPEC,
-    else shared/reference/openai-openapi.yaml in a folder above the checkout. Missing, it fails the run under CI=true and
-    skips loudly otherwise."""
+    else shared/reference/openai-openapi.yaml in a folder above the checkout. Missing, it
+    fails the run under CI=true and skips loudly otherwise."""
     explicit = os.environ.get("PIXGATE_OPENAI_SPEC")
     found = [p for p in OPENAPI_CANDIDATES if p.is_file()]
     return load_spec(Path(explicit) if explicit else (found or OPENAPI_CANDIDATES)[0])

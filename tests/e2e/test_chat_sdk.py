@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import io
 import itertools
 import logging
@@ -64,32 +63,6 @@ def upstream_prompts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(demo_upstream, "build_job", recording)
     return seen
-
-
-@pytest.fixture(scope="module")
-def chunk_spec(openai_spec: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's document with its OpenAPI 3.0 `nullable: true` read as JSON Schema does.
-
-    The published file is 3.1 but still marks some fields `nullable` (a chunk's
-    `finish_reason` and `logprobs`, `usage`), which JSON Schema ignores: as written, the
-    `"finish_reason": null` every OpenAI chunk carries would not validate."""
-    return _nullable(copy.deepcopy(openai_spec))
-
-
-def _nullable(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _nullable(v) for k, v in node.items() if k != "nullable"}
-    if node.get("nullable") is True:
-        if isinstance(out.get("type"), str):
-            out["type"] = [out["type"], "null"]
-            if "enum" in out:
-                out["enum"] = [*out["enum"], None]
-        else:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
 
 
 def user(content: Any) -> dict[str, Any]:
@@ -253,7 +226,7 @@ async def test_stream_with_the_sdk(sdk: openai.AsyncOpenAI, fast_keepalive: floa
 
 
 async def test_raw_stream_has_keep_alives_valid_chunks_and_done(
-    demo_gateway: Gateway, chunk_spec: dict[str, Any], fast_keepalive: float
+    demo_gateway: Gateway, openai_spec: dict[str, Any], fast_keepalive: float
 ) -> None:
     status, text = await raw_stream(
         f"{demo_gateway.v1}/chat/completions",
@@ -271,7 +244,7 @@ async def test_raw_stream_has_keep_alives_valid_chunks_and_done(
     chunks = chunks_of(text)
     for chunk in chunks:
         # reasoning_content is our extension; the delta schema allows extra fields.
-        validate_component(chunk_spec, "CreateChatCompletionStreamResponse", chunk)
+        validate_component(openai_spec, "CreateChatCompletionStreamResponse", chunk)
         assert chunk["object"] == "chat.completion.chunk"
         assert "usage" not in chunk  # include_usage was not asked for
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
@@ -284,7 +257,7 @@ async def test_raw_stream_has_keep_alives_valid_chunks_and_done(
 
 
 async def test_stream_usage_chunk_is_valid(
-    demo_gateway: Gateway, chunk_spec: dict[str, Any]
+    demo_gateway: Gateway, openai_spec: dict[str, Any]
 ) -> None:
     status, text = await raw_stream(
         f"{demo_gateway.v1}/chat/completions",
@@ -299,7 +272,7 @@ async def test_stream_usage_chunk_is_valid(
     assert status == 200
     chunks = chunks_of(text)
     for chunk in chunks:
-        validate_component(chunk_spec, "CreateChatCompletionStreamResponse", chunk)
+        validate_component(openai_spec, "CreateChatCompletionStreamResponse", chunk)
     assert all(c["usage"] is None for c in chunks[:-1])
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] > 0
 
