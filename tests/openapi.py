@@ -120,6 +120,8 @@ def strict_document(
     doc = _nullable(copy.deepcopy(spec))
     schemas = doc.get("components", {}).get("schemas", {})
     for component, names in extras.items():
+        if component not in schemas:
+            continue
         props = schemas[component].setdefault("properties", {})
         for field in names:
             props.setdefault(field, {})
