@@ -24,6 +24,7 @@ CODES: dict[str, str] = {
     "E201": "template syntax error",
     "E202": "unknown template variable",
     "E203": "reference to an unknown or later step",
+    "E204": "malformed `$for_each` (missing `$item`, unknown key, bad `$as`)",
     "E211": "JMESPath syntax error",
     "E221": "invalid regular expression",
     "E231": "invalid duration",

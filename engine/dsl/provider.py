@@ -21,15 +21,8 @@ from .spec import (
     StreamSpec,
     TaskSpec,
 )
-from .templates import (
-    Const,
-    MapNode,
-    Renderable,
-    TemplateError,
-    compile_text,
-    compile_tree,
-    step_refs,
-)
+from .templates import Const, Renderable, TemplateError, compile_text, step_refs
+from .trees import MapNode, compile_tree
 
 Path = tuple[str | int, ...]
 Report = Callable[[Path, str, str], None]
@@ -70,14 +63,13 @@ class _Compiler:
             return None
 
     def tree(self, value: Any, path: Path) -> Renderable | None:
-        ok = True
-        for sub_path, source in _leaf_strings(value, path):
-            try:
-                compile_text(source)
-            except TemplateError as exc:
-                self.error(sub_path, exc.code, str(exc))
-                ok = False
-        return compile_tree(value) if ok else None
+        failed = self.failed
+        self.failed = False
+        node = compile_tree(
+            value, on_error=lambda where, exc: self.error(where, exc.code, str(exc)), path=path
+        )
+        ok, self.failed = not self.failed, failed or self.failed
+        return node if ok else None
 
     def mapping(self, value: dict[str, Any] | None, path: Path) -> MapNode:
         node = self.tree(value or {}, path)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .expressions import Expr
-from .templates import MapNode, Renderable
+from .templates import Renderable
+from .trees import MapNode
 
 TASKS = ("generate", "edit", "blend", "variation")
 FAILURE_KINDS = (

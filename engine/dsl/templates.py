@@ -180,30 +180,6 @@ class TextTemplate:
 
 
 @dataclass(frozen=True, slots=True)
-class MapNode:
-    items: tuple[tuple[str, Renderable], ...]
-
-    def render(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, node in self.items:
-            value = node.render(ctx)
-            if value is None or value == "":
-                continue
-            out[key] = value
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class ListNode:
-    """Lists keep every item, None included: positional inputs (Gradio `data`) must not shift."""
-
-    items: tuple[Renderable, ...]
-
-    def render(self, ctx: Mapping[str, Any]) -> list[Any]:
-        return [node.render(ctx) for node in self.items]
-
-
-@dataclass(frozen=True, slots=True)
 class StepRefs:
     """What a template reads from earlier steps: {step name: {variable, ...}}."""
 
@@ -214,12 +190,15 @@ def _is_template(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
-def compile_text(source: str, *, url: bool = False) -> Renderable:
-    """A string field: constant, native expression, or text template."""
+def compile_text(
+    source: str, *, url: bool = False, names: frozenset[str] = frozenset()
+) -> Renderable:
+    """A string field: constant, native expression, or text template. `names` are variables
+    allowed besides the context (a `$for_each` item's name and `loop`)."""
     env = URL_ENV if url else TEXT_ENV
     if not _is_template(source):
         return Const(source)
-    check_source(env, source)
+    check_source(env, source, names)
     expr = whole_expression(env, source)
     if expr is not None:
         try:
@@ -250,29 +229,18 @@ def whole_expression(env: jinja2.Environment, source: str) -> str | None:
     return text[2:-2]
 
 
-def compile_tree(value: Any) -> Renderable:
-    """A JSON-like structure whose string leaves may be templates."""
-    if isinstance(value, dict):
-        return MapNode(tuple((str(k), compile_tree(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return ListNode(tuple(compile_tree(v) for v in value))
-    if isinstance(value, str):
-        return compile_text(value)
-    return Const(value)
-
-
-def check_source(env: jinja2.Environment, source: str) -> None:
+def check_source(env: jinja2.Environment, source: str, names: frozenset[str] = frozenset()) -> None:
     """Syntax and variable names, at load. Raises TemplateError."""
     try:
         ast = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError("E201", f"template syntax: {exc.message}") from None
-    unknown = sorted(meta.find_undeclared_variables(ast) - CONTEXT_NAMES)
+    unknown = sorted(meta.find_undeclared_variables(ast) - CONTEXT_NAMES - names)
     if unknown:
         raise TemplateError(
             "E202",
             f"unknown template variable {', '.join(unknown)!s}; "
-            f"available: {', '.join(sorted(CONTEXT_NAMES))}",
+            f"available: {', '.join(sorted(CONTEXT_NAMES | names))}",
         )
 
 

@@ -9,18 +9,16 @@ import pytest
 from engine.dsl.templates import (
     CONTEXT_NAMES,
     Const,
-    ListNode,
-    MapNode,
     NativeExpr,
     RawText,
     RenderError,
     TemplateError,
     TextTemplate,
     compile_text,
-    compile_tree,
     step_refs,
     template_sources,
 )
+from engine.dsl.trees import ListNode, MapNode, compile_tree
 from engine.runtime.job import InputImage
 
 PNG = InputImage(b"\x89PNG\r\n\x1a\n-png-", "image/png")

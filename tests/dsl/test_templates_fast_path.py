@@ -12,7 +12,8 @@ from PIL import Image
 
 from engine.config.loader import build_snapshot
 from engine.dsl.sizes import Size
-from engine.dsl.templates import ListNode, MapNode, NativeExpr, TextTemplate, compile_text
+from engine.dsl.templates import NativeExpr, TextTemplate, compile_text
+from engine.dsl.trees import ListNode, MapNode
 from engine.runtime.context import base_context, call_context
 from engine.runtime.job import ImageJob, InputImage
 from engine.runtime.router import Attempt
