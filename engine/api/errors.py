@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import orjson
@@ -53,7 +54,8 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 def from_failure(failure: UpstreamFailure) -> ApiError:
     status, type_, code = CLIENT_STATUS.get(failure.kind, CLIENT_STATUS["upstream"])
     headers = {}
-    if failure.retry_after is not None and status == 429:
-        headers["Retry-After"] = str(max(1, round(failure.retry_after)))
+    wait = failure.retry_after
+    if wait is not None and status == 429 and math.isfinite(wait):
+        headers["Retry-After"] = str(max(1, round(wait)))
     where = f"upstream {failure.provider}" if failure.provider else "upstream"
     return ApiError(status, f"{where}: {failure.message}", type=type_, code=code, headers=headers)

@@ -16,6 +16,7 @@ import aiohttp
 
 from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
 from ..rawtext import RawText, plain
+from . import retryafter
 from .failures import UpstreamFailure, kind_for_status
 from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock
@@ -185,7 +186,7 @@ class Executor:
                     rule.kind,
                     self._message(step, reply, "", str(message) if message else None),
                     reply.status,
-                    _retry_after(reply.headers),
+                    retryafter.from_headers(reply.headers),
                 )
         kind = kind_for_status(reply.status)
         if kind is None and reply.error_event:
@@ -200,7 +201,7 @@ class Executor:
                 kind,
                 self._message(step, reply, f"HTTP {reply.status}"),
                 reply.status,
-                _retry_after(reply.headers),
+                retryafter.from_headers(reply.headers),
             )
 
     def _message(
@@ -279,17 +280,6 @@ def _raw_image_ref(item: RawText, kind: str, request_url: str) -> ImageRef | Non
     if kind == "auto" and _B64.match(item.head(256).decode("ascii", "replace")):
         return ImageRef("b64", item)
     return _image_ref(str(item), kind, request_url)
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def decode_b64(value: str | RawText) -> bytes:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dsl.spec import ProviderPolicy, ProviderSpec
+from . import retryafter
 from .failures import UpstreamFailure
 
 Clock = Callable[[], float]
@@ -124,7 +125,7 @@ class KeyPools:
         now = self.clock()
         if failure.kind == "rate_limited":
             health.strikes += 1
-            wait = failure.retry_after
+            wait = retryafter.clamp(failure.retry_after, policy.max_cooldown)
             if wait is None:
                 wait = min(policy.max_cooldown, BASE_COOLDOWN * 2 ** (health.strikes - 1))
             health.until, health.reason = now + wait, "rate_limited"

@@ -19,6 +19,7 @@ from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, RouteSpec
 from ..metrics import GatewayMetrics
+from . import retryafter
 from .breaker import Breakers
 from .context import base_context, call_context, call_counts
 from .executor import CallResult, Executor, ImageRef
@@ -186,6 +187,8 @@ class ImageService:
                     outcome = await self._attempt(job, attempt, key, info)
             except UpstreamFailure as failure:
                 self.metrics.attempt(pid, failure.kind, time.perf_counter() - started)
+                # What the client is told to wait is bounded as the key's cooldown is.
+                failure.retry_after = retryafter.clamp(failure.retry_after, policy.max_cooldown)
                 self._note(failure, attempt, key, info)
                 if not info.relay:
                     self.keys.failed(pid, key, failure, policy)

@@ -10,12 +10,12 @@ import pytest
 
 from engine.dsl.provider import DEFAULT_ERROR_MESSAGE, compile_provider
 from engine.dsl.spec import ProviderSpec, StepSpec
+from engine.runtime import retryafter
 from engine.runtime.executor import (
     CallResult,
     Executor,
     ImageRef,
     _image_ref,
-    _retry_after,
     decode_b64,
 )
 from engine.runtime.failures import CLIENT_STATUS, FINAL_KINDS, UpstreamFailure, kind_for_status
@@ -196,14 +196,14 @@ def test_sse_error_event_is_an_upstream_failure() -> None:
         ({"retry-after-ms": "1500"}, 1.5),
         ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),  # ms is more precise: wins
         ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
-        ({"retry-after": "-3"}, 0.0),
-        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, None),
+        ({"retry-after": "-3"}, None),  # not delta-seconds: the pool's own backoff applies
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past
         ({"retry-after": ""}, None),
         ({}, None),
     ],
 )
 def test_retry_after(headers: dict[str, str], seconds: float | None) -> None:
-    assert _retry_after(headers) == seconds
+    assert retryafter.from_headers(headers) == seconds
 
 
 def test_retry_after_reaches_the_failure() -> None:
