@@ -96,7 +96,7 @@ async def _multipart(request: web.Request) -> ImageForm:
 
 def _coerce(name: str, value: str) -> Any:
     """Form fields arrive as text; give the numeric and boolean ones their JSON types."""
-    if name in INT_FIELDS and value.strip().lstrip("-").isdigit():
+    if name in INT_FIELDS and params.INTEGER.fullmatch(value.strip()):
         return int(value)
     if name == "stream":
         return value.strip().lower() in ("true", "1", "yes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -9,6 +10,10 @@ from aiohttp import web
 
 from ..dsl.sizes import parse_size
 from .errors import bad_request
+
+# An integer as text: ASCII digits only (str.isdigit also takes '²', which int() refuses), and
+# few enough of them that int() never meets its 4,300-digit limit.
+INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 MAX_N = 10
 MAX_PROMPT = 32000
@@ -106,7 +111,7 @@ def seed(body: dict[str, Any]) -> int | None:
     value = body.get("seed")
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and INTEGER.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise bad_request("'seed' must be a non-negative integer.", "seed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jmespath
@@ -23,8 +24,12 @@ class _Functions(jfunc.Functions):  # type: ignore[misc]
     def _func_to_int(self, value: Any) -> int | None:
         if value is None:
             return None
-        digits = "".join(ch for ch in str(value) if ch.isdigit() or ch == ".")
-        return int(float(digits)) if digits else None
+        digits = "".join(ch for ch in str(value) if ch in "0123456789.")
+        try:  # upstream text: "1.2.3", "." or 400 digits are None, never an error
+            number = float(digits)
+        except ValueError:
+            return None
+        return int(number) if math.isfinite(number) else None
 
 
 _FUNCTIONS = _Functions()
