@@ -75,6 +75,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_get("/", catalog.index)
     app.router.add_get("/health", catalog.health)
     app.router.add_get("/v1/models", catalog.list_models)
+    app.router.add_get("/v1/models/{model:.+}", catalog.retrieve_model)
     app.router.add_post("/v1/images/generations", images.generations)
     app.router.add_post("/v1/images/edits", images.edits)
     app.router.add_post("/v1/images/variations", images.variations)

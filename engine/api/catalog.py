@@ -1,4 +1,4 @@
-"""GET /v1/models, GET /health, GET /files/{name}, GET /."""
+"""GET /v1/models, GET /v1/models/{id}, GET /health, GET /files/{name}, GET /."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def model_list(snapshot: ConfigSnapshot) -> list[dict[str, Any]]:
 async def list_models(request: web.Request) -> web.Response:
     snapshot = request.app[STATE].snapshot
     return json_response({"object": "list", "data": model_list(snapshot)})
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """One entry of the list (ids may hold '/', as `provider/model` does); 404 otherwise."""
+    model_id = request.match_info["model"]
+    snapshot = request.app[STATE].snapshot
+    for entry in model_list(snapshot):
+        if entry["id"] == model_id:
+            return json_response(entry)
+    raise ApiError(
+        404, f"The model '{model_id}' does not exist", param="model", code="model_not_found"
+    )
 
 
 async def health(request: web.Request) -> web.Response:
