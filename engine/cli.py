@@ -157,7 +157,11 @@ def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     explain.add_argument("--negative-prompt")
     explain.add_argument("--quality")
     explain.add_argument("--style")
-    explain.add_argument("--response-format", choices=["url", "b64_json"], default="url")
+    explain.add_argument(
+        "--response-format",
+        choices=["url", "b64_json"],
+        help="as a client would name it (default: the route's or model's default, else url)",
+    )
     explain.add_argument(
         "--extra",
         action="append",

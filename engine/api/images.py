@@ -94,7 +94,7 @@ def job_from(body: dict[str, Any], task: str, *, prompt: str) -> ImageJob:
         style=params.text(body, "style"),
         seed=params.seed(body),
         negative_prompt=params.text(body, "negative_prompt"),
-        response_format=params.choice(body, "response_format", ("url", "b64_json"), "url"),
+        response_format=params.choice(body, "response_format", ("url", "b64_json")),
         output_format=params.choice(body, "output_format", ("png", "jpeg", "webp"), "png")
         if body.get("output_format") is not None
         else None,

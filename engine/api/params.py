@@ -78,7 +78,9 @@ def size(body: dict[str, Any]) -> tuple[int, int] | None:
     return width, height
 
 
-def choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+def choice(
+    body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str | None = None
+) -> str | None:
     value = body.get(name)
     if value is None:
         return default

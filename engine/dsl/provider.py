@@ -203,6 +203,7 @@ def _model(
         max_n=int(raw.get("max_n", 4)),
         images_per_call=int(raw["images_per_call"]) if "images_per_call" in raw else None,
         max_images=int(raw.get("max_images", 16)),
+        response_format=raw.get("response_format"),
         params={**provider_params, **(raw.get("params") or {})},
     )
 

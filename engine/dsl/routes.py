@@ -84,6 +84,7 @@ def compile_routes(
             ),
             chat_context_edit=bool(raw.get("chat_context_edit", True)),
             chat_image_format=raw.get("chat_image_format", "url"),
+            response_format=raw.get("response_format"),
         )
     for name, route in routes.items():
         for i, fallback in enumerate(route.fallbacks):

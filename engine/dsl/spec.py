@@ -43,6 +43,7 @@ class ModelSpec:
     title: str = ""
     images_per_call: int | None = None  # overrides the task's when set
     max_images: int = 16  # input images one request may carry (edit, blend)
+    response_format: str | None = None  # answer `url` or `b64_json` when the client names none
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +227,7 @@ class RouteSpec:
     optimizer: OptimizerSpec | None = None
     chat_context_edit: bool = True  # a chat follow-up without an image edits the last image
     chat_image_format: str = "url"  # or "data_uri": how chat replies embed images
+    response_format: str | None = None  # the default for the route's every target
     # The targets grouped by priority, highest first (derived here, not per request).
     tiers: tuple[tuple[TargetSpec, ...], ...] = field(init=False, repr=False, compare=False)
 

@@ -33,7 +33,7 @@ def base_context(
         "size": size.as_context(),
         "quality": job.quality,
         "style": job.style,
-        "response_format": job.response_format,
+        "response_format": response_format(job, attempt),
         "output_format": job.output_format,
         "background": job.background,
         "user": job.user,
@@ -47,6 +47,11 @@ def base_context(
         "stream": stream,
         "partial_images": partial_images,
     }
+
+
+def response_format(job: ImageJob, attempt: Attempt) -> str:
+    """`url` or `b64_json`: what the client asked for, else the attempt's default."""
+    return job.response_format or attempt.response_format
 
 
 def call_context(

@@ -53,7 +53,7 @@ class ImageJob:
     style: str | None = None
     seed: int | None = None
     negative_prompt: str | None = None
-    response_format: str = "url"
+    response_format: str | None = None  # None: the route's or model's default (Attempt)
     output_format: str | None = None
     background: str | None = None
     user: str | None = None

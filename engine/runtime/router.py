@@ -19,6 +19,9 @@ class Attempt:
     model: ModelSpec
     task: str  # the provider task to run (a variation may run as an edit)
     prompt: str | None = None  # replaces the client's prompt (variation through edit)
+    # The answer's format when the client names none: the route the client named, else the
+    # model, else `url`.
+    response_format: str = "url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +98,8 @@ class Router:
             plan.skipped.append(Skipped(target, f"does not support {task}"))
         else:
             prompt = route.variation_prompt if runs != task else None
-            plan.attempts.append(Attempt(route.name, target, provider, model, runs, prompt))
+            fmt = plan.route.response_format or model.response_format or "url"
+            plan.attempts.append(Attempt(route.name, target, provider, model, runs, prompt, fmt))
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = list(route.targets)

@@ -21,7 +21,7 @@ from ..dsl.spec import ProviderSpec, RouteSpec
 from ..metrics import GatewayMetrics
 from . import retryafter
 from .breaker import Breakers
-from .context import base_context, call_context, call_counts
+from .context import base_context, call_context, call_counts, response_format
 from .executor import CallResult, Executor, ImageRef
 from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
@@ -328,8 +328,9 @@ class ImageService:
     ) -> list[ClientItem]:
         provider = attempt.provider
         ctx = self._result_context(provider, key, base_url, info)
+        fmt = response_format(job, attempt)
         outs = await settled(
-            [to_client(ref, job.response_format, provider.rehost_urls, ctx) for ref in images]
+            [to_client(ref, fmt, provider.rehost_urls, ctx) for ref in images]
         )
         data = [o for o in outs if isinstance(o, dict)]
         errors = [o for o in outs if isinstance(o, BaseException)]

@@ -5,13 +5,19 @@ response and stream event is validated strictly against OpenAI's published spec
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from tests.gateway import Gateway
+from tests.e2e.providers import config_dir
+from tests.gateway import Gateway, run_gateway
 from tests.openapi import validate_component
+from tests.upstreams import openai as fake_openai
+from tests.upstreams import serve_upstream
+
+OPENAI_KEY = "sk-proj-" + "C" * 40
 
 
 @pytest.fixture
@@ -20,6 +26,33 @@ async def client(demo_gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
         base_url=demo_gateway.v1, api_key="unused", max_retries=0, timeout=30
     ) as sdk:
         yield sdk
+
+
+def sdk(gw: Gateway) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0, timeout=30)
+
+
+@pytest.fixture
+async def openai_gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The shipped openai provider file on a fake OpenAI API; routes `gpt-image-1` and
+    `dall-e-3` (model defaults), and `demo-b64` (the demo with a route default)."""
+    app = fake_openai.create_app(expected_key=OPENAI_KEY)
+    routes = {
+        "demo": True,
+        "routes": {
+            "gpt-image-1": {"targets": [{"provider": "openai", "model": "gpt-image-1"}]},
+            "dall-e-3": {"targets": [{"provider": "openai", "model": "dall-e-3"}]},
+            "demo-b64": {
+                "response_format": "b64_json",
+                "targets": [{"provider": "demo", "model": "demo-v1"}],
+            },
+        },
+    }
+    async with serve_upstream(app) as base:
+        env = {"OPENAI_BASE_URL": f"{base}/v1", "OPENAI_API_KEYS": OPENAI_KEY}
+        cfg = config_dir(tmp_path, ["openai", "demo"], routes)
+        async with run_gateway(cfg, tmp_path / "files", env) as gw:
+            yield gw
 
 
 def check(spec: dict[str, Any], name: str, raw: Any) -> Any:
@@ -53,3 +86,31 @@ async def test_retrieve_unknown_model_is_a_404_openai_error(
     validate_component(openai_spec, "ErrorResponse", body)
     assert body["error"]["code"] == "model_not_found"
     assert "no-such/model" in body["error"]["message"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The default response_format: OpenAI's own example (`b64decode(result.data[0].b64_json)`)
+# works on gpt-image models without naming it
+
+
+async def test_gpt_image_answers_b64_json_when_the_client_names_no_format(
+    openai_gateway: Gateway, openai_spec: dict[str, Any]
+) -> None:
+    async with sdk(openai_gateway) as client:
+        raw = await client.images.with_raw_response.generate(model="gpt-image-1", prompt="a fox")
+        result = check(openai_spec, "ImagesResponse", raw)
+        assert result.data[0].b64_json and result.data[0].url is None
+        asked = await client.images.generate(
+            model="gpt-image-1", prompt="a fox", response_format="url"
+        )
+        assert asked.data[0].url and asked.data[0].b64_json is None  # the client's word wins
+        dalle = await client.images.generate(model="dall-e-3", prompt="a fox")
+        assert dalle.data[0].url and dalle.data[0].b64_json is None  # as OpenAI: url
+
+
+async def test_a_route_declares_its_default_format(
+    openai_gateway: Gateway, openai_spec: dict[str, Any]
+) -> None:
+    async with sdk(openai_gateway) as client:
+        raw = await client.images.with_raw_response.generate(model="demo-b64", prompt="a fox")
+        assert check(openai_spec, "ImagesResponse", raw).data[0].b64_json
