@@ -41,6 +41,8 @@ async def test_a_cookie_from_one_answer_is_not_sent_with_the_next_request(
         async with run_gateway(root, tmp_path / "files", env) as gw:
             async with openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0) as sdk:
                 for _ in range(3):
-                    result = await sdk.images.generate(model="m", prompt="a fox")
+                    result = await sdk.images.generate(
+                        model="m", prompt="a fox", response_format="url"
+                    )
                     assert result.data[0].url == "https://img.test/a.png"
     assert app[COOKIES] == [None, None, None]
