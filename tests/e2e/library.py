@@ -17,7 +17,9 @@ from aiohttp import web
 
 from tests.upstreams import azure_openai as fake_azure
 from tests.upstreams import chat_images as fake_chat
+from tests.upstreams import cloudflare as fake_cf
 from tests.upstreams import openai as fake_openai
+from tests.upstreams import stability as fake_stability
 from tests.upstreams import together as fake_together
 from tests.upstreams.common import FakeUpstream
 
@@ -35,10 +37,11 @@ class Case:
     edit_model: str | None = None  # a model that edits, when the provider can
     edit_expect: tuple[int, int] | None = None  # None: the input image's size
     extra: dict[str, Any] = field(default_factory=dict)
+    label: str = ""  # tells apart two cases of one provider
 
     @property
     def id(self) -> str:
-        return self.provider
+        return f"{self.provider}-{self.label}" if self.label else self.provider
 
 
 def _standard_env(provider: str, path: str = "") -> Callable[[str, str], dict[str, str]]:
@@ -48,6 +51,10 @@ def _standard_env(provider: str, path: str = "") -> Callable[[str, str], dict[st
         return {f"{prefix}_BASE_URL": base + path, f"{prefix}_API_KEYS": key}
 
     return env
+
+
+def _cloudflare_env(base: str, key: str) -> dict[str, str]:
+    return {**_standard_env("cloudflare", "/client/v4")(base, key), "CLOUDFLARE_ACCOUNT_ID": "acc0"}
 
 
 CASES: list[Case] = [
@@ -106,5 +113,38 @@ CASES: list[Case] = [
         expect=(1344, 768),
         edit_model="google/gemini-2.5-flash-image",
         edit_expect=(1024, 1024),
+    ),
+    Case(
+        provider="cloudflare",
+        label="flux-json",
+        model="black-forest-labs/flux-1-schnell",
+        make_app=lambda key: fake_cf.create_app(expected_key=key, account="acc0"),
+        state=fake_cf.state,
+        env=_cloudflare_env,
+        key="cf-token-" + "x" * 31,
+        size="1024x1024",
+        expect=(1024, 1024),
+    ),
+    Case(
+        provider="cloudflare",
+        label="sdxl-bytes",
+        model="stabilityai/stable-diffusion-xl-base-1.0",
+        make_app=lambda key: fake_cf.create_app(expected_key=key, account="acc0"),
+        state=fake_cf.state,
+        env=_cloudflare_env,
+        key="cf-token-" + "x" * 31,
+        edit_model="runwayml/stable-diffusion-v1-5-img2img",
+        edit_expect=(1024, 1024),
+    ),
+    Case(
+        provider="stability",
+        model="sd3.5-large",
+        make_app=lambda key: fake_stability.create_app(expected_key=key),
+        state=fake_stability.state,
+        env=_standard_env("stability"),
+        key="sk-" + "S" * 48,
+        size="1792x1024",
+        expect=(1344, 768),
+        edit_model="sd3.5-large",
     ),
 ]
