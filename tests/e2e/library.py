@@ -16,8 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from tests.upstreams import azure_openai as fake_azure
+from tests.upstreams import bfl as fake_bfl
 from tests.upstreams import chat_images as fake_chat
 from tests.upstreams import cloudflare as fake_cf
+from tests.upstreams import fal as fake_fal
 from tests.upstreams import openai as fake_openai
 from tests.upstreams import stability as fake_stability
 from tests.upstreams import together as fake_together
@@ -146,5 +148,24 @@ CASES: list[Case] = [
         size="1792x1024",
         expect=(1344, 768),
         edit_model="sd3.5-large",
+    ),
+    Case(
+        provider="fal",
+        model="fal-ai/flux/dev",
+        make_app=lambda key: fake_fal.create_app(expected_key=key, pending_polls=2),
+        state=fake_fal.state,
+        env=_standard_env("fal"),
+        key="0b5f6a1e-1111-2222-3333-444455556666:" + "ab" * 16,
+        edit_model="fal-ai/flux/dev/image-to-image",
+    ),
+    Case(
+        provider="bfl",
+        model="flux-pro-1.1",
+        make_app=lambda key: fake_bfl.create_app(expected_key=key, pending_polls=2),
+        state=fake_bfl.state,
+        env=_standard_env("bfl"),
+        key="7f1c0000-aaaa-bbbb-cccc-000000000001",
+        edit_model="flux-kontext-pro",
+        edit_expect=(1024, 1024),
     ),
 ]

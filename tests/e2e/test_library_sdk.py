@@ -5,6 +5,7 @@ provider can, and an upstream failure and a content-policy refusal as OpenAI err
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.e2e.library import CASES, Case
 from tests.e2e.providers import config_dir, single
 from tests.gateway import run_gateway
 from tests.openapi import validate_component
+from tests.upstreams import bfl as fake_bfl
 from tests.upstreams import serve_upstream
 
 EDIT_CASES = [c for c in CASES if c.edit_model]
@@ -126,3 +128,17 @@ async def test_failures_become_openai_errors(
     assert err.value.code == code
     check_shape(spec, "ErrorResponse", err.value.response.json())
     assert case.key not in err.value.message
+
+
+async def test_bfl_polls_the_returned_url_on_another_host(library: Any) -> None:
+    """BFL's polling_url names a regional host; the poll goes there, with the x-key."""
+    case = next(c for c in CASES if c.provider == "bfl")
+    regional = dataclasses.replace(
+        case, make_app=lambda key: fake_bfl.create_app(expected_key=key, polling_host="localhost")
+    )
+    sdk, app, _ = await library(regional, regional.model)
+    result = await sdk.images.generate(model="m", prompt="a fox", response_format="b64_json")
+    assert result.data[0].b64_json
+    polls = fake_bfl.state(app).calls("poll")
+    assert polls and all(p.headers.get("host", "").startswith("localhost:") for p in polls)
+    assert all(p.headers.get("x-key") == case.key for p in polls)

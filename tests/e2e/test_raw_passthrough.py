@@ -124,6 +124,7 @@ async def test_a_client_that_leaves_mid_answer_does_not_keep_it(
     attempt) and no garbage left for the collector holds a view of it. (How much memory this
     saves under load is measured in bench/: b64 at c=64, where wrk hangs up mid-answer.)"""
     big = base64.b64encode(bytes(range(256)) * 24 * 1024).decode()  # 6 MiB of image bytes
+
     async def images(_: web.Request) -> web.Response:
         return web.json_response({"created": 1, "data": [{"b64_json": big}]})
 
