@@ -20,6 +20,7 @@ from tests.upstreams import bfl as fake_bfl
 from tests.upstreams import chat_images as fake_chat
 from tests.upstreams import cloudflare as fake_cf
 from tests.upstreams import fal as fake_fal
+from tests.upstreams import google as fake_google
 from tests.upstreams import openai as fake_openai
 from tests.upstreams import stability as fake_stability
 from tests.upstreams import together as fake_together
@@ -167,5 +168,27 @@ CASES: list[Case] = [
         key="7f1c0000-aaaa-bbbb-cccc-000000000001",
         edit_model="flux-kontext-pro",
         edit_expect=(1024, 1024),
+    ),
+    Case(
+        provider="gemini",
+        model="gemini-2.5-flash-image",
+        make_app=lambda key: fake_google.create_app(expected_key=key),
+        state=fake_google.state,
+        env=_standard_env("gemini", "/v1beta"),
+        key="AIza" + "G" * 35,
+        size="1792x1024",
+        expect=(1344, 768),
+        edit_model="gemini-2.5-flash-image",
+        edit_expect=(1024, 1024),
+    ),
+    Case(
+        provider="imagen",
+        model="imagen-4.0-generate-001",
+        make_app=lambda key: fake_google.create_app(expected_key=key),
+        state=fake_google.state,
+        env=_standard_env("imagen", "/v1beta"),
+        key="AIza" + "I" * 35,
+        size="1792x1024",
+        expect=(1408, 768),
     ),
 ]
