@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .api import admin, catalog, chat, images, metrics
+from .api import admin, catalog, chat, images, metrics, responses
 from .api.errors import ApiError
 from .api.keys import METRICS, RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
@@ -81,6 +81,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_post("/v1/images/variations", images.variations)
     app.router.add_post("/v1/images/blend", images.blend)
     app.router.add_post("/v1/chat/completions", chat.completions)
+    app.router.add_post("/v1/responses", responses.create)
     app.router.add_get("/files/{name}", catalog.files)
     app.router.add_get("/admin/keys", admin.keys)
     app.router.add_get("/admin/config", admin.config)

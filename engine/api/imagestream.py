@@ -162,7 +162,7 @@ async def _event(kind: str, image: StreamImage, job: ImageJob) -> dict[str, Any]
     `pixgate_size` always holds the exact `WxH` when known. `quality` and `background` echo
     the request (`auto` when not given or not OpenAI's). Completed events always carry
     `usage` (see stream_usage)."""
-    fmt, size = await _describe(image.b64_json)
+    fmt, size = await describe(image.b64_json)
     exact = size or _requested_size(job)
     event: dict[str, Any] = {
         "type": kind,
@@ -208,7 +208,7 @@ def _requested_size(job: ImageJob) -> str | None:
     return f"{job.size[0]}x{job.size[1]}" if job.size else None
 
 
-async def _describe(b64: str) -> tuple[str | None, str | None]:
+async def describe(b64: str) -> tuple[str | None, str | None]:
     """(`png`|`jpeg`|`webp`, `WxH`) read from the image's own header; None when unknown."""
     if len(b64) > OFFLOOP_CHARS:
         return await asyncio.to_thread(_describe_now, b64)
