@@ -34,7 +34,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     if streaming:
         return await responses_stream.respond(request, job, shape, call.partial_images)
     outcome = await run_job(request, job)
-    items = [await generation_call(shape, item["b64_json"]) for item in outcome.data]
+    items = [await generation_call(shape, item["b64_json"], outcome) for item in outcome.data]
     answer = shape.response("completed", items, outcome)
     return json_response(answer, headers=outcome_headers(outcome))
 
@@ -62,7 +62,8 @@ def choose_model(snapshot: ConfigSnapshot, model: str | None, call: ImageCall) -
 async def make_job(
     request: web.Request, call: ImageCall, model: str | None, user: str | None
 ) -> ImageJob:
-    fields = {**call.options, "model": model, "response_format": "b64_json", "user": user}
+    fields = {**call.extra, **call.options, "model": model, "user": user}
+    fields["response_format"] = "b64_json"
     job = job_from(fields, "edit" if call.images else "generate", prompt=call.prompt)
     sources: list[tuple[str, Source]] = [(f.param, f.url) for f in call.images]
     if call.mask is not None:

@@ -18,6 +18,24 @@ from .errors import bad_request
 TOOL_TYPE = "image_generation"
 # Tool options that become ImageJob fields under the same name (the job reads them itself).
 JOB_OPTIONS = ("size", "quality", "output_format", "background")
+# ImageGenTool's properties. The echoed tool in a Response keeps these; any other field of the
+# tool goes to the provider's templates, like extra fields on /v1/images.
+TOOL_FIELDS = frozenset(
+    {
+        "type",
+        "model",
+        "quality",
+        "size",
+        "output_format",
+        "output_compression",
+        "moderation",
+        "background",
+        "input_fidelity",
+        "input_image_mask",
+        "partial_images",
+        "action",
+    }
+)
 # Request fields that ask for something a stateless image gateway cannot do.
 UNSUPPORTED = {
     "previous_response_id": "this gateway stores no responses; send the image to edit as an "
@@ -42,6 +60,7 @@ class ImageCall:
     tool: dict[str, Any] | None = None  # the image_generation tool as the client sent it
     tool_model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # JOB_OPTIONS the tool set
+    extra: dict[str, Any] = field(default_factory=dict)  # the tool's non-OpenAI fields
     partial_images: int | None = None
 
 
@@ -167,6 +186,7 @@ def read_tool(tool: dict[str, Any], call: ImageCall) -> None:
             if not isinstance(value, str):
                 raise bad_request(f"'tools[].{name}' must be a string.", f"tools.{name}")
             call.options[name] = value
+    call.extra = {k: v for k, v in tool.items() if k not in TOOL_FIELDS}
     call.tool_model = params.text(tool, "model")
     partial = tool.get("partial_images")
     if partial is not None and (

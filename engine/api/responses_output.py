@@ -13,25 +13,7 @@ from ..rawtext import RawText
 from ..runtime.request import Outcome
 from . import imagestream, params
 from .images import is_image_usage
-from .responses_input import ImageCall
-
-# ImageGenTool's properties: the echoed tool in a Response keeps these and drops the rest.
-TOOL_FIELDS = frozenset(
-    {
-        "type",
-        "model",
-        "quality",
-        "size",
-        "output_format",
-        "output_compression",
-        "moderation",
-        "background",
-        "input_fidelity",
-        "input_image_mask",
-        "partial_images",
-        "action",
-    }
-)
+from .responses_input import TOOL_FIELDS, ImageCall
 
 
 class Shape:
@@ -41,6 +23,7 @@ class Shape:
         self.id = "resp_" + secrets.token_hex(24)
         self.created_at = int(time.time())
         self.model = params.text(body, "model") or model or "auto"
+        self.prompt = call.prompt
         self.quality = call.options.get("quality")
         self.background = call.options.get("background")
         self.echo: dict[str, Any] = {
@@ -67,10 +50,7 @@ class Shape:
         error: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         done = status == "completed"
-        for item in output:
-            if done and outcome is not None and outcome.revised_prompt:
-                item["revised_prompt"] = outcome.revised_prompt
-        return {
+        answer = {
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
@@ -81,21 +61,25 @@ class Shape:
             "model": self.model,
             "output": output,
             **self.echo,
-            "usage": usage(outcome.usage if outcome else None) if done else None,
         }
+        if done:
+            answer["usage"] = usage(outcome.usage if outcome else None)
+        return answer
 
     def call_item(self, item_id: str, status: str, result: str | RawText | None) -> dict[str, Any]:
         return {"type": "image_generation_call", "id": item_id, "status": status, "result": result}
 
 
 async def generation_call(
-    shape: Shape, b64: str | RawText, item_id: str | None = None
+    shape: Shape, b64: str | RawText, outcome: Outcome, item_id: str | None = None
 ) -> dict[str, Any]:
-    """A completed image_generation_call item, described like OpenAI's (size, format, ...).
+    """A completed image_generation_call item, described like OpenAI's: the prompt it was made
+    from (the upstream's revision, else the client's), size, format, quality, background.
     `b64` may still be a view of the upstream's body (RawText): it is written out as it is."""
     fmt, size = await imagestream.describe(str(b64))
     item = shape.call_item(item_id or new_item_id(), "completed", b64)
     item.update(
+        revised_prompt=outcome.revised_prompt or shape.prompt,
         size=size or "auto",
         quality=shape.quality or "auto",
         background=shape.background or "auto",

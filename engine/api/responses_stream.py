@@ -161,7 +161,7 @@ class _Events:
 
     async def completed(self, outcome: Outcome) -> None:
         output = [
-            await generation_call(self.shape, b64, self.item_ids[i])
+            await generation_call(self.shape, b64, outcome, self.item_ids[i])
             for i, b64 in enumerate(self.results)
         ]
         answer = self.shape.response("completed", output, outcome)
