@@ -43,6 +43,10 @@ PIXGATE_EXTRAS: Mapping[str, frozenset[str]] = {
     "ImageGenCompletedEvent": frozenset({"pixgate_size"}),
     "ImageEditPartialImageEvent": frozenset({"pixgate_size"}),
     "ImageEditCompletedEvent": frozenset({"pixgate_size"}),
+    # docs/responses.md: an image call says what it made, as OpenAI's own answers do
+    "ImageGenToolCall": frozenset(
+        {"revised_prompt", "size", "quality", "background", "output_format"}
+    ),
 }
 
 _FORMATS = jsonschema.FormatChecker(formats=())

@@ -38,7 +38,6 @@ class Shape:
             "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
             "max_output_tokens": None,
             "previous_response_id": None,
-            "store": False,
             "truncation": "disabled",
         }
 
