@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import engine.api.responses_stream as responses_stream
+from tests.clients.exchanges import RESPONSE_EVENTS
 from tests.e2e.providers import config_dir, single
 from tests.e2e.test_image_stream import post_raw
 from tests.gateway import Gateway, run_gateway
@@ -28,20 +29,6 @@ from tests.upstreams.common import png_bytes
 
 OPENAI_KEY = "sk-proj-" + "R" * 40
 TOOL = {"type": "image_generation", "size": "256x256"}
-# Every event type the gateway sends, and its schema in OpenAI's spec.
-EVENT_SCHEMAS = {
-    "response.created": "ResponseCreatedEvent",
-    "response.in_progress": "ResponseInProgressEvent",
-    "response.output_item.added": "ResponseOutputItemAddedEvent",
-    "response.output_item.done": "ResponseOutputItemDoneEvent",
-    "response.image_generation_call.in_progress": "ResponseImageGenCallInProgressEvent",
-    "response.image_generation_call.generating": "ResponseImageGenCallGeneratingEvent",
-    "response.image_generation_call.partial_image": "ResponseImageGenCallPartialImageEvent",
-    "response.image_generation_call.completed": "ResponseImageGenCallCompletedEvent",
-    "response.completed": "ResponseCompletedEvent",
-    "response.failed": "ResponseFailedEvent",
-    "error": "ResponseErrorEvent",
-}
 PREAMBLE = [
     "response.created",
     "response.in_progress",
@@ -69,7 +56,7 @@ def check_events(spec: dict[str, Any], events: list[tuple[str | None, Any]]) -> 
     """Event lines name the data's type, each fits its schema, sequence numbers count up."""
     for number, (name, data) in enumerate(events):
         assert name == data["type"], (name, data)
-        validate_component(spec, EVENT_SCHEMAS[data["type"]], data)
+        validate_component(spec, RESPONSE_EVENTS[data["type"]], data)
         validate_component(spec, "ResponseStreamEvent", data)
         assert data["sequence_number"] == number
 
