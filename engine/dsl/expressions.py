@@ -11,6 +11,7 @@ from jmespath import functions as jfunc
 
 from ..rawtext import plain
 from .jmesfast import compile_fast, is_false
+from .jsontext import parse_json_text
 
 
 class _Functions(jfunc.Functions):  # type: ignore[misc]
@@ -30,6 +31,11 @@ class _Functions(jfunc.Functions):  # type: ignore[misc]
         except ValueError:
             return None
         return int(number) if math.isfinite(number) else None
+
+    @jfunc.signature({"types": ["string", "null"]})  # type: ignore[untyped-decorator]
+    def _func_from_json(self, value: str | None) -> Any:
+        """JSON held inside a string (`from_json(fields)`); null when it is not JSON."""
+        return parse_json_text(value)
 
 
 _FUNCTIONS = _Functions()

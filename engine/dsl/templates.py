@@ -19,6 +19,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .fastpath import UNDEFINED, fast_output, plain
+from .jsontext import from_json_filter
 
 # Every name a template may use. Documented in docs/providers.md; `lint` rejects others.
 CONTEXT_NAMES: frozenset[str] = frozenset(
@@ -85,6 +86,7 @@ def _make_env(finalize: Any) -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=False,
     )
     env.filters["raw"] = RawText
+    env.filters["from_json"] = from_json_filter
     return env
 
 

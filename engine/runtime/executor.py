@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
+from ..dsl.templates import RenderError
 from ..rawtext import RawText, plain
 from . import retryafter
 from .failures import UpstreamFailure, kind_for_status
@@ -92,7 +93,10 @@ class Executor:
         return result
 
     def _render(self, step: StepSpec, ctx: dict[str, Any]) -> Outgoing:
-        out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
+        try:
+            out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
+        except RenderError as exc:  # e.g. `from_json` on what an earlier answer held
+            raise UpstreamFailure("upstream", f"step '{step.name}': {exc}") from None
         if self.extra_headers:
             out.headers.update(self.extra_headers)
         return out
