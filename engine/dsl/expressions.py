@@ -80,8 +80,31 @@ class Expr:
     def truthy(self, data: Any) -> bool:
         return not is_false(self.search(data))
 
+    def step_refs(self) -> dict[str, set[str]]:
+        """`steps.<step>.<var>` paths this expression reads: {step: {var, ...}}."""
+        found: dict[str, set[str]] = {}
+        _walk_step_refs(self._parsed.parsed, found)
+        return found
+
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
+
+
+def _walk_step_refs(node: dict[str, Any], found: dict[str, set[str]]) -> None:
+    children = node.get("children", [])
+    if node["type"] == "subexpression" and len(children) >= 2:
+        head, step = children[0], children[1]
+        if head == {"type": "field", "children": [], "value": "steps"} and step["type"] == "field":
+            variables = found.setdefault(step["value"], set())
+            if len(children) > 2:
+                var = children[2]
+                if var["type"] == "index_expression":
+                    var = var["children"][0]
+                if var["type"] == "field":
+                    variables.add(var["value"])
+    for child in children:
+        if isinstance(child, dict):
+            _walk_step_refs(child, found)
 
 
 def _one_line(exc: Exception) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -228,8 +229,15 @@ def _task(c: _Compiler, raw: dict[str, Any], path: Path) -> TaskSpec:
 def _check_step_refs(
     c: _Compiler, raw: dict[str, Any], seen: dict[str, set[str]], path: Path
 ) -> None:
-    for leaf, source in _leaf_strings(raw.get("request"), (*path, "request")):
-        for step_name, variables in sorted(step_refs([source]).items()):
+    found = [
+        (leaf, step_refs([source]))
+        for leaf, source in _leaf_strings(raw.get("request"), (*path, "request"))
+    ]
+    if isinstance(raw.get("when"), str):
+        with contextlib.suppress(ValueError):  # a syntax error is reported where it compiles
+            found.append(((*path, "when"), Expr(raw["when"]).step_refs()))
+    for leaf, refs in found:
+        for step_name, variables in sorted(refs.items()):
             if step_name not in seen:
                 c.error(leaf, "E203", f"steps.{step_name}: no earlier step named '{step_name}'")
                 continue
@@ -270,6 +278,7 @@ def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:
         revised_prompt=c.expr(raw.get("revised_prompt"), (*path, "revised_prompt")),
         usage=c.expr(raw.get("usage"), (*path, "usage")),
         progress=c.expr(raw.get("progress"), (*path, "progress")),
+        when=c.expr(raw.get("when"), (*path, "when")),
     )
     if response == "sse" and stream is None:
         c.error((*path, "stream"), "E101", "response: sse needs stream.done_event")

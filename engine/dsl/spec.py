@@ -108,6 +108,7 @@ class StepSpec:
     revised_prompt: Expr | None = None
     usage: Expr | None = None
     progress: Expr | None = None
+    when: Expr | None = None  # JMESPath over the template context: run only when truthy
 
     @property
     def polls(self) -> bool:

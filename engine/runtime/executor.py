@@ -71,12 +71,16 @@ class Executor:
         steps: dict[str, dict[str, Any]] = {}
         ctx = {**ctx, "steps": steps}
         result = CallResult()
-        for index, step in enumerate(task.steps):
+        ran = False
+        for step in task.steps:
+            if step.when is not None and not step.when.truthy(ctx):
+                continue  # a skipped step extracts nothing and adds no images
             reply = await (
-                self._poll(step, ctx, result, index == 0)
+                self._poll(step, ctx, result, not ran)
                 if step.polls
                 else self._once(step, ctx, result)
             )
+            ran = True
             values = {name: plain(expr.search(reply.body)) for name, expr in step.extract}
             missing = [name for name, value in values.items() if value in (None, "")]
             if missing:  # a later step would call a broken URL; say what the upstream said

@@ -93,7 +93,15 @@ def format_text(expl: Explanation) -> str:
 
 
 def _step_lines(step: StepView) -> list[str]:
+    if step.runs is False:
+        return [f"  step {step.name}: skipped for this request (`when: {step.when}` is false)"]
     lines = [f"  step {step.name}:"]
+    if step.when is not None:
+        lines.append(
+            f"    only when `{step.when}` (earlier answers decide at run time)"
+            if step.runs is None
+            else f"    runs: `when: {step.when}` holds for this request"
+        )
     if step.error is not None:
         return [*lines, f"    cannot render: {step.error}"]
     lines.append(f"    {step.method} {step.url}")

@@ -92,12 +92,31 @@ def render_steps(job: ImageJob, attempt: Attempt, base_url: str, key: str | None
     steps: dict[str, dict[str, Any]] = {}
     ctx["steps"] = steps
     views: list[StepView] = []
-    for index, step in enumerate(task.steps):
-        views.append(_render_step(step, index == 0, ctx, ph, base_url, provider, key_token))
+    ran = False  # a step before this one (certainly or maybe) runs
+    for step in task.steps:
+        runs = _runs(step, ctx)
+        if runs is False:
+            views.append(
+                StepView(step.name, when=step.when.source if step.when else None, runs=False)
+            )
+            continue  # as at run time: no request, no values for later steps
+        view = _render_step(step, not ran, ctx, ph, base_url, provider, key_token)
+        view.when, view.runs = (step.when.source if step.when else None), runs
+        views.append(view)
+        ran = True
         steps[step.name] = {
             name: ph.token(f"<steps.{step.name}.{name}>") for name, _ in step.extract
         }
     return views
+
+
+def _runs(step: StepSpec, ctx: dict[str, Any]) -> bool | None:
+    """Whether a step runs for this request; None when its `when` reads earlier answers."""
+    if step.when is None:
+        return True
+    if step.when.step_refs():
+        return None
+    return step.when.truthy(ctx)
 
 
 def _render_step(

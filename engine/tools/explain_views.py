@@ -49,10 +49,14 @@ class StepView:
     behaviour: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    when: str | None = None  # the step's `when:` source
+    runs: bool | None = True  # False: skipped for this request; None: earlier answers decide
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "step": self.name,
+            "when": self.when,
+            "runs": self.runs,
             "method": self.method,
             "url": self.url,
             "headers": self.headers,

@@ -414,3 +414,55 @@ def test_on_gateway_demo_uses_the_local_port(
     assert code == 0
     assert "POST http://127.0.0.1:9123/_demo/v1/images/generations" in out
     assert "on-gateway upstream (relative base_url)" in out
+
+
+CONDITIONAL = """\
+id: cond
+base_url: https://cond.example
+auth: {required: false}
+models:
+  m1: {}
+tasks:
+  generate:
+    steps:
+      - name: submit
+        request: {path: /s, json: {p: "{{ prompt }}"}}
+        extract: {status: status, get_url: urls.get}
+      - name: poll
+        when: "steps.submit.status != 'succeeded'"
+        request: {method: GET, url: "{{ steps.submit.get_url }}"}
+        until: "status == 'succeeded'"
+        images: output
+      - name: many
+        when: "length(images) > `1`"
+        request: {path: /many}
+        images: out
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_conditional_steps(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """A `when` that reads earlier answers is decided at run time; one that reads only the
+    request is decided now, and a skipped step shows no request."""
+    root = tmp_path / "cond"
+    (root / "providers.d").mkdir(parents=True)
+    (root / "providers.d" / "cond.yaml").write_text(CONDITIONAL, encoding="utf-8")
+    routes = {"routes": {"c": {"targets": [{"provider": "cond", "model": "m1"}]}}}
+    (root / "routes.yaml").write_text(yaml.safe_dump(routes), encoding="utf-8")
+    use_env(monkeypatch, {})
+    code, out, _ = run(capsys, "explain", str(root), "--model", "c", "--prompt", "p",
+                       "--format", fmt)  # fmt: skip
+    assert code == 0, out
+    if fmt == "json":
+        submit, poll, many = json.loads(out)["attempts"][0]["requests"]
+        assert (submit["when"], submit["runs"]) == (None, True)
+        assert (poll["when"], poll["runs"]) == ("steps.submit.status != 'succeeded'", None)
+        assert poll["url"] == "<steps.submit.get_url>"
+        assert (many["when"], many["runs"], many["method"]) == ("length(images) > `1`", False, "")
+        return
+    poll = section(out, "step poll:", "step many")
+    assert "only when `steps.submit.status != 'succeeded'` (earlier answers decide" in poll
+    assert "GET <steps.submit.get_url>" in poll
+    assert "step many: skipped for this request (`when: length(images) > `1`` is false)" in out
