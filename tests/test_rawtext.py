@@ -140,10 +140,14 @@ async def test_the_body_writes_its_pieces_in_order() -> None:
 
     decoded = json.loads(out.decode())
     await out.write(Writer())  # type: ignore[arg-type]
-    assert orjson.loads(b"".join(written)) == decoded == {
-        "created": 2,
-        "data": [{"b64_json": B64}, {"b64_json": B64[::-1]}],
-    }
+    assert (
+        orjson.loads(b"".join(written))
+        == decoded
+        == {
+            "created": 2,
+            "data": [{"b64_json": B64}, {"b64_json": B64[::-1]}],
+        }
+    )
     assert out._pieces == []  # written: the views are let go
 
 

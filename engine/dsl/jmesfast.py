@@ -47,6 +47,8 @@ _ORDER: dict[str, Callable[[Any, Any], Any]] = {
 def compile_fast(node: dict[str, Any], call_function: Callable[[str, list[Any]], Any]) -> Fn | None:
     """A closure evaluating the parsed expression `node`, or None when a node is not covered."""
     kind = node["type"]
+    if kind == "slice":  # its children are the numbers, not nodes: left to jmespath
+        return None
     children = [compile_fast(child, call_function) for child in node.get("children", [])]
     if any(child is None for child in children):
         return None

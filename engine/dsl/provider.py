@@ -13,6 +13,8 @@ from .sizes import parse_size
 from .spec import (
     AuthSpec,
     ErrorRule,
+    FanOutSpec,
+    FanOutStep,
     ModelSpec,
     PartSpec,
     ProviderSpec,
@@ -22,8 +24,8 @@ from .spec import (
     StreamSpec,
     TaskSpec,
 )
-from .templates import Const, Renderable, TemplateError, compile_text, step_refs
-from .trees import MapNode, compile_tree
+from .templates import CONTEXT_NAMES, Const, Renderable, TemplateError, compile_text, step_refs
+from .trees import DEFAULT_AS, LOOP, MapNode, compile_tree
 
 Path = tuple[str | int, ...]
 Report = Callable[[Path, str, str], None]
@@ -38,6 +40,7 @@ class _Compiler:
     def __init__(self, report: Report) -> None:
         self.report = report
         self.failed = False
+        self.names: frozenset[str] = frozenset()  # template names besides the context
 
     def error(self, path: Path, code: str, message: str) -> None:
         self.failed = True
@@ -58,7 +61,7 @@ class _Compiler:
         if not isinstance(source, str):
             return Const(source)
         try:
-            return compile_text(source, url=url)
+            return compile_text(source, url=url, names=self.names)
         except TemplateError as exc:
             self.error(path, exc.code, str(exc))
             return None
@@ -67,7 +70,10 @@ class _Compiler:
         failed = self.failed
         self.failed = False
         node = compile_tree(
-            value, on_error=lambda where, exc: self.error(where, exc.code, str(exc)), path=path
+            value,
+            on_error=lambda where, exc: self.error(where, exc.code, str(exc)),
+            path=path,
+            names=self.names,
         )
         ok, self.failed = not self.failed, failed or self.failed
         return node if ok else None
@@ -210,19 +216,58 @@ def _model(
 
 
 def _task(c: _Compiler, raw: dict[str, Any], path: Path) -> TaskSpec:
-    steps: list[StepSpec] = []
+    steps: list[StepSpec | FanOutStep] = []
     seen: dict[str, set[str]] = {}
     for i, step_raw in enumerate(raw["steps"]):
         step_path = (*path, "steps", i)
         _check_step_refs(c, step_raw, seen, step_path)
-        step = _step(c, step_raw, step_path)
-        if step is not None:
-            steps.append(step)
+        if "fan_out" in step_raw:
+            steps.append(_fan_out(c, step_raw, seen, step_path))
+        else:
+            steps.append(_step(c, step_raw, step_path))
         seen[step_raw["name"]] = set((step_raw.get("extract") or {}).keys())
     return TaskSpec(
         steps=tuple(steps),
         images_per_call=int(raw.get("images_per_call", 1)),
         parallel=int(raw.get("parallel", 4)),
+    )
+
+
+def _fan_out(
+    c: _Compiler, raw: dict[str, Any], seen: dict[str, set[str]], path: Path
+) -> FanOutStep:
+    spec = raw["fan_out"]
+    name = spec.get("as", DEFAULT_AS)
+    if name in CONTEXT_NAMES | {LOOP}:
+        c.error((*path, "fan_out", "as"), "E101", f"as: '{name}' is a context name")
+    limit = spec.get("limit")
+    fan_out = FanOutSpec(
+        items=c.expr(spec["items"], (*path, "fan_out", "items")) or Expr("`[]`"),
+        name=name,
+        limit=limit if isinstance(limit, int) else None,
+        limit_n=limit == "n",
+        parallel=int(spec.get("parallel", 4)),
+    )
+    inner = dict(seen)
+    steps: list[StepSpec] = []
+    outer_names, c.names = c.names, c.names | {name, LOOP}
+    try:
+        for i, step_raw in enumerate(raw["steps"]):
+            step_path = (*path, "steps", i)
+            if "fan_out" in step_raw or step_raw["name"] in inner:
+                why = "a fan-out cannot nest" if "fan_out" in step_raw else "name already used"
+                c.error(step_path, "E101", f"step '{step_raw['name']}': {why}")
+                continue
+            _check_step_refs(c, step_raw, inner, step_path)
+            steps.append(_step(c, step_raw, step_path))
+            inner[step_raw["name"]] = set((step_raw.get("extract") or {}).keys())
+    finally:
+        c.names = outer_names
+    return FanOutStep(
+        name=raw["name"],
+        fan_out=fan_out,
+        steps=tuple(steps),
+        when=c.expr(raw.get("when"), (*path, "when")),
     )
 
 
@@ -233,9 +278,14 @@ def _check_step_refs(
         (leaf, step_refs([source]))
         for leaf, source in _leaf_strings(raw.get("request"), (*path, "request"))
     ]
-    if isinstance(raw.get("when"), str):
-        with contextlib.suppress(ValueError):  # a syntax error is reported where it compiles
-            found.append(((*path, "when"), Expr(raw["when"]).step_refs()))
+    expressions = [
+        (("when",), raw.get("when")),
+        (("fan_out", "items"), (raw.get("fan_out") or {}).get("items")),
+    ]
+    for where, source in expressions:
+        if isinstance(source, str):
+            with contextlib.suppress(ValueError):  # a syntax error is reported where it compiles
+                found.append(((*path, *where), Expr(source).step_refs()))
     for leaf, refs in found:
         for step_name, variables in sorted(refs.items()):
             if step_name not in seen:
@@ -247,7 +297,7 @@ def _check_step_refs(
                 )
 
 
-def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec | None:
+def _step(c: _Compiler, raw: dict[str, Any], path: Path) -> StepSpec:
     request = _request(c, raw["request"], (*path, "request"))
     stream = _stream(c, raw.get("stream"), (*path, "stream"))
     response = raw.get("response", "sse" if stream else "auto")

@@ -130,8 +130,33 @@ class StepSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskSpec:
+class FanOutSpec:
+    """How a fan-out step finds its items and how many it runs."""
+
+    items: Expr  # over the template context: the list
+    name: str = "item"  # the element's name in the sub-steps
+    limit: int | None = None  # at most this many items (None: all)
+    limit_n: bool = False  # at most the call's n
+    parallel: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutStep:
+    """Runs `steps` once per item (items in parallel up to a bound), images in item order."""
+
+    name: str
+    fan_out: FanOutSpec
     steps: tuple[StepSpec, ...]
+    when: Expr | None = None
+
+    @property
+    def long_running(self) -> bool:
+        return any(step.long_running for step in self.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    steps: tuple[StepSpec | FanOutStep, ...]
     images_per_call: int = 1
     parallel: int = 4
 

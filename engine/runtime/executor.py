@@ -7,18 +7,19 @@ import base64
 import binascii
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 from urllib.parse import urljoin
 
 import aiohttp
 
-from ..dsl.spec import ProviderSpec, StepSpec, TaskSpec
+from ..dsl.spec import FanOutStep, ProviderSpec, StepSpec, TaskSpec
 from ..dsl.templates import RenderError
 from ..rawtext import RawText, plain
 from . import retryafter
 from .failures import UpstreamFailure, kind_for_status
+from .fanout import fan_out
 from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock
 
@@ -50,6 +51,8 @@ class CallResult:
     images: list[ImageRef] = field(default_factory=list)
     revised_prompt: str | None = None
     usage: Any = None
+    deliver: bool = True  # False: a fan-out item's images wait for their turn
+    failures: list[UpstreamFailure] = field(default_factory=list)  # fan-out items that failed
 
 
 @dataclass(slots=True)
@@ -68,33 +71,75 @@ class Executor:
     extra_headers: Mapping[str, str] | None = None  # e.g. the on-gateway upstream's token
 
     async def run(self, task: TaskSpec, ctx: dict[str, Any]) -> CallResult:
-        steps: dict[str, dict[str, Any]] = {}
-        ctx = {**ctx, "steps": steps}
+        ctx = {**ctx, "steps": {}}
         result = CallResult()
-        ran = False
-        for step in task.steps:
-            if step.when is not None and not step.when.truthy(ctx):
-                continue  # a skipped step extracts nothing and adds no images
-            reply = await (
-                self._poll(step, ctx, result, not ran)
-                if step.polls
-                else self._once(step, ctx, result)
-            )
-            ran = True
-            values = {name: plain(expr.search(reply.body)) for name, expr in step.extract}
-            missing = [name for name, value in values.items() if value in (None, "")]
-            if missing:  # a later step would call a broken URL; say what the upstream said
-                reason = self._message(step, reply, "no details")
-                raise UpstreamFailure(
-                    "upstream",
-                    f"step '{step.name}': the answer has no {', '.join(missing)} ({reason})",
-                    reply.status,
-                )
-            steps[step.name] = values
-            self._collect(step, reply, result)
+        await self._run_steps(task.steps, ctx, result, ran=False)
         if not result.images:
             raise UpstreamFailure("upstream", "the upstream answered without any image")
         return result
+
+    async def _run_steps(
+        self,
+        steps: Sequence[StepSpec | FanOutStep],
+        ctx: dict[str, Any],
+        result: CallResult,
+        ran: bool,
+    ) -> None:
+        """`ran`: an earlier step ran (the first poll then waits one interval)."""
+        for step in steps:
+            if step.when is not None and not step.when.truthy(ctx):
+                continue  # a skipped step extracts nothing and adds no images
+            if isinstance(step, FanOutStep):
+                ctx["steps"][step.name] = await self._fan_out(step, ctx, result)
+            else:
+                ctx["steps"][step.name] = await self._run_step(step, ctx, result, not ran)
+            ran = True
+
+    async def _run_step(
+        self, step: StepSpec, ctx: dict[str, Any], result: CallResult, first_step: bool
+    ) -> dict[str, Any]:
+        reply = await (
+            self._poll(step, ctx, result, first_step)
+            if step.polls
+            else self._once(step, ctx, result)
+        )
+        values = {name: plain(expr.search(reply.body)) for name, expr in step.extract}
+        missing = [name for name, value in values.items() if value in (None, "")]
+        if missing:  # a later step would call a broken URL; say what the upstream said
+            reason = self._message(step, reply, "no details")
+            raise UpstreamFailure(
+                "upstream",
+                f"step '{step.name}': the answer has no {', '.join(missing)} ({reason})",
+                reply.status,
+            )
+        self._collect(step, reply, result)
+        return values
+
+    async def _fan_out(
+        self, step: FanOutStep, ctx: dict[str, Any], result: CallResult
+    ) -> list[dict[str, Any] | None]:
+        """Items' images join the result in item order (not as they finish), so a streaming
+        client gets them once they are all done. Later steps see, per item, its own step
+        values (None for an item that failed)."""
+
+        async def run_item(item_ctx: dict[str, Any]) -> CallResult:
+            sub = CallResult(deliver=False)
+            await self._run_steps(step.steps, item_ctx, sub, ran=True)
+            return sub
+
+        values: list[dict[str, Any] | None] = []
+        for entry in await fan_out(step, ctx, run_item):
+            if isinstance(entry, UpstreamFailure):
+                result.failures.append(entry)
+                values.append(None)
+                continue
+            sub, own = entry
+            for ref in sub.images:
+                self._add_image(result, ref, sub.usage)
+            result.revised_prompt = result.revised_prompt or sub.revised_prompt
+            result.usage = result.usage or sub.usage
+            values.append(own)
+        return values
 
     def _render(self, step: StepSpec, ctx: dict[str, Any]) -> Outgoing:
         try:
@@ -142,7 +187,7 @@ class Executor:
 
     def _add_image(self, result: CallResult, ref: ImageRef, usage: Any) -> None:
         result.images.append(ref)
-        if self.on_image is not None:
+        if self.on_image is not None and result.deliver:
             self.on_image(ref, usage)
 
     async def _poll(

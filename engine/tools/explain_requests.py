@@ -12,8 +12,9 @@ import orjson
 from aiohttp.multipart import MultipartWriter, parse_content_disposition
 
 from ..dsl.sizes import Size, fit_size
-from ..dsl.spec import ProviderSpec, StepSpec
+from ..dsl.spec import FanOutStep, ProviderSpec, StepSpec
 from ..runtime.context import base_context, call_context, call_counts
+from ..runtime.fanout import loop_vars
 from ..runtime.job import ImageJob
 from ..runtime.keys import mask_key
 from ..runtime.router import Attempt
@@ -95,22 +96,59 @@ def render_steps(job: ImageJob, attempt: Attempt, base_url: str, key: str | None
     ran = False  # a step before this one (certainly or maybe) runs
     for step in task.steps:
         runs = _runs(step, ctx)
+        when = step.when.source if step.when else None
         if runs is False:
-            views.append(
-                StepView(step.name, when=step.when.source if step.when else None, runs=False)
-            )
+            views.append(StepView(step.name, when=when, runs=False))
             continue  # as at run time: no request, no values for later steps
-        view = _render_step(step, not ran, ctx, ph, base_url, provider, key_token)
-        view.when, view.runs = (step.when.source if step.when else None), runs
-        views.append(view)
+        if isinstance(step, FanOutStep):
+            views += _fan_out_views(step, runs, ctx, ph, base_url, provider, key_token)
+        else:
+            view = _render_step(step, not ran, ctx, ph, base_url, provider, key_token)
+            view.when, view.runs = when, runs
+            views.append(view)
+            steps[step.name] = {
+                name: ph.token(f"<steps.{step.name}.{name}>") for name, _ in step.extract
+            }
         ran = True
-        steps[step.name] = {
-            name: ph.token(f"<steps.{step.name}.{name}>") for name, _ in step.extract
-        }
     return views
 
 
-def _runs(step: StepSpec, ctx: dict[str, Any]) -> bool | None:
+def _fan_out_views(
+    step: FanOutStep,
+    runs: bool | None,
+    ctx: dict[str, Any],
+    ph: Placeholders,
+    base_url: str,
+    provider: ProviderSpec,
+    key: str | None,
+) -> list[StepView]:
+    """The sub-steps of a fan-out as one item's requests, the item as a placeholder."""
+    spec = step.fan_out
+    item = ph.token(f"<{spec.name}: an item of {spec.items.source}>")
+    own: dict[str, Any] = dict(ctx["steps"])
+    item_ctx = {**ctx, spec.name: item, "loop": loop_vars(0, 1), "steps": own}
+    limit = "n" if spec.limit_n else spec.limit
+    head = f"fans out over `{spec.items.source}`" + (f", at most {limit} items" if limit else "")
+    head += f", {spec.parallel} at a time; images in item order; per item:"
+    views: list[StepView] = []
+    for index, sub in enumerate(step.steps):
+        sub_runs = _runs(sub, item_ctx)
+        sub_when = sub.when.source if sub.when else None
+        name = f"{step.name}[].{sub.name}"
+        if sub_runs is False:
+            views.append(StepView(name, when=sub_when, runs=False))
+            continue
+        view = _render_step(sub, False, item_ctx, ph, base_url, provider, key)
+        view.name, view.when = name, sub_when
+        view.runs = None if runs is None or sub_runs is None else True
+        if index == 0:
+            view.behaviour.insert(0, head)
+        views.append(view)
+        own[sub.name] = {n: ph.token(f"<steps.{sub.name}.{n}>") for n, _ in sub.extract}
+    return views
+
+
+def _runs(step: StepSpec | FanOutStep, ctx: dict[str, Any]) -> bool | None:
     """Whether a step runs for this request; None when its `when` reads earlier answers."""
     if step.when is None:
         return True

@@ -466,3 +466,46 @@ def test_conditional_steps(
     assert "only when `steps.submit.status != 'succeeded'` (earlier answers decide" in poll
     assert "GET <steps.submit.get_url>" in poll
     assert "step many: skipped for this request (`when: length(images) > `1`` is false)" in out
+
+
+FAN_OUT = """\
+id: fan
+base_url: https://fan.example
+auth: {required: false}
+models:
+  m1: {images_per_call: 4}
+tasks:
+  generate:
+    steps:
+      - name: grid
+        request: {path: /imagine, json: {p: "{{ prompt }}"}}
+        extract: {id: id, buttons: buttons}
+      - name: upscale
+        fan_out: {items: steps.grid.buttons, as: button, limit: n, parallel: 2}
+        steps:
+          - name: action
+            request: {path: /action, json: {b: "{{ button }}", t: "{{ steps.grid.id }}"}}
+            extract: {task: result}
+          - name: fetch
+            request: {method: GET, path: "/task/{{ steps.action.task }}"}
+            until: "status == 'SUCCESS'"
+            images: imageUrl
+"""
+
+
+def test_fan_out_shows_one_items_requests(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "fan"
+    (root / "providers.d").mkdir(parents=True)
+    (root / "providers.d" / "fan.yaml").write_text(FAN_OUT, encoding="utf-8")
+    routes = {"routes": {"f": {"targets": [{"provider": "fan", "model": "m1"}]}}}
+    (root / "routes.yaml").write_text(yaml.safe_dump(routes), encoding="utf-8")
+    use_env(monkeypatch, {})
+    code, out, _ = run(capsys, "explain", str(root), "--model", "f", "--prompt", "p", "--n", "3")
+    assert code == 0, out
+    action = section(out, "step upscale[].action:", "step upscale[].fetch:")
+    assert "fans out over `steps.grid.buttons`, at most n items, 2 at a time" in action
+    assert '"b": "<button: an item of steps.grid.buttons>"' in action
+    assert '"t": "<steps.grid.id>"' in action
+    assert "GET https://fan.example/task/<steps.action.task>" in out

@@ -144,7 +144,6 @@ def test_shapes_agree_on_edge_values(source: str) -> None:
             assert expr.search(doc) == reference(expr, doc), (source, doc)
             assert expr.truthy(doc) == (
                 reference(expr, doc) not in (None, False, "", [], {})
-                or (reference(expr, doc) == 0
-                and reference(expr, doc) is not False)
+                or (reference(expr, doc) == 0 and reference(expr, doc) is not False)
             ), (source, doc)
     assert expr.search([{"a": 1}, {"a": 2}]) == reference(expr, [{"a": 1}, {"a": 2}])

@@ -64,8 +64,10 @@ def ctx() -> dict[str, Any]:
         ("{{ 'a' ~ n }}", "a3"),
         # `}}` inside the expression: still one expression (issue 13, defect 3)
         ("{{ {'a': {'b': 1}} }}", {"a": {"b": 1}}),
-        ("{{ {'a': {'b': n}, 'c': [size.width, {'d': seed}]} }}",
-         {"a": {"b": 3}, "c": [1024, {"d": None}]}),
+        (
+            "{{ {'a': {'b': n}, 'c': [size.width, {'d': seed}]} }}",
+            {"a": {"b": 3}, "c": [1024, {"d": None}]},
+        ),
         ("{{ {'text': '}}'} }}", {"text": "}}"}),
         ("{{ {'a': extra.missing} }}", {"a": None}),
         ("{{ {'a': extra.missing | default(2)} }}", {"a": 2}),
