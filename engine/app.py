@@ -19,6 +19,7 @@ from .api.middleware import client_auth, request_context
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
 from .metrics import GatewayMetrics
+from .panel import routes as panel
 from .runtime.bodygate import BodyGate
 from .runtime.fetch import make_guarded_session
 from .runtime.reload import Reloader
@@ -86,6 +87,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_get("/admin/keys", admin.keys)
     app.router.add_get("/admin/config", admin.config)
     app.router.add_post("/admin/reload", admin.reload)
+    panel.install(app)
     demo = create_demo_app()
     demo.middlewares.append(_demo_switch(state))
     app.add_subapp("/_demo", demo)

@@ -10,8 +10,11 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiohttp import web
 
+from ..panel.guard import check_admin
+from ..panel.keys import RECENT
 from ..runtime import bodygate
 from .errors import ApiError
 from .keys import (
@@ -45,6 +48,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     status = 500
     overhead: float | None = None
     sent = 0
+    error: str | None = None
     metrics = request.app[METRICS]
     counted = request.path.startswith("/v1/")
     if counted:
@@ -63,6 +67,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             if ticket.held:  # write the big answer while this request still holds its slot
                 await _write_now(request, response)
         sent = response.body_length if response.prepared else len(_body(response))
+        if status >= 400:
+            error = _error_message(response)
         return response
     finally:
         ticket.release()
@@ -70,10 +76,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if counted:
             metrics.in_flight.dec()
             route, model = _route_model(request)
-            metrics.request(
-                _endpoint(request), route, model, status,
-                time.perf_counter() - started, overhead, sent,
-            )  # fmt: skip
+            elapsed = time.perf_counter() - started
+            metrics.request(_endpoint(request), route, model, status, elapsed, overhead, sent)
+            recent = request.app.get(RECENT)
+            if recent is not None:  # the admin panel's overview
+                provider = request.get(PROVIDER, "-")
+                recent.record(route, provider, status, elapsed, overhead, error)
         if not request.path.startswith("/_demo/"):
             access_log.info(
                 "request_id=%s method=%s path=%s model=%s provider=%s status=%s duration_ms=%.1f",
@@ -90,6 +98,18 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 def _body(response: web.StreamResponse) -> bytes:
     body = response.body if isinstance(response, web.Response) else None
     return body if isinstance(body, bytes) else b""
+
+
+def _error_message(response: web.StreamResponse) -> str | None:
+    """The message of an OpenAI-shaped error body (masked already), for the panel."""
+    body = _body(response)
+    if not body or len(body) > 65536:
+        return None
+    try:
+        message = orjson.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return message if isinstance(message, str) else None
 
 
 def _endpoint(request: web.Request) -> str:
@@ -166,8 +186,8 @@ async def client_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     """backend: a gateway key (or none configured); relay: a provider's own key, by pattern."""
     if request.path.startswith(PUBLIC_PREFIXES) or request.path == "/":
         return await handler(request)
-    if request.path.startswith("/admin/"):
-        _check_admin(request)
+    if request.path.startswith("/admin"):
+        check_admin(request)
         return await handler(request)
     keys = request.app[SETTINGS].api_keys
     snapshot = request.app[STATE].snapshot
@@ -198,18 +218,3 @@ def bearer_token(request: web.Request) -> str | None:
 
 def _matches(token: str, keys: tuple[str, ...]) -> bool:
     return any(hmac.compare_digest(token.encode(), k.encode()) for k in keys)
-
-
-def _check_admin(request: web.Request) -> None:
-    admin = request.app[SETTINGS].admin_key
-    if admin is None:
-        raise ApiError(
-            404, "The admin API is off: set PIXGATE_ADMIN_KEY to turn it on", code="not_found"
-        )
-    token = bearer_token(request)
-    if token is None or not _matches(token, (admin,)):
-        raise ApiError(
-            401,
-            "The admin API needs 'Authorization: Bearer <PIXGATE_ADMIN_KEY>'",
-            code="invalid_api_key",
-        )

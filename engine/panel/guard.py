@@ -1,0 +1,62 @@
+"""Who may use /admin: the admin key as a Bearer token (scripts), or a panel session cookie
+with its CSRF token on every state-changing request. Never a cross-site request."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from ..api.errors import ApiError
+from ..api.keys import SETTINGS
+from .keys import SESSIONS
+from .session import COOKIE
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What an anonymous visitor may load: the page (it shows the login form) and its files.
+OPEN_PATHS = frozenset({"/admin", "/admin/", "/admin/login"})
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def check_admin(request: web.Request) -> None:
+    """Raise the right ApiError unless the request may reach this /admin path."""
+    admin = request.app[SETTINGS].admin_key
+    if admin is None:
+        raise ApiError(
+            404, "The admin API is off: set PIXGATE_ADMIN_KEY to turn it on", code="not_found"
+        )
+    if request.path in OPEN_PATHS or request.path.startswith("/admin/static/"):
+        return
+    token = bearer(request)
+    if token is not None:
+        if hmac.compare_digest(token.encode(), admin.encode()):
+            return
+        raise ApiError(401, "Incorrect admin key", code="invalid_api_key")
+    sessions = request.app[SESSIONS]
+    sid = sessions.session_id(request.cookies.get(COOKIE))
+    if sid is None:
+        raise ApiError(
+            401,
+            "The admin API needs 'Authorization: Bearer <PIXGATE_ADMIN_KEY>' or a panel session",
+            code="invalid_api_key",
+        )
+    if request.method not in SAFE_METHODS:
+        if cross_site(request):
+            raise ApiError(403, "cross-site request refused", code="csrf_refused")
+        if not sessions.csrf_ok(sid, request.headers.get(CSRF_HEADER)):
+            raise ApiError(403, f"missing or wrong {CSRF_HEADER} header", code="csrf_refused")
+
+
+def cross_site(request: web.Request) -> bool:
+    """A browser says where a request comes from: Sec-Fetch-Site, else Origin."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    return origin is not None and origin != f"{request.scheme}://{request.host}"

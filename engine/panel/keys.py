@@ -1,0 +1,14 @@
+"""The panel's objects on the app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .logbuffer import LogBuffer
+from .recent import RecentStats
+from .session import LoginThrottle, Sessions
+
+SESSIONS = web.AppKey("pixgate_panel_sessions", Sessions)
+THROTTLE = web.AppKey("pixgate_panel_throttle", LoginThrottle)
+RECENT = web.AppKey("pixgate_panel_recent", RecentStats)
+LOGS: web.AppKey[LogBuffer | None] = web.AppKey("pixgate_panel_logs")

@@ -1,0 +1,33 @@
+"""Mount the panel on the app (only when PIXGATE_ADMIN_KEY is set)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..api.keys import SETTINGS
+from . import views
+from .keys import LOGS, RECENT, SESSIONS, THROTTLE
+from .recent import RecentStats
+from .session import LoginThrottle, Sessions
+
+
+def install(app: web.Application) -> None:
+    admin_key = app[SETTINGS].admin_key
+    if admin_key is None:
+        return  # /admin answers 404 (api/middleware), and nothing is recorded for it
+    app[SESSIONS] = Sessions(admin_key)
+    app[THROTTLE] = LoginThrottle()
+    app[RECENT] = RecentStats()
+    app[LOGS] = None
+    app.cleanup_ctx.append(views.capture_logs)
+    add = app.router
+    add.add_get("/admin", views.redirect)
+    add.add_get("/admin/", views.page)
+    add.add_get("/admin/static/{name}", views.static)
+    add.add_post("/admin/login", views.login)
+    add.add_post("/admin/logout", views.logout)
+    add.add_get("/admin/api/session", views.session_info)
+    add.add_get("/admin/api/overview", views.overview)
+    add.add_get("/admin/api/logs", views.logs)
+    add.add_post("/admin/api/explain", views.explain)
+    add.add_post("/admin/api/playground", views.playground)

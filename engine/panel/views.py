@@ -1,0 +1,284 @@
+"""The panel's pages and the JSON endpoints only the panel needs (the shared admin endpoints,
+/admin/keys, /admin/config and /admin/reload, live in api/admin.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..api import images, params
+from ..api.errors import ApiError, bad_request
+from ..api.jsonio import json_response
+from ..api.keys import SETTINGS, STATE, WAIT_CLOCK
+from ..api.params import MAX_N
+from ..dsl.sizes import parse_size
+from ..runtime.job import ImageJob
+from ..tools.explain import explain as dry_run
+from ..tools.explain_output import format_json
+from .guard import bearer
+from .keys import LOGS, RECENT, SESSIONS, THROTTLE
+from .masking import masker
+from .session import COOKIE
+
+# No inline script or style, nothing from elsewhere, never framed. Images may come from the
+# storage's public or presigned URLs.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+STATIC_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}
+MAX_REPLAY = 1000
+
+
+def secured(response: web.StreamResponse) -> web.StreamResponse:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _static(name: str) -> bytes:
+    return (resources.files(__package__) / "static" / name).read_bytes()
+
+
+async def redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/admin/")
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    """The app for a signed-in admin, the login form for anyone else."""
+    signed_in = request.app[SESSIONS].session_id(request.cookies.get(COOKIE)) is not None
+    body = _static("index.html" if signed_in else "login.html")
+    return secured(web.Response(body=body, content_type="text/html", charset="utf-8"))
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    kind = STATIC_TYPES.get(name[name.rfind(".") :]) if "." in name else None
+    if kind is None or "/" in name or name.startswith("."):
+        raise ApiError(404, "Not found", code="not_found")
+    try:
+        body = _static(name)
+    except (FileNotFoundError, IsADirectoryError):
+        raise ApiError(404, "Not found", code="not_found") from None
+    return secured(web.Response(body=body, content_type=kind, charset="utf-8"))
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    address = request.remote or "?"
+    throttle = request.app[THROTTLE]
+    wait = throttle.wait(address)
+    if wait > 0:
+        raise ApiError(
+            429,
+            f"too many failed logins: try again in {wait:.0f} s",
+            code="login_throttled",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        raise bad_request('send JSON: {"key": "<PIXGATE_ADMIN_KEY>"}') from None
+    key = body.get("key") if isinstance(body, dict) else None
+    settings = request.app[SETTINGS]
+    if not isinstance(key, str) or not hmac.compare_digest(
+        key.encode(), (settings.admin_key or "").encode()
+    ):
+        delay = throttle.failed(address)
+        logging.getLogger("pixgate.admin").warning("admin login failed from %s", address)
+        raise ApiError(
+            401,
+            f"wrong admin key; the next try is possible in {delay:.0f} s",
+            code="invalid_api_key",
+            headers={"Retry-After": str(max(1, round(delay)))},
+        )
+    throttle.succeeded(address)
+    sessions = request.app[SESSIONS]
+    cookie = sessions.issue()
+    sid = sessions.session_id(cookie)
+    assert sid is not None
+    response = json_response({"ok": True, "csrf": sessions.csrf(sid)})
+    public = settings.public_url or ""
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        path="/admin",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure or public.startswith("https://"),
+        max_age=int(sessions.ttl),
+    )
+    return secured(response)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    sessions = request.app[SESSIONS]
+    sid = sessions.session_id(request.cookies.get(COOKIE))
+    if sid is not None:
+        sessions.revoke(sid)
+    response = json_response({"ok": True})
+    response.del_cookie(COOKIE, path="/admin")
+    return secured(response)
+
+
+async def session_info(request: web.Request) -> web.StreamResponse:
+    sessions = request.app[SESSIONS]
+    sid = sessions.session_id(request.cookies.get(COOKIE))
+    body: dict[str, Any] = {"via": "bearer" if bearer(request) else "session"}
+    if sid is not None:
+        body["csrf"] = sessions.csrf(sid)
+    return secured(json_response(body))
+
+
+async def overview(request: web.Request) -> web.StreamResponse:
+    recent = request.app[RECENT]
+    state = request.app[STATE]
+    snapshot = state.snapshot
+    report = state.service.keys.report(snapshot.providers)
+    providers = {
+        pid: {
+            "available": snapshot.usable(p),
+            "circuit": state.service.breakers.state(pid),
+            "keys": [row["state"] for row in report.get(pid, [])],
+        }
+        for pid, p in sorted(snapshot.providers.items())
+    }
+    body = {
+        "now": time.time(),
+        "config_version": snapshot.version,
+        "last_5m": recent.window(5),
+        "last_60m": recent.window(60),
+        "timeline": recent.timeline(),
+        "errors": list(recent.errors),
+        "providers": providers,
+    }
+    return secured(json_response(body))
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the last `replay` lines at `level` or above, then new ones live."""
+    buffer = request.app[LOGS]
+    if buffer is None:
+        raise ApiError(503, "the live log is not running", code="unavailable")
+    level = logging.getLevelName(str(request.query.get("level", "INFO")).upper())
+    minimum = level if isinstance(level, int) else logging.INFO
+    replay = min(MAX_REPLAY, _int(request.query.get("replay"), 200))
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+    )
+    secured(response)
+    queue = buffer.subscribe()
+    try:
+        await response.prepare(request)
+        for line in buffer.replay(replay, minimum):
+            await response.write(_event(line))
+        while True:
+            try:
+                line = await asyncio.wait_for(queue.get(), timeout=15)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if logging.getLevelName(line["level"]) >= minimum:
+                await response.write(_event(line))
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        buffer.unsubscribe(queue)
+    return response
+
+
+def _event(line: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(line) + b"\n\n"
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return max(0, int(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+async def _fields(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        raise bad_request("send a JSON object") from None
+    if not isinstance(body, dict):
+        raise bad_request("send a JSON object")
+    return body
+
+
+async def explain(request: web.Request) -> web.StreamResponse:
+    """A dry run of a request against the config on disk: the plan and the rendered upstream
+    requests, keys masked. Nothing is sent."""
+    body = await _fields(request)
+    size = None
+    if body.get("size") not in (None, "", "auto"):
+        try:
+            size = parse_size(str(body["size"]))
+        except ValueError as exc:
+            raise bad_request(str(exc), "size") from None
+    n = params.n(body)
+    if not 1 <= n <= MAX_N:
+        raise bad_request(f"n must be between 1 and {MAX_N}", "n")
+    job = ImageJob(
+        task=str(body.get("task") or "generate"),
+        prompt=str(body.get("prompt") or ""),
+        model=params.text(body, "model"),
+        n=n,
+        size=size,
+    )
+    settings = request.app[SETTINGS]
+    result = await asyncio.to_thread(dry_run, settings.config_dir, job, env=settings.env)
+    return secured(json_response(json.loads(format_json(result))))
+
+
+async def playground(request: web.Request) -> web.StreamResponse:
+    """Generate as a client would, and show what happened: provider, attempts, overhead."""
+    body = await _fields(request)
+    fields: dict[str, Any] = {k: body[k] for k in ("model", "prompt", "size", "n") if k in body}
+    fields["response_format"] = "url"  # stored, so it shows up in the gallery
+    started = time.perf_counter()
+    job = images.job_from(fields, "generate", prompt=params.prompt(fields))
+    outcome = await images.run_job(request, job)
+    clock = request.get(WAIT_CLOCK)
+    own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
+    result = images.images_response(outcome)
+    result.update(
+        provider=outcome.provider,
+        route=outcome.route,
+        model=outcome.model,
+        attempts=outcome.attempts,
+        failed=outcome.failed,
+        overhead_ms=round(max(0.0, own) * 1000, 2),
+    )
+    return secured(json_response(result))
+
+
+async def capture_logs(app: web.Application) -> AsyncIterator[None]:
+    """While the app runs, keep the last log lines (masked) for the panel's live log."""
+    from .logbuffer import LogBuffer
+
+    mask = masker(app[STATE], app[SETTINGS])
+    buffer = LogBuffer(mask, asyncio.get_running_loop())
+    app[LOGS] = buffer
+    logger = logging.getLogger("pixgate")
+    logger.addHandler(buffer)
+    try:
+        yield
+    finally:
+        logger.removeHandler(buffer)
+        with contextlib.suppress(Exception):
+            buffer.close()

@@ -1,0 +1,3 @@
+from tests.services.chromium import browser
+
+__all__ = ["browser"]
