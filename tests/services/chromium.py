@@ -27,7 +27,9 @@ def chromium_path() -> str:
     return shutil.which("chromium-browser") or require("chromium", INSTALL)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop while it is open, and the async
+# tests of later modules need the thread without one.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
