@@ -151,6 +151,7 @@ def build_snapshot(
     )
     failed = False
     first_seen: dict[str, str] = {}
+    broken: set[str] = set()  # providers defined in providers.d/ that did not build
     provider_docs: dict[str, _Doc] = {}
     for file in provider_files:
         rel = file.relative_to(root).as_posix()
@@ -176,6 +177,8 @@ def build_snapshot(
             if spec is not None and not doc.failed:
                 providers[spec.id] = spec
                 provider_docs[spec.id] = doc
+        if doc.failed:  # its own diagnostics say why; routes naming it get no follow-on E301
+            broken.update({file.stem, str((data or {}).get("id", file.stem))})
         failed = failed or doc.failed
 
     routes_file = root / "routes.yaml"
@@ -189,7 +192,7 @@ def build_snapshot(
         data = routes_doc.load(text, "routes", env) if text is not None else None
         if data is not None:
             routes = compile_routes(
-                data, providers, routes_doc.report, broken=first_seen.keys() - providers.keys()
+                data, providers, routes_doc.report, broken=broken - providers.keys()
             )
             _apply_keys_files(root, routes, providers, routes_doc, result)
             _check_keys(providers, provider_docs, routes, env, routes_doc)

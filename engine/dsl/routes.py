@@ -80,7 +80,7 @@ def compile_routes(
             failover_on=frozenset(raw.get("failover_on") or ()),
             variation_prompt=raw.get("variation_prompt"),
             optimizer=_optimizer(
-                raw.get("prompt_optimizer"), providers, (*path, "prompt_optimizer"), report
+                raw.get("prompt_optimizer"), providers, (*path, "prompt_optimizer"), report, broken
             ),
             chat_context_edit=bool(raw.get("chat_context_edit", True)),
             chat_image_format=raw.get("chat_image_format", "url"),
@@ -113,7 +113,7 @@ def compile_routes(
             report(("defaults", task), "E304", f"default names unknown route '{target}'")
     policies = {}
     for pid, raw in (doc.get("providers") or {}).items():
-        if pid not in providers:
+        if pid not in providers and pid not in broken:
             report(("providers", pid), "E301", f"unknown provider '{pid}'")
         policies[pid] = _policy(raw, ("providers", pid), report)
     return RoutesSpec(
@@ -129,11 +129,17 @@ def compile_routes(
 
 
 def _optimizer(
-    raw: dict[str, Any] | None, providers: dict[str, ProviderSpec], path: Path, report: Report
+    raw: dict[str, Any] | None,
+    providers: dict[str, ProviderSpec],
+    path: Path,
+    report: Report,
+    broken: Collection[str],
 ) -> OptimizerSpec | None:
     if not raw:
         return None
-    if raw["provider"] not in providers:
+    if raw["provider"] in broken:
+        pass  # its own diagnostics say why
+    elif raw["provider"] not in providers:
         report((*path, "provider"), "E301", f"unknown provider '{raw['provider']}'")
     elif not providers[raw["provider"]].available:
         report(
