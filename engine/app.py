@@ -42,11 +42,12 @@ class ConfigError(Exception):
 
 
 def load_config(settings: Settings) -> ConfigSnapshot:
+    """Build the config, logging its warnings once (the keyless ones as one line)."""
     result = build_snapshot(settings.config_dir, settings.env)
-    for diag in result.diagnostics.warnings:
-        log.warning("config: %s", diag.format())
     if result.snapshot is None:
         raise ConfigError([d.format() for d in result.diagnostics.sorted()])
+    for line in result.snapshot.warning_lines():
+        log.warning("config: %s", line)
     return result.snapshot
 
 

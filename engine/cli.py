@@ -264,7 +264,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"pixgate: {problem}", file=sys.stderr)
         return 2
     try:
-        load_config(settings)  # fail here, once, before any worker starts
+        snapshot = load_config(settings)  # fail here, once, before any worker starts
     except ConfigError as exc:
         print(f"pixgate: config in {config_dir} does not build:", file=sys.stderr)
         for line in exc.diagnostics:
@@ -274,7 +274,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("pixgate").info(
         "serving %s on http://%s:%d", where, settings.host, settings.port
     )
-    return serve(settings, max(1, args.workers))
+    return serve(settings, max(1, args.workers), snapshot)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .api.keys import STATE
 from .app import create_app
+from .config.loader import ConfigSnapshot
 from .eventloop import LoopFactory, loop_factory
 from .gctune import tune, tune_after_startup
 from .metrics import enable_multiprocess
@@ -31,11 +32,13 @@ log = logging.getLogger("pixgate")
 BACKLOG = 4096
 
 
-def serve(settings: Settings, workers: int = 1) -> int:
+def serve(settings: Settings, workers: int = 1, snapshot: ConfigSnapshot | None = None) -> int:
+    """Run until stopped. `snapshot`: the config the caller built already (and whose warnings
+    it logged); workers start from it instead of building and logging it again."""
     factory, name = loop_factory(settings.event_loop)
     log.info("event loop: %s", name)
     if workers <= 1:
-        app = create_app(settings)
+        app = create_app(settings, snapshot)
         app.on_startup.append(tune_after_startup)  # after the config is built
         web.run_app(
             app,
@@ -47,26 +50,32 @@ def serve(settings: Settings, workers: int = 1) -> int:
             backlog=BACKLOG,
         )
         return 0
-    return _supervise(settings, workers, factory)
+    return _supervise(settings, workers, factory, snapshot)
 
 
-def _supervise(settings: Settings, workers: int, factory: LoopFactory) -> int:
+def _supervise(
+    settings: Settings, workers: int, factory: LoopFactory, snapshot: ConfigSnapshot | None
+) -> int:
     """Start the workers, pass signals on (TERM/INT stop, HUP reloads), stop all if one dies."""
     ctx = multiprocessing.get_context("fork")
     # Workers write their metrics to one directory and a scrape of any of them sums them.
     metrics_dir = Path(tempfile.mkdtemp(prefix="pixgate-metrics-"))
     enable_multiprocess(metrics_dir)
     try:
-        return _run_workers(ctx, settings, workers, factory)
+        return _run_workers(ctx, settings, workers, factory, snapshot)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _run_workers(
-    ctx: multiprocessing.context.ForkContext, settings: Settings, workers: int, factory: LoopFactory
+    ctx: multiprocessing.context.ForkContext,
+    settings: Settings,
+    workers: int,
+    factory: LoopFactory,
+    snapshot: ConfigSnapshot | None,
 ) -> int:
     procs = [
-        ctx.Process(target=_worker, args=(settings, i, factory), name=f"pixgate-{i}")
+        ctx.Process(target=_worker, args=(settings, i, factory, snapshot), name=f"pixgate-{i}")
         for i in range(workers)
     ]
     for proc in procs:
@@ -97,16 +106,18 @@ def _run_workers(
     return code
 
 
-def _worker(settings: Settings, index: int, factory: LoopFactory) -> None:
+def _worker(
+    settings: Settings, index: int, factory: LoopFactory, snapshot: ConfigSnapshot | None
+) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_run_worker(settings, index))
+        runner.run(_run_worker(settings, index, snapshot))
     sys.exit(0)
 
 
-async def _run_worker(settings: Settings, index: int) -> None:
-    app = create_app(settings)
+async def _run_worker(settings: Settings, index: int, snapshot: ConfigSnapshot | None) -> None:
+    app = create_app(settings, snapshot)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(

@@ -28,6 +28,10 @@ Path = tuple[str | int, ...]
 PROVIDER_GLOBS = ("*.yaml", "*.yml")
 
 
+# Warnings that only say a provider has no keys (and so what it cannot serve).
+NO_KEY_CODES = frozenset({"W401", "W402", "W405"})
+
+
 @dataclass(frozen=True, slots=True)
 class ConfigSnapshot:
     """Everything a request reads from config. Never mutated; a reload builds a new one."""
@@ -61,6 +65,18 @@ class ConfigSnapshot:
     def chain(self, first: str) -> tuple[str, ...]:
         """The route and its fallbacks, breadth first, each once."""
         return self.chains.get(first) or (first,)
+
+    def warning_lines(self) -> list[str]:
+        """The warnings as log lines, with every consequence of providers having no keys
+        (W401, W402, W405: several per provider on a keyless first start) folded into one."""
+        lines = [d.format() for d in self.warnings if d.code not in NO_KEY_CODES]
+        keyless = sorted(p.id for p in self.providers.values() if not p.available)
+        if keyless:
+            lines.append(
+                f"{len(keyless)} provider{'s' if len(keyless) > 1 else ''} have no keys and "
+                f"are skipped: {', '.join(keyless)}; `pixgate lint` for details"
+            )
+        return lines
 
     def relay_provider(self, token: str) -> ProviderSpec | None:
         """The provider whose key_pattern recognises a client's token (first by id)."""

@@ -96,8 +96,8 @@ class Reloader:
             self.state.snapshot = new  # the swap: requests in flight keep the old one
             self.stats.succeeded += 1
             self.stats.last_success_at = time.time()
-            for diag in new.warnings:
-                log.warning("config: %s", diag.format())
+            for line in new.warning_lines():
+                log.warning("config: %s", line)
             log.info("config reloaded (%s): %s -> %s", reason, current.version, new.version)
             return ReloadResult("reloaded", new.version)
 
