@@ -15,7 +15,8 @@ from .settings import Settings
 
 
 def bundled_config_dir() -> Path:
-    """The shipped config: the repository root in a checkout, else the installed copy."""
+    """The shipped config: the repository root in a checkout, else the installed copy (the
+    wheel carries routes.yaml and providers.d/ as engine/bundled/, used where they lie)."""
     checkout = Path(__file__).resolve().parents[1]
     if (checkout / "routes.yaml").is_file() and (checkout / "providers.d").is_dir():
         return checkout
@@ -31,23 +32,7 @@ def resolve_config_dir(explicit: str | None) -> tuple[Path, bool]:
         return Path(env), False
     if Path("routes.yaml").is_file():
         return Path("."), False
-    return _embedded(), True
-
-
-def _embedded() -> Path:
-    base = bundled_config_dir()
-    if (base / "providers.d").is_dir():
-        return base
-    # An installed wheel keeps providers.d/ as the `providers` package folder; give it its name.
-    import tempfile
-
-    target = Path(tempfile.mkdtemp(prefix="pixgate-config-"))
-    (target / "providers.d").mkdir()
-    (target / "routes.yaml").write_bytes((base / "routes.yaml").read_bytes())
-    for item in (base / "providers").iterdir():
-        if item.suffix in (".yaml", ".yml"):
-            (target / "providers.d" / item.name).write_bytes(item.read_bytes())
-    return target
+    return bundled_config_dir(), True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
