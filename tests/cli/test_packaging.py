@@ -45,8 +45,8 @@ def test_the_installed_wheel_serves_its_embedded_config_without_temporary_copies
     for name in ("engine", "schemas", "providers.d"):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", "dist", str(src)]
-    subprocess.run(build, cwd=tmp_path, check=True, timeout=120)
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", "dist"]
+    subprocess.run([*build, str(src)], cwd=tmp_path, check=True, timeout=120)
     (wheel,) = (tmp_path / "dist").glob("pixgate-*.whl")
     site = tmp_path / "site"
     install = [*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)]
