@@ -69,7 +69,7 @@ def validate_exchange(spec: dict[str, Any], exchange: dict[str, Any]) -> str:
     if exchange["content_type"].startswith("text/event-stream"):
         validate_stream(spec, path, parse_sse(body))
         return f"stream {path}"
-    name = JSON_BODIES[path]
+    name = "Model" if path.startswith("/v1/models/") else JSON_BODIES[path]
     validate_component(spec, name, json.loads(body))
     return name
 

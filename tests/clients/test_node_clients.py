@@ -83,6 +83,7 @@ async def test_node_clients_on_the_demo_gateway(
     checks = (
         *PNG_CHECKS,
         "openai.models.list",
+        "openai.models.retrieve",
         "openai.chat.completions",
         "openai.errors.not_found",
     )
@@ -91,6 +92,7 @@ async def test_node_clients_on_the_demo_gateway(
         "ImagesResponse",
         "Response",
         "ListModelsResponse",
+        "Model",
         "CreateChatCompletionResponse",
         "ErrorResponse",
         "stream /v1/images/generations",
@@ -103,6 +105,9 @@ async def test_node_clients_on_the_demo_gateway(
     assert results["openai.responses.create"]["type"] == "image_generation_call"
     assert results["openai.responses.stream"]["types"] == RESPONSE_EVENTS_WITHOUT_PREVIEWS
     assert "demo" in results["openai.models.list"]["ids"]
+    assert results["openai.models.retrieve"] == {
+        "check": "openai.models.retrieve", "ok": True, "id": "demo", "object": "model"
+    }  # fmt: skip
     assert results["openai.chat.completions"]["content"].startswith("![image](")
     error = results["openai.errors.not_found"]
     assert error["notFound"] is True and error["code"] == "model_not_found"
@@ -116,25 +121,39 @@ async def test_node_clients_on_the_demo_gateway(
 
 @pytest.fixture
 async def openai_gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    """Route `m` is gpt-image-1 on the fake OpenAI API, which streams previews."""
+    """Routes `m` and `gpt-image-1` are gpt-image-1 on the fake OpenAI API, which streams
+    previews and answers GPT image models with base64 only."""
     app = fake_openai.create_app(expected_key=OPENAI_KEY)
     async with serve_upstream(app) as base:
         env = {"OPENAI_BASE_URL": f"{base}/v1", "OPENAI_API_KEYS": OPENAI_KEY}
-        cfg = config_dir(tmp_path, ["openai"], single("openai", "gpt-image-1"))
+        routes = single("openai", "gpt-image-1")
+        routes["routes"]["gpt-image-1"] = {
+            "targets": [{"provider": "openai", "model": "gpt-image-1"}]
+        }  # type: ignore[index]
+        cfg = config_dir(tmp_path, ["openai"], routes)
         async with run_gateway(cfg, tmp_path / "f", env) as gw:
             yield gw
 
 
-async def test_node_clients_see_previews(
+async def test_node_clients_on_openai_upstream(
     node: NodeClients, openai_gateway: Gateway, tmp_path: Path, openai_spec: dict[str, Any]
 ) -> None:
+    """Previews in both streams, and a GPT image model named as OpenAI's (the AI SDK sends no
+    response_format for it and reads base64 only)."""
     checks = (
         "openai.images.generate.stream",
         "openai.responses.stream",
         "ai.responses.streamText",
+        "openai.images.generate.gptImage",
+        "ai.generateImage.gptImage",
     )
     results, validated = await run_checks(node, openai_gateway, tmp_path, openai_spec, checks, "m")
-    assert validated == {"stream /v1/images/generations", "stream /v1/responses"}
+    assert validated == {
+        "ImagesResponse",
+        "stream /v1/images/generations",
+        "stream /v1/responses",
+    }
+    assert results["openai.images.generate.gptImage"]["url"] is None
     assert results["openai.images.generate.stream"]["types"] == [
         "image_generation.partial_image",
         "image_generation.completed",

@@ -109,6 +109,15 @@ const checks = {
     }
     return { types, png: magic(last.b64_json) === PNG };
   },
+  async 'openai.images.generate.gptImage'() {
+    // OpenAI's own example: a GPT image model answers base64 without being asked.
+    const r = await sdk.images.generate({ model: 'gpt-image-1', prompt: 'a red fox' });
+    return { url: r.data[0].url ?? null, png: magic(r.data[0].b64_json) === PNG };
+  },
+  async 'openai.models.retrieve'() {
+    const m = await sdk.models.retrieve(model);
+    return { id: m.id, object: m.object };
+  },
   async 'openai.models.list'() {
     const ids = [];
     for await (const m of sdk.models.list()) ids.push(m.id);
@@ -177,6 +186,16 @@ const checks = {
       mediaType: r.images[0].mediaType,
       png: bytesMagic(r.images[0].uint8Array) === PNG,
     };
+  },
+  async 'ai.generateImage.gptImage'() {
+    // For gpt-image ids the AI SDK sends no response_format and reads b64_json only.
+    const r = await generateImage({
+      model: aiOpenAI.image('gpt-image-1'),
+      prompt: 'a red fox',
+      size: '1024x1024',
+      maxRetries: 0,
+    });
+    return { count: r.images.length, png: bytesMagic(r.images[0].uint8Array) === PNG };
   },
   async 'ai.generateImage.createOpenAICompatible'() {
     const r = await generateImage({
