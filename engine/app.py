@@ -22,11 +22,13 @@ from .metrics import GatewayMetrics
 from .panel import routes as panel
 from .runtime.bodygate import BodyGate
 from .runtime.fetch import make_guarded_session
+from .runtime.keys import KeyPools
 from .runtime.reload import Reloader
 from .runtime.service import ImageService
 from .runtime.state import GatewayState
 from .runtime.storage import LocalStorage
 from .settings import Settings
+from .state import MemoryState, build_state
 
 log = logging.getLogger("pixgate")
 SWEEP_EVERY = 3600.0
@@ -56,10 +58,13 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app = web.Application(
         middlewares=[request_context, client_auth], client_max_size=settings.max_body
     )
+    keys = KeyPools()
     state = GatewayState(
         snapshot=snapshot,
         storage=LocalStorage(settings.storage_dir, settings.file_ttl),
         body_gate=BodyGate(settings.max_large_bodies),
+        keys=keys,
+        backend=build_state(settings.env, snapshot.routes.state, MemoryState(keys)),
     )
     app[STATE] = state
     app[SETTINGS] = settings
@@ -67,6 +72,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app[RELOADER] = Reloader(
         state, settings.config_dir, settings.env, polling=settings.watch_polling
     )
+    app.cleanup_ctx.append(_shared_state)
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_sweeper)
     app.cleanup_ctx.append(_hot_reload)
@@ -138,7 +144,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
             session=session,
             storage=state.storage,
             router=state.router,
-            keys=state.keys,
+            state=state.shared,
             poll_scale=app[SETTINGS].poll_scale,
             internal_headers={INTERNAL_HEADER: state.internal_token},
             metrics=app[METRICS],
@@ -150,6 +156,16 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     finally:
         await session.close()
         await fetch_session.close()
+
+
+async def _shared_state(app: web.Application) -> AsyncIterator[None]:
+    """Connect the state backend; at the end give back the leases this process holds."""
+    backend = app[STATE].shared
+    await backend.start()
+    try:
+        yield
+    finally:
+        await backend.close()
 
 
 async def _hot_reload(app: web.Application) -> AsyncIterator[None]:

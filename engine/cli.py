@@ -255,6 +255,13 @@ def _serve(args: argparse.Namespace) -> int:
         for line in exc.diagnostics:
             print(f"  {line}", file=sys.stderr)
         return 1
+    from .state import StateConfigError, redis_config
+
+    try:
+        redis_config(settings.env, snapshot.routes.state)
+    except (StateConfigError, ValueError) as exc:
+        print(f"pixgate: {exc}", file=sys.stderr)
+        return 2
     where = "the embedded demo config" if embedded else str(config_dir.resolve())
     logging.getLogger("pixgate").info(
         "serving %s on http://%s:%d", where, settings.host, settings.port

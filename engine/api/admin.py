@@ -8,24 +8,40 @@ from aiohttp import web
 from yarl import URL
 
 from ..runtime.keys import mask_key
+from ..state import StateStats
 from .jsonio import json_response
 from .keys import RELOADER, STATE
 
 
 async def keys(request: web.Request) -> web.Response:
+    """Key health and breakers: fleet-wide with Redis (and which replica last changed what)."""
     state = request.app[STATE]
     snapshot = state.snapshot
-    service = state.service
-    report = service.keys.report(snapshot.providers)
+    backend = state.shared
+    report = await backend.report(snapshot.providers)
     providers = {
-        pid: {
-            "available": snapshot.providers[pid].available,
-            "circuit": service.breakers.state(pid),
-            "keys": rows,
-        }
-        for pid, rows in report.items()
+        pid: {"available": snapshot.providers[pid].available, **entry}
+        for pid, entry in report.items()
     }
-    return json_response({"config_version": snapshot.version, "providers": providers})
+    return json_response(
+        {
+            "config_version": snapshot.version,
+            "state": state_status(backend.stats),
+            "providers": providers,
+        }
+    )
+
+
+def state_status(stats: StateStats) -> dict[str, object]:
+    """The state backend, as /admin/keys and readiness report it."""
+    return {
+        "backend": stats.backend,
+        "status": "degraded" if stats.degraded else "ok",
+        "degraded_since": stats.degraded_since,
+        "errors": stats.errors,
+        "fallbacks": stats.fallbacks,
+        "outages": stats.outages,
+    }
 
 
 async def config(request: web.Request) -> web.Response:

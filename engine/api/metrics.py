@@ -16,16 +16,24 @@ from .keys import METRICS, RELOADER, SETTINGS, STATE
 from .middleware import bearer_token
 
 
-def live_state(state: GatewayState, reloads: dict[str, int]) -> dict[str, Any]:
+async def live_state(state: GatewayState, reloads: dict[str, int]) -> dict[str, Any]:
+    """Key and circuit states from the state backend: the fleet's view with Redis."""
     snapshot = state.snapshot
-    service = state.service
-    report = service.keys.report(snapshot.providers)
+    backend = state.shared
+    report = await backend.report(snapshot.providers)
+    stats = backend.stats
     return {
-        "keys": {pid: [row["state"] for row in rows] for pid, rows in report.items()},
-        "circuits": {pid: service.breakers.state(pid) for pid in snapshot.providers},
+        "keys": {pid: [row["state"] for row in entry["keys"]] for pid, entry in report.items()},
+        "circuits": {pid: entry["circuit"] for pid, entry in report.items()},
         "config_version": snapshot.version,
         "config_loaded_at": snapshot.loaded_at,
         "reloads": reloads,
+        "state": {
+            "degraded": stats.degraded,
+            "errors": stats.errors,
+            "fallbacks": stats.fallbacks,
+            "outages": stats.outages,
+        },
     }
 
 
@@ -42,7 +50,7 @@ async def metrics(request: web.Request) -> web.Response:
             )
     stats = request.app[RELOADER].stats
     reloads = {"applied": stats.succeeded, "rejected": stats.failed, "unchanged": stats.unchanged}
-    state = request.app[STATE]
+    now = await live_state(request.app[STATE], reloads)
     # A multi-process scrape reads every worker's files: off the event loop.
-    body = await asyncio.to_thread(render, request.app[METRICS], lambda: live_state(state, reloads))
+    body = await asyncio.to_thread(render, request.app[METRICS], lambda: now)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

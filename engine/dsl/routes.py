@@ -14,6 +14,7 @@ from .spec import (
     ProviderSpec,
     RouteSpec,
     RoutesSpec,
+    StateSpec,
     TargetSpec,
 )
 
@@ -125,6 +126,25 @@ def compile_routes(
         relay=bool(doc.get("relay", False)),
         direct_models=bool(doc.get("direct_models", True)),
         policies=policies,
+        state=_state(doc.get("state") or {}, report),
+    )
+
+
+def _state(raw: dict[str, Any], report: Report) -> StateSpec:
+    redis = raw.get("redis") or {}
+    durations: dict[str, float | None] = {}
+    for name in ("timeout", "lease_ttl"):
+        durations[name] = None
+        if redis.get(name) is not None:
+            try:
+                durations[name] = parse_duration(redis[name])
+            except ValueError as exc:
+                report(("state", "redis", name), "E231", str(exc))
+    return StateSpec(
+        redis_url=redis.get("url") or None,
+        prefix=redis.get("prefix"),
+        timeout=durations["timeout"],
+        lease_ttl=durations["lease_ttl"],
     )
 
 

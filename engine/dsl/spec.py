@@ -286,6 +286,16 @@ DEFAULT_POLICY = ProviderPolicy()
 
 
 @dataclass(frozen=True, slots=True)
+class StateSpec:
+    """routes.yaml `state:`: where runtime state lives (read at start, not on reload)."""
+
+    redis_url: str | None = None
+    prefix: str | None = None
+    timeout: float | None = None
+    lease_ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RoutesSpec:
     routes: dict[str, RouteSpec]
     aliases: dict[str, str]
@@ -295,6 +305,7 @@ class RoutesSpec:
     relay: bool = False
     direct_models: bool = True
     policies: dict[str, ProviderPolicy] = field(default_factory=dict)
+    state: StateSpec = field(default_factory=StateSpec)
 
     def policy(self, provider_id: str) -> ProviderPolicy:
         return self.policies.get(provider_id, DEFAULT_POLICY)

@@ -64,6 +64,19 @@ class StateCollector(Collector):
         for result, count in sorted(now["reloads"].items()):
             reloads.add_metric([result], count)
         yield reloads
+        backend = now.get("state")
+        if backend is not None:  # the state backend: memory, or Redis and whether it answers
+            yield GaugeMetricFamily(
+                "pixgate_state_degraded",
+                "1 while Redis is configured but unreachable: serving on local state",
+                value=1.0 if backend["degraded"] else 0.0,
+            )
+            for name, what in (
+                ("errors", "State backend calls that failed or timed out"),
+                ("fallbacks", "Operations served by local state instead of Redis"),
+                ("outages", "Times Redis went from reachable to unreachable"),
+            ):
+                yield GaugeMetricFamily(f"pixgate_state_{name}", what, value=backend[name])
 
 
 def render(metrics: GatewayMetrics, read: StateReader) -> bytes:

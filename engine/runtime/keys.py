@@ -7,7 +7,7 @@ config reload for keys that are still configured. Keys are only ever shown maske
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +56,10 @@ class NoHealthyKey(Exception):
         self.retry_after = retry_after
 
 
+class KeysBusy(Exception):
+    """Every healthy key of a provider is at its concurrency limit (a slot frees soon)."""
+
+
 class KeyPools:
     def __init__(self, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
         self.clock = clock
@@ -69,9 +73,11 @@ class KeyPools:
             found = self._health[(provider, key)] = KeyHealth()
         return found
 
-    def order(self, provider: ProviderSpec, policy: ProviderPolicy) -> list[str | None]:
+    def order(
+        self, provider: ProviderSpec, policy: ProviderPolicy, among: Sequence[str] | None = None
+    ) -> list[str | None]:
         """Healthy keys to try for one request, best first. Raises NoHealthyKey."""
-        keys = provider.auth.keys
+        keys = provider.auth.keys if among is None else among
         if not keys:
             return [None]
         now = self.clock()
@@ -91,6 +97,32 @@ class KeyPools:
             busy = [k for k in healthy if k not in free]
             healthy = free + busy  # busy keys only when nothing else is left
         return list(healthy)
+
+    def pick(
+        self, provider: ProviderSpec, policy: ProviderPolicy, exclude: Collection[str] = ()
+    ) -> str:
+        """Take one healthy key under its concurrency limit (a hard limit): counted in flight
+        until `give`. Raises NoHealthyKey, or KeysBusy when every healthy key is full."""
+        keys = [k for k in provider.auth.keys if k not in exclude]
+        if not keys:
+            raise NoHealthyKey(provider.id, None)
+        order = [k for k in self.order(provider, policy, keys) if k is not None]
+        limit = policy.max_concurrency_per_key
+        for key in order:
+            health = self.health(provider.id, key)
+            if limit is None or health.in_flight < limit:
+                self.take(provider.id, key)
+                return key
+        raise KeysBusy(provider.id)
+
+    def take(self, provider: str, key: str) -> None:
+        health = self.health(provider, key)
+        health.in_flight += 1
+        health.last_used = self.clock()
+
+    def give(self, provider: str, key: str) -> None:
+        health = self.health(provider, key)
+        health.in_flight = max(0, health.in_flight - 1)
 
     @contextmanager
     def use(self, provider: str, key: str | None) -> Iterator[None]:

@@ -92,7 +92,9 @@ class Reloader:
             if new.version == current.version:
                 self.stats.unchanged += 1
                 return ReloadResult("unchanged", current.version)
-            self.state.keys.retain(new.providers)
+            self.state.shared.retain(new.providers)
+            if new.routes.state != current.routes.state:
+                log.warning("config: `state:` changed; it takes effect on the next restart")
             self.state.snapshot = new  # the swap: requests in flight keep the old one
             self.stats.succeeded += 1
             self.stats.last_success_at = time.time()

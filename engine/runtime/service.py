@@ -17,15 +17,15 @@ from yarl import URL
 
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
-from ..dsl.spec import ProviderSpec, RouteSpec
+from ..dsl.spec import ProviderPolicy, ProviderSpec, RouteSpec
 from ..metrics import GatewayMetrics
+from ..state import RELEASED, Denied, Grant, StateBackend
 from . import retryafter
-from .breaker import Breakers
 from .context import base_context, call_context, call_counts, response_format
 from .executor import CallResult, Executor, ImageRef
 from .failures import FINAL_KINDS, UpstreamFailure
 from .job import ImageJob
-from .keys import KeyPools, NoHealthyKey, mask_key
+from .keys import mask_key
 from .optimizer import OptimizerError, optimize
 from .request import Outcome, RequestInfo
 from .results import ClientItem, ResultContext, to_client
@@ -42,6 +42,7 @@ POLLING_DEADLINE = 900.0
 KEY_KINDS = frozenset({"rate_limited", "bad_key", "quota"})
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
+BUSY_WAIT_CAP = 0.2  # longest pause between two tries for a key slot while all are taken
 
 
 @dataclass(slots=True)
@@ -49,8 +50,7 @@ class ImageService:
     session: aiohttp.ClientSession
     storage: LocalStorage
     router: Router
-    keys: KeyPools
-    breakers: Breakers = field(default_factory=Breakers)
+    state: StateBackend  # key health, breakers, cursors, leases: memory or Redis
     rng: random.Random = field(default_factory=random.Random)
     max_download: int = 50 * 1024 * 1024
     poll_scale: float = 1.0  # tests shrink polling intervals; 1.0 in production
@@ -96,6 +96,7 @@ class ImageService:
         provider = snapshot.providers.get(spec.provider)
         why: str | None = None
         key: str | None = None
+        grant: Grant | None = None
         if provider is None:
             why = f"provider '{spec.provider}' is not loaded"
         elif info.relay is not None:
@@ -106,9 +107,10 @@ class ImageService:
             why = "no keys configured"
         else:
             try:
-                key = self.keys.order(provider, snapshot.routes.policy(provider.id))[0]
-            except NoHealthyKey as exc:
-                why = f"no healthy key ({exc})"
+                grant = await self.state.acquire(provider, snapshot.routes.policy(provider.id))
+                key = grant.key
+            except Denied as exc:
+                why = f"no key now ({exc})"
         if why is not None or provider is None:
             log.warning(
                 "prompt optimizer skipped request_id=%s route=%s provider=%s: %s",
@@ -118,9 +120,9 @@ class ImageService:
         base_url = provider.base_url
         if provider.on_gateway:
             base_url = info.self_url + base_url
+        policy = snapshot.routes.policy(provider.id)
         try:
-            with self.keys.use(provider.id, None if info.relay else key):
-                rewritten = await optimize(self.session, spec, provider, base_url, key, job.prompt)
+            rewritten = await optimize(self.session, spec, provider, base_url, key, job.prompt)
         except Exception as exc:  # never fails the request: the original prompt goes on
             text = str(exc) if isinstance(exc, OptimizerError) else repr(exc)
             message = text.replace(key, mask_key(key)) if key else text
@@ -130,6 +132,9 @@ class ImageService:
                 info.request_id, route.name, provider.id, spec.model, message,
             )  # fmt: skip
             return None
+        finally:
+            if grant is not None:  # the key was only borrowed: no verdict on its health
+                await self.state.settle(grant, policy, RELEASED, wait=False)
         log.info(
             "prompt optimized request_id=%s route=%s provider=%s model=%s chars=%d->%d",
             info.request_id, route.name, provider.id, spec.model, len(job.prompt), len(rewritten),
@@ -141,18 +146,7 @@ class ImageService:
     ) -> Outcome:
         retries = 0
         for attempt in attempts:
-            pid = attempt.provider.id
-            policy = snapshot.routes.policy(pid)
-            permit = self.breakers.allow(pid, policy.breaker)
-            if permit is None:
-                info.failures.append(UpstreamFailure("upstream", "circuit open", provider=pid))
-                continue
-            try:
-                outcome, retries = await self._target(job, attempt, snapshot, info, retries)
-            finally:
-                # Cancelled (deadline, departing client), no healthy key, or a bug: the
-                # permit is settled anyway, so a half-open probe never stays in flight.
-                self.breakers.release(permit)
+            outcome, retries = await self._target(job, attempt, snapshot, info, retries)
             if outcome is not None:
                 return outcome
         raise most_informative(info.failures)
@@ -166,47 +160,66 @@ class ImageService:
         retries: int,
     ) -> tuple[Outcome | None, int]:
         """Try one target's keys in turn: its outcome, or None to go on to the next target
-        (with the count of retries so far, for the backoff)."""
+        (with the count of retries so far, for the backoff). Every grant is settled: with
+        the attempt's verdict, or released without one when the attempt is cancelled (the
+        deadline, a departing client) or fails unexpectedly, so no key lease or breaker probe
+        stays taken."""
         pid = attempt.provider.id
         policy = snapshot.routes.policy(pid)
-        try:
-            keys = [info.relay[1]] if info.relay else self.keys.order(attempt.provider, policy)
-        except NoHealthyKey as exc:
-            info.failures.append(
-                UpstreamFailure("rate_limited", str(exc), 429, exc.retry_after, pid)
-            )
-            return None, retries
-        for key in keys:
+        tried: list[str] = []
+        while True:
             if retries:
                 await asyncio.sleep(self._backoff(retries))
+            try:
+                grant = await self._grant(attempt, policy, info, tried)
+            except Denied as exc:
+                info.failures.append(denied_failure(exc))
+                return None, retries
+            # A relayed key is the client's: it never enters the pool's bookkeeping.
+            key = info.relay[1] if info.relay else grant.key
+            if grant.key is not None:
+                tried.append(grant.key)
             info.attempts += 1
             started = time.perf_counter()
             try:
-                # A relayed key is the client's: it never enters the pool's bookkeeping.
-                with self.keys.use(pid, None if info.relay else key):
-                    outcome = await self._attempt(job, attempt, key, info)
+                outcome = await self._attempt(job, attempt, key, info)
             except UpstreamFailure as failure:
                 self.metrics.attempt(pid, failure.kind, time.perf_counter() - started)
                 # What the client is told to wait is bounded as the key's cooldown is.
                 failure.retry_after = retryafter.clamp(failure.retry_after, policy.max_cooldown)
                 self._note(failure, attempt, key, info)
-                if not info.relay:
-                    self.keys.failed(pid, key, failure, policy)
-                self.breakers.record(pid, failure.kind, policy.breaker)
+                await self.state.settle(grant, policy, failure.kind, failure.retry_after)
                 if info.delivered:
                     raise  # a streaming client already has images from this attempt
                 failover_on = snapshot.route(attempt.route).failover_on
                 if failure.kind in FINAL_KINDS and failure.kind not in failover_on:
                     raise
-                if failure.kind in KEY_KINDS:
+                if failure.kind in KEY_KINDS and grant.key is not None:
                     continue  # the next key of the same provider
                 return None, retries + (failure.kind in ("upstream", "timeout"))
+            except BaseException:
+                await self.state.settle(grant, policy, RELEASED, wait=False)
+                raise
             self.metrics.attempt(pid, "success", time.perf_counter() - started)
-            if not info.relay:
-                self.keys.succeeded(pid, key)
-            self.breakers.record(pid, None, policy.breaker)
+            await self.state.settle(grant, policy, None, wait=False)
             return outcome, retries
-        return None, retries
+
+    async def _grant(
+        self, attempt: Attempt, policy: ProviderPolicy, info: RequestInfo, tried: list[str]
+    ) -> Grant:
+        """A grant for the next attempt; while every healthy key is at its concurrency limit,
+        wait for a slot (the request's deadline bounds the wait)."""
+        waits = 0
+        while True:
+            try:
+                return await self.state.acquire(
+                    attempt.provider, policy, pool=not info.relay, exclude=tried
+                )
+            except Denied as exc:
+                if exc.why != "busy":
+                    raise
+            waits += 1
+            await asyncio.sleep(self.rng.uniform(0.5, 1.0) * min(BUSY_WAIT_CAP, 0.01 * waits))
 
     def _backoff(self, retries: int) -> float:
         """Exponential backoff with full jitter before trying the next target."""
@@ -359,6 +372,13 @@ class ImageService:
             auth_headers=auth_headers,
             clock=info.clock,
         )
+
+
+def denied_failure(exc: Denied) -> UpstreamFailure:
+    """What a denied attempt tells the client if nothing else succeeds."""
+    if exc.why == "circuit_open":
+        return UpstreamFailure("upstream", "circuit open", provider=exc.provider)
+    return UpstreamFailure("rate_limited", str(exc), 429, exc.retry_after, exc.provider)
 
 
 async def settled(awaitables: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from ..config.loader import ConfigSnapshot
+from ..state import MemoryState, StateBackend
 from .bodygate import BodyGate
 from .keys import KeyPools
 from .router import Router
@@ -24,6 +25,8 @@ class GatewayState:
     router: Router = field(default_factory=Router)
     body_gate: BodyGate = field(default_factory=BodyGate)
     keys: KeyPools = field(default_factory=KeyPools)
+    # Key health, breakers, cursors, leases: `memory` (over `keys`) unless Redis is configured.
+    backend: StateBackend | None = None
     # Sent on calls to on-gateway upstreams (the demo), which answer nothing else: they are
     # not a public endpoint that bypasses client keys.
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -31,6 +34,15 @@ class GatewayState:
     internal_url: str | None = None
     _service: ImageService | None = None
     _fetch_session: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend is None:
+            self.backend = MemoryState(self.keys)
+
+    @property
+    def shared(self) -> StateBackend:
+        assert self.backend is not None  # set in __post_init__
+        return self.backend
 
     @property
     def service(self) -> ImageService:

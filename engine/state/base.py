@@ -1,0 +1,125 @@
+"""The state interface: what the runtime asks of shared state, and what it gets back.
+
+Two implementations: `memory` (one process, the zero-set-up default) and `redis` (a fleet).
+Nothing outside engine/state/ knows which one is live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..dsl.spec import ProviderPolicy, ProviderSpec
+
+# A settle with this kind gives back what a grant holds and records no verdict (the attempt
+# was cancelled, or only used the key, like the prompt optimizer).
+RELEASED = "released"
+
+
+@dataclass(slots=True)
+class Grant:
+    """Permission for one upstream attempt: a key (None when the provider needs none or the
+    client relays its own) leased until settled, and whether this is the breaker's probe."""
+
+    provider: str
+    key: str | None
+    token: str
+    probe: bool = False
+    leased: bool = False
+    via: str = "memory"  # which backend settles it (redis grants fall back to memory)
+    handle: object = None  # the backend's own (the memory breaker's permit)
+
+
+class Denied(Exception):
+    """No attempt now. `why`: circuit_open | no_key | busy; `retry_after` in seconds if known."""
+
+    def __init__(self, provider: str, why: str, retry_after: float | None = None) -> None:
+        messages = {
+            "circuit_open": "circuit open",
+            "no_key": f"every key of {provider} is cooling down or disabled",
+            "busy": f"every healthy key of {provider} is at its concurrency limit",
+        }
+        super().__init__(messages.get(why, why))
+        self.provider = provider
+        self.why = why
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class StateStats:
+    """For metrics and /health: how the backend is doing."""
+
+    backend: str = "memory"
+    degraded: bool = False  # redis configured but unreachable: serving on local state
+    errors: int = 0  # calls that failed or timed out
+    fallbacks: int = 0  # operations served by local state instead
+    outages: int = 0  # times it went from reachable to unreachable
+    degraded_since: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Counters(Protocol):
+    """Hooks for rate limits and usage (the next issues use them)."""
+
+    async def hit(self, name: str, window: float, amount: int = 1) -> int:
+        """Add to a fixed-window counter; returns the count in the current window."""
+        ...
+
+    async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
+        """Add to named running totals; returns the new totals."""
+        ...
+
+
+class Jobs(Protocol):
+    """Hook for job records (async jobs shared by the fleet)."""
+
+    async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None: ...
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None: ...
+
+
+class StateBackend(Counters, Jobs, Protocol):
+    stats: StateStats
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None:
+        """Give back every lease this process holds."""
+        ...
+
+    async def acquire(
+        self,
+        provider: ProviderSpec,
+        policy: ProviderPolicy,
+        *,
+        pool: bool = True,
+        exclude: Collection[str] = (),
+    ) -> Grant:
+        """Pass the provider's breaker and lease one healthy, free key of its pool (none when
+        `pool` is false: a relayed client key). Raises Denied."""
+        ...
+
+    async def settle(
+        self,
+        grant: Grant,
+        policy: ProviderPolicy,
+        kind: str | None,
+        retry_after: float | None = None,
+        *,
+        wait: bool = True,
+    ) -> None:
+        """End a grant: kind None is success, RELEASED no verdict, else the failure kind."""
+        ...
+
+    async def report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
+        """Per provider: circuit state and per-key rows (keys masked), for /admin/keys."""
+        ...
+
+    def retain(self, providers: dict[str, ProviderSpec]) -> None:
+        """After a reload: forget local state of keys no longer configured."""
+        ...
+
+    async def ready(self) -> bool:
+        """Reachable (memory always is)."""
+        ...

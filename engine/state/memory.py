@@ -1,0 +1,150 @@
+"""State in this process: today's behaviour, and what a Redis-backed gateway falls back on."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Collection
+from typing import Any
+
+from ..dsl.spec import ProviderPolicy, ProviderSpec
+from ..runtime.breaker import Breakers, Permit
+from ..runtime.failures import UpstreamFailure
+from ..runtime.keys import KeyPools, KeysBusy, NoHealthyKey
+from .base import RELEASED, Denied, Grant, StateStats
+
+
+class MemoryState:
+    """Key health, breakers, cursors and in-flight counts of one process."""
+
+    def __init__(self, keys: KeyPools | None = None, breakers: Breakers | None = None) -> None:
+        self.keys = keys or KeyPools()
+        self.breakers = breakers or Breakers()
+        self.stats = StateStats()
+        self._windows: dict[str, tuple[int, int]] = {}  # name -> (window index, count)
+        self._usage: dict[str, dict[str, float]] = {}
+        self._jobs: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None  # leases of a process that stops die with it
+
+    async def ready(self) -> bool:
+        return True
+
+    async def acquire(
+        self,
+        provider: ProviderSpec,
+        policy: ProviderPolicy,
+        *,
+        pool: bool = True,
+        exclude: Collection[str] = (),
+    ) -> Grant:
+        return self.acquire_now(provider, policy, pool=pool, exclude=exclude)
+
+    def acquire_now(
+        self,
+        provider: ProviderSpec,
+        policy: ProviderPolicy,
+        *,
+        pool: bool = True,
+        exclude: Collection[str] = (),
+    ) -> Grant:
+        pid = provider.id
+        permit = self.breakers.allow(pid, policy.breaker)
+        if permit is None:
+            raise Denied(pid, "circuit_open")
+        grant = Grant(pid, None, secrets.token_hex(8), probe=permit.probe, handle=permit)
+        if not pool or not provider.auth.keys:
+            return grant
+        try:
+            grant.key = self.keys.pick(provider, policy, exclude)
+        except (NoHealthyKey, KeysBusy) as exc:
+            self.breakers.release(permit)  # a probe slot goes back: nothing reached the provider
+            if isinstance(exc, NoHealthyKey):
+                raise Denied(pid, "no_key", exc.retry_after) from None
+            raise Denied(pid, "busy") from None
+        grant.leased = True
+        return grant
+
+    async def settle(
+        self,
+        grant: Grant,
+        policy: ProviderPolicy,
+        kind: str | None,
+        retry_after: float | None = None,
+        *,
+        wait: bool = True,
+    ) -> None:
+        self.settle_now(grant, policy, kind, retry_after)
+
+    def settle_now(
+        self,
+        grant: Grant,
+        policy: ProviderPolicy,
+        kind: str | None,
+        retry_after: float | None = None,
+    ) -> None:
+        if grant.leased and grant.key is not None:
+            grant.leased = False
+            self.keys.give(grant.provider, grant.key)
+        if kind != RELEASED:
+            self.record(grant.provider, grant.key, policy, kind, retry_after)
+        if isinstance(grant.handle, Permit):  # a no-op once an outcome was recorded
+            self.breakers.release(grant.handle)
+
+    def record(
+        self,
+        provider: str,
+        key: str | None,
+        policy: ProviderPolicy,
+        kind: str | None,
+        retry_after: float | None = None,
+    ) -> None:
+        """An attempt's verdict on key health and the breaker (no lease involved)."""
+        if key is not None:
+            if kind is None:
+                self.keys.succeeded(provider, key)
+            else:
+                failure = UpstreamFailure(kind, kind, retry_after=retry_after)
+                self.keys.failed(provider, key, failure, policy)
+        self.breakers.record(provider, kind, policy.breaker)
+
+    async def report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
+        return self.report_now(providers)
+
+    def report_now(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
+        rows = self.keys.report(providers)
+        return {
+            pid: {"circuit": self.breakers.state(pid), "keys": rows[pid]} for pid in sorted(rows)
+        }
+
+    def retain(self, providers: dict[str, ProviderSpec]) -> None:
+        self.keys.retain(providers)
+
+    async def hit(self, name: str, window: float, amount: int = 1) -> int:
+        index = int(time.time() // window)
+        seen, count = self._windows.get(name, (index, 0))
+        count = (count if seen == index else 0) + amount
+        self._windows[name] = (index, count)
+        return count
+
+    async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
+        totals = self._usage.setdefault(name, {})
+        for field, amount in amounts.items():
+            totals[field] = totals.get(field, 0.0) + amount
+        return dict(totals)
+
+    async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
+        now = time.time()
+        for old in [j for j, (until, _) in self._jobs.items() if until <= now]:
+            del self._jobs[old]
+        self._jobs[job_id] = (now + ttl, dict(record))
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        found = self._jobs.get(job_id)
+        if found is None or found[0] <= time.time():
+            return None
+        return dict(found[1])
