@@ -130,8 +130,10 @@ async def test_leases_of_a_dead_replica_expire_and_live_ones_are_renewed(
 ) -> None:
     policy = ProviderPolicy(max_concurrency_per_key=1)
     p = provider(KEYS[0])
-    dead, alive, other = replicas("dead", lease_ttl=0.4), replicas("alive", lease_ttl=0.4), (
-        replicas("other", lease_ttl=0.4)
+    dead, alive, other = (
+        replicas("dead", lease_ttl=0.4),
+        replicas("alive", lease_ttl=0.4),
+        (replicas("other", lease_ttl=0.4)),
     )
     await alive.start()  # its heartbeat renews; `dead` never started one: it died
     held = await dead.acquire(p, policy)
@@ -238,8 +240,8 @@ async def test_hooks_counters_usage_and_jobs_are_shared(replicas: Replica) -> No
 
 
 def test_secret_is_required_and_urls_are_checked() -> None:
-    from engine.state import StateConfigError, redis_config
     from engine.dsl.spec import StateSpec
+    from engine.state import StateConfigError, redis_config
 
     assert redis_config({}, None) is None
     with pytest.raises(StateConfigError, match="PIXGATE_STATE_SECRET"):
