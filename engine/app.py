@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .api import admin, catalog, chat, images, metrics, responses
+from .api import admin, catalog, chat, health, images, metrics, responses
 from .api.errors import ApiError
 from .api.keys import METRICS, RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
@@ -73,6 +73,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
         state, settings.config_dir, settings.env, polling=settings.watch_polling
     )
     app.cleanup_ctx.append(_shared_state)
+    app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_sweeper)
     app.cleanup_ctx.append(_hot_reload)
@@ -82,6 +83,8 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
         app.cleanup_ctx.append(_metrics_listener)
     app.router.add_get("/", catalog.index)
     app.router.add_get("/health", catalog.health)
+    app.router.add_get("/health/live", health.live)
+    app.router.add_get("/health/ready", health.ready)
     app.router.add_get("/v1/models", catalog.list_models)
     app.router.add_get("/v1/models/{model:.+}", catalog.retrieve_model)
     app.router.add_post("/v1/images/generations", images.generations)
@@ -156,6 +159,15 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     finally:
         await session.close()
         await fetch_session.close()
+
+
+async def _draining(app: web.Application) -> None:
+    """SIGTERM: the listeners are closed; in-flight requests (polling jobs too) get up to
+    PIXGATE_SHUTDOWN_GRACE to finish, then cleanup gives back leases (_shared_state)."""
+    app[STATE].draining = True
+    log.info(
+        "shutting down: finishing in-flight requests (grace %gs)", app[SETTINGS].shutdown_grace
+    )
 
 
 async def _shared_state(app: web.Application) -> AsyncIterator[None]:

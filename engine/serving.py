@@ -48,6 +48,7 @@ def serve(settings: Settings, workers: int = 1, snapshot: ConfigSnapshot | None 
             print=None,
             loop=factory(),
             backlog=BACKLOG,
+            shutdown_timeout=settings.shutdown_grace,
         )
         return 0
     return _supervise(settings, workers, factory, snapshot)
@@ -118,7 +119,9 @@ def _worker(
 
 async def _run_worker(settings: Settings, index: int, snapshot: ConfigSnapshot | None) -> None:
     app = create_app(settings, snapshot)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+    )
     await runner.setup()
     await web.TCPSite(
         runner, settings.host, settings.port, reuse_port=True, backlog=BACKLOG

@@ -54,6 +54,8 @@ class Settings:
     # Multiplies every polling interval; tests set it small. Not for production.
     poll_scale: float = 1.0
     event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
+    # On SIGTERM: how long in-flight requests (and polling jobs) may take to finish.
+    shutdown_grace: float = 30.0
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @classmethod
@@ -75,6 +77,7 @@ class Settings:
             "max_large_bodies": int(env.get("PIXGATE_MAX_LARGE_BODIES") or 4),
             "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
             "event_loop": (env.get("PIXGATE_EVENT_LOOP") or "auto").strip().lower(),
+            "shutdown_grace": float(env.get("PIXGATE_SHUTDOWN_GRACE") or 30.0),
             "fetch_policy": FetchPolicy(
                 max_bytes=int(env.get("PIXGATE_FETCH_MAX_BYTES") or DEFAULT_MAX_BODY),
                 timeout=float(env.get("PIXGATE_FETCH_TIMEOUT") or 20.0),

@@ -173,7 +173,8 @@ class ImageService:
             try:
                 grant = await self._grant(attempt, policy, info, tried)
             except Denied as exc:
-                info.failures.append(denied_failure(exc))
+                if not (tried and exc.why == "no_key"):  # else the keys' own failures say more
+                    info.failures.append(denied_failure(exc))
                 return None, retries
             # A relayed key is the client's: it never enters the pool's bookkeeping.
             key = info.relay[1] if info.relay else grant.key

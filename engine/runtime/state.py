@@ -32,6 +32,7 @@ class GatewayState:
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     # Where this process reaches itself (set by multi-worker serving); else the request's socket.
     internal_url: str | None = None
+    draining: bool = False  # shutting down: not ready for new requests
     _service: ImageService | None = None
     _fetch_session: aiohttp.ClientSession | None = None
 

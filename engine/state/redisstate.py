@@ -175,8 +175,11 @@ class RedisState:
         limit = policy.max_concurrency_per_key or 0
         lru = "1" if policy.key_selection == "least_recently_used" else "0"
         ttl_ms = int(self.config.lease_ttl * 1000)
+        # A probe's slot lasts one cooldown, renewed or not: a probe that hangs (or whose
+        # replica died) does not keep the provider shut (the memory breaker's rule too).
+        probe_ms = max(1, int(policy.breaker.cooldown * 1000))
         args: list[str | int] = [
-            token, self.config.replica, ttl_ms, ttl_ms, limit, lru, len(candidates)
+            token, self.config.replica, ttl_ms, probe_ms, limit, lru, len(candidates)
         ]  # fmt: skip
         answer = await self._guard(self._acquire(keys=names, args=args))
         if answer is None:
@@ -243,17 +246,17 @@ class RedisState:
         # On failure the lease expires by its TTL (no renewal) and the probe slot likewise.
 
     async def _renew_loop(self) -> None:
-        """Renew this replica's leases: one that dies stops renewing, and its leases expire."""
+        """Renew this replica's key leases: one that dies stops renewing, and they expire."""
         every = max(0.05, self.config.lease_ttl / 3)
         while True:
             await asyncio.sleep(every)
             if self.stats.degraded or not self._held:
                 continue
-            held = list(self._held.items())
-            zsets = [(h.lease, t) for t, h in held if h.lease]
-            probes = [(h.probe, t) for t, h in held if h.probe]
-            keys = [k for k, _ in zsets] + [k for k, _ in probes]
-            tokens: list[Any] = [t for _, t in zsets] + [t for _, t in probes]
+            zsets = [(h.lease, t) for t, h in list(self._held.items()) if h.lease]
+            if not zsets:
+                continue
+            keys = [k for k, _ in zsets]
+            tokens: list[Any] = [t for _, t in zsets]
             ttl_ms = int(self.config.lease_ttl * 1000)
             await self._guard(self._renew(keys=keys, args=[*tokens, len(zsets), ttl_ms]))
 

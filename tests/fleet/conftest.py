@@ -90,9 +90,9 @@ class Fleet:
             "PIXGATE_ADMIN_KEY": ADMIN,
         }
 
-    def start(self, name: str) -> Replica:
+    def start(self, name: str, **env: str) -> Replica:
         port = free_port()
-        proc = serve_process(self.config, port, self.files / name, env=self.env(name))
+        proc = serve_process(self.config, port, self.files / name, env={**self.env(name), **env})
         replica = self.replicas[name] = Replica(name, port, proc)
         return replica
 
@@ -140,11 +140,15 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="module")
+def fleet_config(tmp_path_factory: pytest.TempPathFactory, upstream: FleetUpstream) -> Path:
+    return write_config(tmp_path_factory.mktemp("config") / "config", upstream)
+
+
+@pytest.fixture(scope="module")
 def fleet(
-    tmp_path_factory: pytest.TempPathFactory, upstream: FleetUpstream, shared_redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory, fleet_config: Path, shared_redis: RedisServer
 ) -> Iterator[Fleet]:
-    root = tmp_path_factory.mktemp("fleet")
-    fleet = Fleet(write_config(root / "config", upstream), shared_redis, root / "files")
+    fleet = Fleet(fleet_config, shared_redis, tmp_path_factory.mktemp("files"))
     try:
         for name in NAMES:
             fleet.start(name)

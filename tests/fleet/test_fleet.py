@@ -16,6 +16,7 @@ import pytest
 
 from tests.fleet.conftest import Fleet, keys_of
 from tests.fleet.upstream import FleetUpstream
+from tests.gateway import get_json
 
 
 def client(fleet: Fleet, name: str) -> openai.AsyncOpenAI:
@@ -118,6 +119,8 @@ async def test_outage_of_redis_mid_load_fails_no_request_and_the_fleet_converges
     await served(statuses, 10)
     fleet.redis.stop()
     await served(statuses, len(statuses) + 15)  # requests served while Redis is down
+    ready = get_json(f"{fleet.replicas['A'].url}/health/ready")  # still ready: it serves
+    assert ready == {"status": "ready", "state": "degraded"}
     fleet.redis.start()  # an empty Redis: what was shared is gone, as after a real restart
     await asyncio.gather(*runs)
     assert len(statuses) == 60 and set(statuses) == {200}

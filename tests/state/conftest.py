@@ -31,7 +31,7 @@ POLICY = ProviderPolicy(
     quota_reset=600,
     bad_key_reprobe=3600,
     max_cooldown=60,
-    breaker=BreakerPolicy(failures=2, cooldown=0.3),
+    breaker=BreakerPolicy(failures=2, cooldown=1.0),
 )
 
 Replica = Callable[..., RedisState]

@@ -86,7 +86,7 @@ async def test_an_open_breaker_is_open_everywhere_and_lets_exactly_one_probe(
             await state.acquire(p, POLICY, pool=False)
         assert caught.value.why == "circuit_open"
     assert (await b.report({"p": p}))["p"]["circuit"] == "open"
-    await asyncio.sleep(0.35)  # the 0.3 s cooldown
+    await asyncio.sleep(1.05)  # the 1 s cooldown
     outcomes = await asyncio.gather(
         *(s.acquire(p, POLICY, pool=False) for s in (a, b, c, a, b, c)), return_exceptions=True
     )
@@ -104,7 +104,7 @@ async def test_a_cancelled_probe_gives_the_probe_slot_back(replicas: Replica) ->
     p = provider()
     for _ in range(2):
         await a.settle(await a.acquire(p, POLICY, pool=False), POLICY, "timeout")
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.05)
     probe = await a.acquire(p, POLICY, pool=False)
     assert probe.probe
     with pytest.raises(Denied):
@@ -118,7 +118,7 @@ async def test_a_failed_probe_opens_the_circuit_again(replicas: Replica) -> None
     p = provider()
     for _ in range(2):
         await a.settle(await a.acquire(p, POLICY, pool=False), POLICY, "upstream")
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.05)
     probe = await b.acquire(p, POLICY, pool=False)
     await b.settle(probe, POLICY, "upstream")
     with pytest.raises(Denied):
