@@ -146,12 +146,12 @@ async def overview(request: web.Request) -> web.StreamResponse:
     recent = request.app[RECENT]
     state = request.app[STATE]
     snapshot = state.snapshot
-    report = state.service.keys.report(snapshot.providers)
+    report = await state.shared.report(snapshot.providers)  # fleet-wide with Redis
     providers = {
         pid: {
             "available": snapshot.usable(p),
-            "circuit": state.service.breakers.state(pid),
-            "keys": [row["state"] for row in report.get(pid, [])],
+            "circuit": report[pid]["circuit"],
+            "keys": [row["state"] for row in report[pid]["keys"]],
         }
         for pid, p in sorted(snapshot.providers.items())
     }
