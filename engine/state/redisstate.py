@@ -15,7 +15,6 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Collection
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -37,12 +36,6 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.1, 5.0
 FAILURES = (RedisError, OSError, TimeoutError, ConnectionError)
 
 
-@dataclass(slots=True)
-class _Held:
-    lease: str | None  # the key's lease zset
-    probe: str | None  # the breaker's probe key
-
-
 class RedisState:
     def __init__(self, config: RedisConfig, local: MemoryState | None = None) -> None:
         self.config = config
@@ -61,7 +54,7 @@ class RedisState:
         self._settle = self.client.register_script(scripts.SETTLE)
         self._renew = self.client.register_script(scripts.RENEW)
         self._hit = self.client.register_script(scripts.HIT)
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, str] = {}  # token -> its key's lease set, renewed until settled
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconnecting: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -92,13 +85,12 @@ class RedisState:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._held and not self.stats.degraded:
+        leases = [(lease, token) for token, lease in self._held.items()]
+        if leases and not self.stats.degraded:
+            # A probe slot is left to expire (one cooldown): by now it may be another's.
             pipe = self.client.pipeline(transaction=False)
-            for token, held in self._held.items():
-                if held.lease:
-                    pipe.zrem(held.lease, token)
-                if held.probe:
-                    pipe.delete(held.probe)  # only this replica's own token is held here
+            for lease, token in leases:
+                pipe.zrem(lease, token)
             await self._guard(pipe.execute())
         self._held.clear()
         with contextlib.suppress(*FAILURES):
@@ -195,8 +187,8 @@ class RedisState:
         grant = Grant(pid, key, token, probe=probe, leased=key is not None, via="redis")
         if key is not None:
             self.local.keys.take(pid, key)  # this replica's own view, for a fall-back
-        lease = names[2 + 2 * number] if key is not None else None
-        self._held[token] = _Held(lease, names[1] if probe else None)
+        if key is not None:
+            self._held[token] = names[2 + 2 * number]
         return grant
 
     async def settle(
@@ -252,13 +244,11 @@ class RedisState:
             await asyncio.sleep(every)
             if self.stats.degraded or not self._held:
                 continue
-            zsets = [(h.lease, t) for t, h in list(self._held.items()) if h.lease]
-            if not zsets:
-                continue
-            keys = [k for k, _ in zsets]
-            tokens: list[Any] = [t for _, t in zsets]
+            held = list(self._held.items())
+            keys = [lease for _, lease in held]
+            tokens: list[Any] = [token for token, _ in held]
             ttl_ms = int(self.config.lease_ttl * 1000)
-            await self._guard(self._renew(keys=keys, args=[*tokens, len(zsets), ttl_ms]))
+            await self._guard(self._renew(keys=keys, args=[*tokens, len(held), ttl_ms]))
 
     # --- reading, for /admin/keys -----------------------------------------------------------
 

@@ -145,8 +145,8 @@ return changed
 """
 )
 
-# KEYS: lease zsets (then probe keys, unused today: a probe's slot lasts one cooldown);
-# ARGV: token per key (same order), number of zsets, ttl ms.
+# KEYS: lease zsets (then string leases compared by token; unused today: a probe's slot lasts
+# one cooldown, unrenewed); ARGV: token per key (same order), number of zsets, ttl ms.
 # Renews only what is still held: a lease that already expired is not brought back.
 RENEW = (
     _NOW
