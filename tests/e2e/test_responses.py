@@ -311,3 +311,33 @@ async def test_stream_failure_after_start_is_error_then_failed(
         events = [event async for event in stream]
     assert [e.type for e in events[-2:]] == ["error", "response.failed"]
     assert events[-1].type == "response.failed" and events[-1].response.status == "failed"
+
+
+async def test_several_images_are_several_calls(
+    openai_gateway: tuple[Gateway, Any], openai_spec: dict[str, Any]
+) -> None:
+    """`n` in the tool (a pixgate extension) asks for several images, one call item each; the
+    mask in `input_image_mask` goes with the edit."""
+    gw, fake = openai_gateway
+    mask = io.BytesIO()
+    Image.new("RGBA", (1024, 1024)).save(mask, "PNG")  # OpenAI wants an alpha channel
+    mask_uri = "data:image/png;base64," + base64.b64encode(mask.getvalue()).decode()
+    tool = {"type": "image_generation", "n": 2, "partial_images": 1,
+            "input_image_mask": {"image_url": mask_uri}}  # fmt: skip
+    content = [
+        {"type": "input_text", "text": "two hats"},
+        {"type": "input_image", "image_url": data_uri(1024, 1024)},
+    ]
+    body = {"model": "m", "input": [{"role": "user", "content": content}], "tools": [tool]}
+    raw = await post_raw(f"{gw.v1}/responses", {**body, "stream": True})
+    assert raw.status == 200, raw.text
+    check_events(openai_spec, raw.events)
+    assert fake.last.form()["n"] == ["2"]
+    assert "mask" in [part.name for part in fake.last.parts]
+    done = [data for _, data in raw.events if data["type"] == "response.output_item.done"]
+    assert [d["output_index"] for d in done] == [0, 1]
+    assert len({d["item"]["id"] for d in done}) == 2
+    final = raw.events[-1][1]["response"]
+    assert [item["id"] for item in final["output"]] == [d["item"]["id"] for d in done]
+    added = [data for _, data in raw.events if data["type"] == "response.output_item.added"]
+    assert [a["output_index"] for a in added] == [0, 1]
