@@ -22,6 +22,7 @@ from tests.upstreams import cloudflare as fake_cf
 from tests.upstreams import fal as fake_fal
 from tests.upstreams import google as fake_google
 from tests.upstreams import openai as fake_openai
+from tests.upstreams import replicate as fake_replicate
 from tests.upstreams import stability as fake_stability
 from tests.upstreams import together as fake_together
 from tests.upstreams.common import FakeUpstream
@@ -190,5 +191,16 @@ CASES: list[Case] = [
         key="AIza" + "I" * 35,
         size="1792x1024",
         expect=(1408, 768),
+    ),
+    Case(
+        provider="replicate",
+        model="black-forest-labs/flux-schnell",
+        make_app=lambda key: fake_replicate.create_app(expected_key=key),
+        state=fake_replicate.state,
+        env=_standard_env("replicate", "/v1"),
+        key="r8_" + "R" * 37,
+        size="1792x1024",
+        expect=(1344, 768),
+        edit_model="black-forest-labs/flux-dev",
     ),
 ]
