@@ -21,6 +21,7 @@ from tests.upstreams import chat_images as fake_chat
 from tests.upstreams import cloudflare as fake_cf
 from tests.upstreams import fal as fake_fal
 from tests.upstreams import google as fake_google
+from tests.upstreams import midjourney as fake_mj
 from tests.upstreams import openai as fake_openai
 from tests.upstreams import replicate as fake_replicate
 from tests.upstreams import stability as fake_stability
@@ -202,5 +203,17 @@ CASES: list[Case] = [
         size="1792x1024",
         expect=(1344, 768),
         edit_model="black-forest-labs/flux-dev",
+    ),
+    Case(
+        provider="midjourney",
+        model="midjourney",
+        make_app=lambda key: fake_mj.create_app(expected_key=key),
+        state=fake_mj.state,
+        env=_standard_env("midjourney", "/mj"),
+        key="mj-secret-0001",
+        size="1792x1024",
+        expect=(1456, 816),
+        edit_model="midjourney",
+        edit_expect=(1024, 1024),
     ),
 ]

@@ -21,6 +21,8 @@ from tests.e2e.providers import config_dir, single
 from tests.gateway import run_gateway
 from tests.openapi import validate_component
 from tests.upstreams import bfl as fake_bfl
+from tests.upstreams import midjourney as fake_mj
+from tests.upstreams import replicate as fake_replicate
 from tests.upstreams import serve_upstream
 
 EDIT_CASES = [c for c in CASES if c.edit_model]
@@ -142,3 +144,60 @@ async def test_bfl_polls_the_returned_url_on_another_host(library: Any) -> None:
     polls = fake_bfl.state(app).calls("poll")
     assert polls and all(p.headers.get("host", "").startswith("localhost:") for p in polls)
     assert all(p.headers.get("x-key") == case.key for p in polls)
+
+
+async def test_midjourney_n_images_are_upscales_of_one_grid(library: Any) -> None:
+    """n=3: one imagine, its grid polled, then U1, U2, U3 of that grid, in order."""
+    case = next(c for c in CASES if c.provider == "midjourney")
+    sdk, app, _ = await library(case, case.model)
+    result = await sdk.images.generate(
+        model="m", prompt="a lighthouse", n=3, size="1024x1024", response_format="b64_json"
+    )
+    fake = fake_mj.state(app)
+    assert len(fake.calls("imagine")) == 1
+    changes = [r.json for r in fake.calls("change")]
+    assert sorted(c["index"] for c in changes) == [1, 2, 3]
+    assert {c["taskId"] for c in changes} == {next(iter(fake.tasks))}  # all from the one grid
+    upscales = {t.index: t for t in fake.tasks.values() if t.action == "UPSCALE"}
+    expected = [fake.files[f"{upscales[i].id}.png"].data for i in (1, 2, 3)]
+    got = [base64.b64decode(d.b64_json or "") for d in result.data]
+    assert [size_of(g) for g in got] == [(1024, 1024)] * 3
+    assert got == expected  # in upscale order, whatever order they finished in
+
+
+async def test_midjourney_blend(library: Any) -> None:
+    case = next(c for c in CASES if c.provider == "midjourney")
+    sdk, app, _ = await library(case, case.model)
+    v1 = str(sdk.base_url).rstrip("/")
+    images = [
+        "data:image/png;base64," + base64.b64encode(png(64, 64)).decode(),
+        "data:image/png;base64," + base64.b64encode(png(48, 48)).decode(),
+    ]
+    body = {"model": "m", "prompt": "mix them", "images": images, "size": "1536x1024",
+            "response_format": "b64_json"}  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{v1}/images/blend", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+            data = (await resp.json())["data"]
+    sent = fake_mj.state(app).calls("blend")[0].json
+    assert sent["dimensions"] == "LANDSCAPE" and len(sent["base64Array"]) == 2
+    assert size_of(base64.b64decode(data[0]["b64_json"])) == (1344, 896)
+
+
+@pytest.mark.parametrize(("finishes", "polls"), [(True, 0), (False, 3)])
+async def test_replicate_polls_only_when_the_wait_did_not_finish(
+    library: Any, finishes: bool, polls: int
+) -> None:
+    case = next(c for c in CASES if c.provider == "replicate")
+    waiting = dataclasses.replace(
+        case,
+        make_app=lambda key: fake_replicate.create_app(
+            expected_key=key, pending_polls=2, finishes_in_wait=finishes
+        ),
+    )
+    sdk, app, _ = await library(waiting, waiting.model)
+    result = await sdk.images.generate(model="m", prompt="a fox", response_format="b64_json")
+    assert result.data[0].b64_json
+    fake = fake_replicate.state(app)
+    assert fake.calls("create")[0].headers["prefer"] == "wait"
+    assert len(fake.calls("get")) == polls  # processing, processing, succeeded
