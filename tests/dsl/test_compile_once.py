@@ -24,6 +24,7 @@ from engine.runtime.executor import CallResult, Executor
 from engine.runtime.failures import UpstreamFailure
 from engine.runtime.job import InputImage
 from engine.runtime.upstream import MalformedBody, Reply, build_request
+from tests.dsl.shipped_steps import fan_out_items, plain_steps
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,7 +142,7 @@ def _expressions(provider: ProviderSpec) -> list[Expr]:
         if rule.message is not None:
             out.append(rule.message)
     for task in provider.tasks.values():
-        for step in task.steps:
+        for step in plain_steps(task):
             out.extend(expr for _, expr in step.extract)
             for name in ("until", "fail_if", "error_message", "images", "revised_prompt",
                          "usage", "progress"):  # fmt: skip
@@ -163,8 +164,9 @@ def test_shipped_providers_render_and_extract_without_compiling(
             for model_name, model in provider.models.items():
                 if task_name not in model.tasks:
                     continue
-                ctx = _context(provider, model_name, task_name, task.steps)
-                for step in task.steps:
+                ctx = _context(provider, model_name, task_name, tuple(plain_steps(task)))
+                ctx.update(fan_out_items(task, 1))
+                for step in plain_steps(task):
                     for key in ("sk-test", None):
                         out = build_request(step.request, ctx, base_url, provider.auth, key)
                         assert out.url.is_absolute(), (provider.id, step.name, out.url)
@@ -184,7 +186,7 @@ def test_shipped_providers_render_and_extract_without_compiling(
 
         executor = Executor(None, provider, base_url, "sk-test")  # type: ignore[arg-type]
         for task in provider.tasks.values():
-            for step in task.steps:
+            for step in plain_steps(task):
                 for body in BODIES:
                     for status in STATUSES:
                         reply = Reply(status, {"retry-after": "2"}, body, base_url + "/x")

@@ -12,6 +12,7 @@ import yaml
 
 from engine.config.loader import build_snapshot
 from engine.dsl.expressions import _OPTIONS, Expr
+from tests.dsl.shipped_steps import plain_steps
 from tests.gateway import REPO
 
 
@@ -32,7 +33,7 @@ def shipped_expressions() -> list[Expr]:
             r.message for r in provider.errors if r.message
         ]
         for task in provider.tasks.values():
-            for step in task.steps:
+            for step in plain_steps(task):
                 found += [e for _, e in step.extract]
                 for name in (
                     "until",

@@ -17,6 +17,7 @@ from engine.dsl.trees import ListNode, MapNode
 from engine.runtime.context import base_context, call_context
 from engine.runtime.job import ImageJob, InputImage
 from engine.runtime.router import Attempt
+from tests.dsl.shipped_steps import plain_steps
 from tests.gateway import REPO
 
 
@@ -94,7 +95,7 @@ def all_templates() -> list[NativeExpr | TextTemplate]:
     found: list[NativeExpr | TextTemplate] = []
     for provider in snap.providers.values():
         for task in provider.tasks.values():
-            for step in task.steps:
+            for step in plain_steps(task):
                 req = step.request
                 for node in (
                     req.path,
