@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .api import admin, catalog, chat, health, images, metrics, responses
+from .api import admin, catalog, chat, cors, health, images, metrics, responses
 from .api.errors import ApiError
 from .api.keys import METRICS, RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
@@ -56,7 +56,8 @@ def load_config(settings: Settings) -> ConfigSnapshot:
 def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> web.Application:
     snapshot = snapshot or load_config(settings)
     app = web.Application(
-        middlewares=[request_context, client_auth], client_max_size=settings.max_body
+        middlewares=[request_context, cors.preflight, client_auth],
+        client_max_size=settings.max_body,
     )
     keys = KeyPools()
     state = GatewayState(
@@ -69,6 +70,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app[STATE] = state
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
+    app.on_response_prepare.append(cors.on_prepare)
     app[RELOADER] = Reloader(
         state, settings.config_dir, settings.env, polling=settings.watch_polling
     )

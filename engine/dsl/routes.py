@@ -9,6 +9,7 @@ from .durations import parse_duration
 from .spec import (
     DEFAULT_OPTIMIZER_SYSTEM,
     BreakerPolicy,
+    CorsSpec,
     OptimizerSpec,
     ProviderPolicy,
     ProviderSpec,
@@ -127,6 +128,7 @@ def compile_routes(
         direct_models=bool(doc.get("direct_models", True)),
         policies=policies,
         state=_state(doc.get("state") or {}, report),
+        cors=_cors(doc.get("cors"), report),
     )
 
 
@@ -145,6 +147,29 @@ def _state(raw: dict[str, Any], report: Report) -> StateSpec:
         prefix=redis.get("prefix"),
         timeout=durations["timeout"],
         lease_ttl=durations["lease_ttl"],
+    )
+
+
+def _cors(raw: dict[str, Any] | None, report: Report) -> CorsSpec:
+    if raw is None:
+        return CorsSpec()
+    default = CorsSpec()
+    max_age = default.max_age
+    if raw.get("max_age") is not None:
+        try:
+            max_age = parse_duration(raw["max_age"])
+        except ValueError as exc:
+            report(("cors", "max_age"), "E231", str(exc))
+    return CorsSpec(
+        enabled=bool(raw.get("enabled", True)),
+        allow_origins=frozenset(raw.get("allow_origins") or default.allow_origins),
+        allow_methods=tuple(raw.get("allow_methods") or default.allow_methods),
+        allow_headers=tuple(raw.get("allow_headers") or default.allow_headers),
+        expose_headers=tuple(
+            h.lower() for h in raw.get("expose_headers", default.expose_headers)
+        ),
+        max_age=max_age,
+        paths=tuple(raw.get("paths") or default.paths),
     )
 
 

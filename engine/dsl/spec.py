@@ -296,6 +296,30 @@ class StateSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CorsSpec:
+    """Which browser pages (origins) may call the API, set in routes.yaml `cors:`. Bearer
+    keys are not cookies, so by default any origin may call /v1/*; never /admin."""
+
+    enabled: bool = True
+    allow_origins: frozenset[str] = frozenset({"*"})
+    allow_methods: tuple[str, ...] = ("GET", "POST")
+    allow_headers: tuple[str, ...] = ("*",)  # `*`: whatever the preflight asks for
+    expose_headers: tuple[str, ...] = ("x-request-id", "x-pixgate-*", "retry-after")
+    max_age: float = 600.0
+    paths: tuple[str, ...] = ("/v1/",)
+
+    def applies(self, path: str) -> bool:
+        return (
+            self.enabled
+            and not path.startswith("/admin")
+            and any(path.startswith(p) for p in self.paths)
+        )
+
+    def allows(self, origin: str) -> bool:
+        return "*" in self.allow_origins or origin in self.allow_origins
+
+
+@dataclass(frozen=True, slots=True)
 class RoutesSpec:
     routes: dict[str, RouteSpec]
     aliases: dict[str, str]
@@ -306,6 +330,7 @@ class RoutesSpec:
     direct_models: bool = True
     policies: dict[str, ProviderPolicy] = field(default_factory=dict)
     state: StateSpec = field(default_factory=StateSpec)
+    cors: CorsSpec = field(default_factory=CorsSpec)
 
     def policy(self, provider_id: str) -> ProviderPolicy:
         return self.policies.get(provider_id, DEFAULT_POLICY)
