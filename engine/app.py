@@ -150,6 +150,8 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
             storage=state.storage,
             router=state.router,
             state=state.shared,
+            fetch_session=fetch_session,
+            fetch_policy=app[SETTINGS].fetch_policy,
             poll_scale=app[SETTINGS].poll_scale,
             internal_headers={INTERNAL_HEADER: state.internal_token},
             metrics=app[METRICS],

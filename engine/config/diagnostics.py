@@ -29,6 +29,7 @@ CODES: dict[str, str] = {
     "E221": "invalid regular expression",
     "E231": "invalid duration",
     "E241": "invalid size",
+    "E251": "invalid origin (auth.send_to, request.auth)",
     "E301": "route names an unknown provider",
     "E302": "route names a model the provider does not declare",
     "E303": "model name claimed twice",
@@ -38,6 +39,7 @@ CODES: dict[str, str] = {
     "W403": "a gateway client key also matches a provider's key pattern",
     "W404": "two providers' key patterns overlap",
     "W405": "a prompt optimizer's provider has no keys",
+    "W406": "a url: step's key depends on where its URL points",
 }
 
 

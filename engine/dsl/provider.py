@@ -7,8 +7,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .authscope import check_auth_scope
 from .durations import parse_duration
 from .expressions import Expr
+from .origins import OriginPattern, parse_pattern
 from .sizes import parse_size
 from .spec import (
     AuthSpec,
@@ -140,8 +142,11 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
         if when is not None:
             rules.append(ErrorRule(when, rule["kind"], message))
     error_message = c.expr(doc.get("error_message") or DEFAULT_ERROR_MESSAGE, ("error_message",))
+    results = doc.get("results") or {}
+    private_path = ("results", "private_origins")
     if c.failed or error_message is None:
         return None
+    check_auth_scope(str(doc["base_url"]), auth, tasks, report)
     return ProviderSpec(
         id=doc["id"],
         title=doc.get("title") or doc["id"],
@@ -152,7 +157,8 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
         tasks=tasks,
         errors=tuple(rules),
         error_message=error_message,
-        rehost_urls=bool((doc.get("results") or {}).get("rehost_urls", False)),
+        rehost_urls=bool(results.get("rehost_urls", False)),
+        private_origins=_origins(c, results.get("private_origins") or [], private_path),
         params=params,
         source=source,
         kind=kind,
@@ -179,7 +185,18 @@ def _auth(c: _Compiler, raw: dict[str, Any]) -> AuthSpec:
         keys=keys,
         key_pattern=pattern,
         required=bool(raw.get("required", bool(header or raw.get("query")))),
+        send_to=_origins(c, raw.get("send_to") or [], ("auth", "send_to")),
     )
+
+
+def _origins(c: _Compiler, raw: list[str], path: Path) -> tuple[OriginPattern, ...]:
+    patterns = []
+    for i, text in enumerate(raw):
+        try:
+            patterns.append(parse_pattern(str(text)))
+        except ValueError as exc:
+            c.error((*path, i), "E251", str(exc))
+    return tuple(patterns)
 
 
 def _model(
@@ -367,6 +384,7 @@ def _stream(c: _Compiler, raw: dict[str, Any] | None, path: Path) -> StreamSpec 
 
 
 def _request(c: _Compiler, raw: dict[str, Any], path: Path) -> RequestSpec:
+    auth = raw.get("auth", True)  # true, false, or a list of more origins
     multipart = None
     if "multipart" in raw:
         parts = []
@@ -394,4 +412,6 @@ def _request(c: _Compiler, raw: dict[str, Any], path: Path) -> RequestSpec:
         body=c.text(raw.get("body"), (*path, "body")),
         content_type=raw.get("content_type"),
         timeout=c.duration(raw.get("timeout"), (*path, "timeout"), 60.0),
+        auth=auth is not False,
+        auth_to=_origins(c, auth, (*path, "auth")) if isinstance(auth, list) else (),
     )

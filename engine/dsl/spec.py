@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .expressions import Expr
+from .origins import OriginPattern
 from .templates import Renderable
 from .trees import MapNode
 
@@ -68,6 +69,8 @@ class RequestSpec:
     body: Renderable | None = None
     content_type: str | None = None
     timeout: float = 60.0
+    auth: bool = True  # `auth: false`: this request never carries the provider's key
+    auth_to: tuple[OriginPattern, ...] = ()  # more origins this request's key may go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,7 @@ class AuthSpec:
     keys: tuple[str, ...] = ()
     key_pattern: re.Pattern[str] | None = None
     required: bool = True
+    send_to: tuple[OriginPattern, ...] = ()  # origins besides base_url's that get the key
 
 
 PROVIDER_KINDS = ("image", "chat")
@@ -196,6 +200,8 @@ class ProviderSpec:
     errors: tuple[ErrorRule, ...]
     error_message: Expr
     rehost_urls: bool = False
+    # result URLs from these origins skip the SSRF guard (a self-hosted upstream's files)
+    private_origins: tuple[OriginPattern, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     description: str = ""

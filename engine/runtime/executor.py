@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from ..dsl.origins import may_receive_key
 from ..dsl.spec import FanOutStep, ProviderSpec, StepSpec, TaskSpec
 from ..dsl.templates import RenderError
 from ..rawtext import RawText, plain
@@ -146,7 +147,7 @@ class Executor:
             out = build_request(step.request, ctx, self.base_url, self.provider.auth, self.key)
         except RenderError as exc:  # e.g. `from_json` on what an earlier answer held
             raise UpstreamFailure("upstream", f"step '{step.name}': {exc}") from None
-        if self.extra_headers:
+        if self.extra_headers and may_receive_key(out.url, self.base_url):
             out.headers.update(self.extra_headers)
         return out
 

@@ -14,8 +14,9 @@ that resolves (or later re-resolves) to an internal address. The defences here:
 * a size cap (`Content-Length` and a streamed count), one timeout for the whole fetch, and the
   body must be an image by its magic bytes.
 
-`FetchRefused` messages are written for the client (HTTP 400): they never carry secrets and
-never reveal what an internal name resolved to.
+`FetchRefused` says why, for the log; its `client_message` is what the client sees (HTTP
+400): one generic sentence for every refusal about the host (private, loopback, unresolvable,
+unreachable), so the gateway is no oracle for the internal network's names.
 """
 
 from __future__ import annotations
@@ -51,12 +52,17 @@ class FetchPolicy:
             raise ValueError("FetchPolicy: max_bytes and timeout must be > 0, max_redirects >= 0")
 
 
-class FetchRefused(Exception):
-    """The image URL cannot be used. The message is safe to show the client (HTTP 400)."""
+HOST_REFUSED = "image URL refused: the gateway does not fetch from that host"
 
-    def __init__(self, message: str) -> None:
+
+class FetchRefused(Exception):
+    """The image URL cannot be used. `str()` is the detail (log it); `client_message` is safe
+    to show the client: the detail, or HOST_REFUSED when it is about the host (`host=True`)."""
+
+    def __init__(self, message: str, *, host: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.client_message = HOST_REFUSED if host else message
 
     def __str__(self) -> str:
         return self.message
@@ -204,7 +210,7 @@ def _host_refusal(host: str, allow_loopback: bool) -> str | None:
     return None if reason is None else f"image URL refused: {host} is {reason}"
 
 
-def _check_url(url: URL, allow_loopback: bool) -> None:
+def check_url(url: URL, allow_loopback: bool) -> None:
     if url.scheme not in ("http", "https"):
         raise FetchRefused("image URL refused: only http and https URLs are allowed")
     if url.raw_user is not None or url.raw_password is not None:
@@ -214,10 +220,10 @@ def _check_url(url: URL, allow_loopback: bool) -> None:
         raise FetchRefused("image URL refused: the URL has no host")
     refusal = _host_refusal(host, allow_loopback)
     if refusal is not None:
-        raise FetchRefused(refusal)
+        raise FetchRefused(refusal, host=True)
 
 
-def _parse(url: str, invalid: str = "image URL refused: not a valid URL") -> URL:
+def parse_url(url: str, invalid: str = "image URL refused: not a valid URL") -> URL:
     try:
         parsed = URL(url)
         parsed.port  # noqa: B018  (an invalid port raises here on some yarl versions)
@@ -246,24 +252,25 @@ class GuardedResolver(AbstractResolver):
         shown = host.rstrip(".").lower()
         refusal = _host_refusal(host, self.policy.allow_loopback)
         if refusal is not None:
-            raise FetchRefused(refusal)
+            raise FetchRefused(refusal, host=True)
+        unresolved = FetchRefused(f"image URL refused: could not resolve host {shown}", host=True)
         try:
             results = await self._inner.resolve(host, port, family=family)
         except OSError:
-            raise FetchRefused(f"image URL refused: could not resolve host {shown}") from None
+            raise unresolved from None
         if not results:
-            raise FetchRefused(f"image URL refused: could not resolve host {shown}")
+            raise unresolved
         for result in results:
             try:
                 ip = ipaddress.ip_address(result["host"])
             except ValueError:
                 raise FetchRefused(
-                    f"image URL refused: {shown} resolves to an unrecognised address"
+                    f"image URL refused: {shown} resolves to an unrecognised address", host=True
                 ) from None
             reason = address_refusal(ip, allow_loopback=self.policy.allow_loopback)
             if reason is not None:
                 # Name the client's host, not the internal address it resolved to.
-                raise FetchRefused(f"image URL refused: {shown} resolves to {reason}")
+                raise FetchRefused(f"image URL refused: {shown} resolves to {reason}", host=True)
         return results
 
     async def close(self) -> None:
@@ -319,15 +326,17 @@ async def fetch_image(
         raise ValueError("fetch_image needs a session made by make_guarded_session")
     if guard.allow_loopback != policy.allow_loopback:
         raise ValueError("fetch_image: policy.allow_loopback differs from the session's")
-    current = _parse(url)
-    _check_url(current, policy.allow_loopback)
+    current = parse_url(url)
+    check_url(current, policy.allow_loopback)
     try:
         async with asyncio.timeout(policy.timeout):
             return await _follow(current, session, policy)
     except TimeoutError:
         raise FetchRefused(f"fetching the image URL timed out after {policy.timeout:g}s") from None
     except aiohttp.ClientError as exc:
-        raise FetchRefused(_client_error_message(exc)) from None
+        raise FetchRefused(
+            _client_error_message(exc), host=isinstance(exc, aiohttp.ClientConnectionError)
+        ) from None
 
 
 async def _follow(
@@ -342,11 +351,11 @@ async def _follow(
                     raise FetchRefused(
                         f"image URL refused: more than {policy.max_redirects} redirects"
                     )
-                target = _parse(
+                target = parse_url(
                     resp.headers["Location"], "image URL refused: it redirects to an invalid URL"
                 )
                 url = url.join(target)
-                _check_url(url, policy.allow_loopback)
+                check_url(url, policy.allow_loopback)
                 continue
             if not 200 <= resp.status < 300:
                 raise FetchRefused(f"fetching the image URL failed: HTTP {resp.status}")

@@ -6,12 +6,13 @@ import base64
 from dataclasses import dataclass, field
 
 import aiohttp
-from yarl import URL
 
 from ..rawtext import RawText
-from .bodygate import hold_for
+from .download import DownloadScope
+from .download import download as guarded_download
 from .executor import ImageRef, decode_b64
 from .failures import UpstreamFailure
+from .fetch import FetchPolicy
 from .imagetypes import sniff
 from .storage import LocalStorage
 from .waitclock import WaitClock
@@ -25,10 +26,11 @@ class ResultContext:
     session: aiohttp.ClientSession
     storage: LocalStorage
     public_url: str
+    fetch_session: aiohttp.ClientSession  # the SSRF-guarded one
+    fetch_policy: FetchPolicy
+    scope: DownloadScope
     max_download: int = 50 * 1024 * 1024
     download_timeout: float = 60.0
-    auth_host: str | None = None  # downloads from the provider's own host carry its auth
-    auth_headers: dict[str, str] | None = None
     clock: WaitClock = field(default_factory=WaitClock)
 
 
@@ -63,36 +65,14 @@ async def to_client(
 
 
 async def download(url: str, ctx: ResultContext) -> bytes:
-    """Stream an upstream result URL with a size cap and a timeout."""
-    headers = ctx.auth_headers if ctx.auth_host and URL(url).host == ctx.auth_host else None
-    timeout = aiohttp.ClientTimeout(total=ctx.download_timeout)
-    try:
-        with ctx.clock.waiting():
-            async with ctx.session.get(url, headers=headers, timeout=timeout) as resp:
-                return await _read_image(resp, ctx.max_download)
-    except TimeoutError:
-        raise UpstreamFailure("timeout", "downloading the result timed out") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamFailure(
-            "upstream", f"downloading the result failed: {exc.__class__.__name__}"
-        ) from None
-
-
-async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    if resp.status >= 400:
-        raise UpstreamFailure(
-            "upstream", f"downloading the result failed: HTTP {resp.status}", resp.status
+    """An upstream result URL's image, through the SSRF guard (engine/runtime/download.py)."""
+    with ctx.clock.waiting():
+        return await guarded_download(
+            url,
+            ctx.scope,
+            ctx.session,
+            ctx.fetch_session,
+            ctx.fetch_policy,
+            ctx.max_download,
+            ctx.download_timeout,
         )
-    too_big = UpstreamFailure("upstream", "result image is larger than the download limit")
-    if resp.content_length and resp.content_length > limit:
-        raise too_big
-    await hold_for(resp.content_length or 0)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-        await hold_for(size)
-    return b"".join(chunks)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from yarl import URL
 
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
@@ -22,8 +21,10 @@ from ..metrics import GatewayMetrics
 from ..state import RELEASED, Denied, Grant, StateBackend
 from . import retryafter
 from .context import base_context, call_context, call_counts, response_format
+from .download import DownloadScope
 from .executor import CallResult, Executor, ImageRef
 from .failures import FINAL_KINDS, UpstreamFailure
+from .fetch import FetchPolicy
 from .job import ImageJob
 from .keys import mask_key
 from .optimizer import OptimizerError, optimize
@@ -51,6 +52,8 @@ class ImageService:
     storage: LocalStorage
     router: Router
     state: StateBackend  # key health, breakers, cursors, leases: memory or Redis
+    fetch_session: aiohttp.ClientSession  # SSRF-guarded: result URLs an upstream names
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     rng: random.Random = field(default_factory=random.Random)
     max_download: int = 50 * 1024 * 1024
     poll_scale: float = 1.0  # tests shrink polling intervals; 1.0 in production
@@ -364,13 +367,17 @@ class ImageService:
                 **(auth_headers or {}),
                 provider.auth.header: str(provider.auth.value.render({"key": key})),
             }
+        scope = DownloadScope(
+            base_url, provider.auth.send_to, provider.private_origins, auth_headers
+        )
         return ResultContext(
             self.session,
             self.storage,
             info.public_url,
+            self.fetch_session,
+            self.fetch_policy,
+            scope,
             self.max_download,
-            auth_host=URL(base_url).host,
-            auth_headers=auth_headers,
             clock=info.clock,
         )
 

@@ -12,6 +12,7 @@ import orjson
 from yarl import URL
 
 from .. import rawtext
+from ..dsl.origins import OriginPattern, may_receive_key
 from ..dsl.spec import AuthSpec, RequestSpec, StepSpec
 from .bodygate import hold_for
 from .failures import UpstreamFailure
@@ -20,6 +21,8 @@ from .job import InputImage
 from .sse import iter_events
 
 MAX_BODY = 64 * 1024 * 1024  # larger upstream answers are refused, not buffered
+MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 # Called with (event name, parsed data) for a stream's partial and image events as they arrive.
 EventFn = Callable[[str, Any], None]
@@ -49,6 +52,10 @@ class Outgoing:
     headers: dict[str, str]
     data: Any = None
     timeout: float = 60.0
+    # Where the key may follow a redirect (engine/dsl/origins.py); set when a header carries it.
+    auth_header: str | None = None
+    base_url: str = ""
+    key_origins: tuple[OriginPattern, ...] = ()
 
     def describe(self) -> str:
         return f"{self.method} {self.url.with_query(None)}"
@@ -68,9 +75,15 @@ def build_request(
         url = URL(base_url + ("" if path.startswith("/") else "/") + path, encoded=True)
     headers = {k: str(v) for k, v in spec.headers.render(ctx).items()}
     query = {k: _query_value(v) for k, v in spec.query.render(ctx).items()}
-    if key is not None:
+    # The key goes only to base_url's origin and the origins listed for it: never to a
+    # presigned upload, a CDN or a polling URL on a host nobody named.
+    origins = (*auth.send_to, *spec.auth_to)
+    send_key = key is not None and spec.auth and may_receive_key(url, base_url, origins)
+    auth_header = None
+    if send_key and key is not None:
         if auth.header and auth.value is not None:
             headers[auth.header] = str(auth.value.render({**ctx, "key": key}))
+            auth_header = auth.header
         if auth.query:
             query[auth.query] = key
     if query:
@@ -90,7 +103,7 @@ def build_request(
         data = str(spec.body.render(ctx)).encode()
         if spec.content_type:
             headers.setdefault("Content-Type", spec.content_type)
-    return Outgoing(spec.method, url, headers, data, spec.timeout)
+    return Outgoing(spec.method, url, headers, data, spec.timeout, auth_header, base_url, origins)
 
 
 def _query_value(value: Any) -> str:
@@ -132,15 +145,18 @@ async def send(
     the stream's `partial_event` and `image_event` events as they arrive."""
     timeout = _timeout(out.timeout, step.stream is not None)
     try:
-        async with session.request(
-            out.method,
-            out.url,
-            headers=out.headers,
-            data=out.data,
-            timeout=timeout,
-            allow_redirects=True,
-        ) as resp:
-            return await _read(resp, step, on_event)
+        if out.auth_header is None or out.auth_header.lower() == "authorization":
+            # aiohttp drops Authorization itself when a redirect changes the origin
+            async with session.request(
+                out.method,
+                out.url,
+                headers=out.headers,
+                data=out.data,
+                timeout=timeout,
+                allow_redirects=True,
+            ) as resp:
+                return await _read(resp, step, on_event)
+        return await _send_following(session, out, timeout, step, on_event)
     except TimeoutError:
         raise UpstreamFailure(
             "timeout", f"{out.describe()} timed out after {out.timeout:g}s"
@@ -149,6 +165,37 @@ async def send(
         raise UpstreamFailure(
             "upstream", f"{out.describe()} failed: {_client_error(exc)}"
         ) from None
+
+
+async def _send_following(
+    session: aiohttp.ClientSession,
+    out: Outgoing,
+    limits: aiohttp.ClientTimeout,
+    step: StepSpec,
+    on_event: EventFn | None,
+) -> Reply:
+    """Redirects followed by hand, for a key in a header of the provider's own name (aiohttp
+    would forward it anywhere): it follows only to origins that may receive the key."""
+    method, url, headers, data = out.method, out.url, dict(out.headers), out.data
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.request(
+            method, url, headers=headers, data=data, timeout=limits, allow_redirects=False
+        ) as resp:
+            location = resp.headers.get("Location")
+            if resp.status not in REDIRECTS or not location:
+                return await _read(resp, step, on_event)
+        try:
+            url = url.join(URL(location))
+        except ValueError:
+            raise UpstreamFailure("upstream", "the upstream redirected to an invalid URL") from None
+        if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+            method, data = "GET", None
+            headers.pop("Content-Type", None)
+        elif isinstance(data, aiohttp.FormData):
+            raise UpstreamFailure("upstream", "the upstream redirected a multipart request")
+        if out.auth_header and not may_receive_key(url, out.base_url, out.key_origins):
+            headers.pop(out.auth_header, None)
+    raise UpstreamFailure("upstream", f"more than {MAX_REDIRECTS} redirects")
 
 
 @functools.lru_cache(maxsize=64)

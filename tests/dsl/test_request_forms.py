@@ -390,7 +390,10 @@ def test_absolute_url_from_an_earlier_step_is_kept_verbatim(poll_url: str) -> No
 
 @pytest.mark.parametrize(
     ("request_extra", "auth"),
-    [({}, {"query": "key", "keys": ["k"]}), ({"query": {"key": "k"}}, None)],
+    [
+        ({}, {"query": "key", "keys": ["k"], "send_to": ["https://poll.test"]}),
+        ({"query": {"key": "k"}}, None),
+    ],
     ids=["auth-query", "step-query"],
 )
 def test_added_query_params_keep_the_upstream_query_verbatim(

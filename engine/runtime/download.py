@@ -1,0 +1,121 @@
+"""Download a result URL an upstream named, as carefully as a client's input URL.
+
+An upstream's answer is not trusted more than a client's request: a hostile or compromised
+provider, a third-party Space, or anyone who can rewrite plain-http traffic could name
+`http://127.0.0.1:6379/` or a metadata address. So every hop goes through the SSRF guard
+(engine/runtime/fetch.py), except hops to the provider's own `base_url` origin and the origins
+its `results.private_origins` lists (a self-hosted upstream serving from a private address).
+Redirects are followed by hand and checked one by one; the provider's auth goes only where
+its key may go (engine/dsl/origins.py); the bytes must be an image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from ..dsl.origins import OriginPattern, may_receive_key, origin_of
+from .bodygate import hold_for
+from .failures import UpstreamFailure
+from .fetch import REDIRECT_STATUSES, FetchPolicy, FetchRefused, check_url, parse_url
+from .imagetypes import sniff
+
+log = logging.getLogger("pixgate.download")
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadScope:
+    """Where results of one provider may come from, and where its auth may go."""
+
+    base_url: str
+    send_to: tuple[OriginPattern, ...] = ()  # more origins for the key (auth.send_to)
+    private_origins: tuple[OriginPattern, ...] = ()  # fetched without the SSRF guard
+    auth_headers: dict[str, str] | None = None
+
+    def trusted(self, url: URL) -> bool:
+        origin = origin_of(url)
+        if origin is None:
+            return False
+        return origin == origin_of(self.base_url) or any(
+            p.matches(origin) for p in self.private_origins
+        )
+
+
+async def download(
+    url: str,
+    scope: DownloadScope,
+    session: aiohttp.ClientSession,
+    guarded: aiohttp.ClientSession,
+    policy: FetchPolicy,
+    limit: int,
+    seconds: float,
+) -> bytes:
+    """The image at an upstream's result URL, or UpstreamFailure (detail in the log only)."""
+    try:
+        async with asyncio.timeout(seconds):
+            data = await _follow(parse_url(url), scope, session, guarded, policy, limit)
+    except TimeoutError:
+        raise UpstreamFailure("timeout", "downloading the result timed out") from None
+    except FetchRefused as exc:
+        log.warning("result URL refused: %s", exc)
+        raise UpstreamFailure(
+            "upstream", "the upstream named a result URL the gateway does not fetch from"
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure(
+            "upstream", f"downloading the result failed: {exc.__class__.__name__}"
+        ) from None
+    if sniff(data) is None:
+        raise UpstreamFailure("upstream", "the upstream's result URL did not serve an image")
+    return data
+
+
+async def _follow(
+    url: URL,
+    scope: DownloadScope,
+    session: aiohttp.ClientSession,
+    guarded: aiohttp.ClientSession,
+    policy: FetchPolicy,
+    limit: int,
+) -> bytes:
+    for _ in range(policy.max_redirects + 1):
+        trusted = scope.trusted(url)
+        if not trusted:
+            check_url(url, policy.allow_loopback)  # scheme, credentials, literal addresses
+        headers = (
+            scope.auth_headers
+            if scope.auth_headers and may_receive_key(url, scope.base_url, scope.send_to)
+            else None
+        )
+        client = session if trusted else guarded
+        async with client.get(url, headers=headers, allow_redirects=False) as resp:
+            location = resp.headers.get("Location")
+            if resp.status in REDIRECT_STATUSES and location:
+                url = url.join(parse_url(location, "result URL refused: invalid redirect"))
+                continue
+            return await _read_image(resp, limit)
+    raise FetchRefused(f"result URL refused: more than {policy.max_redirects} redirects")
+
+
+async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    if resp.status >= 400:
+        raise UpstreamFailure(
+            "upstream", f"downloading the result failed: HTTP {resp.status}", resp.status
+        )
+    too_big = UpstreamFailure("upstream", "result image is larger than the download limit")
+    if resp.content_length and resp.content_length > limit:
+        raise too_big
+    await hold_for(resp.content_length or 0)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+        await hold_for(size)
+    return b"".join(chunks)
