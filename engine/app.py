@@ -32,6 +32,10 @@ from .state import MemoryState, build_state
 
 log = logging.getLogger("pixgate")
 SWEEP_EVERY = 3600.0
+SERVER_NAME = "pixgate"
+# Responses aiohttp makes before any handler runs (a malformed request line) never reach
+# on_response_prepare: its module default names the Python and aiohttp versions.
+aiohttp.web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
 INTERNAL_HEADER = "x-pixgate-internal"
 
 
@@ -76,6 +80,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     )
     app.cleanup_ctx.append(_shared_state)
     app.on_shutdown.append(_draining)
+    app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_sweeper)
     app.cleanup_ctx.append(_hot_reload)
@@ -97,6 +102,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_post("/v1/responses", responses.create)
     app.router.add_get("/files/{name}", catalog.files)
     app.router.add_get("/admin/keys", admin.keys)
+    app.router.add_get("/admin/health", catalog.health_details)
     app.router.add_get("/admin/config", admin.config)
     app.router.add_post("/admin/reload", admin.reload)
     panel.install(app)
@@ -129,6 +135,11 @@ def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamRespo
         return await handler(request)
 
     return switch
+
+
+async def _server_header(_: web.Request, response: web.StreamResponse) -> None:
+    """`Server: pixgate`, not aiohttp's default with the Python and aiohttp versions."""
+    response.headers["Server"] = SERVER_NAME
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:

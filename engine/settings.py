@@ -43,6 +43,8 @@ class Settings:
     metrics_listen: tuple[str, int] | None = None  # serve /metrics only on this address
     allow_anonymous: bool = False
     public_url: str | None = None
+    # Host headers whose value may name the handed-out /files URLs (PIXGATE_ALLOWED_HOSTS)
+    allowed_hosts: tuple[str, ...] = ()
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
     file_ttl: float = 24 * 3600
     max_body: int = DEFAULT_MAX_BODY
@@ -70,6 +72,7 @@ class Settings:
             "metrics_key": (env.get("PIXGATE_METRICS_KEY") or "").strip() or None,
             "metrics_listen": _address(env.get("PIXGATE_METRICS_LISTEN")),
             "public_url": (env.get("PIXGATE_PUBLIC_URL") or "").rstrip("/") or None,
+            "allowed_hosts": tuple(h.lower() for h in _csv(env.get("PIXGATE_ALLOWED_HOSTS"))),
             "storage_dir": Path(env["PIXGATE_STORAGE_DIR"])
             if env.get("PIXGATE_STORAGE_DIR")
             else default_storage_dir(env),

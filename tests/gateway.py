@@ -87,20 +87,30 @@ def serve_process(
     )
 
 
-def get_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10) -> Any:
+def get_json(
+    url: str, body: dict[str, Any] | None = None, timeout: float = 10, token: str | None = None
+) -> Any:
     """GET, or POST `body` as JSON, with the standard library (no event loop needed)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
 
-def wait_healthy(port: int, deadline: float = 15) -> dict[str, Any]:
-    """/health of a gateway on `port` once it answers."""
+TEST_ADMIN_KEY = "test-admin-key-for-health-details"
+
+
+def wait_healthy(port: int, deadline: float = 15, admin: str | None = None) -> dict[str, Any]:
+    """/health of a gateway on `port` once it answers; with `admin` (its PIXGATE_ADMIN_KEY),
+    /admin/health: the details (pid, config version) /health keeps to itself."""
     end = time.monotonic() + deadline
+    url = f"http://127.0.0.1:{port}" + ("/admin/health" if admin else "/health")
     while True:
         try:
-            return dict(get_json(f"http://127.0.0.1:{port}/health", timeout=2))
+            return dict(get_json(url, timeout=2, token=admin))
         except OSError:
             assert time.monotonic() < end, "gateway did not become healthy"
             time.sleep(0.05)

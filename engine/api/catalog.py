@@ -66,6 +66,12 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Liveness for anyone: nothing a stranger could use (versions, pids, config hashes)."""
+    return json_response({"status": "ok"})
+
+
+async def health_details(request: web.Request) -> web.Response:
+    """GET /admin/health (admin key): what /health used to tell everyone."""
     snapshot = request.app[STATE].snapshot
     return json_response(
         {
@@ -82,7 +88,6 @@ async def index(request: web.Request) -> web.Response:
     return json_response(
         {
             "name": "pixgate",
-            "version": __version__,
             "endpoints": ["/v1/images/generations", "/v1/models", "/health"],
         }
     )

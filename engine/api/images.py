@@ -120,7 +120,7 @@ async def attach_images(request: web.Request, job: ImageJob, form: ImageForm) ->
 def input_context(request: web.Request) -> InputContext:
     settings = request.app[SETTINGS]
     state = request.app[STATE]
-    own = tuple(u for u in (settings.public_url, f"{request.scheme}://{request.host}") if u)
+    own = tuple(dict.fromkeys(u for u in (settings.public_url, public_url(request)) if u))
     return InputContext(
         state.fetch_session, state.storage, settings.fetch_policy, own, settings.public_url
     )
@@ -214,8 +214,34 @@ def outcome_headers(outcome: Outcome) -> dict[str, str]:
 
 
 def public_url(request: web.Request) -> str:
-    configured = request.app[SETTINGS].public_url
-    return configured or f"{request.scheme}://{request.host}"
+    """The base of handed-out /files URLs. A Host header is the client's word: it counts only
+    when allowed (PIXGATE_ALLOWED_HOSTS, else the loopback names of the port the request came
+    in on); otherwise the address the connection arrived at."""
+    settings = request.app[SETTINGS]
+    if settings.public_url:
+        return settings.public_url
+    local = _local_address(request)
+    host = request.host.lower()
+    allowed = settings.allowed_hosts or (
+        (f"127.0.0.1:{local[1]}", f"localhost:{local[1]}", f"[::1]:{local[1]}") if local else ()
+    )
+    if host in allowed:
+        return f"{request.scheme}://{request.host}"
+    if local is None:
+        return f"http://127.0.0.1:{settings.port}"
+    address, port = local
+    return (
+        f"{request.scheme}://[{address}]:{port}"
+        if ":" in address
+        else (f"{request.scheme}://{address}:{port}")
+    )
+
+
+def _local_address(request: web.Request) -> tuple[str, int] | None:
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sock, tuple) and len(sock) >= 2:
+        return str(sock[0]), int(sock[1])
+    return None
 
 
 def self_url(request: web.Request) -> str:

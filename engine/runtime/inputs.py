@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from .imagetypes import sniff
 from .job import InputImage
 from .storage import LocalStorage
 
+log = logging.getLogger("pixgate.inputs")
 Source = bytes | str
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,]*?)?;base64,", re.IGNORECASE)
 
@@ -81,7 +83,8 @@ async def _load(source: Source, param: str, ctx: InputContext) -> tuple[bytes, s
         try:
             data, _mime = await fetch_image(text, ctx.session, ctx.policy)
         except FetchRefused as exc:
-            raise InputError(f"'{param}': {exc}", param) from None
+            log.info("input image URL refused param=%s: %s", param, exc)  # the detail: log only
+            raise InputError(f"'{param}': {exc.client_message}", param) from None
         return data, None
     if "://" in text[:16]:
         raise InputError(f"'{param}': only http and https image URLs are allowed", param)

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from engine.runtime.fetch import HOST_REFUSED
 from tests.e2e.providers import config_dir, single
 from tests.gateway import REPO, Gateway, run_gateway
 from tests.openapi import validate_component
@@ -157,9 +158,9 @@ async def test_json_edit_with_urls_and_the_gateways_own_files(demo: Any) -> None
 @pytest.mark.parametrize(
     ("image", "needle"),
     [
-        ("http://10.0.0.5/x.png", "private address"),
-        ("http://169.254.169.254/latest/meta-data", "link-local"),
-        ("http://[::ffff:127.0.0.1]/x.png", "loopback"),
+        ("http://10.0.0.5/x.png", HOST_REFUSED),
+        ("http://169.254.169.254/latest/meta-data", HOST_REFUSED),
+        ("http://[::ffff:127.0.0.1]/x.png", HOST_REFUSED),
         ("file:///etc/passwd", "http and https"),
         ("data:image/png;base64,not-base64!!", "base64"),
         (base64.b64encode(b"<html>not an image</html>").decode(), "not an image"),
@@ -182,7 +183,7 @@ async def test_loopback_urls_are_refused_by_default(tmp_path: Path) -> None:
             body = {"model": "demo", "prompt": "x", "image": f"{base}/x.png"}
             async with http.post(f"{gw.v1}/images/edits", json=body) as resp:
                 assert resp.status == 400
-                assert "loopback" in (await resp.json())["error"]["message"]
+                assert HOST_REFUSED in (await resp.json())["error"]["message"]
 
 
 async def test_edit_validation(demo: Any) -> None:

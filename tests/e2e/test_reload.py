@@ -14,7 +14,15 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.gateway import REPO, Gateway, free_port, run_gateway, serve_process, wait_healthy
+from tests.gateway import (
+    REPO,
+    TEST_ADMIN_KEY,
+    Gateway,
+    free_port,
+    run_gateway,
+    serve_process,
+    wait_healthy,
+)
 
 ADMIN = "admin-0123456789"
 VISIBLE_WITHIN = 2.0
@@ -238,15 +246,16 @@ async def test_key_state_survives_a_reload(tmp_path: Path) -> None:
 def test_sighup_reloads_a_running_server(tmp_path: Path) -> None:
     root = make_config(tmp_path / "config")
     port = free_port()
-    proc = serve_process(root, port, tmp_path / "f")
+    admin = TEST_ADMIN_KEY
+    proc = serve_process(root, port, tmp_path / "f", env={"PIXGATE_ADMIN_KEY": admin})
     try:
-        version = wait_healthy(port)["config_version"]
+        version = wait_healthy(port, admin=admin)["config_version"]
         write_routes(root, {"after-hup": "demo"})
         time.sleep(0.5)
-        assert wait_healthy(port, 2)["config_version"] == version  # --no-watch: nothing yet
+        assert wait_healthy(port, 2, admin)["config_version"] == version  # --no-watch: not yet
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5
-        while wait_healthy(port, 2)["config_version"] == version:
+        while wait_healthy(port, 2, admin)["config_version"] == version:
             assert time.monotonic() < deadline, "SIGHUP did not reload"
             time.sleep(0.05)
     finally:

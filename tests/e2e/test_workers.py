@@ -7,16 +7,25 @@ import signal
 import time
 from pathlib import Path
 
-from tests.gateway import REPO, free_port, get_json, serve_process, wait_healthy
+from tests.gateway import (
+    REPO,
+    TEST_ADMIN_KEY,
+    free_port,
+    get_json,
+    serve_process,
+    wait_healthy,
+)
 
 
 def test_two_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     port = free_port()
-    proc = serve_process(REPO, port, tmp_path / "files", "--workers", "2")
+    admin = {"PIXGATE_ADMIN_KEY": TEST_ADMIN_KEY}
+    proc = serve_process(REPO, port, tmp_path / "files", "--workers", "2", env=admin)
     try:
         wait_healthy(port)
         time.sleep(0.3)  # both workers listening
-        pids = {get_json(f"http://127.0.0.1:{port}/health")["pid"] for _ in range(60)}
+        health = f"http://127.0.0.1:{port}/admin/health"
+        pids = {get_json(health, token=TEST_ADMIN_KEY)["pid"] for _ in range(60)}
         assert len(pids) == 2 and proc.pid not in pids
         # demo-async submits and polls: each worker must poll itself, never its sibling
         for _ in range(6):
