@@ -11,6 +11,7 @@ A pattern is `scheme://host[:port]`, or `host[:port]` meaning https. The host ma
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -66,8 +67,19 @@ def parse_pattern(text: str) -> OriginPattern:
 
 def origin_of(url: URL | str) -> Origin | None:
     """(scheme, host, port) of an absolute http(s) URL, else None."""
+    return _origin_of_text(url) if isinstance(url, str) else _origin(url)
+
+
+@functools.lru_cache(maxsize=256)  # base URLs, compared on every step
+def _origin_of_text(url: str) -> Origin | None:
     try:
-        parsed = url if isinstance(url, URL) else URL(url)
+        return _origin(URL(url))
+    except ValueError:
+        return None
+
+
+def _origin(parsed: URL) -> Origin | None:
+    try:
         port = parsed.port
     except ValueError:
         return None

@@ -26,8 +26,8 @@ from .executor import CallResult, Executor, ImageRef
 from .failures import FINAL_KINDS, UpstreamFailure
 from .fetch import FetchPolicy
 from .job import ImageJob
-from .keys import mask_key
 from .optimizer import OptimizerError, optimize
+from .redact import redact
 from .request import Outcome, RequestInfo
 from .results import ClientItem, ResultContext, to_client
 from .router import Attempt, Router
@@ -128,7 +128,7 @@ class ImageService:
             rewritten = await optimize(self.session, spec, provider, base_url, key, job.prompt)
         except Exception as exc:  # never fails the request: the original prompt goes on
             text = str(exc) if isinstance(exc, OptimizerError) else repr(exc)
-            message = text.replace(key, mask_key(key)) if key else text
+            message = redact(text, key)
             log.warning(
                 "prompt optimizer failed, keeping the original prompt request_id=%s route=%s "
                 "provider=%s model=%s: %s",
@@ -233,8 +233,8 @@ class ImageService:
         self, failure: UpstreamFailure, attempt: Attempt, key: str | None, info: RequestInfo
     ) -> None:
         failure.provider = attempt.provider.id
-        if key:  # an upstream may echo the key back in its error text
-            failure.message = failure.message.replace(key, mask_key(key))
+        # an upstream may echo the key back in its error text, in any encoding
+        failure.message = redact(failure.message, key)
         info.failures.append(failure)
         log.info(
             "attempt failed request_id=%s provider=%s kind=%s: %s",

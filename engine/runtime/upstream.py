@@ -58,7 +58,8 @@ class Outgoing:
     key_origins: tuple[OriginPattern, ...] = ()
 
     def describe(self) -> str:
-        return f"{self.method} {self.url.with_query(None)}"
+        """For messages: no query (keys), no user or password, no fragment."""
+        return f"{self.method} {self.url.with_query(None).with_user(None).with_fragment(None)}"
 
 
 def build_request(
@@ -209,9 +210,16 @@ def _timeout(seconds: float, stream: bool) -> aiohttp.ClientTimeout:
 
 
 def _client_error(exc: aiohttp.ClientError) -> str:
+    """What went wrong, never the URL: aiohttp's texts carry it, query keys included."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or exc.os_error})"
-    return exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
+        return f"cannot connect ({exc.os_error.strerror or exc.os_error.__class__.__name__})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        status = f" (HTTP {exc.status})" if exc.status else ""
+        return exc.__class__.__name__ + status
+    text = str(exc)
+    if not text or "://" in text or "?" in text:
+        return exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"
 
 
 async def _read(

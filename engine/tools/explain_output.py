@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..runtime.keys import mask_key
+from ..runtime.redact import redact
 from .explain_views import Explanation, StepView, size_text
 
 
@@ -140,7 +140,7 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
     """Last line of defence: no configured key appears in the output, whatever a template did."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 8:
-            text = text.replace(secret, mask_key(secret))
+            text = redact(text, secret)
     return text
 
 
