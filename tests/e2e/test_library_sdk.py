@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +55,24 @@ async def library(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
     routing `m` to the provider's model."""
     stack: list[Any] = []
 
-    async def make(case: Case, model: str) -> tuple[openai.AsyncOpenAI, Any, str]:
+    async def make(
+        case: Case,
+        model: str,
+        send_to: Callable[[str], str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[openai.AsyncOpenAI, Any, str]:
+        """`send_to(base)`: one more origin for the provider's key (auth.send_to)."""
         app = case.make_app(case.key)
         upstream = serve_upstream(app)
         base = await upstream.__aenter__()
         stack.append(upstream)
         routes = single(case.provider, model)
         cfg = config_dir(tmp_path, [case.provider], routes)
-        gateway = run_gateway(cfg, tmp_path / "files", case.env(base, case.key))
+        if send_to is not None:
+            file = cfg / "providers.d" / f"{case.provider}.yaml"
+            text = file.read_text().replace("send_to: [", f'send_to: ["{send_to(base)}", ', 1)
+            file.write_text(text)
+        gateway = run_gateway(cfg, tmp_path / "files", {**case.env(base, case.key), **(env or {})})
         gw = await gateway.__aenter__()
         stack.append(gateway)
         sdk = openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0, timeout=30)
@@ -133,12 +143,18 @@ async def test_failures_become_openai_errors(
 
 
 async def test_bfl_polls_the_returned_url_on_another_host(library: Any) -> None:
-    """BFL's polling_url names a regional host; the poll goes there, with the x-key."""
+    """BFL's polling_url names a regional host; the poll goes there, with the x-key, because
+    bfl.yaml lists BFL's hosts in auth.send_to (here the fake's `localhost` origin too)."""
     case = next(c for c in CASES if c.provider == "bfl")
     regional = dataclasses.replace(
         case, make_app=lambda key: fake_bfl.create_app(expected_key=key, polling_host="localhost")
     )
-    sdk, app, _ = await library(regional, regional.model)
+    sdk, app, _ = await library(
+        regional,
+        regional.model,
+        lambda base: base.replace("127.0.0.1", "localhost"),
+        {"PIXGATE_FETCH_ALLOW_LOOPBACK": "1"},  # the sample is on `localhost` too
+    )
     result = await sdk.images.generate(model="m", prompt="a fox", response_format="b64_json")
     assert result.data[0].b64_json
     polls = fake_bfl.state(app).calls("poll")
