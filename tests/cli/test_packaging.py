@@ -12,7 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.gateway import free_port, get_json, wait_healthy
+from tests.gateway import TEST_ADMIN_KEY, free_port, get_json, wait_healthy
 from tests.services import missing
 
 from .helpers import REPO
@@ -57,6 +57,7 @@ def test_the_installed_wheel_serves_its_embedded_config_without_temporary_copies
     run.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXGATE_")}
     env.update(PYTHONPATH=str(site), TMPDIR=str(scratch), PIXGATE_STORAGE_DIR=str(tmp_path / "f"))
+    env["PIXGATE_ADMIN_KEY"] = TEST_ADMIN_KEY  # /admin/health tells how many providers loaded
     where = subprocess.run(
         [sys.executable, "-c", "import engine.cli as c; print(c.bundled_config_dir())"],
         cwd=run, env=env, capture_output=True, text=True, check=True, timeout=30,
@@ -68,7 +69,7 @@ def test_the_installed_wheel_serves_its_embedded_config_without_temporary_copies
         cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        health = wait_healthy(port)
+        health = wait_healthy(port, admin=TEST_ADMIN_KEY)
         body = {"model": "demo", "prompt": "x", "size": "64x64", "response_format": "b64_json"}
         assert get_json(f"http://127.0.0.1:{port}/v1/images/generations", body)["data"]
     finally:
