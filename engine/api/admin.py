@@ -8,7 +8,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..runtime.keys import mask_key
-from ..state import StateStats
+from .health import state_status
 from .jsonio import json_response
 from .keys import RELOADER, STATE
 
@@ -30,18 +30,6 @@ async def keys(request: web.Request) -> web.Response:
             "providers": providers,
         }
     )
-
-
-def state_status(stats: StateStats) -> dict[str, object]:
-    """The state backend, as /admin/keys and readiness report it."""
-    return {
-        "backend": stats.backend,
-        "status": "degraded" if stats.degraded else "ok",
-        "degraded_since": stats.degraded_since,
-        "errors": stats.errors,
-        "fallbacks": stats.fallbacks,
-        "outages": stats.outages,
-    }
 
 
 async def config(request: web.Request) -> web.Response:

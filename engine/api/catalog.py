@@ -12,6 +12,7 @@ from .. import __version__
 from ..config.loader import ConfigSnapshot
 from ..runtime.imagetypes import EXTENSIONS
 from .errors import ApiError
+from .health import state_status
 from .jsonio import json_response
 from .keys import STATE
 
@@ -72,7 +73,8 @@ async def health(request: web.Request) -> web.Response:
 
 async def health_details(request: web.Request) -> web.Response:
     """GET /admin/health (admin key): what /health used to tell everyone."""
-    snapshot = request.app[STATE].snapshot
+    state = request.app[STATE]
+    snapshot = state.snapshot
     return json_response(
         {
             "status": "ok",
@@ -80,6 +82,7 @@ async def health_details(request: web.Request) -> web.Response:
             "config_version": snapshot.version,
             "providers": len(snapshot.providers),
             "pid": os.getpid(),
+            "state": state_status(state.shared.stats),
         }
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..state import StateStats
 from .jsonio import json_response
 from .keys import STATE
 
@@ -26,3 +27,15 @@ async def ready(request: web.Request) -> web.Response:
     reachable = await backend.ready()
     degraded = backend.stats.degraded or not reachable
     return json_response({"status": "ready", "state": "degraded" if degraded else "ok"})
+
+
+def state_status(stats: StateStats) -> dict[str, object]:
+    """The state backend, as /admin/keys and readiness report it."""
+    return {
+        "backend": stats.backend,
+        "status": "degraded" if stats.degraded else "ok",
+        "degraded_since": stats.degraded_since,
+        "errors": stats.errors,
+        "fallbacks": stats.fallbacks,
+        "outages": stats.outages,
+    }

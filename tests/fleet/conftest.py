@@ -65,12 +65,15 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def admin(self, path: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        request = urllib.request.Request(f"{self.url}{path}", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return dict(json.loads(resp.read()))
+
     def admin_keys(self, provider: str) -> dict[str, Any]:
         """This replica's /admin/keys for one provider, plus the state backend's status."""
-        headers = {"Authorization": f"Bearer {ADMIN}"}
-        request = urllib.request.Request(f"{self.url}/admin/keys", headers=headers)
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            body = json.loads(resp.read())
+        body = self.admin("/admin/keys")
         return {"state": body["state"], **body["providers"][provider]}
 
 

@@ -46,6 +46,7 @@ async def test_sigterm_drains_in_flight_requests_and_releases_leases(
         fleet.wait_ready(replica)
         assert get_json(f"{replica.url}/health/live") == {"status": "ok"}
         assert get_json(f"{replica.url}/health/ready") == {"status": "ready", "state": "ok"}
+        assert replica.admin("/admin/health")["state"]["backend"] == "redis"
         (key,) = keys_of("lease")
         upstream.set(key, delay=1.5)
         request = asyncio.create_task(generate(fleet, "S", "lease"))
