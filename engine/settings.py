@@ -49,6 +49,10 @@ class Settings:
     file_ttl: float = 24 * 3600
     max_body: int = DEFAULT_MAX_BODY
     max_large_bodies: int = 4  # requests holding an answer over 1 MB at once (memory bound)
+    # A request body that stalls this long, or after it arrives under body_min_rate bytes/s,
+    # is cut off with a 408 (engine/api/bodywatch.py). 0 turns the check off.
+    body_timeout: float = 30.0
+    body_min_rate: float = 1024.0
     # Client image URLs: size cap, timeout; allow_loopback is for tests only.
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     watch: bool = True  # hot reload on file changes
@@ -78,6 +82,8 @@ class Settings:
             else default_storage_dir(env),
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
             "max_large_bodies": int(env.get("PIXGATE_MAX_LARGE_BODIES") or 4),
+            "body_timeout": float(env.get("PIXGATE_BODY_TIMEOUT") or 30.0),
+            "body_min_rate": float(env.get("PIXGATE_BODY_MIN_RATE") or 1024.0),
             "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
             "event_loop": (env.get("PIXGATE_EVENT_LOOP") or "auto").strip().lower(),
             "shutdown_grace": float(env.get("PIXGATE_SHUTDOWN_GRACE") or 30.0),

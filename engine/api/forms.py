@@ -132,6 +132,7 @@ def malformed(detail: str) -> ApiError:
     detail = " ".join(detail.split())[:200]  # the parser quotes client bytes: keep it short
     return bad_request(f"malformed multipart/form-data body: {detail}")
 
+
 def _coerce(name: str, value: str) -> Any:
     """Form fields arrive as text; give the numeric and boolean ones their JSON types."""
     if name in INT_FIELDS and params.INTEGER.fullmatch(value.strip()):

@@ -16,6 +16,7 @@ from aiohttp import web
 from ..panel.guard import check_admin
 from ..panel.keys import RECENT
 from ..runtime import bodygate
+from . import bodywatch
 from .errors import ApiError
 from .keys import (
     METRICS,
@@ -55,6 +56,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         metrics.in_flight.inc()
     ticket = request.app[STATE].body_gate.ticket()
     token = bodygate.CURRENT.set(ticket)
+    settings = request.app[SETTINGS]
+    watcher = bodywatch.watch(request, settings.body_timeout, settings.body_min_rate)
     try:
         response = await _shaped(request, handler)
         status = response.status
@@ -71,6 +74,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             error = _error_message(response)
         return response
     finally:
+        if watcher is not None:
+            watcher.stop()
         ticket.release()
         bodygate.CURRENT.reset(token)
         if counted:
@@ -152,6 +157,11 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as err:
         return err.response()
+    except bodywatch.BodyTimeout as exc:
+        response = ApiError(408, f"Request body too slow: {exc.reason}", code="request_timeout")
+        shaped = response.response()
+        shaped.force_close()  # the rest of the body is not coming: free the connection
+        return shaped
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body
         return ApiError(

@@ -346,9 +346,7 @@ class ImageService:
         provider = attempt.provider
         ctx = self._result_context(provider, key, base_url, info)
         fmt = response_format(job, attempt)
-        outs = await settled(
-            [to_client(ref, fmt, provider.rehost_urls, ctx) for ref in images]
-        )
+        outs = await settled([to_client(ref, fmt, provider.rehost_urls, ctx) for ref in images])
         data = [o for o in outs if isinstance(o, dict)]
         errors = [o for o in outs if isinstance(o, BaseException)]
         for err in errors:

@@ -150,7 +150,7 @@ async def test_every_begin_end_pair_settles_when_the_deadline_cancels_mid_body(
             "PIXGATE_ADMIN_KEY": ADMIN,
             "PIXGATE_MAX_LARGE_BODIES": "1",
         }
-        routes = {
+        routes: dict[str, object] = {
             "routes": {
                 "m": {"timeout": "1s", "targets": [{"provider": "openai", "model": "gpt-image-1"}]}
             },
