@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from .api import admin, catalog, chat, cors, health, images, metrics, responses
+from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
 from .api.keys import METRICS, RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
@@ -59,6 +60,7 @@ def load_config(settings: Settings) -> ConfigSnapshot:
 
 def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> web.Application:
     snapshot = snapshot or load_config(settings)
+    quiet_aiohttp()
     app = web.Application(
         middlewares=[request_context, cors.preflight, client_auth],
         client_max_size=settings.max_body,

@@ -11,12 +11,12 @@ import traceback
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from ..panel.guard import check_admin
 from ..panel.keys import RECENT
 from ..runtime import bodygate
-from . import bodywatch
+from . import bodywatch, clientnoise
 from .errors import ApiError
 from .keys import (
     METRICS,
@@ -38,6 +38,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # Paths that need no client key: health, hosted files (unguessable names), the demo upstream.
 # /metrics checks PIXGATE_METRICS_KEY itself.
 PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/", "/metrics")
+CLIENT_CLOSED = 499  # nginx's "client closed request", for the access log
 
 
 @web.middleware
@@ -181,7 +182,14 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
                 code=code,
             ).response()
         raise
-    except Exception:
+    except Exception as exc:
+        if _client_left(request, exc):
+            clientnoise.note(
+                logging.INFO,
+                "client left mid-request request_id=%s method=%s path=%s: %s",
+                request.get(REQUEST_ID), request.method, request.path, clientnoise.first_line(exc),
+            )  # fmt: skip
+            return web.Response(status=CLIENT_CLOSED)  # never delivered; for the access log
         log.exception("unhandled error request_id=%s", request.get(REQUEST_ID))
         return ApiError(
             500,
@@ -189,6 +197,14 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
             type="server_error",
             code="internal_error",
         ).response()
+
+
+def _client_left(request: web.Request, exc: Exception) -> bool:
+    """A connection error on a connection that is gone: the client left (mid-upload, say)."""
+    if not isinstance(exc, ConnectionError | ClientPayloadError):
+        return False
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 @web.middleware
