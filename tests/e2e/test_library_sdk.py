@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tests.upstreams import bfl as fake_bfl
 from tests.upstreams import midjourney as fake_mj
 from tests.upstreams import replicate as fake_replicate
 from tests.upstreams import serve_upstream
+from tests.upstreams.common import RecordedRequest
 
 EDIT_CASES = [c for c in CASES if c.edit_model]
 
@@ -115,13 +117,23 @@ async def test_generate_url_and_b64(library: Any, case: Case, spec: dict[str, An
 async def test_edit(library: Any, case: Case) -> None:
     assert case.edit_model is not None
     sdk, app, _ = await library(case, case.edit_model)
+    source = png(512, 384)
     result = await sdk.images.edit(
-        model="m", prompt="make it night", image=("in.png", png(512, 384), "image/png"),
+        model="m", prompt="make it night", image=("in.png", source, "image/png"),
         response_format="b64_json",
     )  # fmt: skip
     expect = case.edit_expect or (512, 384)
     assert size_of(base64.b64decode(result.data[0].b64_json or "")) == expect
-    assert case.state(app).rejections == []
+    fake = case.state(app)
+    assert fake.rejections == []
+    assert any(_carries(r, source) for r in fake.requests), "the input never reached upstream"
+
+
+def _carries(rec: RecordedRequest, data: bytes) -> bool:
+    """The request holds `data`: as a file part, or base64 (raw or in a data URI) in JSON."""
+    if any(part.data == data for part in rec.parts):
+        return True
+    return rec.json is not None and base64.b64encode(data).decode() in json.dumps(rec.json)
 
 
 @pytest.mark.parametrize(
