@@ -15,8 +15,9 @@ from aiohttp import web
 from .api import admin, catalog, chat, cors, health, images, metrics, responses
 from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
-from .api.keys import METRICS, RELOADER, SETTINGS, STATE
+from .api.keys import ADMISSION, METRICS, RELOADER, SETTINGS, STATE
 from .api.middleware import client_auth, request_context
+from .clients.admission import Admission
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
 from .metrics import GatewayMetrics
@@ -29,7 +30,7 @@ from .runtime.service import ImageService
 from .runtime.state import GatewayState
 from .runtime.storage import LocalStorage
 from .settings import Settings
-from .state import MemoryState, build_state
+from .state import MemoryState, StateConfigError, build_state, redis_config
 
 log = logging.getLogger("pixgate")
 SWEEP_EVERY = 3600.0
@@ -77,6 +78,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
     app.on_response_prepare.append(cors.on_prepare)
+    app[ADMISSION] = _admission(settings, snapshot)
     app[RELOADER] = Reloader(
         state, settings.config_dir, settings.env, polling=settings.watch_polling
     )
@@ -112,6 +114,15 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     demo.middlewares.append(_demo_switch(state))
     app.add_subapp("/_demo", demo)
     return app
+
+
+def _admission(settings: Settings, snapshot: ConfigSnapshot) -> Admission:
+    """Client limits count in the same Redis as the shared state, when there is one."""
+    try:
+        config = redis_config(settings.env, snapshot.routes.state)
+    except (StateConfigError, ValueError):
+        config = None  # `serve` refused this already; an app built by hand counts in memory
+    return Admission(config.url, config.prefix) if config else Admission()
 
 
 def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamResponse]]:

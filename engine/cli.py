@@ -84,7 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _add_explain(sub)
 
+    key = sub.add_parser("key", help="client keys for clients.yaml")
+    key.add_argument("action", choices=["new"], help="new: print a fresh key and its digest")
+
     args = parser.parse_args(argv)
+    if args.command == "key":
+        from .clients.keygen import new_key
+
+        print(new_key())
+        return 0
     if args.command == "serve":
         return _serve(args)
     if args.command == "explain":
@@ -240,13 +248,10 @@ def _serve(args: argparse.Namespace) -> int:
         allow_anonymous=args.allow_anonymous or None,
         watch=False if args.no_watch or embedded else None,
     )
-    problem = settings.exposure_problem()
     try:
         loop_factory(settings.event_loop)
     except ValueError as exc:
-        problem = problem or str(exc)
-    if problem:
-        print(f"pixgate: {problem}", file=sys.stderr)
+        print(f"pixgate: {exc}", file=sys.stderr)
         return 2
     try:
         snapshot = load_config(settings)  # fail here, once, before any worker starts
@@ -261,6 +266,10 @@ def _serve(args: argparse.Namespace) -> int:
         redis_config(settings.env, snapshot.routes.state)
     except (StateConfigError, ValueError) as exc:
         print(f"pixgate: {exc}", file=sys.stderr)
+        return 2
+    problem = settings.exposure_problem(has_clients=bool(snapshot.clients))
+    if problem:
+        print(f"pixgate: {problem}", file=sys.stderr)
         return 2
     where = "the embedded demo config" if embedded else str(config_dir.resolve())
     logging.getLogger("pixgate").info(

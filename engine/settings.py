@@ -98,13 +98,15 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
-    def exposure_problem(self) -> str | None:
-        """Why serving would be unsafe (open to the network without client keys), or None."""
-        if self.api_keys or self.allow_anonymous or is_loopback(self.host):
+    def exposure_problem(self, has_clients: bool = False) -> str | None:
+        """Why serving would be unsafe (open to the network without client keys), or None.
+        `has_clients`: the config declares clients (clients.yaml), so keys are required."""
+        if self.api_keys or has_clients or self.allow_anonymous or is_loopback(self.host):
             return None
         return (
             f"refusing to listen on {self.host} without client keys: set PIXGATE_API_KEYS "
-            "(comma-separated), or pass --allow-anonymous to serve an open gateway on purpose"
+            "(comma-separated) or declare clients in clients.yaml, or pass --allow-anonymous "
+            "to serve an open gateway on purpose"
         )
 
 

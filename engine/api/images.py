@@ -13,6 +13,7 @@ from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.router import UnknownModel
 from . import imagestream, params
+from .admission import admit
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
 from .jsonio import json_response
@@ -137,11 +138,14 @@ async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
     state = request.app[STATE]
     snapshot = request.get(SNAPSHOT) or state.snapshot  # one config for the whole request
     request[MODEL] = job.model or "auto"
+    ticket = await admit(request, job, snapshot)
     info = request_info(request, **hooks)
     try:
         outcome = await state.service.run(job, snapshot, info)
     except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
         raise service_error(request, exc) from None
+    finally:
+        await ticket.release()
     request[PROVIDER] = outcome.provider
     return outcome
 

@@ -31,6 +31,7 @@ from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.router import UnknownModel
 from . import images, params, sse
+from .admission import admit
 from .errors import ApiError, bad_request
 from .keys import MODEL, PROVIDER, SNAPSHOT, STATE
 
@@ -96,10 +97,13 @@ async def respond(
         partial_images=wish.partial_images,
     )
 
+    ticket = await admit(request, job, snapshot)
+
     async def work() -> Outcome:
         try:
             return await state.service.run(job, snapshot, info)
         finally:
+            await ticket.release()
             queue.put_nowait(_End())
 
     task = asyncio.create_task(work())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..clients.admission import Admission
+from ..clients.spec import ClientSpec
 from ..config.loader import ConfigSnapshot
 from ..metrics import GatewayMetrics
 from ..runtime.reload import Reloader
@@ -15,6 +17,7 @@ STATE = web.AppKey("pixgate_state", GatewayState)
 SETTINGS = web.AppKey("pixgate_settings", Settings)
 RELOADER = web.AppKey("pixgate_reloader", Reloader)
 METRICS = web.AppKey("pixgate_metrics", GatewayMetrics)
+ADMISSION = web.AppKey("pixgate_admission", Admission)
 
 # What one request carries between middleware and handlers.
 REQUEST_ID = web.RequestKey("pixgate_request_id", str)
@@ -23,3 +26,6 @@ MODEL = web.RequestKey("pixgate_model", str)  # for the access log
 PROVIDER = web.RequestKey("pixgate_provider", str)  # for the access log
 RELAY: web.RequestKey[tuple[str, str]] = web.RequestKey("pixgate_relay")  # (provider, key)
 WAIT_CLOCK = web.RequestKey("pixgate_wait_clock", WaitClock)
+CLIENT = web.RequestKey("pixgate_client", ClientSpec)  # the clients.yaml entry, when one
+# OpenAI's x-ratelimit-* headers for the client's rpm limit, added to the answer.
+RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("pixgate_rate_headers")

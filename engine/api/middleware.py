@@ -19,9 +19,11 @@ from ..runtime import bodygate
 from . import bodywatch, clientnoise
 from .errors import ApiError
 from .keys import (
+    CLIENT,
     METRICS,
     MODEL,
     PROVIDER,
+    RATE_HEADERS,
     RELAY,
     REQUEST_ID,
     SETTINGS,
@@ -222,18 +224,34 @@ async def client_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     token = bearer_token(request)
     if token and keys and routes.backend and _matches(token, keys):
         return await handler(request)
+    clients = snapshot.clients
+    if token and clients and routes.backend:
+        client = clients.find(token)
+        if client is not None:
+            request[CLIENT] = client
+            return await _with_rate_headers(request, handler)
     if token and routes.relay:
         provider = snapshot.relay_provider(token)
         if provider is not None:
             request[RELAY] = (provider.id, token)
             return await handler(request)
-    if not keys and routes.backend:
+    if not keys and not clients and routes.backend:
         return await handler(request)  # an open gateway (loopback, or --allow-anonymous)
     if not token:
         raise ApiError(
             401, "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
         )
     raise ApiError(401, "Incorrect API key provided", code="invalid_api_key")
+
+
+async def _with_rate_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A limited client's answers carry OpenAI's x-ratelimit-* headers (streams set them
+    before they start)."""
+    response = await handler(request)
+    headers = request.get(RATE_HEADERS)
+    if headers and not response.prepared:
+        response.headers.update(headers)
+    return response
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -26,6 +26,7 @@ from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.router import UnknownModel
 from . import images, imagestream, sse
+from .admission import admit
 from .errors import ApiError
 from .keys import PROVIDER, SNAPSHOT, STATE
 from .responses_output import Shape, generation_call, new_item_id
@@ -54,10 +55,13 @@ async def respond(
         partial_images=partial_images,
     )
 
+    ticket = await admit(request, job, snapshot)
+
     async def work() -> Outcome:
         try:
             return await state.service.run(job, snapshot, info)
         finally:
+            await ticket.release()
             queue.put_nowait(_End())
 
     task = asyncio.create_task(work())

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+from ..clients.compile import compile_clients
+from ..clients.spec import Clients
 from ..dsl.provider import compile_provider
 from ..dsl.regex_examples import examples
 from ..dsl.routes import compile_routes
@@ -48,6 +50,7 @@ class ConfigSnapshot:
     # whose key_pattern a relayed client key is matched against, in id order.
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     relay_order: tuple[ProviderSpec, ...] = ()
+    clients: Clients = field(default_factory=Clients)  # clients.yaml: keys, models, limits
 
     def usable(self, provider: ProviderSpec) -> bool:
         """Routable now: has keys (or needs none), and is not the demo while it is off."""
@@ -214,6 +217,10 @@ def build_snapshot(
             _check_keys(providers, provider_docs, routes, env, routes_doc)
             _check_direct_names(providers, routes, routes_doc)
         failed = failed or routes_doc.failed
+    clients = Clients()
+    if routes is not None:
+        clients, clients_failed = _load_clients(root, routes, providers, env, result)
+        failed = failed or clients_failed
     if failed or routes is None:
         return result
     version = hashlib.sha256(
@@ -227,6 +234,7 @@ def build_snapshot(
         relay_order=tuple(
             providers[pid] for pid in sorted(providers) if providers[pid].auth.key_pattern
         ),
+        clients=clients,
         version=version,
         files=dict(result.files),
         loaded_at=time.time(),
@@ -347,3 +355,26 @@ def _check_direct_names(providers: dict[str, ProviderSpec], routes: RoutesSpec, 
                     f"'{name}' is also the direct name of provider '{pid}' model '{model}'; "
                     "rename it or set direct_models: false",
                 )
+
+
+def _load_clients(
+    root: FsPath,
+    routes: RoutesSpec,
+    providers: dict[str, ProviderSpec],
+    env: Mapping[str, str],
+    result: BuildResult,
+) -> tuple[Clients, bool]:
+    """clients.yaml, when the directory has one: (clients, whether it failed)."""
+    file = root / "clients.yaml"
+    if not file.is_file():
+        return Clients(), False
+    doc = _Doc("clients.yaml", result.diagnostics)
+    text = _read(file, doc, result)
+    data = doc.load(text, "clients", env) if text is not None else None
+    if data is None or doc.located is None:
+        return Clients(), True
+    names = [*routes.routes, *routes.aliases]
+    if routes.direct_models:
+        names += [f"{pid}/{m}" for pid, p in providers.items() for m in p.models]
+    clients = compile_clients(data, doc.located.data, names, doc.report)
+    return clients, doc.failed

@@ -42,6 +42,13 @@ SCHEMAS: tuple[tuple[str, str, str, str, str], ...] = (
         "[routes.md](routes.md)",
     ),
     (
+        "clients",
+        "clients",
+        "clients.yaml",
+        "`clients.yaml`, who may call the gateway, with which models, limits and budgets",
+        "[clients.md](clients.md)",
+    ),
+    (
         "golden",
         "golden",
         "Golden cases",
