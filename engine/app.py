@@ -106,6 +106,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_post("/v1/responses", responses.create)
     app.router.add_get("/files/{name}", catalog.files)
     app.router.add_get("/admin/keys", admin.keys)
+    app.router.add_post("/admin/keys/reprobe", admin.reprobe)
     app.router.add_get("/admin/health", catalog.health_details)
     app.router.add_get("/admin/config", admin.config)
     app.router.add_post("/admin/reload", admin.reload)

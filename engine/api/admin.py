@@ -8,6 +8,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..runtime.keys import mask_key
+from .errors import ApiError, bad_request
 from .health import state_status
 from .jsonio import json_response
 from .keys import RELOADER, STATE
@@ -30,6 +31,24 @@ async def keys(request: web.Request) -> web.Response:
             "providers": providers,
         }
     )
+
+
+async def reprobe(request: web.Request) -> web.Response:
+    """POST {"provider": id, "index": n}: end key n's cooldown or disabled time now, so the
+    next request tries it (the n-th key of the provider's pool, as /admin/keys lists them)."""
+    try:
+        body = await request.json()
+        provider, index = body["provider"], body["index"]
+    except (ValueError, KeyError, TypeError):
+        raise bad_request('send {"provider": "<id>", "index": <n>}') from None
+    spec = (
+        request.app[STATE].snapshot.providers.get(provider) if isinstance(provider, str) else None
+    )
+    keys = spec.auth.keys if spec is not None else ()
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(keys):
+        raise ApiError(404, "no such provider key", code="not_found")
+    await request.app[STATE].shared.reprobe(provider, keys[index])
+    return json_response({"ok": True, "provider": provider, "key": mask_key(keys[index])})
 
 
 async def config(request: web.Request) -> web.Response:

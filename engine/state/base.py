@@ -116,6 +116,11 @@ class StateBackend(Counters, Jobs, Protocol):
         """Per provider: circuit state and per-key rows (keys masked), for /admin/keys."""
         ...
 
+    async def reprobe(self, provider: str, key: str) -> None:
+        """An operator's "try this key again now": its cooldown or disabled time ends (its
+        last error is kept), so the next request may use it."""
+        ...
+
     def retain(self, providers: dict[str, ProviderSpec]) -> None:
         """After a reload: forget local state of keys no longer configured."""
         ...

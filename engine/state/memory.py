@@ -115,6 +115,9 @@ class MemoryState:
     async def report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
         return self.report_now(providers)
 
+    async def reprobe(self, provider: str, key: str) -> None:
+        self.keys.health(provider, key).until = 0.0
+
     def report_now(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
         rows = self.keys.report(providers)
         return {

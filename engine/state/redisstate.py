@@ -288,6 +288,17 @@ class RedisState:
             }
         return out
 
+    async def reprobe(self, provider: str, key: str) -> None:
+        await self.local.reprobe(provider, key)
+        health, _ = self._key_names(provider, key)
+        now_ms = str(int(time.time() * 1000))
+        # In the past but not 0: the key still counts as resting, so its next success
+        # clears its last verdict (the settle script's rule).
+        fields: dict[str | bytes, str | bytes] = {
+            "until": "1", "changed_by": self.config.replica, "changed_at": now_ms,
+        }  # fmt: skip
+        await self._guard(self.client.hset(health, mapping=fields))  # type: ignore[arg-type]
+
     def _local_report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
         report = self.local.report_now(providers)
         for entry in report.values():

@@ -252,3 +252,30 @@ async def test_relay_key_for_a_provider_the_route_lacks_is_a_400(tmp_path: Path)
             with pytest.raises(openai.BadRequestError) as err:
                 await sdk.images.generate(model="m", prompt="x")
             assert "modelscope" in err.value.message
+
+
+async def test_admin_reprobe_brings_a_disabled_key_back_now(openai_pair: Any) -> None:
+    gw, app, sdk = openai_pair
+    fake = fake_openai.state(app)
+    fake.fail_next("bad_key")
+    await sdk.images.generate(model="m", prompt="x")
+    rejected = fake.requests[0].headers["authorization"].removeprefix("Bearer ")
+    rows = (await admin_keys(gw))["providers"]["openai"]["keys"]
+    index = next(i for i, r in enumerate(rows) if r["state"] == "disabled")
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession() as http:
+        for bad in ({"provider": "openai", "index": 9}, {"provider": "nope", "index": 0}):
+            async with http.post(f"{gw.url}/admin/keys/reprobe", json=bad, headers=headers) as r:
+                assert r.status == 404
+        async with http.post(f"{gw.url}/admin/keys/reprobe", json={}, headers=headers) as r:
+            assert r.status == 400
+        body = {"provider": "openai", "index": index}
+        async with http.post(f"{gw.url}/admin/keys/reprobe", json=body, headers=headers) as r:
+            assert r.status == 200 and rejected not in await r.text()
+    states = [r["state"] for r in (await admin_keys(gw))["providers"]["openai"]["keys"]]
+    assert states[index] == "probing"  # no longer disabled: the next requests may try it
+    before = len(fake.requests)
+    for _ in range(4):
+        await sdk.images.generate(model="m", prompt="x")
+    used = {r.headers["authorization"] for r in fake.requests[before:]}
+    assert f"Bearer {rejected}" in used

@@ -253,3 +253,19 @@ def test_secret_is_required_and_urls_are_checked() -> None:
     config = redis_config(env, spec)
     assert config is not None and config.url == "redis://from-file:6379"
     assert config.prefix == "env" and config.timeout == 0.1
+
+
+async def test_an_operator_reprobe_on_one_replica_frees_the_key_for_all(
+    replicas: Replica,
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    p = provider(KEYS[0])
+    await a.settle(await a.acquire(p, POLICY), POLICY, "bad_key")
+    with pytest.raises(Denied):
+        await b.acquire(p, POLICY)
+    await a.reprobe("p", KEYS[0])
+    grant = await b.acquire(p, POLICY)  # the other replica may use it again at once
+    assert grant.key == KEYS[0]
+    await b.settle(grant, POLICY, None)
+    row = (await b.report({"p": p}))["p"]["keys"][0]
+    assert row["state"] == "healthy"

@@ -175,16 +175,21 @@ async function keys() {
   const r = await api("/admin/keys");
   const rows = [];
   for (const [pid, p] of Object.entries(r.body.providers)) {
-    for (const k of p.keys) {
+    for (const [index, k] of p.keys.entries()) {
       const until = Date.now() + k.cooldown_remaining_s * 1000;
       const countdown = el("span", {class: "countdown", "data-until": String(until)},
         k.cooldown_remaining_s ? fmt(k.cooldown_remaining_s, 0, " s") : "–");
+      const reprobe = k.state === "healthy" ? "–" : el("button", {class: "secondary reprobe",
+        "data-provider": pid, "data-index": String(index), onclick: async () => {
+          const x = await api("/admin/keys/reprobe", {method: "POST", json: {provider: pid, index}});
+          if (x.ok) render(); else alert(errorText(x));
+        }}, "Re-probe now");
       rows.push([pid, el("code", {}, k.key), el("span", {class: `state-${k.state}`}, k.state),
-        countdown, k.successes, k.failures, k.in_flight, k.last_error || "–"]);
+        countdown, k.successes, k.failures, k.in_flight, k.last_error || "–", reprobe]);
     }
   }
   return el("section", {}, el("h2", {}, "Keys (masked)"),
-    table(["provider", "key", "state", "cooldown", "ok", "failed", "in flight", "last error"], rows));
+    table(["provider", "key", "state", "cooldown", "ok", "failed", "in flight", "last error", ""], rows));
 }
 
 function tickCountdowns() {
