@@ -135,6 +135,14 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
                 "E101",
                 f"model serves '{task}' but tasks has no '{task}'",
             )
+    any_model = doc.get("any_model")
+    if any_model is not None and any_model not in models:
+        c.error(
+            ("any_model",),
+            "E101",
+            f"'{any_model}' is not one of this file's models "
+            f"(declared: {', '.join(sorted(models)) or 'none'})",
+        )
     rules = []
     for i, rule in enumerate(doc.get("errors") or []):
         when = c.expr(rule["when"], ("errors", i, "when"))
@@ -162,6 +170,7 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
         params=params,
         source=source,
         kind=kind,
+        any_model=any_model,
     )
 
 

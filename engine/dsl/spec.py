@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,6 +209,15 @@ class ProviderSpec:
     # "image": models and tasks, routable. "chat": only base_url and auth, for an
     # OpenAI-compatible chat model (the prompt optimizer); no models, never routed.
     kind: str = "image"
+    # Relay clients may name model ids the file does not list: served like this listed one.
+    any_model: str | None = None
+
+    def model(self, name: str) -> ModelSpec | None:
+        """The listed model, else (with `any_model`) an unlisted id served like that one."""
+        found = self.models.get(name)
+        if found is None and self.any_model is not None:
+            found = dataclasses.replace(self.models[self.any_model], name=name, title=name)
+        return found
 
     @property
     def available(self) -> bool:

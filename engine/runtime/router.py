@@ -65,6 +65,12 @@ class Router:
     ) -> Plan:
         """Ordered attempts. With `relay` (a provider id), only that provider's targets count
         and it needs no keys of its own: the client brought one."""
+        relayed = relay_route(snapshot, model, relay)
+        if relayed is not None:
+            plan = Plan(relayed)
+            for target in relayed.targets:
+                self._add(plan, snapshot, relayed, target, task, relay)
+            return plan
         first = self.route_name(snapshot, model, task)
         plan = Plan(snapshot.route(first))
         for name in snapshot.chain(first):
@@ -83,7 +89,7 @@ class Router:
         relay: str | None,
     ) -> None:
         provider = snapshot.providers.get(target.provider)
-        model = provider.models.get(target.model) if provider else None
+        model = provider.model(target.model) if provider else None
         if provider is None or model is None:
             plan.skipped.append(Skipped(target, "provider or model not loaded"))
         elif relay is not None and provider.id != relay:
@@ -120,6 +126,17 @@ class Router:
         # Efraimidis-Spirakis: sort by u^(1/w), a weighted random permutation in one pass.
         keyed = sorted(live, key=lambda t: self.rng.random() ** (1.0 / t.weight), reverse=True)
         return keyed + dead
+
+
+def relay_route(snapshot: ConfigSnapshot, model: str | None, relay: str | None) -> RouteSpec | None:
+    """A relay client may name its provider's own model ids (any id, when the file has
+    `any_model`), as it would upstream. Route and alias names come first."""
+    if relay is None or not model or snapshot.resolve_model(model) is not None:
+        return None
+    provider = snapshot.providers.get(relay)
+    if provider is None or provider.model(model) is None:
+        return None
+    return RouteSpec(name=f"{relay}/{model}", targets=(TargetSpec(relay, model),))
 
 
 def serves(route: RouteSpec, provider: ProviderSpec, model: ModelSpec, task: str) -> str | None:

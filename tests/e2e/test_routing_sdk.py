@@ -279,3 +279,57 @@ async def test_admin_reprobe_brings_a_disabled_key_back_now(openai_pair: Any) ->
         await sdk.images.generate(model="m", prompt="x")
     used = {r.headers["authorization"] for r in fake.requests[before:]}
     assert f"Bearer {rejected}" in used
+
+
+@pytest.mark.parametrize("any_model", [False, True])
+async def test_relay_client_names_its_providers_own_model_ids(
+    tmp_path: Path, any_model: bool
+) -> None:
+    """A client bringing a ModelScope key may ask for `Tongyi-MAI/Z-Image-Turbo` as it would
+    upstream, though no route has that name; an id the file does not list only when the file
+    has `any_model`."""
+    key = RELAY_KEYS["modelscope"]
+    ms = fake_ms.create_app(expected_key=key, pending_polls=0)
+    async with serve_upstream(ms) as base:
+        routes = {
+            "relay": True,
+            "direct_models": False,
+            "routes": {
+                "qwen": {"targets": [{"provider": "modelscope", "model": "Qwen/Qwen-Image"}]}
+            },
+        }
+        cfg = config_dir(tmp_path, ["modelscope"], routes)
+        if any_model:
+            source = cfg / "providers.d" / "modelscope.yaml"
+            source.write_text(source.read_text() + "any_model: Tongyi-MAI/Z-Image-Turbo\n")
+        env = {"MODELSCOPE_BASE_URL": f"{base}/v1", "PIXGATE_API_KEYS": GATEWAY_KEY}
+        async with (
+            run_gateway(cfg, tmp_path / "f", env) as gw,
+            openai.AsyncOpenAI(base_url=gw.v1, api_key=key, max_retries=0) as sdk,
+        ):
+            raw = await sdk.images.with_raw_response.generate(
+                model="Tongyi-MAI/Z-Image-Turbo", prompt="x", size="512x512"
+            )
+            assert raw.headers["x-pixgate-provider"] == "modelscope"
+            assert fake_ms.state(ms).requests[0].json["model"] == "Tongyi-MAI/Z-Image-Turbo"
+            unlisted = sdk.images.generate(model="someone/new-model", prompt="x", size="512x512")
+            if any_model:
+                assert (await unlisted).data
+                assert fake_ms.state(ms).requests[-2].json["model"] == "someone/new-model"
+            else:
+                with pytest.raises(openai.NotFoundError):
+                    await unlisted
+            async with openai.AsyncOpenAI(  # a gateway key is no relay: routes only
+                base_url=gw.v1, api_key=GATEWAY_KEY, max_retries=0
+            ) as backend:
+                with pytest.raises(openai.NotFoundError):
+                    await backend.images.generate(model="Tongyi-MAI/Z-Image-Turbo", prompt="x")
+
+
+def test_any_model_must_name_a_listed_model(tmp_path: Path) -> None:
+    cfg = config_dir(tmp_path, ["modelscope"], {"routes": {"r": {"targets": [
+        {"provider": "modelscope", "model": "Qwen/Qwen-Image"}]}}})  # fmt: skip
+    source = cfg / "providers.d" / "modelscope.yaml"
+    source.write_text(source.read_text() + "any_model: nope\n")
+    lines = [d.format() for d in build_snapshot(cfg, {}).diagnostics.sorted()]
+    assert any("E101 any_model: 'nope' is not one of this file's models" in x for x in lines)
