@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .api import admin, catalog, chat, cors, health, images, metrics, responses
+from .api import admin, catalog, chat, cors, files, gallery, health, images, metrics, responses
 from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
 from .api.keys import ADMISSION, METRICS, RELOADER, SETTINGS, STATE
@@ -28,12 +28,11 @@ from .runtime.keys import KeyPools
 from .runtime.reload import Reloader
 from .runtime.service import ImageService
 from .runtime.state import GatewayState
-from .runtime.storage import LocalStorage
 from .settings import Settings
 from .state import MemoryState, StateConfigError, build_state, redis_config
+from .storage.hub import StorageHub
 
 log = logging.getLogger("pixgate")
-SWEEP_EVERY = 3600.0
 SERVER_NAME = "pixgate"
 # Responses aiohttp makes before any handler runs (a malformed request line) never reach
 # on_response_prepare: its module default names the Python and aiohttp versions.
@@ -69,7 +68,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     keys = KeyPools()
     state = GatewayState(
         snapshot=snapshot,
-        storage=LocalStorage(settings.storage_dir, settings.file_ttl),
+        storage=StorageHub(snapshot.storage, settings.storage_dir),
         body_gate=BodyGate(settings.max_large_bodies),
         keys=keys,
         backend=build_state(settings.env, snapshot.routes.state, MemoryState(keys)),
@@ -86,7 +85,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.on_shutdown.append(_draining)
     app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_http_session)
-    app.cleanup_ctx.append(_sweeper)
+    app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_hot_reload)
     if settings.metrics_listen is None:
         app.router.add_get("/metrics", metrics.metrics)
@@ -104,13 +103,14 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_post("/v1/images/blend", images.blend)
     app.router.add_post("/v1/chat/completions", chat.completions)
     app.router.add_post("/v1/responses", responses.create)
-    app.router.add_get("/files/{name}", catalog.files)
+    app.router.add_get("/files/{name}", files.files)
     app.router.add_get("/admin/keys", admin.keys)
     app.router.add_post("/admin/keys/reprobe", admin.reprobe)
     app.router.add_get("/admin/health", catalog.health_details)
     app.router.add_get("/admin/config", admin.config)
     app.router.add_post("/admin/reload", admin.reload)
     panel.install(app)
+    gallery.add_routes(app)
     demo = create_demo_app()
     demo.middlewares.append(_demo_switch(state))
     app.add_subapp("/_demo", demo)
@@ -236,24 +236,19 @@ async def _hot_reload(app: web.Application) -> AsyncIterator[None]:
                 log.warning("config watcher did not stop in time")
 
 
-async def _sweeper(app: web.Application) -> AsyncIterator[None]:
-    """Delete hosted files past their TTL, hourly, off the event loop."""
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    """Check the store once (serve starts either way), then re-upload fallbacks and sweep
+    expired images in the background."""
     storage = app[STATE].storage
-
-    async def loop() -> None:
-        while True:
-            removed = await asyncio.to_thread(storage.sweep)
-            if removed:
-                log.info("storage: removed %d expired files", removed)
-            await asyncio.sleep(SWEEP_EVERY)
-
-    task = asyncio.create_task(loop())
+    await storage.startup_check()
+    task = asyncio.create_task(storage.run())
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await storage.close()
 
 
 async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:

@@ -46,7 +46,6 @@ class Settings:
     # Host headers whose value may name the handed-out /files URLs (PIXGATE_ALLOWED_HOSTS)
     allowed_hosts: tuple[str, ...] = ()
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
-    file_ttl: float = 24 * 3600
     max_body: int = DEFAULT_MAX_BODY
     max_large_bodies: int = 4  # requests holding an answer over 1 MB at once (memory bound)
     # A request body that stalls this long, or after it arrives under body_min_rate bytes/s,

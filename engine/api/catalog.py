@@ -1,8 +1,7 @@
-"""GET /v1/models, GET /v1/models/{id}, GET /health, GET /files/{name}, GET /."""
+"""GET /v1/models, GET /v1/models/{id}, GET /health, GET /."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -10,14 +9,10 @@ from aiohttp import web
 
 from .. import __version__
 from ..config.loader import ConfigSnapshot
-from ..runtime.imagetypes import EXTENSIONS
 from .errors import ApiError
 from .health import state_status
 from .jsonio import json_response
 from .keys import STATE
-
-MIME_BY_EXTENSION = {ext: mime for mime, ext in EXTENSIONS.items()}
-FILE_CHUNK = 256 * 1024
 
 
 def model_list(snapshot: ConfigSnapshot) -> list[dict[str, Any]]:
@@ -83,6 +78,7 @@ async def health_details(request: web.Request) -> web.Response:
             "providers": len(snapshot.providers),
             "pid": os.getpid(),
             "state": state_status(state.shared.stats),
+            "storage": state.storage.status()["status"],
         }
     )
 
@@ -94,29 +90,3 @@ async def index(request: web.Request) -> web.Response:
             "endpoints": ["/v1/images/generations", "/v1/models", "/health"],
         }
     )
-
-
-async def files(request: web.Request) -> web.StreamResponse:
-    storage = request.app[STATE].service.storage
-    name = request.match_info["name"]
-    # Opened without following symlinks (storage.open), then streamed from that descriptor.
-    file = await asyncio.to_thread(storage.open, name)
-    if file is None:
-        raise ApiError(404, f"No such file: {name}", code="file_not_found")
-    with file:
-        size = os.fstat(file.fileno()).st_size
-        mime = MIME_BY_EXTENSION.get(name.rsplit(".", 1)[-1], "application/octet-stream")
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": mime,
-                "Cache-Control": "public, max-age=86400, immutable",
-                "X-Content-Type-Options": "nosniff",
-            }
-        )
-        response.content_length = size
-        await response.prepare(request)
-        if request.method != "HEAD":
-            while chunk := await asyncio.to_thread(file.read, FILE_CHUNK):
-                await response.write(chunk)
-        await response.write_eof()
-    return response

@@ -3,7 +3,7 @@
 Live: the process answers. Ready: the config is loaded, the gateway is not draining for a
 shutdown, and the state backend answers (or is reported degraded: with Redis down the gateway
 still serves on local state, so it stays ready; taking every replica out would fail every
-request instead of none).
+request instead of none). Storage likewise: while the store fails, images are kept locally.
 """
 
 from __future__ import annotations

@@ -122,9 +122,10 @@ def input_context(request: web.Request) -> InputContext:
     settings = request.app[SETTINGS]
     state = request.app[STATE]
     own = tuple(dict.fromkeys(u for u in (settings.public_url, public_url(request)) if u))
-    return InputContext(
-        state.fetch_session, state.storage, settings.fetch_policy, own, settings.public_url
-    )
+    # Inputs get a public URL (the image bed) when the gateway's own URL is public, or when
+    # the store hands out URLs of its own (public or presigned).
+    publish = settings.public_url or (own[-1] if state.storage.direct_urls else None)
+    return InputContext(state.fetch_session, state.storage, settings.fetch_policy, own, publish)
 
 
 async def respond(request: web.Request, job: ImageJob) -> web.Response:

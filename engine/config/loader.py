@@ -21,6 +21,7 @@ from ..dsl.provider import compile_provider
 from ..dsl.regex_examples import examples
 from ..dsl.routes import compile_routes
 from ..dsl.spec import ProviderSpec, RouteSpec, RoutesSpec, TargetSpec
+from ..storage.config import StorageConfig, compile_storage
 from .diagnostics import Diagnostic, Diagnostics, format_path
 from .interpolate import interpolate_tree
 from .schemas import validate
@@ -51,6 +52,7 @@ class ConfigSnapshot:
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     relay_order: tuple[ProviderSpec, ...] = ()
     clients: Clients = field(default_factory=Clients)  # clients.yaml: keys, models, limits
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def usable(self, provider: ProviderSpec) -> bool:
         """Routable now: has keys (or needs none), and is not the demo while it is off."""
@@ -203,6 +205,7 @@ def build_snapshot(
     routes_file = root / "routes.yaml"
     routes_doc = _Doc("routes.yaml", diags)
     routes: RoutesSpec | None = None
+    storage = StorageConfig()
     if not routes_file.is_file():
         diags.add(Diagnostic("routes.yaml", 1, 1, "E002", "", f"not found in {root}"))
         failed = True
@@ -216,6 +219,7 @@ def build_snapshot(
             _apply_keys_files(root, routes, providers, routes_doc, result)
             _check_keys(providers, provider_docs, routes, env, routes_doc)
             _check_direct_names(providers, routes, routes_doc)
+            storage = compile_storage(data.get("storage"), env, routes_doc.report)
         failed = failed or routes_doc.failed
     clients = Clients()
     if routes is not None:
@@ -235,6 +239,7 @@ def build_snapshot(
             providers[pid] for pid in sorted(providers) if providers[pid].auth.key_pattern
         ),
         clients=clients,
+        storage=storage,
         version=version,
         files=dict(result.files),
         loaded_at=time.time(),

@@ -87,6 +87,7 @@ def compile_routes(
             chat_context_edit=bool(raw.get("chat_context_edit", True)),
             chat_image_format=raw.get("chat_image_format", "url"),
             response_format=raw.get("response_format"),
+            rehost=bool(raw.get("rehost", False)),
         )
     for name, route in routes.items():
         for i, fallback in enumerate(route.fallbacks):
@@ -230,4 +231,5 @@ def _policy(raw: dict[str, Any], path: Path, report: Report) -> ProviderPolicy:
             failures=int(breaker_raw.get("failures", 5)),
             cooldown=duration("cooldown", 30.0, breaker_path, breaker_raw),
         ),
+        rehost=bool(raw.get("rehost", False)),
     )

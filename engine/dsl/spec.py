@@ -270,6 +270,7 @@ class RouteSpec:
     chat_context_edit: bool = True  # a chat follow-up without an image edits the last image
     chat_image_format: str = "url"  # or "data_uri": how chat replies embed images
     response_format: str | None = None  # the default for the route's every target
+    rehost: bool = False  # URL results are stored and served from the gateway's storage
     # The targets grouped by priority, highest first (derived here, not per request).
     tiers: tuple[tuple[TargetSpec, ...], ...] = field(init=False, repr=False, compare=False)
 
@@ -296,6 +297,7 @@ class ProviderPolicy:
     bad_key_reprobe: float = 3600.0
     max_cooldown: float = 300.0
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    rehost: bool = False  # URL results are stored and served from the gateway's storage
 
 
 DEFAULT_POLICY = ProviderPolicy()

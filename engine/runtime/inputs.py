@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from ..storage.base import StorageError, is_name
+from ..storage.hub import StorageHub
 from .fetch import FetchPolicy, FetchRefused, fetch_image
 from .imagetypes import sniff
 from .job import InputImage
-from .storage import LocalStorage
 
 log = logging.getLogger("pixgate.inputs")
 Source = bytes | str
@@ -37,7 +38,7 @@ class InputError(ValueError):
 @dataclass(slots=True)
 class InputContext:
     session: aiohttp.ClientSession  # the SSRF-guarded one
-    storage: LocalStorage
+    storage: StorageHub
     policy: FetchPolicy
     own_urls: tuple[str, ...]  # prefixes under which /files URLs are this gateway's own
     publish_base: str | None  # when set, inputs are stored and get a public URL under it
@@ -58,7 +59,11 @@ async def resolve_one(source: Source, param: str, ctx: InputContext) -> InputIma
     if mime is None:
         raise InputError(f"'{param}' is not an image (png, jpeg, webp or gif)", param)
     if public_url is None and ctx.publish_base is not None:
-        public_url = f"{ctx.publish_base}/files/{await ctx.storage.save(data, mime)}"
+        try:  # the image bed: a URL-only provider gets the stored copy's URL
+            public_url = await ctx.storage.store(data, mime, {"kind": "input"}, ctx.publish_base)
+        except StorageError as exc:
+            message = f"'{param}' could not be stored for the provider: {exc}"
+            raise InputError(message, param) from None
     return InputImage(data=data, mime=mime, public_url=public_url)
 
 
@@ -76,7 +81,7 @@ async def _load(source: Source, param: str, ctx: InputContext) -> tuple[bytes, s
     if text.lower().startswith(("http://", "https://")):
         own = _own_file(text, ctx)
         if own is not None:
-            data = await ctx.storage.read(own)
+            data = await ctx.storage.read(own, ctx.policy.max_bytes)
             if data is None:
                 raise InputError(f"'{param}' points at a gateway file that no longer exists", param)
             return data, text
@@ -96,7 +101,7 @@ def _own_file(url: str, ctx: InputContext) -> str | None:
         base = f"{prefix}/files/"
         if url.startswith(base):
             name = url[len(base) :].split("?", 1)[0]
-            return name if ctx.storage.path(name) is not None or "/" not in name else None
+            return name if is_name(name) or "/" not in name else None
     return None
 
 

@@ -96,6 +96,7 @@ class Reloader:
             if new.routes.state != current.routes.state:
                 log.warning("config: `state:` changed; it takes effect on the next restart")
             self.state.snapshot = new  # the swap: requests in flight keep the old one
+            self.state.storage.use(new.storage)
             self.stats.succeeded += 1
             self.stats.last_success_at = time.time()
             for line in new.warning_lines():

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from ..rawtext import RawText
+from ..storage.base import StorageError
+from ..storage.hub import StorageHub
 from .download import DownloadScope
 from .download import download as guarded_download
 from .executor import ImageRef, decode_b64
 from .failures import UpstreamFailure
 from .fetch import FetchPolicy
 from .imagetypes import sniff
-from .storage import LocalStorage
 from .waitclock import WaitClock
 
 # base64 runs inline: binascii holds the GIL, so a worker thread would only add hand-offs
@@ -24,7 +26,7 @@ from .waitclock import WaitClock
 @dataclass(slots=True)
 class ResultContext:
     session: aiohttp.ClientSession
-    storage: LocalStorage
+    storage: StorageHub
     public_url: str
     fetch_session: aiohttp.ClientSession  # the SSRF-guarded one
     fetch_policy: FetchPolicy
@@ -32,6 +34,7 @@ class ResultContext:
     max_download: int = 50 * 1024 * 1024
     download_timeout: float = 60.0
     clock: WaitClock = field(default_factory=WaitClock)
+    meta: dict[str, Any] = field(default_factory=dict)  # kept with stored images (gallery)
 
 
 # One `data[]` item. Base64 may be a RawText: still in the upstream's bytes (or in the bytes
@@ -51,8 +54,10 @@ async def to_client(
         return {"b64_json": RawText(memoryview(base64.b64encode(data)))}
     if ref.kind == "url" and not rehost:
         return {"url": str(ref.value)}
+    kind = "generated"
     if ref.kind == "url":
         data = await download(str(ref.value), ctx)
+        kind = "rehosted"
     elif ref.kind == "b64":
         data = decode_b64(ref.value if isinstance(ref.value, RawText) else str(ref.value))
     else:
@@ -60,8 +65,11 @@ async def to_client(
     mime = sniff(data)
     if mime is None:
         raise UpstreamFailure("upstream", "upstream result is not a recognised image")
-    name = await ctx.storage.save(data, mime)
-    return {"url": f"{ctx.public_url}/files/{name}"}
+    try:
+        url = await ctx.storage.store(data, mime, {**ctx.meta, "kind": kind}, ctx.public_url)
+    except StorageError as exc:
+        raise UpstreamFailure("upstream", f"storing the image failed: {exc}") from None
+    return {"url": url}
 
 
 async def download(url: str, ctx: ResultContext) -> bytes:

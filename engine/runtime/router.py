@@ -22,6 +22,7 @@ class Attempt:
     # The answer's format when the client names none: the route the client named, else the
     # model, else `url`.
     response_format: str = "url"
+    rehost: bool = False  # store URL results (route, routes.yaml provider policy or file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,12 @@ class Router:
         else:
             prompt = route.variation_prompt if runs != task else None
             fmt = plan.route.response_format or model.response_format or "url"
-            plan.attempts.append(Attempt(route.name, target, provider, model, runs, prompt, fmt))
+            rehost = (
+                route.rehost or snapshot.routes.policy(provider.id).rehost or provider.rehost_urls
+            )
+            plan.attempts.append(
+                Attempt(route.name, target, provider, model, runs, prompt, fmt, rehost)
+            )
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = list(route.targets)

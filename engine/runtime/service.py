@@ -19,6 +19,7 @@ from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderPolicy, ProviderSpec, RouteSpec
 from ..metrics import GatewayMetrics
 from ..state import RELEASED, Denied, Grant, StateBackend
+from ..storage.hub import StorageHub
 from . import retryafter
 from .context import base_context, call_context, call_counts, response_format
 from .download import DownloadScope
@@ -31,7 +32,6 @@ from .redact import redact
 from .request import Outcome, RequestInfo
 from .results import ClientItem, ResultContext, to_client
 from .router import Attempt, Router
-from .storage import LocalStorage
 from .streamsink import StreamSink
 from .verdicts import last_reason, most_informative, servable, why_nothing
 
@@ -49,7 +49,7 @@ BUSY_WAIT_CAP = 0.2  # longest pause between two tries for a key slot while all 
 @dataclass(slots=True)
 class ImageService:
     session: aiohttp.ClientSession
-    storage: LocalStorage
+    storage: StorageHub
     router: Router
     state: StateBackend  # key health, breakers, cursors, leases: memory or Redis
     fetch_session: aiohttp.ClientSession  # SSRF-guarded: result URLs an upstream names
@@ -345,8 +345,17 @@ class ImageService:
     ) -> list[ClientItem]:
         provider = attempt.provider
         ctx = self._result_context(provider, key, base_url, info)
+        ctx.meta = {
+            "request_id": info.request_id,
+            "route": attempt.route,
+            "provider": provider.id,
+            "model": attempt.model.name,
+            "size": f"{job.size[0]}x{job.size[1]}" if job.size is not None else None,
+            "client": job.user,
+            "prompt": job.prompt if self.storage.config.store_prompts else None,
+        }
         fmt = response_format(job, attempt)
-        outs = await settled([to_client(ref, fmt, provider.rehost_urls, ctx) for ref in images])
+        outs = await settled([to_client(ref, fmt, attempt.rehost, ctx) for ref in images])
         data = [o for o in outs if isinstance(o, dict)]
         errors = [o for o in outs if isinstance(o, BaseException)]
         for err in errors:

@@ -9,11 +9,11 @@ import aiohttp
 
 from ..config.loader import ConfigSnapshot
 from ..state import MemoryState, StateBackend
+from ..storage.hub import StorageHub
 from .bodygate import BodyGate
 from .keys import KeyPools
 from .router import Router
 from .service import ImageService
-from .storage import LocalStorage
 
 
 @dataclass(slots=True)
@@ -21,7 +21,7 @@ class GatewayState:
     """`snapshot` is swapped whole by a reload; a request reads it once, at its start."""
 
     snapshot: ConfigSnapshot
-    storage: LocalStorage
+    storage: StorageHub
     router: Router = field(default_factory=Router)
     body_gate: BodyGate = field(default_factory=BodyGate)
     keys: KeyPools = field(default_factory=KeyPools)

