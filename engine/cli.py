@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -82,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     test.add_argument("--cases", help="cases folder (default: DIR/tests/providers)")
     test.add_argument("-v", "--verbose", action="store_true")
 
+    doctor = sub.add_parser(
+        "doctor", help="check the config, and that storage is reachable and writable (online)"
+    )
+    doctor.add_argument("directory", nargs="?", default=None)
+
     _add_explain(sub)
 
     key = sub.add_parser("key", help="client keys for clients.yaml")
@@ -97,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "explain":
         return _explain(args)
+    if args.command == "doctor":
+        return _doctor(args)
     if args.command == "test":
         from .testing import main as run_golden
 
@@ -123,6 +131,23 @@ def _lint(args: argparse.Namespace) -> int:
             print(diag.format())
     print(lintformat.summary(result), file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Lint, then the online checks: one line each, exit 1 when any fails."""
+    from .storage.doctor import check_storage
+
+    directory = Path(args.directory) if args.directory else resolve_config_dir(None)[0]
+    result = build_snapshot(directory)
+    for diag in result.diagnostics.sorted():
+        print(diag.format())
+    if result.snapshot is None:
+        print("config: does not build (see above)")
+        return 1
+    print(f"config: ok (version {result.snapshot.version})")
+    ok, line = asyncio.run(check_storage(result.snapshot.storage, Settings.from_env().storage_dir))
+    print(line)
+    return 0 if ok else 1
 
 
 def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

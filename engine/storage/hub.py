@@ -214,13 +214,15 @@ class StorageHub:
 
     async def sweep(self) -> int:
         cfg = self.config
-        removed = await self.local.sweep(cfg.ttl or 24 * 3600.0) if not self.remote else 0
-        if self.remote and cfg.ttl is not None and cfg.sweep:
-            try:
-                removed += await self.backend.sweep(cfg.ttl)
-            except StorageError as exc:
-                log.warning("storage: sweep failed: %s", exc)
-        return removed
+        if cfg.ttl is None or not cfg.sweep:
+            return 0
+        if not self.remote:
+            return await self.local.sweep(cfg.ttl)
+        try:
+            return await self.backend.sweep(cfg.ttl)
+        except StorageError as exc:
+            log.warning("storage: sweep failed: %s", exc)
+            return 0
 
     async def run(self) -> None:
         """Re-upload and sweep forever (cancelled at shutdown)."""

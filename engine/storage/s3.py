@@ -270,7 +270,14 @@ class S3Storage:
         """The bucket answers (and, with `write`, takes and gives up a small object)."""
         try:
             client = await self.client()
-            await client.head_bucket(Bucket=self.bucket)
+            try:
+                await client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _status(exc) != 403:
+                    raise
+                # A HEAD answer has no body, so no error code: a listing says why (bad
+                # credentials, or no permission).
+                await client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
             if write:
                 key = f"{self.prefix}{META}pixgate-doctor-probe"
                 await client.put_object(Bucket=self.bucket, Key=key, Body=b"ok")

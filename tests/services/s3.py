@@ -17,12 +17,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import botocore.session
 import pytest
+from aiohttp import web
 
 from . import require
 
@@ -154,14 +156,54 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         server.stop()
 
 
-@contextlib.contextmanager
-def stopped(server: S3Server) -> Iterator[None]:
-    """The S3 server is down inside the block and back (same ports, same data) after it."""
-    server.stop()
-    try:
-        yield
-    finally:
-        server.start()
+class FaultyProxy:
+    """A pass-through in front of the S3 server that can be told to fail: while `failing`,
+    every request gets S3's own 503 SlowDown. Requests go on unchanged (the Host header too,
+    so SigV4 signatures still verify)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.failing = False
+        self.failed = 0
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.failing:
+            self.failed += 1
+            return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as http,
+            http.request(
+                request.method,
+                self.upstream + request.path_qs,
+                headers=request.headers,
+                data=await request.read(),
+                allow_redirects=False,
+            ) as resp,
+        ):
+            body = await resp.read()
+            skip = {"transfer-encoding", "content-length", "connection"}
+            headers = {k: v for k, v in resp.headers.items() if k.lower() not in skip}
+            return web.Response(status=resp.status, headers=headers, body=body)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[FaultyProxy]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = _free_ports(1)[0]
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
 
 
-__all__ = ["S3Server", "s3_server", "stopped"]
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+__all__ = ["FaultyProxy", "S3Server", "s3_server"]
