@@ -34,6 +34,7 @@ async def live_state(state: GatewayState, reloads: dict[str, int]) -> dict[str, 
             "fallbacks": stats.fallbacks,
             "outages": stats.outages,
         },
+        "storage": state.storage.status(),
     }
 
 

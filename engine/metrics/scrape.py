@@ -77,6 +77,29 @@ class StateCollector(Collector):
                 ("outages", "Times Redis went from reachable to unreachable"),
             ):
                 yield GaugeMetricFamily(f"pixgate_state_{name}", what, value=backend[name])
+        storage = now.get("storage")
+        if storage is not None:
+            yield from _storage(storage)
+
+
+def _storage(status: dict[str, Any]) -> Iterator[Metric]:
+    """The answering process's storage health and its upload counters (engine/storage)."""
+    yield GaugeMetricFamily(
+        "pixgate_storage_degraded",
+        "1 while the storage backend fails (images are kept on local disk meanwhile)",
+        value=1.0 if status["status"] == "degraded" else 0.0,
+    )
+    events = GaugeMetricFamily(
+        "pixgate_storage_events",
+        "Storage uploads by this process since it started: uploaded, retried, kept on local "
+        "disk after failing (local_fallback), uploaded again later (reupload)",
+        labels=["event"],
+    )
+    names = {"upload": "uploads", "retry": "upload_retries",
+             "local_fallback": "local_fallbacks", "reupload": "reuploads"}  # fmt: skip
+    for event, key in names.items():
+        events.add_metric([event], float(status[key]))
+    yield events
 
 
 def render(metrics: GatewayMetrics, read: StateReader) -> bytes:
