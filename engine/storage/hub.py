@@ -98,8 +98,8 @@ class StorageHub:
                 self.stats.uploads += 1
                 self.degraded = False
                 return await self.url_for(name, public_url)
-            except StorageError as exc:
-                self._failed(str(exc))
+            except Exception as exc:  # whatever the store did, the image must not be lost
+                self._failed(_cause(exc))
                 if attempt < cfg.upload_attempts:
                     self.stats.upload_retries += 1
                     await asyncio.sleep(self._backoff(attempt))
@@ -201,8 +201,8 @@ class StorageHub:
             clean = {k: v for k, v in meta.items() if k not in ("pending_upload", "id")}
             try:
                 await self.backend.put(name, data, str(meta.get("mime") or mime_of(name)), clean)
-            except StorageError as exc:
-                self._failed(str(exc))
+            except Exception as exc:
+                self._failed(_cause(exc))
                 return done
             await self.local.delete([name])
             self.stats.reuploads += 1
@@ -269,6 +269,12 @@ class StorageHub:
     async def close(self) -> None:
         if self.remote:
             await self.backend.close()
+
+
+def _cause(exc: Exception) -> str:
+    """StorageError messages are written for people; anything else is named by class only
+    (its text could quote a request)."""
+    return str(exc) if isinstance(exc, StorageError) else f"storage error ({type(exc).__name__})"
 
 
 async def _close_later(backend: Storage, delay: float = 60.0) -> None:
