@@ -151,7 +151,7 @@ async def test_gallery_lists_newest_first_and_deletes(
             async with http.get(f"{gw.url}/admin/files") as resp:
                 assert (await resp.json())["data"] == []
             outputs = []
-            for path in ("/admin/storage", "/admin/config", "/health"):
+            for path in ("/admin/storage", "/admin/config", "/admin/health"):
                 async with http.get(gw.url + path) as resp:
                     outputs.append(await resp.text())
         status, _, _ = await get(f"{gw.url}/files/{made[0]}")

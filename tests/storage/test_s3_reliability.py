@@ -4,10 +4,12 @@ bucket, and `pixgate doctor`'s one clear cause per failure. Real processes, real
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,10 @@ async def test_s3_failing_mid_request_then_back(
             stats = await admin_storage(gw)
             assert stats["status"] == "degraded" and stats["local_fallbacks"] == 1
             assert stats["upload_retries"] == 1 and "failing" in stats["last_error"]
-            async with aiohttp.ClientSession() as http, http.get(f"{gw.url}/health") as resp:
+            async with (
+                aiohttp.ClientSession(headers=AUTH) as http,
+                http.get(f"{gw.url}/admin/health") as resp,
+            ):
                 assert (await resp.json())["storage"] == "degraded"
             assert stats["reuploads"] == 0 and proxy.failed >= 2
             async with aiohttp.ClientSession() as http, http.get(f"{gw.url}/metrics") as resp:
@@ -98,12 +103,13 @@ async def test_s3_unreachable_at_start_up_still_serves(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     section = {"backend": "s3", "bucket": "bkt1", "endpoint_url": f"http://127.0.0.1:{free_port()}",
                "upload_attempts": 1}  # fmt: skip
-    async with run_gateway(demo_config(tmp_path, section), tmp_path / "files") as gw:
+    config = demo_config(tmp_path, section)
+    async with run_gateway(config, tmp_path / "files", {"PIXGATE_ADMIN_KEY": ADMIN}) as gw:
         records = [r for r in caplog.records if r.name == "pixgate.storage"]
         errors = [r for r in records if r.levelname == "ERROR"]
         assert len(errors) == 1 and "unreachable" in errors[0].getMessage()
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{gw.url}/health") as resp:
+            async with http.get(f"{gw.url}/admin/health", headers=AUTH) as resp:
                 assert (await resp.json())["storage"] == "degraded"
         client = openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0, timeout=60)
         b64 = await client.images.generate(
@@ -123,6 +129,7 @@ def test_two_replicas_share_one_bucket(s3_server: S3Server, tmp_path: Path) -> N
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "PIXGATE_STORAGE": f"s3://{bucket}/shared",
         "PIXGATE_S3_ENDPOINT": s3_server.endpoint,
+        "PIXGATE_ADMIN_KEY": ADMIN,
     }
     ports = [free_port(), free_port()]
     procs = [
@@ -130,7 +137,10 @@ def test_two_replicas_share_one_bucket(s3_server: S3Server, tmp_path: Path) -> N
     ]
     try:
         for port in ports:
-            assert wait_healthy(port, deadline=30)["storage"] == "ok"
+            wait_healthy(port, deadline=30)
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/health", headers=AUTH)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert json.loads(resp.read())["storage"] == "ok"
         made = get_json(
             f"http://127.0.0.1:{ports[0]}/v1/images/generations",
             {"model": "demo", "prompt": "shared", "size": "64x64"},
