@@ -12,6 +12,7 @@ from jmespath import functions as jfunc
 from ..rawtext import plain
 from .jmesfast import compile_fast, is_false
 from .jsontext import parse_json_text
+from .markdown import markdown_image_urls
 
 
 class _Functions(jfunc.Functions):  # type: ignore[misc]
@@ -36,6 +37,13 @@ class _Functions(jfunc.Functions):  # type: ignore[misc]
     def _func_from_json(self, value: str | None) -> Any:
         """JSON held inside a string (`from_json(fields)`); null when it is not JSON."""
         return parse_json_text(value)
+
+
+    @jfunc.signature({"types": ["string", "null"]})  # type: ignore[untyped-decorator]
+    def _func_markdown_images(self, text: str | None) -> list[str]:
+        """The URLs of markdown images (`![alt](url)`) in a text, in order: chat upstreams
+        that answer with images inside `content`."""
+        return markdown_image_urls(text) if isinstance(text, str) else []
 
 
 _FUNCTIONS = _Functions()

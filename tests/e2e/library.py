@@ -108,6 +108,17 @@ CASES: list[Case] = [
         edit_model="gemini-2.5-flash-image",
     ),
     Case(
+        provider="chat-images",
+        label="markdown",  # images as ![image](url) inside content, read by markdown_images()
+        model="gemini-2.5-flash-image",
+        make_app=lambda key: fake_chat.create_app(expected_key=key, answer="markdown"),
+        state=fake_chat.state,
+        env=_standard_env("chat-images", "/v1"),
+        key="sk-reseller-0003",
+        size="1024x1024",
+        expect=(1024, 1024),
+    ),
+    Case(
         provider="openrouter",
         model="google/gemini-2.5-flash-image",
         make_app=lambda key: fake_chat.create_app(expected_key=key, require_modalities=True),
