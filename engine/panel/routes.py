@@ -6,9 +6,10 @@ from aiohttp import web
 
 from ..api.keys import SETTINGS
 from . import views
-from .keys import LOGS, RECENT, SESSIONS, THROTTLE
+from .keys import LOGS, RECENT, SESSIONS, THROTTLE, THUMBS
 from .recent import RecentStats
 from .session import LoginThrottle, Sessions
+from .thumbs import Thumbnails
 
 
 def install(app: web.Application) -> None:
@@ -18,6 +19,7 @@ def install(app: web.Application) -> None:
     app[SESSIONS] = Sessions(admin_key)
     app[THROTTLE] = LoginThrottle()
     app[RECENT] = RecentStats()
+    app[THUMBS] = Thumbnails()
     app[LOGS] = None
     app.cleanup_ctx.append(views.capture_logs)
     add = app.router
@@ -31,3 +33,4 @@ def install(app: web.Application) -> None:
     add.add_get("/admin/api/logs", views.logs)
     add.add_post("/admin/api/explain", views.explain)
     add.add_post("/admin/api/playground", views.playground)
+    add.add_get("/admin/api/thumbs/{name}", views.thumbnail)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from PIL import Image
 
 from ..api import images, params
 from ..api.errors import ApiError, bad_request
@@ -23,12 +24,14 @@ from ..api.keys import SETTINGS, STATE, WAIT_CLOCK
 from ..api.params import MAX_N
 from ..dsl.sizes import parse_size
 from ..runtime.job import ImageJob
+from ..storage.base import StorageError, is_name
 from ..tools.explain import explain as dry_run
 from ..tools.explain_output import format_json
 from .guard import bearer
-from .keys import LOGS, RECENT, SESSIONS, THROTTLE
+from .keys import LOGS, RECENT, SESSIONS, THROTTLE, THUMBS
 from .masking import masker
 from .session import COOKIE
+from .thumbs import MAX_SOURCE
 
 # No inline script or style, nothing from elsewhere, never framed. Images may come from the
 # storage's public or presigned URLs.
@@ -282,3 +285,31 @@ async def capture_logs(app: web.Application) -> AsyncIterator[None]:
         logger.removeHandler(buffer)
         with contextlib.suppress(Exception):
             buffer.close()
+
+
+async def thumbnail(request: web.Request) -> web.StreamResponse:
+    """A small WebP of a stored image, for the gallery."""
+    name = request.match_info["name"]
+    if not is_name(name):
+        raise ApiError(404, "Not found", code="not_found")
+    thumbs = request.app[THUMBS]
+    storage = request.app[STATE].storage
+    thumb = thumbs.get(name)
+    if thumb is not None and await storage.meta(name) is None:  # deleted since
+        thumbs.forget([name])
+        thumb = None
+    if thumb is None:
+        try:
+            data = await storage.read(name, MAX_SOURCE)
+        except StorageError as exc:
+            raise ApiError(503, f"storage: {exc}", code="storage_unavailable") from None
+        if data is None:
+            raise ApiError(404, "Not found", code="not_found")
+        try:
+            thumb = await thumbs.make(name, data)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise ApiError(415, "not an image Pillow can read", code="not_an_image") from None
+    response = web.Response(body=thumb, content_type="image/webp")
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -158,7 +158,7 @@ def test_a_log_line_appears_live(browser: Any, panel: Panel) -> None:
     page.context.close()
 
 
-def test_playground_shows_an_image_and_prompts_stay_text(browser: Any, panel: Panel) -> None:
+def test_playground_image_reaches_the_gallery_and_prompts_stay_text(browser: Any, panel: Panel) -> None:
     page = login(browser, panel)
     page.goto(f"{panel.url}/admin/#playground")
     page.wait_for_selector("#playground-form")
@@ -173,6 +173,18 @@ def test_playground_shows_an_image_and_prompts_stay_text(browser: Any, panel: Pa
         ".some(i => i.naturalWidth > 0)"
     )
     shot(page, "playground")
+    # The image is stored (response_format url), so the gallery shows it, as a thumbnail.
+    page.goto(f"{panel.url}/admin/#gallery")
+    page.wait_for_selector("#gallery-grid .tile")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#gallery-grid img')].every(i => i.naturalWidth > 0)"
+    )
+    tiles = page.locator("#gallery-grid .tile").count()
+    shot(page, "gallery")
+    page.locator("#gallery-grid .tile button.danger").first.click()
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#gallery-grid .tile').length === {tiles - 1}"
+    )
     # The prompt went into the log and the overview's error list as text, never as markup.
     page.goto(f"{panel.url}/admin/#logs")
     page.wait_for_selector("#log-lines li")

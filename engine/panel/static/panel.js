@@ -221,34 +221,42 @@ function logs() {
 }
 
 async function gallery() {
-  const r = await fetch("/admin/api/gallery", {credentials: "same-origin"});
-  if (r.status === 404) {
-    return el("section", {}, el("h2", {}, "Gallery"),
-      el("p", {class: "muted"}, "The gallery needs the storage gallery API (not in this build)."));
+  const page = await api("/admin/files?limit=60");
+  if (!page.ok) {
+    return el("section", {}, el("h2", {}, "Gallery"), el("p", {class: "error"}, errorText(page)));
   }
-  const body = await r.json();
   const selected = new Set();
-  const grid = el("div", {class: "grid", id: "gallery-grid"}, body.data.map((item) => {
-    const box = el("input", {type: "checkbox", "data-id": item.id, onchange: (e) => {
+  const tile = (item) => {
+    const box = el("input", {type: "checkbox", "aria-label": "select", onchange: (e) => {
       if (e.target.checked) selected.add(item.id); else selected.delete(item.id);
     }});
+    const meta = [item.model, item.provider, item.size].filter(Boolean).join(" · ");
     return el("div", {class: "tile", "data-id": item.id},
       el("a", {href: item.url, target: "_blank", rel: "noopener"},
-        el("img", {src: item.thumbnail_url || item.url, alt: item.prompt || item.id, loading: "lazy"})),
-      el("div", {}, box, " ", item.model || "", " · ", item.provider || ""),
+        el("img", {src: `/admin/api/thumbs/${encodeURIComponent(item.id)}`,
+          alt: item.prompt || item.id, loading: "lazy"})),
+      el("div", {}, box, " ", meta),
+      item.created ? el("div", {class: "muted"}, new Date(item.created * 1000).toLocaleString()) : null,
       el("div", {class: "muted prompt"}, item.prompt || ""),
       el("button", {class: "danger", onclick: async () => {
-        const x = await api(`/admin/api/gallery/${encodeURIComponent(item.id)}`, {method: "DELETE"});
+        const x = await api(`/admin/files/${encodeURIComponent(item.id)}`, {method: "DELETE"});
         if (x.ok) render(); else alert(errorText(x));
       }}, "Delete"));
-  }));
+  };
+  const grid = el("div", {class: "grid", id: "gallery-grid"}, page.body.data.map(tile));
+  const more = page.body.next_cursor ? el("button", {class: "secondary", id: "gallery-more",
+    onclick: async (e) => {
+      const next = await api(`/admin/files?limit=60&cursor=${encodeURIComponent(page.body.next_cursor)}`);
+      if (next.ok) { next.body.data.forEach((i) => grid.append(tile(i))); }
+      e.target.remove();
+    }}, "More") : null;
   return el("section", {}, el("h2", {}, "Gallery"),
     el("button", {class: "danger", id: "delete-selected", onclick: async () => {
       if (!selected.size) return;
-      const x = await api("/admin/api/gallery/delete", {method: "POST", json: {ids: [...selected]}});
+      const x = await api("/admin/files/delete", {method: "POST", json: {ids: [...selected]}});
       if (x.ok) render(); else alert(errorText(x));
     }}, "Delete selected"),
-    body.data.length ? grid : el("p", {class: "muted"}, "No images yet."));
+    page.body.data.length ? grid : el("p", {class: "muted"}, "No images yet."), more);
 }
 
 async function playground() {
