@@ -158,7 +158,9 @@ def test_a_log_line_appears_live(browser: Any, panel: Panel) -> None:
     page.context.close()
 
 
-def test_playground_image_reaches_the_gallery_and_prompts_stay_text(browser: Any, panel: Panel) -> None:
+def test_playground_image_reaches_the_gallery_and_prompts_stay_text(
+    browser: Any, panel: Panel
+) -> None:
     page = login(browser, panel)
     page.goto(f"{panel.url}/admin/#playground")
     page.wait_for_selector("#playground-form")
