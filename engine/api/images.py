@@ -17,7 +17,17 @@ from .admission import admit
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
 from .jsonio import json_response
-from .keys import MODEL, PROVIDER, RELAY, REQUEST_ID, SETTINGS, SNAPSHOT, STATE, WAIT_CLOCK
+from .keys import (
+    CLIENT,
+    MODEL,
+    PROVIDER,
+    RELAY,
+    REQUEST_ID,
+    SETTINGS,
+    SNAPSHOT,
+    STATE,
+    WAIT_CLOCK,
+)
 
 KNOWN_FIELDS = frozenset(
     {
@@ -157,6 +167,7 @@ def request_info(request: web.Request, **streaming: Any) -> RequestInfo:
         public_url(request),
         self_url(request),
         relay=request.get(RELAY),
+        client=client.name if (client := request.get(CLIENT)) is not None else None,
         **streaming,
     )
     request[WAIT_CLOCK] = info.clock  # the access log subtracts upstream waiting from it

@@ -55,6 +55,7 @@ class RequestInfo:
     self_url: str
     on_progress: ProgressFn | None = None
     relay: tuple[str, str] | None = None  # (provider id, the client's own key): relay mode
+    client: str | None = None  # the clients.yaml name of the caller, when it has one
     attempts: int = 0
     failures: list[UpstreamFailure] = field(default_factory=list)
     # Streaming clients: with `on_image` set, every final image goes to it (base64) as soon as

@@ -351,7 +351,8 @@ class ImageService:
             "provider": provider.id,
             "model": attempt.model.name,
             "size": f"{job.size[0]}x{job.size[1]}" if job.size is not None else None,
-            "client": job.user,
+            "client": info.client,  # clients.yaml name
+            "user": job.user,  # OpenAI's end-user id, as the caller sent it
             "prompt": job.prompt if self.storage.config.store_prompts else None,
         }
         fmt = response_format(job, attempt)

@@ -69,7 +69,7 @@ def compile_storage(
         try:
             return from_env(env)
         except ValueError as exc:
-            report((), "E501", str(exc))
+            report((), "E601", str(exc))
             return StorageConfig()
     path: Path = ("storage",)
 
@@ -89,14 +89,14 @@ def compile_storage(
     url_mode = raw.get("url_mode", "proxy")
     public_base = (raw.get("public_base_url") or "").rstrip("/") or None
     if url_mode == "public" and public_base is None:
-        report((*path, "url_mode"), "E501", "url_mode 'public' needs public_base_url")
+        report((*path, "url_mode"), "E601", "url_mode 'public' needs public_base_url")
     if url_mode == "presigned" and backend != "s3":
-        report((*path, "url_mode"), "E501", "url_mode 'presigned' needs backend 's3'")
+        report((*path, "url_mode"), "E601", "url_mode 'presigned' needs backend 's3'")
     if backend == "s3" and not raw.get("bucket"):
-        report((*path, "backend"), "E501", "backend 's3' needs a bucket")
+        report((*path, "backend"), "E601", "backend 's3' needs a bucket")
     expiry = duration("presign_expiry", 3600.0) or 3600.0
     if expiry > 7 * DAY:
-        report((*path, "presign_expiry"), "E501", "presigned URLs live at most 7 days (SigV4)")
+        report((*path, "presign_expiry"), "E601", "presigned URLs live at most 7 days (SigV4)")
     endpoint = raw.get("endpoint_url") or None
     return StorageConfig(
         backend=backend,

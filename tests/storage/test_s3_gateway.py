@@ -15,6 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from engine.clients.spec import digest
 from engine.config.loader import build_snapshot
 from engine.storage.base import is_name
 from tests.e2e.providers import config_dir
@@ -27,11 +28,12 @@ from tests.upstreams import siliconflow as fake_sf
 from tests.upstreams.common import png_bytes
 
 ADMIN = "admin-key-for-tests"
+CLIENT_KEY = "pg-gallery-0123456789abcdefghij"
 MS_KEY = "ms-" + "0123456789abcdef" * 2
 
 
-def sdk(gw: Gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0, timeout=30)
+def sdk(gw: Gateway, key: str = "x") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gw.v1, api_key=key, max_retries=0, timeout=30)
 
 
 async def get(url: str, **headers: str) -> tuple[int, Any, bytes]:
@@ -118,8 +120,11 @@ async def test_gallery_lists_newest_first_and_deletes(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = demo_config(tmp_path, s3_section(s3_server, s3_server.bucket(), store_prompts=True))
+    (config / "clients.yaml").write_text(
+        f'clients:\n  - name: gallery-app\n    keys: ["sha256:{digest(CLIENT_KEY)}"]\n'
+    )
     async with run_gateway(config, tmp_path / "files", {"PIXGATE_ADMIN_KEY": ADMIN}) as gw:
-        client = sdk(gw)
+        client = sdk(gw, CLIENT_KEY)
         made = []
         for prompt in ("first", "second", "third"):
             r = await client.images.generate(model="demo", prompt=prompt, size="64x64", user="u1")
@@ -133,7 +138,8 @@ async def test_gallery_lists_newest_first_and_deletes(
             first = page["data"][0]
             assert first["route"] == "demo" and first["provider"] == "demo"
             assert first["model"] == "demo-v1" and first["size"] == "64x64"
-            assert first["client"] == "u1" and first["request_id"].startswith("req_")
+            assert first["user"] == "u1" and first["request_id"].startswith("req_")
+            assert first["client"] == "gallery-app"
             assert first["bytes"] > 0 and first["created"] > 0
             params = {"limit": "2", "cursor": page["next_cursor"]}
             async with http.get(f"{gw.url}/admin/files", params=params) as resp:
@@ -275,8 +281,8 @@ def test_env_shortcut_and_lint_of_the_section(tmp_path: Path) -> None:
     result = build_snapshot(config, {})
     lines = [d.format() for d in result.diagnostics.sorted()]
     assert result.snapshot is None
-    assert any("E501" in ln and "public_base_url" in ln for ln in lines), lines
-    assert any("E501" in ln and "bucket" in ln for ln in lines), lines
+    assert any("E601" in ln and "public_base_url" in ln for ln in lines), lines
+    assert any("E601" in ln and "bucket" in ln for ln in lines), lines
     assert all(ln.startswith("routes.yaml:") for ln in lines)
 
     doc["storage"] = {"ttl": "soon"}
