@@ -27,7 +27,7 @@ from ..runtime.router import UnknownModel, serves
 from . import chat_reply, params, sse
 from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
 from .errors import ApiError, bad_request
-from .images import input_context, job_from, outcome_headers, run_job
+from .images import check_counts, input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
 from .keys import MODEL, RELAY, REQUEST_ID, SNAPSHOT, STATE
 
@@ -100,6 +100,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     job = job_from(_image_fields(body, route), task, prompt=chat.prompt)
     if job.size is None and chat.ratio is not None:
         job.size = size_for_ratio(chat.ratio)
+    if found:
+        check_counts(request, job, len(found))
     job.images = await _resolve(request, found)
     name = model or route.name
     headers = {"x-pixgate-task": task}

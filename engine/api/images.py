@@ -116,6 +116,7 @@ def job_from(body: dict[str, Any], task: str, *, prompt: str) -> ImageJob:
 
 
 async def attach_images(request: web.Request, job: ImageJob, form: ImageForm) -> None:
+    check_counts(request, job, len(form.images))
     sources = list(form.images)
     if form.mask is not None:
         sources.append(form.mask)
@@ -126,6 +127,18 @@ async def attach_images(request: web.Request, job: ImageJob, form: ImageForm) ->
     if form.mask is not None:
         job.mask = images.pop()
     job.images = images
+
+
+def check_counts(request: web.Request, job: ImageJob, images: int) -> None:
+    """A request no target can take for its n or number of images is refused before any of
+    its image URLs is fetched (a blend of 100 URLs makes no request at all)."""
+    state = request.app[STATE]
+    snapshot = request.get(SNAPSHOT) or state.snapshot
+    relay = request.get(RELAY)
+    try:
+        state.service.check_counts(job, snapshot, relay[0] if relay else None, images)
+    except (UnknownModel, NoUpstream) as exc:
+        raise service_error(request, exc) from None
 
 
 def input_context(request: web.Request) -> InputContext:

@@ -15,7 +15,7 @@ from ..runtime.inputs import InputError, Source, resolve
 from ..runtime.job import ImageJob
 from . import params, responses_stream
 from .errors import ApiError, bad_request
-from .images import input_context, job_from, outcome_headers, run_job
+from .images import check_counts, input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
 from .keys import MODEL, SNAPSHOT, STATE
 from .responses_input import TEXT_ONLY, ImageCall, parse_request
@@ -69,6 +69,7 @@ async def make_job(
     if call.mask is not None:
         sources.append((call.mask.param, call.mask.url))
     if sources:
+        check_counts(request, job, len(call.images))
         try:
             images = await resolve(sources, input_context(request))
         except InputError as exc:

@@ -23,6 +23,9 @@ from .imagetypes import sniff
 from .job import InputImage
 
 log = logging.getLogger("pixgate.inputs")
+# Checked before anything is fetched: OpenAI's edits take at most 16 images (and a mask).
+MAX_INPUT_IMAGES = 16
+FETCH_CONCURRENCY = 4  # URLs one request fetches at once
 Source = bytes | str
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,]*?)?;base64,", re.IGNORECASE)
 
@@ -45,8 +48,27 @@ class InputContext:
 
 
 async def resolve(sources: list[tuple[str, Source]], ctx: InputContext) -> list[InputImage]:
-    """Resolve (param, source) pairs concurrently, keeping their order."""
-    return list(await asyncio.gather(*(resolve_one(src, param, ctx) for param, src in sources)))
+    """Resolve (param, source) pairs, FETCH_CONCURRENCY at a time, keeping their order. Too
+    many sources are refused before any is fetched; the first failure cancels the rest."""
+    if len(sources) > MAX_INPUT_IMAGES + 1:
+        raise InputError(
+            f"too many images: at most {MAX_INPUT_IMAGES} (and a mask), got {len(sources)}",
+            sources[-1][0],
+        )
+    gate = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    async def one(param: str, source: Source) -> InputImage:
+        async with gate:
+            return await resolve_one(source, param, ctx)
+
+    if len(sources) == 1:
+        return [await one(*sources[0])]
+    tasks = [asyncio.ensure_future(one(param, src)) for param, src in sources]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()  # no-op for the finished ones; stops the rest after a failure
 
 
 async def resolve_one(source: Source, param: str, ctx: InputContext) -> InputImage:

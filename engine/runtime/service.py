@@ -61,6 +61,15 @@ class ImageService:
     internal_headers: dict[str, str] = field(default_factory=dict)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
 
+    def check_counts(
+        self, job: ImageJob, snapshot: ConfigSnapshot, relay: str | None, images: int
+    ) -> None:
+        """Before any input image is fetched: refuse (NoUpstream, 400) a request that no
+        target could take for its n or its number of images."""
+        plan = self.router.plan(snapshot, job.model, job.task, relay)
+        if plan.attempts and not servable(job, plan.attempts, images):
+            raise why_nothing(job, plan, relay, images)
+
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
         relay = info.relay[0] if info.relay else None
         plan = self.router.plan(snapshot, job.model, job.task, relay)

@@ -10,21 +10,28 @@ from .request import NoUpstream, RequestInfo
 from .router import Attempt, Plan
 
 
-def servable(job: ImageJob, attempts: Sequence[Attempt]) -> list[Attempt]:
-    """The attempts whose model takes this request's n and input images, in their order."""
-    return [a for a in attempts if job.n <= a.model.max_n and len(job.images) <= a.model.max_images]
+def servable(
+    job: ImageJob, attempts: Sequence[Attempt], images: int | None = None
+) -> list[Attempt]:
+    """The attempts whose model takes this request's n and input images (`images`: their
+    count before they are fetched), in their order."""
+    count = len(job.images) if images is None else images
+    return [a for a in attempts if job.n <= a.model.max_n and count <= a.model.max_images]
 
 
-def why_nothing(job: ImageJob, plan: Plan, relay: str | None) -> NoUpstream:
+def why_nothing(
+    job: ImageJob, plan: Plan, relay: str | None, images: int | None = None
+) -> NoUpstream:
     """The clearest reason no target can take this request (a 400 when it is the request's)."""
     name = job.model or plan.route.name
+    count = len(job.images) if images is None else images
     if plan.attempts:
         if any(job.n > a.model.max_n for a in plan.attempts):
             most = max(a.model.max_n for a in plan.attempts)
             return NoUpstream(f"n must be at most {most} for model '{name}'", 400, "n")
         most = max(a.model.max_images for a in plan.attempts)
         return NoUpstream(
-            f"model '{name}' takes at most {most} input images, got {len(job.images)}", 400, "image"
+            f"model '{name}' takes at most {most} input images, got {count}", 400, "image"
         )
     if plan.skipped and all(s.reason.startswith("does not support") for s in plan.skipped):
         return NoUpstream(f"model '{name}' does not support {job.task}", 400, "model")
