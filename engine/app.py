@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from .api import admin, catalog, chat, cors, files, gallery, health, images, metrics, responses
+from .api import jobs as image_jobs
 from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
 from .api.keys import ADMISSION, METRICS, RELOADER, SETTINGS, STATE
@@ -20,6 +21,7 @@ from .api.middleware import client_auth, request_context
 from .clients.admission import Admission
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
+from .jobs.config import JobConfig
 from .metrics import GatewayMetrics
 from .panel import routes as panel
 from .runtime.bodygate import BodyGate
@@ -101,6 +103,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_post("/v1/images/edits", images.edits)
     app.router.add_post("/v1/images/variations", images.variations)
     app.router.add_post("/v1/images/blend", images.blend)
+    image_jobs.install(app)
     app.router.add_post("/v1/chat/completions", chat.completions)
     app.router.add_post("/v1/responses", responses.create)
     app.router.add_get("/files/{name}", files.files)
@@ -203,9 +206,12 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
     """Connect the state backend; at the end give back the leases this process holds."""
     backend = app[STATE].shared
     await backend.start()
+    manager = image_jobs.JobManager(backend, JobConfig.from_env(app[SETTINGS].env))
+    app[image_jobs.JOBS] = manager
     try:
         yield
     finally:
+        await manager.close()
         await backend.close()
 
 

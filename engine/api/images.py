@@ -7,12 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import rawtext
+from ..jobs.manager import Progress, Release, Work
 from ..runtime.failures import UpstreamFailure
 from ..runtime.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.router import UnknownModel
-from . import imagestream, params
+from . import imagestream, jobs, params
 from .admission import admit
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
@@ -53,7 +55,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
     body = await params.read_json(request)
     stream = imagestream.options(body)
     job = job_from(body, "generate", prompt=params.prompt(body))
-    if stream is not None:
+    if stream is not None and not jobs.wants_async(request):
         return await imagestream.respond(request, job, stream, "image_generation")
     return await respond(request, job)
 
@@ -67,7 +69,7 @@ async def edits(request: web.Request) -> web.StreamResponse:
         )
     job = job_from(form.fields, "edit", prompt=params.prompt(form.fields))
     await attach_images(request, job, form)
-    if stream is not None:
+    if stream is not None and not jobs.wants_async(request):
         return await imagestream.respond(request, job, stream, "image_edit")
     return await respond(request, job)
 
@@ -88,7 +90,9 @@ async def blend(request: web.Request) -> web.StreamResponse:
         raise bad_request("Blending needs at least two images in 'images'.", "images")
     job = job_from(form.fields, "blend", prompt=params.prompt(form.fields))
     await attach_images(request, job, form)
-    if stream is not None:  # a blend is an edit of several images: image_edit.* events
+    if stream is not None and not jobs.wants_async(
+        request
+    ):  # a blend is an edit of several images: image_edit.* events
         return await imagestream.respond(request, job, stream, "image_edit")
     return await respond(request, job)
 
@@ -152,8 +156,34 @@ def input_context(request: web.Request) -> InputContext:
 
 
 async def respond(request: web.Request, job: ImageJob) -> web.Response:
-    outcome = await run_job(request, job)
-    return json_response(images_response(outcome), headers=outcome_headers(outcome))
+    """Now, or as a background job (Prefer: respond-async); once per Idempotency-Key."""
+
+    async def now() -> web.Response:
+        outcome = await run_job(request, job)
+        return json_response(images_response(outcome), headers=outcome_headers(outcome))
+
+    return await jobs.respond(request, job, now, lambda: detached(request, job))
+
+
+async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release]:
+    """Admit the job now (a refusal is the request's error); the returned work runs it later,
+    after the response, on this request's snapshot."""
+    state = request.app[STATE]
+    snapshot = request.get(SNAPSHOT) or state.snapshot
+    request[MODEL] = job.model or "auto"
+    ticket = await admit(request, job, snapshot)
+    info = request_info(request)
+
+    async def work(progress: Progress) -> dict[str, Any]:
+        info.on_progress = progress
+        try:
+            outcome = await state.service.run(job, snapshot, info)
+        except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
+            raise service_error(request, exc) from None
+        body: dict[str, Any] = rawtext.plain(images_response(outcome))
+        return body  # plain JSON: the record goes to the shared state
+
+    return work, ticket.release
 
 
 async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:

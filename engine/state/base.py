@@ -78,6 +78,23 @@ class Jobs(Protocol):
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None: ...
 
+    async def claim_job(
+        self, job_id: str, record: dict[str, Any], ttl: float
+    ) -> dict[str, Any] | None:
+        """Store `record` only if no record has this id: None when stored, else the one there
+        (one winner among concurrent duplicates, e.g. of an Idempotency-Key)."""
+        ...
+
+    async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
+        """Add a job to its owner's list (which expires `ttl` after its last addition)."""
+        ...
+
+    async def job_ids(
+        self, owner: str, before: float | None, limit: int
+    ) -> list[tuple[str, float]]:
+        """The owner's (job id, created) newest first, created strictly before `before`."""
+        ...
+
 
 class StateBackend(Counters, Jobs, Protocol):
     stats: StateStats

@@ -24,6 +24,7 @@ class MemoryState:
         self._windows: dict[str, tuple[int, int]] = {}  # name -> (window index, count)
         self._usage: dict[str, dict[str, float]] = {}
         self._jobs: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._job_index: dict[str, dict[str, float]] = {}  # owner -> job id -> created
 
     async def start(self) -> None:
         return None
@@ -151,3 +152,30 @@ class MemoryState:
         if found is None or found[0] <= time.time():
             return None
         return dict(found[1])
+
+    async def claim_job(
+        self, job_id: str, record: dict[str, Any], ttl: float
+    ) -> dict[str, Any] | None:
+        found = await self.get_job(job_id)
+        if found is not None:
+            return found
+        await self.put_job(job_id, record, ttl)
+        return None
+
+    async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
+        jobs = self._job_index.setdefault(owner, {})
+        jobs[job_id] = created
+        horizon = time.time() - ttl  # ids whose records have expired leave the list
+        for old in [j for j, at in jobs.items() if at < horizon]:
+            del jobs[old]
+
+    async def job_ids(
+        self, owner: str, before: float | None, limit: int
+    ) -> list[tuple[str, float]]:
+        jobs = self._job_index.get(owner, {})
+        rows = sorted(
+            ((j, at) for j, at in jobs.items() if before is None or at < before),
+            key=lambda row: row[1],
+            reverse=True,
+        )
+        return rows[:limit]

@@ -349,6 +349,42 @@ class RedisState:
         found = json.loads(raw)
         return found if isinstance(found, dict) else None
 
+    async def claim_job(
+        self, job_id: str, record: dict[str, Any], ttl: float
+    ) -> dict[str, Any] | None:
+        payload = json.dumps(record, separators=(",", ":"))
+        key = self._plain("job", job_id)
+        stored = await self._guard(self.client.set(key, payload, px=int(ttl * 1000), nx=True))
+        if stored is None and self.stats.degraded:
+            return await self.local.claim_job(job_id, record, ttl)
+        if stored:
+            return None
+        return await self.get_job(job_id) or record  # lost the race (or it just expired)
+
+    async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
+        key = self._plain("jobs", owner)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {job_id: created})
+        pipe.zremrangebyscore(key, "-inf", time.time() - ttl)
+        pipe.pexpire(key, int(ttl * 1000))
+        if await self._guard(pipe.execute()) is None:
+            await self.local.index_job(owner, job_id, created, ttl)
+
+    async def job_ids(
+        self, owner: str, before: float | None, limit: int
+    ) -> list[tuple[str, float]]:
+        if self.stats.degraded:
+            return await self.local.job_ids(owner, before, limit)
+        top = f"({before}" if before is not None else "+inf"
+        rows = await self._guard(
+            self.client.zrevrangebyscore(
+                self._plain("jobs", owner), top, "-inf", start=0, num=limit, withscores=True
+            )
+        )
+        if rows is None:
+            return await self.local.job_ids(owner, before, limit)
+        return [(str(row[0]), float(row[1])) for row in rows]
+
 
 def _circuit(breaker: dict[str, str], now: int) -> str:
     open_until = int(breaker.get("open_until") or 0)

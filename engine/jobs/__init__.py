@@ -1,0 +1,1 @@
+"""Async image jobs: records in the shared state, background runs, idempotent retries."""

@@ -1,0 +1,204 @@
+"""Runs jobs in background tasks of this process and keeps their records in the shared state.
+
+Limits on queued + running jobs count this process's own tasks (per client and in total).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..state.base import Jobs
+from .config import JobConfig
+from .records import ACTIVE, FINAL, new_id, new_record
+
+log = logging.getLogger("pixgate.jobs")
+Progress = Callable[[Any], None]
+Work = Callable[[Progress], Awaitable[dict[str, Any]]]
+Release = Callable[[], Awaitable[None]]
+Failure = Callable[[BaseException], dict[str, Any]]  # an exception -> an OpenAI error object
+Finished = Callable[[dict[str, Any]], Awaitable[None]]  # e.g. the webhook delivery
+
+
+class TooManyJobs(Exception):
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"too many queued or running image jobs ({scope} limit {limit})")
+
+
+class JobManager:
+    def __init__(self, store: Jobs, config: JobConfig) -> None:
+        self.store = store
+        self.config = config
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._owners: dict[str, str] = {}  # running job id -> owner
+        self._records: dict[str, dict[str, Any]] = {}  # the live copy of a local job
+        self._changed: dict[str, asyncio.Event] = {}
+        self.on_finished: Finished | None = None
+
+    def active(self, owner: str | None = None) -> int:
+        return sum(1 for o in self._owners.values() if owner is None or o == owner)
+
+    async def submit(
+        self,
+        owner: str,
+        model: str | None,
+        work: Work,
+        failure: Failure,
+        release: Release,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if self.active(owner) >= self.config.per_owner:
+            raise TooManyJobs("per client", self.config.per_owner)
+        if self.active() >= self.config.total:
+            raise TooManyJobs("gateway", self.config.total)
+        job_id = new_id()
+        record = new_record(job_id, owner, model)
+        record.update(extra or {})
+        self._records[job_id] = record
+        self._owners[job_id] = owner
+        self._changed[job_id] = asyncio.Event()
+        await self.store.put_job(job_id, record, self.config.ttl)
+        await self.store.index_job(owner, job_id, record["created"], self.config.ttl)
+        self._tasks[job_id] = asyncio.create_task(self._run(job_id, work, failure, release))
+        return dict(record)
+
+    async def _run(self, job_id: str, work: Work, failure: Failure, release: Release) -> None:
+        record = self._records[job_id]
+        try:
+            record["status"] = "running"
+            await self._save(job_id)
+
+            def progress(value: Any) -> None:
+                record["progress"] = value
+                self._touch(job_id)
+
+            try:
+                result = await work(progress)
+            except asyncio.CancelledError:
+                record["status"] = "cancelled"
+                raise
+            except Exception as exc:  # the job's answer, not this task's crash
+                record.update(status="failed", error=failure(exc))
+            else:
+                record.update(status="succeeded", result=result, progress=100)
+        finally:
+            with contextlib.suppress(Exception):
+                await release()
+            if record["status"] not in FINAL:
+                record["status"] = "cancelled"
+            record["finished_at"] = int(time.time())
+            self._tasks.pop(job_id, None)
+            self._owners.pop(job_id, None)
+            await asyncio.shield(self._finish(job_id))
+
+    async def _finish(self, job_id: str) -> None:
+        record = self._records[job_id]
+        with contextlib.suppress(Exception):
+            await self._save(job_id)
+        self._notify(job_id)
+        if self.on_finished is not None:
+            try:
+                await self.on_finished(record)
+            except Exception:
+                log.exception("job %s: after-finish hook failed", job_id)
+        self._records.pop(job_id, None)
+        self._changed.pop(job_id, None)
+
+    def _touch(self, job_id: str) -> None:
+        """Progress: wake local waiters now; the store gets it with the next save."""
+        task = asyncio.ensure_future(self._save(job_id))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _save(self, job_id: str) -> None:
+        record = self._records.get(job_id)
+        if record is not None:
+            await self.store.put_job(job_id, record, self.config.ttl)
+            self._notify(job_id)
+
+    def _notify(self, job_id: str) -> None:
+        event = self._changed.get(job_id)
+        if event is not None:
+            event.set()
+            self._changed[job_id] = asyncio.Event()
+
+    async def save(self, record: dict[str, Any]) -> None:
+        """Store a record changed outside its run (a webhook delivery log)."""
+        await self.store.put_job(record["id"], record, self.config.ttl)
+
+    async def get(self, job_id: str, owner: str | None) -> dict[str, Any] | None:
+        """The job, if `owner` may see it (None: the admin sees every job)."""
+        record = self._records.get(job_id)
+        record = dict(record) if record is not None else await self.store.get_job(job_id)
+        if record is None or record.get("object") != "image.job":
+            return None
+        if owner is not None and record.get("owner") != owner:
+            return None
+        return record
+
+    async def wait(self, job_id: str, owner: str | None, seconds: float) -> dict[str, Any] | None:
+        """The job once it is final, or as it is when `timeout` runs out."""
+        deadline = time.monotonic() + min(seconds, self.config.max_wait)
+        while True:
+            record = await self.get(job_id, owner)
+            left = deadline - time.monotonic()
+            if record is None or record["status"] not in ACTIVE or left <= 0:
+                return record
+            event = self._changed.get(job_id)
+            if event is None:  # another replica runs it: poll the store
+                await asyncio.sleep(min(left, 0.5))
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, 5.0)):
+                    await event.wait()
+
+    async def changes(
+        self, job_id: str, owner: str | None, seconds: float
+    ) -> dict[str, Any] | None:
+        """The job after its next change (or `seconds`), for event streams."""
+        event = self._changed.get(job_id)
+        if event is None:
+            await asyncio.sleep(min(seconds, 0.5))
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await event.wait()
+        return await self.get(job_id, owner)
+
+    async def cancel(self, job_id: str, owner: str | None) -> dict[str, Any] | None:
+        record = await self.get(job_id, owner)
+        if record is None or record["status"] not in ACTIVE:
+            return record
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return await self.get(job_id, owner)
+        record.update(status="cancelled", finished_at=int(time.time()))
+        await self.store.put_job(job_id, record, self.config.ttl)
+        return record
+
+    async def list(
+        self, owner: str, before: float | None, limit: int
+    ) -> tuple[list[dict[str, Any]], float | None]:
+        """The owner's jobs newest first, and the cursor of the next page (None: no more)."""
+        rows = await self.store.job_ids(owner, before, limit + 1)
+        jobs = []
+        for job_id, _ in rows[:limit]:
+            record = await self.get(job_id, owner)
+            if record is not None:
+                jobs.append(record)
+        more = rows[limit][1] if len(rows) > limit else None
+        return jobs, (rows[limit - 1][1] if more is not None and limit else None)
+
+    async def close(self) -> None:
+        """Shutting down: the jobs of this process end as cancelled."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)

@@ -1,0 +1,235 @@
+"""Async image jobs and Idempotency-Key, through the official SDK against a real gateway and a
+fake submit-and-poll upstream that counts what it receives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+import yaml
+from aiohttp import web
+
+from tests.gateway import Gateway, run_gateway
+from tests.upstreams import serve_upstream
+
+ASYNC = {"Prefer": "respond-async"}
+
+
+@dataclass
+class Upstream:
+    submits: int = 0
+    polls: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+UP = web.AppKey("up", Upstream)
+
+PROVIDER = {
+    "id": "slow",
+    "title": "jobs test: submit then poll",
+    "base_url": "${SLOW_BASE_URL}",
+    "auth": {"required": False},
+    "models": {"m": {}},
+    "tasks": {
+        "generate": {
+            "steps": [
+                {
+                    "name": "submit",
+                    "request": {"method": "POST", "path": "/submit"},
+                    "extract": {"id": "id"},
+                },
+                {
+                    "name": "poll",
+                    "request": {"method": "GET", "path": "/tasks/{{ steps.submit.id }}"},
+                    "until": "status == 'done'",
+                    "every": "20ms",
+                    "timeout": "30s",
+                    "progress": "progress",
+                    "images": "data[].url",
+                },
+            ]
+        }
+    },
+}
+
+
+async def _submit(request: web.Request) -> web.Response:
+    request.app[UP].submits += 1
+    return web.json_response({"id": "t1"})
+
+
+async def _task(request: web.Request) -> web.Response:
+    up = request.app[UP]
+    up.polls += 1
+    if not up.done.is_set():
+        return web.json_response({"status": "running", "progress": 40})
+    return web.json_response({"status": "done", "data": [{"url": "https://img.test/a.png"}]})
+
+
+@dataclass
+class Env:
+    gw: Gateway
+    up: Upstream
+    a: openai.AsyncOpenAI
+    b: openai.AsyncOpenAI
+    http: aiohttp.ClientSession
+
+
+@pytest.fixture
+async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    extra: dict[str, str] = getattr(request, "param", {})
+    root = tmp_path / "config"
+    (root / "providers.d").mkdir(parents=True)
+    (root / "providers.d" / "slow.yaml").write_text(yaml.safe_dump(PROVIDER, sort_keys=False))
+    routes = {"demo": False, "routes": {"slow": {"targets": [{"provider": "slow", "model": "m"}]}}}
+    (root / "routes.yaml").write_text(yaml.safe_dump(routes))
+    app = web.Application()
+    app[UP] = Upstream()
+    app.router.add_post("/submit", _submit)
+    app.router.add_get("/tasks/{id}", _task)
+    async with serve_upstream(app) as base:
+        genv = {
+            "SLOW_BASE_URL": base,
+            "PIXGATE_POLL_INTERVAL_SCALE": "1",
+            "PIXGATE_API_KEYS": "key-a,key-b",
+            "PIXGATE_ADMIN_KEY": "admin-key",
+            **extra,
+        }
+        async with run_gateway(root, tmp_path / "files", genv) as gw:
+            async with (
+                openai.AsyncOpenAI(base_url=gw.v1, api_key="key-a", max_retries=0, timeout=10) as a,
+                openai.AsyncOpenAI(base_url=gw.v1, api_key="key-b", max_retries=0, timeout=10) as b,
+                aiohttp.ClientSession(headers={"Authorization": "Bearer key-a"}) as http,
+            ):
+                yield Env(gw, app[UP], a, b, http)
+
+
+async def _submit_async(sdk: openai.AsyncOpenAI, **headers: str) -> Any:
+    raw = await sdk.images.with_raw_response.generate(
+        model="slow", prompt="a fox", extra_headers={**ASYNC, **headers}
+    )
+    return raw
+
+
+async def test_async_submit_then_poll_until_succeeded(env: Env) -> None:
+    raw = await _submit_async(env.a)
+    assert raw.http_response.status_code == 202
+    job = raw.http_response.json()
+    assert job["object"] == "image.job" and job["status"] in ("queued", "running")
+    assert job["model"] == "slow" and len(job["id"]) > 30
+    assert raw.headers["location"] == f"/v1/images/jobs/{job['id']}"
+    assert "owner" not in job
+    url = env.gw.url + raw.headers["location"]
+    async with env.http.get(url) as resp:
+        assert (await resp.json())["status"] == "running"
+    env.up.done.set()
+    async with env.http.get(url, params={"wait": "10s"}) as resp:
+        done = await resp.json()
+    assert done["status"] == "succeeded", done
+    assert done["result"]["data"][0]["url"] == "https://img.test/a.png"
+    assert done["error"] is None
+    assert env.up.submits == 1
+
+
+async def test_query_async_and_other_clients_see_404(env: Env) -> None:
+    body = {"model": "slow", "prompt": "x"}
+    async with env.http.post(
+        env.gw.v1 + "/images/generations", params={"async": "true"}, json=body
+    ) as resp:
+        assert resp.status == 202
+        job = await resp.json()
+    path = f"/images/jobs/{job['id']}"
+    with pytest.raises(openai.NotFoundError):
+        await env.b.get(path, cast_to=object)
+    with pytest.raises(openai.NotFoundError):
+        await env.b.delete(path, cast_to=object)
+    async with env.http.get(
+        env.gw.url + f"/admin/jobs/{job['id']}", headers={"Authorization": "Bearer admin-key"}
+    ) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["owner"].startswith("key:")
+    mine = await env.a.get(path, cast_to=object)
+    assert isinstance(mine, dict) and mine["id"] == job["id"]
+
+
+async def test_cancel_stops_the_polling(env: Env) -> None:
+    job = (await _submit_async(env.a)).http_response.json()
+    for _ in range(200):  # polling has started
+        if env.up.polls >= 2:
+            break
+        await asyncio.sleep(0.02)
+    cancelled = await env.a.delete(f"/images/jobs/{job['id']}", cast_to=object)
+    assert isinstance(cancelled, dict) and cancelled["status"] == "cancelled"
+    seen = env.up.polls
+    await asyncio.sleep(0.3)  # 15 polling intervals
+    assert env.up.polls == seen
+    again = await env.a.get(f"/images/jobs/{job['id']}", cast_to=object)
+    assert isinstance(again, dict) and again["status"] == "cancelled"
+
+
+async def test_list_newest_first_with_a_cursor(env: Env) -> None:
+    ids = [(await _submit_async(env.a)).http_response.json()["id"] for _ in range(3)]
+    await _submit_async(env.b)  # another client's job is not listed
+    async with env.http.get(env.gw.v1 + "/images/jobs", params={"limit": "2"}) as resp:
+        page = await resp.json()
+    assert [j["id"] for j in page["data"]] == ids[::-1][:2] and page["has_more"]
+    params = {"limit": "2", "after": page["next_cursor"]}
+    async with env.http.get(env.gw.v1 + "/images/jobs", params=params) as resp:
+        rest = await resp.json()
+    assert [j["id"] for j in rest["data"]] == ids[:1] and not rest["has_more"]
+
+
+@pytest.mark.parametrize("env", [{"PIXGATE_JOBS_PER_CLIENT": "1"}], indirect=True)
+async def test_limit_on_running_jobs_per_client(env: Env) -> None:
+    await _submit_async(env.a)
+    with pytest.raises(openai.RateLimitError):
+        await _submit_async(env.a)
+    assert (await _submit_async(env.b)).http_response.status_code == 202
+
+
+async def test_idempotent_sync_retry_calls_the_upstream_once(env: Env) -> None:
+    env.up.done.set()
+    key = {"Idempotency-Key": "retry-1"}
+    first = await env.a.images.generate(model="slow", prompt="a fox", extra_headers=key)
+    raw = await env.a.images.with_raw_response.generate(
+        model="slow", prompt="a fox", extra_headers=key
+    )
+    assert raw.headers["idempotent-replayed"] == "true"
+    assert raw.parse().data[0].url == first.data[0].url == "https://img.test/a.png"
+    assert env.up.submits == 1
+    with pytest.raises(openai.UnprocessableEntityError):
+        await env.a.images.generate(model="slow", prompt="a cat", extra_headers=key)
+    # the key is the client's own: another client with the same key runs its own request
+    await env.b.images.generate(model="slow", prompt="a cat", extra_headers=key)
+    assert env.up.submits == 2
+
+
+async def test_concurrent_duplicates_make_one_upstream_call(env: Env) -> None:
+    key = {"Idempotency-Key": "together"}
+    calls = [
+        env.a.images.generate(model="slow", prompt="a fox", extra_headers=key) for _ in range(3)
+    ]
+    pending = asyncio.gather(*calls)
+    for _ in range(200):
+        if env.up.submits:
+            break
+        await asyncio.sleep(0.02)
+    env.up.done.set()
+    results = await pending
+    assert {r.data[0].url for r in results} == {"https://img.test/a.png"}
+    assert env.up.submits == 1
+
+
+async def test_idempotent_async_retry_returns_the_same_job(env: Env) -> None:
+    key = {"Idempotency-Key": "job-1"}
+    first = (await _submit_async(env.a, **key)).http_response.json()
+    again = await _submit_async(env.a, **key)
+    assert again.http_response.status_code == 202
+    assert again.http_response.json()["id"] == first["id"]
+    assert env.up.submits <= 1
