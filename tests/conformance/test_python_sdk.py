@@ -1,15 +1,21 @@
-"""Client conformance: the official openai Python SDK drives every endpoint, and every
-response and stream event is validated strictly against OpenAI's published spec
-(tests/openapi.py). The gateway runs the shipped config (the offline demo upstream)."""
+"""Client conformance: the official openai Python SDK drives every endpoint (models list and
+retrieve, generations, edits, variations, blend, image streams, chat completions whole and
+streamed, errors), and every response and stream event is validated strictly against OpenAI's
+published spec (tests/openapi.py). The gateway runs the shipped config (the offline demo
+upstream); the default response_format tests add the shipped openai file on a fake OpenAI."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
+from PIL import Image
 
 from tests.e2e.providers import config_dir
 from tests.gateway import Gateway, run_gateway
@@ -114,3 +120,104 @@ async def test_a_route_declares_its_default_format(
     async with sdk(openai_gateway) as client:
         raw = await client.images.with_raw_response.generate(model="demo-b64", prompt="a fox")
         assert check(openai_spec, "ImagesResponse", raw).data[0].b64_json
+
+
+# ---------------------------------------------------------------------------------------------
+# Images: every endpoint through the SDK (blend through its raw `post`: the SDK has no method)
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_generations_url_and_b64(
+    client: openai.AsyncOpenAI, openai_spec: dict[str, Any]
+) -> None:
+    for fmt in ("url", "b64_json"):
+        raw = await client.images.with_raw_response.generate(
+            model="demo", prompt="a lighthouse", n=2, size="256x256", response_format=fmt
+        )
+        result = check(openai_spec, "ImagesResponse", raw)
+        assert len(result.data) == 2 and all(getattr(d, fmt) for d in result.data)
+
+
+async def test_edits_variations_and_blend(
+    client: openai.AsyncOpenAI, openai_spec: dict[str, Any]
+) -> None:
+    red, blue = png((255, 0, 0)), png((0, 0, 255))
+    raw = await client.images.with_raw_response.edit(
+        model="demo", prompt="make it blue", image=("red.png", red, "image/png"), size="256x256"
+    )
+    assert check(openai_spec, "ImagesResponse", raw).data[0].url
+    raw = await client.images.with_raw_response.create_variation(
+        model="demo", image=("red.png", red, "image/png"), size="256x256",
+        response_format="b64_json",
+    )  # fmt: skip
+    assert check(openai_spec, "ImagesResponse", raw).data[0].b64_json
+    uri = "data:image/png;base64," + base64.b64encode(blue).decode()
+    body = {"model": "demo", "prompt": "mix", "size": "256x256",
+            "images": [{"image_url": uri}, base64.b64encode(red).decode()]}  # fmt: skip
+    blended = await client.post("/images/blend", body=body, cast_to=httpx.Response)
+    assert blended.status_code == 200
+    validate_component(openai_spec, "ImagesResponse", blended.json())
+
+
+async def test_image_streams(client: openai.AsyncOpenAI, openai_spec: dict[str, Any]) -> None:
+    schemas = {
+        "image_generation.completed": "ImageGenCompletedEvent",
+        "image_edit.completed": "ImageEditCompletedEvent",
+    }
+    stream = await client.images.generate(
+        model="demo", prompt="a kite", size="1024x1024", stream=True, partial_images=1
+    )
+    events = [e.to_dict() async for e in stream]
+    stream = await client.images.edit(
+        model="demo", prompt="a kite", image=("red.png", png((255, 0, 0)), "image/png"),
+        size="1536x1024", stream=True,
+    )  # fmt: skip
+    events += [e.to_dict() async for e in stream]
+    assert [e["type"] for e in events] == list(schemas)
+    for event in events:
+        validate_component(openai_spec, schemas[event["type"]], event)
+    assert [e["size"] for e in events] == ["1024x1024", "1536x1024"]
+
+
+async def test_image_errors_are_openai_errors(
+    client: openai.AsyncOpenAI, openai_spec: dict[str, Any]
+) -> None:
+    for call, error in (
+        (client.images.generate(model="no-such-model", prompt="x"), openai.NotFoundError),
+        (client.images.generate(model="demo", prompt="x", n=99), openai.BadRequestError),
+    ):
+        with pytest.raises(error) as err:
+            await call
+        validate_component(openai_spec, "ErrorResponse", err.value.response.json())
+
+
+# ---------------------------------------------------------------------------------------------
+# Chat completions, whole and streamed
+
+
+async def test_chat_completion(client: openai.AsyncOpenAI, openai_spec: dict[str, Any]) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="demo", messages=[{"role": "user", "content": "a red fox 16:9"}]
+    )
+    completion = check(openai_spec, "CreateChatCompletionResponse", raw)
+    assert "![" in (completion.choices[0].message.content or "")
+
+
+async def test_chat_completion_stream(
+    client: openai.AsyncOpenAI, openai_spec: dict[str, Any]
+) -> None:
+    stream = await client.chat.completions.create(
+        model="demo", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "a red fox"}],
+    )  # fmt: skip
+    chunks = [chunk.to_dict() async for chunk in stream]
+    assert chunks
+    for chunk in chunks:
+        validate_component(openai_spec, "CreateChatCompletionStreamResponse", chunk)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert "![" in text
