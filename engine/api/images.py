@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .. import rawtext
 from ..jobs.manager import Progress, Release, Work
+from ..pricing import usd
 from ..runtime.failures import UpstreamFailure
 from ..runtime.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
@@ -16,6 +17,7 @@ from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.router import UnknownModel
 from . import imagestream, jobs, params
 from .admission import admit
+from .cost import outcome_cost
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
 from .jsonio import json_response
@@ -201,6 +203,7 @@ async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
     finally:
         await ticket.release()
     request[PROVIDER] = outcome.provider
+    outcome.cost_usd = outcome_cost(snapshot, job, outcome)
     return outcome
 
 
@@ -269,6 +272,8 @@ def outcome_headers(outcome: Outcome) -> dict[str, str]:
         headers["x-pixgate-failed"] = str(outcome.failed)
     if outcome.size is not None and outcome.size_adjusted:
         headers["x-pixgate-size"] = outcome.size.text
+    if outcome.cost_usd is not None:
+        headers["x-pixgate-cost-usd"] = usd(outcome.cost_usd)
     return headers
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..pricing import compile_price
 from .authscope import check_auth_scope
 from .durations import parse_duration
 from .expressions import Expr
@@ -237,6 +238,7 @@ def _model(
         images_per_call=int(raw["images_per_call"]) if "images_per_call" in raw else None,
         max_images=int(raw.get("max_images", 16)),
         response_format=raw.get("response_format"),
+        pricing=compile_price(raw.get("pricing")),
         params={**provider_params, **(raw.get("params") or {})},
     )
 

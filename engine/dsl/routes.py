@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from ..pricing import compile_price
 from .durations import parse_duration
 from .spec import (
     DEFAULT_OPTIMIZER_SYSTEM,
@@ -30,6 +31,11 @@ def compile_routes(
     broken: Collection[str] = (),
 ) -> RoutesSpec:
     routes: dict[str, RouteSpec] = {}
+    # W407 only in a config that prices anything: one that does no costing is not nagged.
+    priced = any(m.pricing for p in providers.values() for m in p.models.values()) or any(
+        r.get("pricing") or any(t.get("pricing") for t in r["targets"])
+        for r in (doc.get("routes") or {}).values()
+    )
     for name, raw in (doc.get("routes") or {}).items():
         path: Path = ("routes", name)
         targets = []
@@ -58,12 +64,25 @@ def compile_routes(
                     "W402",
                     f"provider '{provider.id}' has no keys; this target is skipped",
                 )
+            elif (
+                priced
+                and provider.models[t["model"]].pricing is None
+                and not t.get("pricing")
+                and not raw.get("pricing")
+            ):
+                report(
+                    (*tpath, "model"),
+                    "W407",
+                    f"'{provider.id}/{t['model']}' has no price: its images count as free"
+                    " in costs and budgets",
+                )
             targets.append(
                 TargetSpec(
                     provider=t["provider"],
                     model=t["model"],
                     weight=float(t.get("weight", 1)),
                     priority=int(t.get("priority", 0)),
+                    pricing=compile_price(t.get("pricing")),
                 )
             )
         timeout = None
@@ -88,6 +107,7 @@ def compile_routes(
             chat_image_format=raw.get("chat_image_format", "url"),
             response_format=raw.get("response_format"),
             rehost=bool(raw.get("rehost", False)),
+            pricing=compile_price(raw.get("pricing")),
         )
     for name, route in routes.items():
         for i, fallback in enumerate(route.fallbacks):
@@ -166,9 +186,7 @@ def _cors(raw: dict[str, Any] | None, report: Report) -> CorsSpec:
         allow_origins=frozenset(raw.get("allow_origins") or default.allow_origins),
         allow_methods=tuple(raw.get("allow_methods") or default.allow_methods),
         allow_headers=tuple(raw.get("allow_headers") or default.allow_headers),
-        expose_headers=tuple(
-            h.lower() for h in raw.get("expose_headers", default.expose_headers)
-        ),
+        expose_headers=tuple(h.lower() for h in raw.get("expose_headers", default.expose_headers)),
         max_age=max_age,
         paths=tuple(raw.get("paths") or default.paths),
     )

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..pricing import Price
 from .expressions import Expr
 from .origins import OriginPattern
 from .templates import Renderable
@@ -46,6 +47,7 @@ class ModelSpec:
     images_per_call: int | None = None  # overrides the task's when set
     max_images: int = 16  # input images one request may carry (edit, blend)
     response_format: str | None = None  # answer `url` or `b64_json` when the client names none
+    pricing: Price | None = None  # list price; None: unpriced (lint W-warns when routed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,7 @@ class TargetSpec:
     model: str
     weight: float = 1.0
     priority: int = 0
+    pricing: Price | None = None  # overrides the model's price on this route
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,7 @@ class RouteSpec:
     chat_image_format: str = "url"  # or "data_uri": how chat replies embed images
     response_format: str | None = None  # the default for the route's every target
     rehost: bool = False  # URL results are stored and served from the gateway's storage
+    pricing: Price | None = None  # overrides the models' prices on this route
     # The targets grouped by priority, highest first (derived here, not per request).
     tiers: tuple[tuple[TargetSpec, ...], ...] = field(init=False, repr=False, compare=False)
 

@@ -34,6 +34,7 @@ class Outcome:
     usage: Any = None
     size: Size | None = None
     size_adjusted: bool = False
+    cost_usd: float | None = None  # None: the model has no price
 
 
 @dataclass(slots=True)
