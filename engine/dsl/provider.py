@@ -18,6 +18,7 @@ from .spec import (
     ErrorRule,
     FanOutSpec,
     FanOutStep,
+    InputsSpec,
     ModelSpec,
     PartSpec,
     ProviderSpec,
@@ -172,6 +173,26 @@ def compile_provider(doc: dict[str, Any], source: str, report: Report) -> Provid
         source=source,
         kind=kind,
         any_model=any_model,
+        inputs=_inputs(doc.get("inputs")),
+    )
+
+
+_BYTES = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB)?\s*$")
+_UNITS = {None: 1, "B": 1, "KB": 1024, "MB": 1024 * 1024}
+
+
+def _inputs(raw: dict[str, Any] | None) -> InputsSpec | None:
+    """`inputs:` (already schema-valid: `max_bytes` matches the byte-size pattern)."""
+    if not raw:
+        return None
+    max_bytes = raw.get("max_bytes")
+    if isinstance(max_bytes, str) and (match := _BYTES.match(max_bytes)):
+        max_bytes = int(float(match.group(1)) * _UNITS[match.group(2)])
+    return InputsSpec(
+        format=raw.get("format"),
+        max_side=raw.get("max_side"),
+        max_bytes=max_bytes if isinstance(max_bytes, int) else None,
+        mask=raw.get("mask"),
     )
 
 

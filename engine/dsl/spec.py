@@ -189,6 +189,16 @@ class AuthSpec:
     send_to: tuple[OriginPattern, ...] = ()  # origins besides base_url's that get the key
 
 
+@dataclass(frozen=True, slots=True)
+class InputsSpec:
+    """What a provider accepts as input images (`inputs:`); the engine converts to it."""
+
+    format: str | None = None  # png | jpeg | webp
+    max_side: int | None = None
+    max_bytes: int | None = None
+    mask: str | None = None  # alpha | white_edit | black_edit
+
+
 PROVIDER_KINDS = ("image", "chat")
 
 
@@ -213,6 +223,7 @@ class ProviderSpec:
     kind: str = "image"
     # Relay clients may name model ids the file does not list: served like this listed one.
     any_model: str | None = None
+    inputs: InputsSpec | None = None  # None: input images go as the client sent them
 
     def model(self, name: str) -> ModelSpec | None:
         """The listed model, else (with `any_model`) an unlisted id served like that one."""

@@ -16,7 +16,7 @@ import aiohttp
 
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import Size, fit_size
-from ..dsl.spec import ProviderPolicy, ProviderSpec, RouteSpec
+from ..dsl.spec import InputsSpec, ProviderPolicy, ProviderSpec, RouteSpec
 from ..metrics import GatewayMetrics
 from ..state import RELEASED, Denied, Grant, StateBackend
 from ..storage.hub import StorageHub
@@ -33,6 +33,7 @@ from .request import Outcome, RequestInfo
 from .results import ClientItem, ResultContext, to_client
 from .router import Attempt, Router
 from .streamsink import StreamSink
+from .transforms import transform_job
 from .verdicts import last_reason, most_informative, servable, why_nothing
 
 log = logging.getLogger("pixgate.service")
@@ -157,8 +158,10 @@ class ImageService:
         self, job: ImageJob, attempts: list[Attempt], snapshot: ConfigSnapshot, info: RequestInfo
     ) -> Outcome:
         retries = 0
+        prepared: dict[InputsSpec, ImageJob] = {}  # input images per provider rule set
         for attempt in attempts:
-            outcome, retries = await self._target(job, attempt, snapshot, info, retries)
+            target_job = await self._inputs_for(job, attempt.provider.inputs, prepared)
+            outcome, retries = await self._target(target_job, attempt, snapshot, info, retries)
             if outcome is not None:
                 return outcome
         raise most_informative(info.failures)
@@ -233,6 +236,23 @@ class ImageService:
                     raise
             waits += 1
             await asyncio.sleep(self.rng.uniform(0.5, 1.0) * min(BUSY_WAIT_CAP, 0.01 * waits))
+
+    async def _inputs_for(
+        self, job: ImageJob, spec: InputsSpec | None, prepared: dict[InputsSpec, ImageJob]
+    ) -> ImageJob:
+        """The job's input images as this provider's `inputs:` wants them, converted once per
+        request (Pillow, in a worker thread: big images would stall the event loop). A
+        converted image that had a public URL (this gateway's /files) gets one of its own."""
+        if spec is None or (not job.images and job.mask is None):
+            return job
+        if spec not in prepared:
+            out = await asyncio.to_thread(transform_job, job, spec)
+            for new, old in zip(out.images, job.images, strict=True):
+                if new is not old and old.public_url and "/files/" in old.public_url:
+                    base = old.public_url.rsplit("/files/", 1)[0]
+                    new.public_url = f"{base}/files/{await self.storage.save(new.data, new.mime)}"
+            prepared[spec] = out
+        return prepared[spec]
 
     def _backoff(self, retries: int) -> float:
         """Exponential backoff with full jitter before trying the next target."""

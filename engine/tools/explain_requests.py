@@ -14,10 +14,12 @@ from aiohttp.multipart import MultipartWriter, parse_content_disposition
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import FanOutStep, ProviderSpec, StepSpec
 from ..runtime.context import base_context, call_context, call_counts
+from ..runtime.failures import UpstreamFailure
 from ..runtime.fanout import loop_vars
 from ..runtime.job import ImageJob
 from ..runtime.keys import mask_key
 from ..runtime.router import Attempt
+from ..runtime.transforms import transform_job
 from ..runtime.upstream import Outgoing, build_request
 from .explain_output import format_duration
 from .explain_views import StepView
@@ -83,6 +85,13 @@ def render_steps(job: ImageJob, attempt: Attempt, base_url: str, key: str | None
     """Every step of one call (the first) of one attempt, as serve would send it."""
     provider, model = attempt.provider, attempt.model
     task = provider.tasks[attempt.task]
+    converted = job
+    if provider.inputs is not None:
+        try:
+            converted = transform_job(job, provider.inputs)
+        except UpstreamFailure as exc:
+            return [StepView(task.steps[0].name, error=f"input images: {exc}")]
+    job = converted
     ph = Placeholders()
     key_token = ph.token(mask_key(key)) if key is not None else None
     size = Size(*fit_size(job.size, model.sizes))
