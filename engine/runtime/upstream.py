@@ -74,7 +74,8 @@ def build_request(
     else:
         path = str(spec.path.render(ctx)) if spec.path is not None else ""
         url = URL(base_url + ("" if path.startswith("/") else "/") + path, encoded=True)
-    headers = {k: str(v) for k, v in spec.headers.render(ctx).items()}
+    # HTTP forbids line breaks in header values: a prompt's become spaces
+    headers = {k: _header_value(v) for k, v in spec.headers.render(ctx).items()}
     query = {k: _query_value(v) for k, v in spec.query.render(ctx).items()}
     # The key goes only to base_url's origin and the origins listed for it: never to a
     # presigned upload, a CDN or a polling URL on a host nobody named.
@@ -105,6 +106,11 @@ def build_request(
         if spec.content_type:
             headers.setdefault("Content-Type", spec.content_type)
     return Outgoing(spec.method, url, headers, data, spec.timeout, auth_header, base_url, origins)
+
+
+def _header_value(value: Any) -> str:
+    text = str(value)
+    return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text
 
 
 def _query_value(value: Any) -> str:

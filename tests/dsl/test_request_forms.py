@@ -420,3 +420,9 @@ def test_added_query_params_keep_the_upstream_query_verbatim(
 )
 def test_relative_url_is_resolved_against_base_url(url: str, expected: str) -> None:
     assert str(render({"method": "GET", "url": url}).url) == expected
+
+
+def test_line_breaks_in_header_values_become_spaces() -> None:
+    """HTTP forbids them (aiohttp would refuse to send the request at all)."""
+    out = render({"path": "/x", "headers": {"X-Prompt": "{{ prompt }}"}}, {"prompt": "a\nb\r\nc"})
+    assert out.headers["X-Prompt"] == "a b c"
