@@ -160,7 +160,9 @@ class ImageService:
         retries = 0
         prepared: dict[InputsSpec, ImageJob] = {}  # input images per provider rule set
         for attempt in attempts:
-            target_job = await self._inputs_for(job, attempt.provider.inputs, prepared)
+            target_job = await self._inputs_for(
+                job, attempt.provider.inputs, prepared, info.public_url
+            )
             outcome, retries = await self._target(target_job, attempt, snapshot, info, retries)
             if outcome is not None:
                 return outcome
@@ -238,19 +240,23 @@ class ImageService:
             await asyncio.sleep(self.rng.uniform(0.5, 1.0) * min(BUSY_WAIT_CAP, 0.01 * waits))
 
     async def _inputs_for(
-        self, job: ImageJob, spec: InputsSpec | None, prepared: dict[InputsSpec, ImageJob]
+        self,
+        job: ImageJob,
+        spec: InputsSpec | None,
+        prepared: dict[InputsSpec, ImageJob],
+        public_url: str,
     ) -> ImageJob:
         """The job's input images as this provider's `inputs:` wants them, converted once per
         request (Pillow, in a worker thread: big images would stall the event loop). A
-        converted image that had a public URL (this gateway's /files) gets one of its own."""
+        converted image that had a public URL (inputs are published) gets one of its own."""
         if spec is None or (not job.images and job.mask is None):
             return job
         if spec not in prepared:
             out = await asyncio.to_thread(transform_job, job, spec)
             for new, old in zip(out.images, job.images, strict=True):
-                if new is not old and old.public_url and "/files/" in old.public_url:
-                    base = old.public_url.rsplit("/files/", 1)[0]
-                    new.public_url = f"{base}/files/{await self.storage.save(new.data, new.mime)}"
+                if new is not old and old.public_url:
+                    meta = {"kind": "input"}
+                    new.public_url = await self.storage.store(new.data, new.mime, meta, public_url)
             prepared[spec] = out
         return prepared[spec]
 
