@@ -22,6 +22,7 @@ from .clients.admission import Admission
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
 from .jobs.config import JobConfig
+from .jobs.webhooks import Webhooks
 from .metrics import GatewayMetrics
 from .panel import routes as panel
 from .runtime.bodygate import BodyGate
@@ -208,10 +209,13 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
     await backend.start()
     manager = image_jobs.JobManager(backend, JobConfig.from_env(app[SETTINGS].env))
     app[image_jobs.JOBS] = manager
+    webhooks = Webhooks(app, manager)
+    manager.on_finished = webhooks.on_finished
     try:
         yield
     finally:
         await manager.close()
+        await webhooks.close()
         await backend.close()
 
 

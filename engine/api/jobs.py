@@ -117,7 +117,7 @@ async def _submit(
     if callback is not None:
         from ..jobs.webhooks import check_callback
 
-        extra["callback_url"] = await check_callback(request, callback)
+        extra["callback_url"] = await check_callback(request, callback, manager)
     who = owner(request)
     if manager.active(who) >= manager.config.per_owner or manager.active() >= manager.config.total:
         raise _too_many(TooManyJobs("per client", manager.config.per_owner))

@@ -4,6 +4,7 @@ fake submit-and-poll upstream that counts what it receives."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+import standardwebhooks
 import yaml
 from aiohttp import web
 
@@ -233,3 +235,73 @@ async def test_idempotent_async_retry_returns_the_same_job(env: Env) -> None:
     assert again.http_response.status_code == 202
     assert again.http_response.json()["id"] == first["id"]
     assert env.up.submits <= 1
+
+
+SECRET = "whsec_" + base64.b64encode(b"test-webhook-secret-0123456789ab").decode()
+HOOKS = {
+    "PIXGATE_WEBHOOK_SECRET": SECRET,
+    "PIXGATE_WEBHOOK_ALLOW_HTTP": "1",
+    "PIXGATE_FETCH_ALLOW_LOOPBACK": "1",
+    "PIXGATE_WEBHOOK_BACKOFF": "0.05",
+}
+
+
+@pytest.mark.parametrize("env", [HOOKS], indirect=True)
+async def test_webhook_retried_until_delivered_and_signed(env: Env) -> None:
+    got: list[tuple[bytes, dict[str, str]]] = []
+    delivered = asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append((await request.read(), dict(request.headers)))
+        if len(got) <= 2:
+            return web.Response(status=503)
+        delivered.set()
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", receive)
+    async with serve_upstream(receiver) as hook_base:
+        env.up.done.set()
+        raw = await env.a.images.with_raw_response.generate(
+            model="slow",
+            prompt="a fox",
+            extra_headers=ASYNC,
+            extra_body={"callback_url": f"{hook_base}/hook"},
+        )
+        job = raw.http_response.json()
+        async with asyncio.timeout(10):
+            await delivered.wait()
+    assert len(got) == 3
+    body, headers = got[-1]
+    payload = standardwebhooks.Webhook(SECRET).verify(body, headers)
+    assert payload["type"] == "image.job.succeeded"
+    assert payload["data"]["id"] == job["id"]
+    assert payload["data"]["result"]["data"][0]["url"] == "https://img.test/a.png"
+    assert len({h["webhook-id"] for _, h in got}) == 1  # one message, retried
+    for _ in range(100):  # the last attempt's log entry is saved right after the answer
+        record = await env.a.get(f"/images/jobs/{job['id']}", cast_to=object)
+        assert isinstance(record, dict)
+        if len(record.get("deliveries", [])) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert [d["status"] for d in record["deliveries"]] == [503, 503, 204]
+    assert "callback_url" not in record
+
+
+@pytest.mark.parametrize("env", [HOOKS], indirect=True)
+async def test_callback_url_must_pass_the_ssrf_guard(env: Env) -> None:
+    for url in ("ftp://example.test/x", "http://169.254.169.254/latest", "not a url"):
+        with pytest.raises(openai.BadRequestError):
+            await env.a.images.generate(
+                model="slow", prompt="x", extra_headers=ASYNC, extra_body={"callback_url": url}
+            )
+
+
+async def test_callback_url_needs_https_and_a_secret(env: Env) -> None:
+    with pytest.raises(openai.BadRequestError, match="https"):
+        await env.a.images.generate(
+            model="slow",
+            prompt="x",
+            extra_headers=ASYNC,
+            extra_body={"callback_url": "http://hooks.example.test/x"},
+        )
