@@ -4,6 +4,7 @@ and Idempotency-Key for every image POST."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from .errors import ApiError
 from .jsonio import json_response
 from .keys import CLIENT, RELAY
 from .middleware import bearer_token
+from .sse import KEEPALIVE_SECONDS, ClientGone, SseStream
 
 JOBS = web.AppKey("pixgate_jobs", JobManager)
 Sync = Callable[[], Awaitable[web.Response]]
@@ -207,10 +209,42 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """SSE: `image.job.progress` with the job on every change while it runs, then
+    `image.job.<final status>` with the final job (its result or error), then [DONE]."""
+    job_id = request.match_info["id"]
+    manager = request.app[JOBS]
+    viewer = _viewer(request)
+    record = await manager.get(job_id, viewer)
+    if record is None:
+        raise _not_found(job_id)
+    stream = SseStream(request)
+    await stream.start()
+    last: Any = None
+    deadline = time.monotonic() + manager.config.ttl
+    try:
+        while record is not None and time.monotonic() < deadline:
+            if record["status"] not in ACTIVE:
+                await stream.send(public(record), event=f"image.job.{record['status']}")
+                break
+            view = public(record)
+            if view != last:
+                await stream.send(view, event="image.job.progress")
+                last = view
+            else:
+                await stream.comment()
+            record = await manager.changes(job_id, viewer, KEEPALIVE_SECONDS)
+        await stream.done()
+    except ClientGone:
+        pass
+    return stream.response
+
+
 def install(app: web.Application) -> None:
     app.router.add_get("/v1/images/jobs", list_jobs)
     app.router.add_get("/v1/images/jobs/{id}", get_job)
     app.router.add_delete("/v1/images/jobs/{id}", delete_job)
+    app.router.add_get("/v1/images/jobs/{id}/events", job_events)
     app.router.add_get("/admin/jobs/{id}", get_job)
     app.router.add_delete("/admin/jobs/{id}", delete_job)
 

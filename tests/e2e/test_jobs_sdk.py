@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,3 +306,29 @@ async def test_callback_url_needs_https_and_a_secret(env: Env) -> None:
             extra_headers=ASYNC,
             extra_body={"callback_url": "http://hooks.example.test/x"},
         )
+
+
+async def test_events_stream_progress_then_the_result(env: Env) -> None:
+    job = (await _submit_async(env.a)).http_response.json()
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with env.http.get(env.gw.v1 + f"/images/jobs/{job['id']}/events") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        name = ""
+        async for line in resp.content:
+            text = line.decode().strip()
+            if text.startswith("event: "):
+                name = text[7:]
+            elif text == "data: [DONE]":
+                break
+            elif text.startswith("data: "):
+                events.append((name, json.loads(text[6:])))
+                if events[-1][1].get("progress") == 40:
+                    env.up.done.set()  # the upstream reported its progress: finish now
+    assert events[0][0] == "image.job.progress"
+    assert any(data["progress"] == 40 for _, data in events)
+    final, data = events[-1]
+    assert final == "image.job.succeeded"
+    assert data["result"]["data"][0]["url"] == "https://img.test/a.png"
+    url = env.gw.v1 + f"/images/jobs/{job['id']}/events"
+    async with env.http.get(url, headers={"Authorization": "Bearer key-b"}) as other:
+        assert other.status == 404  # another client's key
