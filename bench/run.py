@@ -55,6 +55,17 @@ def assemble_config(root: Path, config: Path) -> Path:
     return config
 
 
+def raise_fd_limit() -> int:
+    """Raise this process's soft file-descriptor limit to its hard limit, so the bench and the
+    gateways it starts (they inherit it) can hold thousands of sockets; the user's shell keeps
+    its own limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -647,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    fd_limit = raise_fd_limit()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out)
     run_dir = out / f"run-{stamp}"
@@ -709,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": bench.warmup_s,
             "loadavg_start": loadavg_start,
             "loadavg_end": _loadavg(),
+            "fd_limit": fd_limit,
             "run_dir": str(run_dir),
         },
         "systems": bench.systems,
