@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .bodywatch import BodyTimeout
+
 log = logging.getLogger("pixgate.client")
 
 
@@ -67,6 +69,10 @@ class ServerNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BodyTimeout):
+            # aiohttp's lingering close meets the body the gateway cut off: the client has
+            # its 408 already, and the access log has the request.
+            return False
         if not isinstance(exc, HttpProcessingError | ConnectionError):
             return True
         note(logging.WARNING, "malformed request from a client: %s", first_line(exc))
