@@ -146,6 +146,7 @@ async def respond(
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        await ticket.release()  # also when the task was cancelled before it ever ran
     return stream.response
 
 
