@@ -15,10 +15,10 @@ from ..jobs import idempotency
 from ..jobs.manager import JobManager, Release, TooManyJobs, Work
 from ..jobs.records import ACTIVE, owner_of, public
 from ..runtime.job import ImageJob
+from .bearer import bearer_token
 from .errors import ApiError
 from .jsonio import json_response
 from .keys import CLIENT, RELAY
-from .middleware import bearer_token
 from .sse import KEEPALIVE_SECONDS, ClientGone, SseStream
 
 JOBS = web.AppKey("pixgate_jobs", JobManager)

@@ -11,9 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..metrics import render
 from ..runtime.state import GatewayState
+from .bearer import bearer_token
 from .errors import ApiError
 from .keys import METRICS, RELOADER, SETTINGS, STATE
-from .middleware import bearer_token
 
 
 async def live_state(state: GatewayState, reloads: dict[str, int]) -> dict[str, Any]:

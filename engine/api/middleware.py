@@ -17,6 +17,7 @@ from ..panel.guard import check_admin
 from ..panel.keys import RECENT
 from ..runtime import bodygate
 from . import bodywatch, clientnoise
+from .bearer import bearer_token
 from .errors import ApiError
 from .keys import (
     CLIENT,
@@ -255,12 +256,6 @@ async def _with_rate_headers(request: web.Request, handler: Handler) -> web.Stre
     if headers and not response.prepared:
         response.headers.update(headers)
     return response
-
-
-def bearer_token(request: web.Request) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _matches(token: str, keys: tuple[str, ...]) -> bool:

@@ -7,6 +7,7 @@ import hmac
 
 from aiohttp import web
 
+from ..api.bearer import bearer_token
 from ..api.errors import ApiError
 from ..api.keys import SETTINGS
 from .keys import SESSIONS
@@ -18,12 +19,6 @@ OPEN_PATHS = frozenset({"/admin", "/admin/", "/admin/login"})
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def bearer(request: web.Request) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
 def check_admin(request: web.Request) -> None:
     """Raise the right ApiError unless the request may reach this /admin path."""
     admin = request.app[SETTINGS].admin_key
@@ -33,7 +28,7 @@ def check_admin(request: web.Request) -> None:
         )
     if request.path in OPEN_PATHS or request.path.startswith("/admin/static/"):
         return
-    token = bearer(request)
+    token = bearer_token(request)
     if token is not None:
         if hmac.compare_digest(token.encode(), admin.encode()):
             return

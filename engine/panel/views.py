@@ -18,6 +18,7 @@ from aiohttp import web
 from PIL import Image
 
 from ..api import images, params
+from ..api.bearer import bearer_token
 from ..api.errors import ApiError, bad_request
 from ..api.jsonio import json_response
 from ..api.keys import SETTINGS, STATE, WAIT_CLOCK
@@ -27,7 +28,6 @@ from ..runtime.job import ImageJob
 from ..storage.base import StorageError, is_name
 from ..tools.explain import explain as dry_run
 from ..tools.explain_output import format_json
-from .guard import bearer
 from .keys import LOGS, RECENT, SESSIONS, THROTTLE, THUMBS
 from .masking import masker
 from .session import COOKIE
@@ -139,7 +139,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def session_info(request: web.Request) -> web.StreamResponse:
     sessions = request.app[SESSIONS]
     sid = sessions.session_id(request.cookies.get(COOKIE))
-    body: dict[str, Any] = {"via": "bearer" if bearer(request) else "session"}
+    body: dict[str, Any] = {"via": "bearer" if bearer_token(request) else "session"}
     if sid is not None:
         body["csrf"] = sessions.csrf(sid)
     return secured(json_response(body))
