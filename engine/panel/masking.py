@@ -1,41 +1,26 @@
-"""Secrets out of log lines: every provider key of the live config, the client, admin and
-metrics keys, in the forms a line may carry them (raw, percent-encoded, JSON-escaped)."""
+"""Secrets out of log lines: every provider key of the live config and the client, admin and
+metrics keys, in every encoding `redact` knows (raw, percent-encoded, JSON-escaped, base64)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
-from urllib.parse import quote, quote_plus
+from collections.abc import Callable
 
-from ..runtime.keys import mask_key
+from ..runtime.redact import redact
 from ..runtime.state import GatewayState
 from ..settings import Settings
 
 
-def encodings(secret: str) -> set[str]:
-    return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
-
-
-def replacements(secrets: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """(form, masked) pairs, longest form first so that no form is masked half-way."""
-    pairs = {form: mask_key(s) for s in secrets if s for form in encodings(s)}
-    return tuple(sorted(pairs.items(), key=lambda p: -len(p[0])))
-
-
 def masker(state: GatewayState, settings: Settings) -> Callable[[str], str]:
-    fixed = [*settings.api_keys, settings.admin_key or "", settings.metrics_key or ""]
-    cache: dict[str, tuple[tuple[str, str], ...]] = {}
+    fixed = (*settings.api_keys, settings.admin_key, settings.metrics_key)
+    cache: dict[str, tuple[str | None, ...]] = {}
 
     def mask(text: str) -> str:
         snapshot = state.snapshot
-        pairs = cache.get(snapshot.version)
-        if pairs is None:
+        secrets = cache.get(snapshot.version)
+        if secrets is None:  # once per config version, not per line
             cache.clear()
-            provider_keys = [k for p in snapshot.providers.values() for k in p.auth.keys]
-            pairs = cache[snapshot.version] = replacements([*fixed, *provider_keys])
-        for form, masked in pairs:
-            if form in text:
-                text = text.replace(form, masked)
-        return text
+            keys = [k for p in snapshot.providers.values() for k in p.auth.keys]
+            secrets = cache[snapshot.version] = (*fixed, *keys)
+        return redact(text, *secrets)
 
     return mask
