@@ -290,24 +290,34 @@ async function playground() {
 const PAGES = {overview, config, keys, logs, gallery, playground};
 const REFRESH = {overview: 5000, keys: 5000};
 
+let generation = 0;  // only the latest navigation may fill the page
+
 async function render() {
+  const mine = ++generation;
   const name = (location.hash || "#overview").slice(1);
   const view = PAGES[name] ? name : "overview";
   for (const a of document.querySelectorAll("nav a")) {
     a.classList.toggle("active", a.getAttribute("href") === `#${view}`);
   }
   if (timer) { clearInterval(timer); timer = null; }
-  if (logSource && view !== "logs") { logSource.close(); logSource = null; }
+  if (logSource) { logSource.close(); logSource = null; }
+  let content;
   try {
-    main.replaceChildren(await PAGES[view]());
-    main.dataset.page = view;
+    content = await PAGES[view]();
   } catch (err) {
-    main.replaceChildren(el("p", {class: "error"}, String(err)));
+    content = el("p", {class: "error"}, String(err));
   }
+  // A slower page (an overview still loading) must not replace the one asked for since.
+  if (mine !== generation) return;
+  main.replaceChildren(content);
+  main.dataset.page = view;
   if (REFRESH[view]) {
     timer = setInterval(async () => {
       if (document.activeElement && main.contains(document.activeElement)) return;
-      try { main.replaceChildren(await PAGES[view]()); } catch (err) { /* next tick */ }
+      try {
+        const fresh = await PAGES[view]();
+        if (mine === generation) main.replaceChildren(fresh);
+      } catch (err) { /* next tick */ }
     }, REFRESH[view]);
   }
 }
