@@ -14,6 +14,7 @@ from typing import Any
 
 LINES = 1000
 QUEUE = 500  # lines a slow viewer may fall behind before it misses some
+END: dict[str, Any] = {"level": "END"}  # tells a log stream that the gateway is stopping
 
 Masker = Callable[[str], str]
 
@@ -58,6 +59,12 @@ class LogBuffer(logging.Handler):
         for queue in self._viewers:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(line)
+
+    def end_streams(self) -> None:
+        """On shutdown: open log streams end, so they do not hold the drain up."""
+        for queue in self._viewers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(END)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)

@@ -22,6 +22,7 @@ def install(app: web.Application) -> None:
     app[THUMBS] = Thumbnails()
     app[LOGS] = None
     app.cleanup_ctx.append(views.capture_logs)
+    app.on_shutdown.insert(0, views.end_log_streams)  # before the drain waits for them
     add = app.router
     add.add_get("/admin", views.redirect)
     add.add_get("/admin/", views.page)

@@ -29,6 +29,7 @@ from ..storage.base import StorageError, is_name
 from ..tools.explain import explain as dry_run
 from ..tools.explain_output import format_json
 from .keys import LOGS, RECENT, SESSIONS, THROTTLE, THUMBS
+from .logbuffer import END
 from .masking import masker
 from .session import COOKIE
 from .thumbs import MAX_SOURCE
@@ -193,6 +194,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
+            if line is END:
+                break
             if logging.getLevelName(line["level"]) >= minimum:
                 await response.write(_event(line))
     except (ConnectionError, asyncio.CancelledError):
@@ -313,3 +316,10 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
     response.headers["Cache-Control"] = "private, max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+async def end_log_streams(app: web.Application) -> None:
+    """First on shutdown: the live log's streams never end by themselves."""
+    buffer = app.get(LOGS)
+    if buffer is not None:
+        buffer.end_streams()
