@@ -703,8 +703,7 @@ def main(argv: list[str] | None = None) -> int:
             "pixgate": f"{_git('rev-parse', '--short', 'HEAD') or '?'}"
             + (" (work tree has changes)" if _git("status", "--porcelain", "engine") else "")
             + f", engine from {Path(args.pixgate_root).resolve()}, "
-            f"--log-level {args.gateway_log_level}"
-            + f", PIXGATE_EVENT_LOOP={args.gateway_loop}",
+            f"--log-level {args.gateway_log_level}" + f", PIXGATE_EVENT_LOOP={args.gateway_loop}",
             "python": platform.python_version(),
             "aiohttp": _version("aiohttp"),
             "uvloop": _version("uvloop"),

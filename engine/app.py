@@ -25,12 +25,12 @@ from .jobs.config import JobConfig
 from .jobs.webhooks import Webhooks
 from .metrics import GatewayMetrics
 from .panel import routes as panel
-from .runtime.bodygate import BodyGate
-from .runtime.fetch import make_guarded_session
-from .runtime.keys import KeyPools
-from .runtime.reload import Reloader
+from .runtime.images.fetch import make_guarded_session
+from .runtime.lifecycle.bodygate import BodyGate
+from .runtime.lifecycle.reload import Reloader
+from .runtime.lifecycle.state import GatewayState
+from .runtime.routing.keys import KeyPools
 from .runtime.service import ImageService
-from .runtime.state import GatewayState
 from .settings import Settings
 from .state import MemoryState, StateConfigError, build_state, redis_config
 from .storage.hub import StorageHub

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime.fetch import FetchPolicy
+from .runtime.images.fetch import FetchPolicy
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 

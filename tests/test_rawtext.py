@@ -14,7 +14,7 @@ import pytest
 from engine import rawtext
 from engine.dsl.expressions import Expr
 from engine.rawtext import RawBody, RawText
-from engine.runtime.executor import ImageRef, _image_ref, decode_b64
+from engine.runtime.calls.executor import ImageRef, _image_ref, decode_b64
 
 B64 = base64.b64encode(random.Random(1).randbytes(100_000)).decode()
 

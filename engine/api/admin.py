@@ -7,7 +7,7 @@ import dataclasses
 from aiohttp import web
 from yarl import URL
 
-from ..runtime.keys import mask_key
+from ..runtime.routing.keys import mask_key
 from .errors import ApiError, bad_request
 from .health import state_status
 from .jsonio import json_response

@@ -19,11 +19,11 @@ from aiohttp import web
 from ..config.loader import ConfigSnapshot
 from ..dsl.sizes import size_for_ratio
 from ..dsl.spec import RouteSpec
-from ..runtime.executor import ProgressFn
-from ..runtime.inputs import InputError, resolve
+from ..runtime.calls.executor import ProgressFn
+from ..runtime.images.inputs import InputError, resolve
 from ..runtime.job import ImageJob, InputImage
 from ..runtime.request import Outcome
-from ..runtime.router import UnknownModel, serves
+from ..runtime.routing.router import UnknownModel, serves
 from . import chat_reply, params, sse
 from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
 from .errors import ApiError, bad_request

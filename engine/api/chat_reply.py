@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..runtime.imagetypes import sniff
+from ..runtime.images.imagetypes import sniff
+from ..runtime.images.results import ClientItem
 from ..runtime.request import Outcome
-from ..runtime.results import ClientItem
 
 _DATA_URI_PAYLOAD = re.compile(r"(data:[^,\s)]*,)[A-Za-z0-9+/=]+")
 _MARKDOWN_SPECIAL = re.compile(r"([\\*_\[\]<>`])")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
-from ..runtime.failures import CLIENT_STATUS, UpstreamFailure
+from ..runtime.routing.failures import CLIENT_STATUS, UpstreamFailure
 
 
 class ApiError(Exception):

@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import multipart, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..runtime.inputs import Source
+from ..runtime.images.inputs import Source
 from . import params
 from .errors import ApiError, bad_request
 from .keys import SETTINGS

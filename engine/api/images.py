@@ -10,11 +10,11 @@ from aiohttp import web
 from .. import rawtext
 from ..jobs.manager import Progress, Release, Work
 from ..pricing import usd
-from ..runtime.failures import UpstreamFailure
-from ..runtime.inputs import InputContext, InputError, resolve
+from ..runtime.images.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
-from ..runtime.router import UnknownModel
+from ..runtime.routing.failures import UpstreamFailure
+from ..runtime.routing.router import UnknownModel
 from . import imagestream, jobs, params
 from .admission import admit
 from .cost import outcome_cost

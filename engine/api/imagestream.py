@@ -25,11 +25,11 @@ from typing import Any
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
-from ..runtime.failures import UpstreamFailure
-from ..runtime.imagetypes import sniff
+from ..runtime.images.imagetypes import sniff
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, StreamImage
-from ..runtime.router import UnknownModel
+from ..runtime.routing.failures import UpstreamFailure
+from ..runtime.routing.router import UnknownModel
 from . import images, params, sse
 from .admission import admit
 from .errors import ApiError, bad_request

@@ -8,9 +8,9 @@ from ..clients.admission import Admission
 from ..clients.spec import ClientSpec
 from ..config.loader import ConfigSnapshot
 from ..metrics import GatewayMetrics
-from ..runtime.reload import Reloader
-from ..runtime.state import GatewayState
-from ..runtime.waitclock import WaitClock
+from ..runtime.calls.waitclock import WaitClock
+from ..runtime.lifecycle.reload import Reloader
+from ..runtime.lifecycle.state import GatewayState
 from ..settings import Settings
 
 STATE = web.AppKey("pixgate_state", GatewayState)

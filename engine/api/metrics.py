@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..metrics import render
-from ..runtime.state import GatewayState
+from ..runtime.lifecycle.state import GatewayState
 from .bearer import bearer_token
 from .errors import ApiError
 from .keys import METRICS, RELOADER, SETTINGS, STATE

@@ -15,7 +15,7 @@ from aiohttp import ClientPayloadError, web
 
 from ..panel.guard import check_admin
 from ..panel.keys import RECENT
-from ..runtime import bodygate
+from ..runtime.lifecycle import bodygate
 from . import bodywatch, clientnoise
 from .bearer import bearer_token
 from .errors import ApiError

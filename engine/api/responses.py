@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config.loader import ConfigSnapshot
-from ..runtime.inputs import InputError, Source, resolve
+from ..runtime.images.inputs import InputError, Source, resolve
 from ..runtime.job import ImageJob
 from . import params, responses_stream
 from .errors import ApiError, bad_request

@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..runtime.failures import UpstreamFailure
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, StreamImage
-from ..runtime.router import UnknownModel
+from ..runtime.routing.failures import UpstreamFailure
+from ..runtime.routing.router import UnknownModel
 from . import images, imagestream, sse
 from .admission import admit
 from .errors import ApiError

@@ -38,7 +38,6 @@ class _Functions(jfunc.Functions):  # type: ignore[misc]
         """JSON held inside a string (`from_json(fields)`); null when it is not JSON."""
         return parse_json_text(value)
 
-
     @jfunc.signature({"types": ["string", "null"]})  # type: ignore[untyped-decorator]
     def _func_markdown_images(self, text: str | None) -> list[str]:
         """The URLs of markdown images (`![alt](url)`) in a text, in order: chat upstreams

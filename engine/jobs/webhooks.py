@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..api.errors import ApiError
 from ..api.keys import SETTINGS, STATE
-from ..runtime.fetch import FetchRefused, check_url, parse_url
+from ..runtime.images.fetch import FetchRefused, check_url, parse_url
 from .manager import JobManager
 from .records import public
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..runtime.lifecycle.state import GatewayState
 from ..runtime.redact import redact
-from ..runtime.state import GatewayState
 from ..settings import Settings
 
 

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from .imagetypes import extension
+from .images.imagetypes import extension
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import json
 import re
 from urllib.parse import quote, quote_plus
 
-from .keys import mask_key
+from .routing.keys import mask_key
 
 _JSON_SHORT = {'"': '\\\\"', "\\": "\\\\\\\\", "/": "\\\\/", "\b": "\\\\b", "\f": "\\\\f",
                "\n": "\\\\n", "\r": "\\\\r", "\t": "\\\\t"}  # fmt: skip

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..dsl.sizes import Size
-from .executor import ProgressFn
-from .failures import UpstreamFailure
-from .results import ClientItem
-from .waitclock import WaitClock
+from .calls.executor import ProgressFn
+from .calls.waitclock import WaitClock
+from .images.results import ClientItem
+from .routing.failures import UpstreamFailure
 
 
 class NoUpstream(Exception):

@@ -20,21 +20,21 @@ from ..dsl.spec import InputsSpec, ProviderPolicy, ProviderSpec, RouteSpec
 from ..metrics import GatewayMetrics
 from ..state import RELEASED, Denied, Grant, StateBackend
 from ..storage.hub import StorageHub
-from . import retryafter
-from .context import base_context, call_context, call_counts, response_format
-from .download import DownloadScope
-from .executor import CallResult, Executor, ImageRef
-from .failures import FINAL_KINDS, UpstreamFailure
-from .fetch import FetchPolicy
+from .calls.context import base_context, call_context, call_counts, response_format
+from .calls.executor import CallResult, Executor, ImageRef
+from .calls.optimizer import OptimizerError, optimize
+from .calls.streamsink import StreamSink
+from .images.download import DownloadScope
+from .images.fetch import FetchPolicy
+from .images.results import ClientItem, ResultContext, to_client
+from .images.transforms import transform_job
 from .job import ImageJob
-from .optimizer import OptimizerError, optimize
 from .redact import redact
 from .request import Outcome, RequestInfo
-from .results import ClientItem, ResultContext, to_client
-from .router import Attempt, Router
-from .streamsink import StreamSink
-from .transforms import transform_job
-from .verdicts import last_reason, most_informative, servable, why_nothing
+from .routing import retryafter
+from .routing.failures import FINAL_KINDS, UpstreamFailure
+from .routing.router import Attempt, Router
+from .routing.verdicts import last_reason, most_informative, servable, why_nothing
 
 log = logging.getLogger("pixgate.service")
 T = TypeVar("T")

@@ -8,9 +8,9 @@ from collections.abc import Collection
 from typing import Any
 
 from ..dsl.spec import ProviderPolicy, ProviderSpec
-from ..runtime.breaker import Breakers, Permit
-from ..runtime.failures import UpstreamFailure
-from ..runtime.keys import KeyPools, KeysBusy, NoHealthyKey
+from ..runtime.routing.breaker import Breakers, Permit
+from ..runtime.routing.failures import UpstreamFailure
+from ..runtime.routing.keys import KeyPools, KeysBusy, NoHealthyKey
 from .base import RELEASED, Denied, Grant, StateStats
 
 

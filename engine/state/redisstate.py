@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..dsl.spec import ProviderPolicy, ProviderSpec
-from ..runtime.keys import mask_key
+from ..runtime.routing.keys import mask_key
 from . import scripts
 from .base import RELEASED, Denied, Grant, StateStats
 from .config import RedisConfig

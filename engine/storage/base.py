@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..runtime.imagetypes import extension
+from ..runtime.images.imagetypes import extension
 
 # A public name: an id and an extension. The id is the only thing a client names, it is
 # matched whole by this pattern, and it never reaches a path or key any other way.

@@ -25,13 +25,13 @@ from typing import Any
 from ..config.loader import ConfigSnapshot, build_snapshot
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec, SizeRule, TargetSpec
-from ..runtime.breaker import Breakers
-from ..runtime.context import call_counts
+from ..runtime.calls.context import call_counts
 from ..runtime.job import ImageJob, InputImage
-from ..runtime.keys import KeyPools, mask_key
-from ..runtime.router import Attempt, Plan, Router, UnknownModel
+from ..runtime.routing.breaker import Breakers
+from ..runtime.routing.keys import KeyPools, mask_key
+from ..runtime.routing.router import Attempt, Plan, Router, UnknownModel
+from ..runtime.routing.verdicts import servable, why_nothing
 from ..runtime.service import POLLING_DEADLINE, SYNC_DEADLINE
-from ..runtime.verdicts import servable, why_nothing
 from .explain_output import FORMATTERS
 from .explain_requests import render_steps
 from .explain_views import AttemptView, Explanation, TargetView, size_text
@@ -307,7 +307,7 @@ def _notes(
 
 def load_image(path: str) -> InputImage:
     """An input image as the API would take it: bytes, and the mime sniffed from them."""
-    from ..runtime.imagetypes import sniff
+    from ..runtime.images.imagetypes import sniff
 
     with open(path, "rb") as fh:
         data = fh.read()

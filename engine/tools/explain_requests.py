@@ -13,14 +13,14 @@ from aiohttp.multipart import MultipartWriter, parse_content_disposition
 
 from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import FanOutStep, ProviderSpec, StepSpec
-from ..runtime.context import base_context, call_context, call_counts
-from ..runtime.failures import UpstreamFailure
-from ..runtime.fanout import loop_vars
+from ..runtime.calls.context import base_context, call_context, call_counts
+from ..runtime.calls.fanout import loop_vars
+from ..runtime.calls.upstream import Outgoing, build_request
+from ..runtime.images.transforms import transform_job
 from ..runtime.job import ImageJob
-from ..runtime.keys import mask_key
-from ..runtime.router import Attempt
-from ..runtime.transforms import transform_job
-from ..runtime.upstream import Outgoing, build_request
+from ..runtime.routing.failures import UpstreamFailure
+from ..runtime.routing.keys import mask_key
+from ..runtime.routing.router import Attempt
 from .explain_output import format_duration
 from .explain_views import StepView
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from engine.runtime.keys import mask_key
+from engine.runtime.routing.keys import mask_key
 
 from .helpers import run, shipped, use_env
 

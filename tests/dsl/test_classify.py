@@ -1,4 +1,4 @@
-"""Classifying upstream answers (engine/runtime/executor.py, failures.py): provider error rules,
+"""Classifying upstream answers (calls/executor.py, routing/failures.py): provider error rules,
 HTTP status defaults, Retry-After, error messages, and reading result image references."""
 
 from __future__ import annotations
@@ -10,16 +10,21 @@ import pytest
 
 from engine.dsl.provider import DEFAULT_ERROR_MESSAGE, compile_provider
 from engine.dsl.spec import ProviderSpec, StepSpec
-from engine.runtime import retryafter
-from engine.runtime.executor import (
+from engine.runtime.calls.executor import (
     CallResult,
     Executor,
     ImageRef,
     _image_ref,
     decode_b64,
 )
-from engine.runtime.failures import CLIENT_STATUS, FINAL_KINDS, UpstreamFailure, kind_for_status
-from engine.runtime.upstream import MalformedBody, Reply
+from engine.runtime.calls.upstream import MalformedBody, Reply
+from engine.runtime.routing import retryafter
+from engine.runtime.routing.failures import (
+    CLIENT_STATUS,
+    FINAL_KINDS,
+    UpstreamFailure,
+    kind_for_status,
+)
 
 RULES = [
     {"when": "status == `200` && body.code != null && body.code != `0`", "kind": "quota",

@@ -20,10 +20,10 @@ from engine.config.loader import ConfigSnapshot, build_snapshot
 from engine.dsl.expressions import Expr
 from engine.dsl.spec import ProviderSpec, StepSpec
 from engine.dsl.templates import compile_text
-from engine.runtime.executor import CallResult, Executor
-from engine.runtime.failures import UpstreamFailure
+from engine.runtime.calls.executor import CallResult, Executor
+from engine.runtime.calls.upstream import MalformedBody, Reply, build_request
 from engine.runtime.job import InputImage
-from engine.runtime.upstream import MalformedBody, Reply, build_request
+from engine.runtime.routing.failures import UpstreamFailure
 from tests.dsl.shipped_steps import fan_out_items, plain_steps
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Rendering a step's request with `build_request` (engine/runtime/upstream.py): every body form,
+"""Rendering a step's request with `build_request` (runtime/calls/upstream.py): every body form,
 query, auth, and URL resolution. Pure: nothing is sent."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from engine.dsl.provider import compile_provider
 from engine.dsl.spec import ProviderSpec, RequestSpec
+from engine.runtime.calls.upstream import Outgoing, build_request
 from engine.runtime.job import InputImage
-from engine.runtime.upstream import Outgoing, build_request
 
 PNG = InputImage(b"\x89PNG\r\n\x1a\n-png-", "image/png")
 JPG = InputImage(b"\xff\xd8\xff-jpg-", "image/jpeg")

@@ -14,9 +14,9 @@ from engine.config.loader import build_snapshot
 from engine.dsl.sizes import Size
 from engine.dsl.templates import NativeExpr, TextTemplate, compile_text
 from engine.dsl.trees import ListNode, MapNode
-from engine.runtime.context import base_context, call_context
+from engine.runtime.calls.context import base_context, call_context
 from engine.runtime.job import ImageJob, InputImage
-from engine.runtime.router import Attempt
+from engine.runtime.routing.router import Attempt
 from tests.dsl.shipped_steps import plain_steps
 from tests.gateway import REPO
 

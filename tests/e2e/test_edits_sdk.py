@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from engine.runtime.fetch import HOST_REFUSED
+from engine.runtime.images.fetch import HOST_REFUSED
 from tests.e2e.providers import config_dir, single
 from tests.gateway import REPO, Gateway, run_gateway
 from tests.openapi import validate_component

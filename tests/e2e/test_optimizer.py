@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from engine.config.loader import build_snapshot
-from engine.runtime.optimizer import clean
+from engine.runtime.calls.optimizer import clean
 from tests.e2e.providers import config_dir
 from tests.gateway import Gateway, run_gateway
 from tests.upstreams import openai as fake_openai

@@ -218,7 +218,7 @@ async def test_a_polling_job_finishes_on_the_config_it_started_with(watched: Any
 
 
 async def test_key_state_survives_a_reload(tmp_path: Path) -> None:
-    from engine.runtime.failures import UpstreamFailure
+    from engine.runtime.routing.failures import UpstreamFailure
 
     root = make_config(tmp_path / "config")
     text = (

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from engine.runtime import bodygate
-from engine.runtime.bodygate import LARGE_BODY, BodyGate, hold_for
+from engine.runtime.lifecycle import bodygate
+from engine.runtime.lifecycle.bodygate import LARGE_BODY, BodyGate, hold_for
 
 
 async def test_a_second_request_waits_for_the_first_to_finish() -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from engine.dsl.spec import BreakerPolicy
-from engine.runtime.breaker import Breakers
+from engine.runtime.routing.breaker import Breakers
 
 
 class Clock:

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from engine.runtime.fetch import (
+from engine.runtime.images.fetch import (
     FetchPolicy,
     FetchRefused,
     address_refusal,
@@ -448,7 +448,7 @@ async def test_chunked_oversize_refused(served: Served) -> None:
 
 
 def test_default_size_message() -> None:
-    from engine.runtime.fetch import _human
+    from engine.runtime.images.fetch import _human
 
     assert _human(FetchPolicy().max_bytes) == "20 MB"
 

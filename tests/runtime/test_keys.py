@@ -6,8 +6,8 @@ import pytest
 
 from engine.dsl.expressions import Expr
 from engine.dsl.spec import AuthSpec, ErrorRule, ProviderPolicy, ProviderSpec
-from engine.runtime.failures import UpstreamFailure
-from engine.runtime.keys import KeyPools, NoHealthyKey, mask_key
+from engine.runtime.routing.failures import UpstreamFailure
+from engine.runtime.routing.keys import KeyPools, NoHealthyKey, mask_key
 
 
 class Clock:

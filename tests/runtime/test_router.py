@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config.loader import ConfigSnapshot, build_snapshot
-from engine.runtime.router import Router, UnknownModel
+from engine.runtime.routing.router import Router, UnknownModel
 from tests.e2e.providers import config_dir
 
 ENV = {"OPENAI_API_KEYS": "k1", "SILICONFLOW_API_KEYS": "k2", "MODELSCOPE_API_KEYS": "k3"}

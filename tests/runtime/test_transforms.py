@@ -1,4 +1,4 @@
-"""Input image rules (`inputs:`), applied with Pillow (engine/runtime/transforms.py)."""
+"""Input image rules (`inputs:`), applied with Pillow (engine/runtime/images/transforms.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from engine.dsl.spec import InputsSpec
-from engine.runtime.failures import UpstreamFailure
+from engine.runtime.images.transforms import transform_image, transform_job, transform_mask
 from engine.runtime.job import ImageJob, InputImage
-from engine.runtime.transforms import transform_image, transform_job, transform_mask
+from engine.runtime.routing.failures import UpstreamFailure
 
 
 def encode(pic: Image.Image, fmt: str = "PNG", **options: object) -> InputImage:

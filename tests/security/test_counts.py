@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from engine.runtime.inputs import FETCH_CONCURRENCY, MAX_INPUT_IMAGES
+from engine.runtime.images.inputs import FETCH_CONCURRENCY, MAX_INPUT_IMAGES
 from tests.gateway import REPO, run_gateway
 from tests.security.origins import PNG, serve_on
 

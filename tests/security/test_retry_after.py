@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from engine.api.errors import from_failure
 from engine.dsl.spec import ProviderPolicy
-from engine.runtime import retryafter
-from engine.runtime.failures import UpstreamFailure
-from engine.runtime.keys import KeyPools
+from engine.runtime.routing import retryafter
+from engine.runtime.routing.failures import UpstreamFailure
+from engine.runtime.routing.keys import KeyPools
 from tests.e2e.providers import config_dir
 from tests.gateway import run_gateway
 from tests.upstreams import serve_upstream

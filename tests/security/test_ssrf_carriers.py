@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from engine.runtime.fetch import HOST_REFUSED
+from engine.runtime.images.fetch import HOST_REFUSED
 from engine.testing.images import image_b64
 from tests.gateway import REPO, run_gateway
 from tests.security.origins import PNG, Seen, png, recording_app, serve_on

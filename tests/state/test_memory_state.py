@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.dsl.spec import BreakerPolicy, ProviderPolicy
-from engine.runtime.breaker import Breakers
+from engine.runtime.routing.breaker import Breakers
 from engine.state import RELEASED, Denied, MemoryState
 from tests.state.conftest import provider
 

@@ -91,7 +91,9 @@ async def test_presigned_and_public_urls(s3_server: S3Server, s3_env: dict[str, 
         assert url is not None and "X-Amz-Signature=" in url
         async with aiohttp.ClientSession() as http, http.get(url) as resp:
             assert resp.status == 200 and await resp.read() == data
-        public = dataclasses.replace(store.config, url_mode="public", public_base_url="https://cdn.example")
+        public = dataclasses.replace(
+            store.config, url_mode="public", public_base_url="https://cdn.example"
+        )
         assert await S3Storage(public).direct_url(name) == f"https://cdn.example/p/{name}"
     finally:
         await store.close()

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from ..storage.base import StorageError, is_name
-from ..storage.hub import StorageHub
+from ...storage.base import StorageError, is_name
+from ...storage.hub import StorageHub
+from ..job import InputImage
 from .fetch import FetchPolicy, FetchRefused, fetch_image
 from .imagetypes import sniff
-from .job import InputImage
 
 log = logging.getLogger("pixgate.inputs")
 # Checked before anything is fetched: OpenAI's edits take at most 16 images (and a mask).

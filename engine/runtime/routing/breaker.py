@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..dsl.spec import BreakerPolicy
+from ...dsl.spec import BreakerPolicy
 
 # Failure kinds that say something about the provider, not about one key or the request.
 TRIPPING_KINDS = frozenset({"upstream", "timeout"})

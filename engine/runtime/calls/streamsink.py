@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..images.results import ClientItem, ResultContext, to_client
+from ..request import RequestInfo, StreamImage
+from ..routing.failures import UpstreamFailure
 from .executor import ImageRef
-from .failures import UpstreamFailure
-from .request import RequestInfo, StreamImage
-from .results import ClientItem, ResultContext, to_client
 
 log = logging.getLogger("pixgate.service")
 

@@ -11,13 +11,13 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from .. import rawtext
-from ..dsl.origins import OriginPattern, may_receive_key
-from ..dsl.spec import AuthSpec, RequestSpec, StepSpec
-from .bodygate import hold_for
-from .failures import UpstreamFailure
-from .imagetypes import sniff
-from .job import InputImage
+from ... import rawtext
+from ...dsl.origins import OriginPattern, may_receive_key
+from ...dsl.spec import AuthSpec, RequestSpec, StepSpec
+from ..images.imagetypes import sniff
+from ..job import InputImage
+from ..lifecycle.bodygate import hold_for
+from ..routing.failures import UpstreamFailure
 from .sse import iter_events
 
 MAX_BODY = 64 * 1024 * 1024  # larger upstream answers are refused, not buffered

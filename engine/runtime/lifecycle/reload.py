@@ -17,7 +17,7 @@ from typing import Any
 
 import watchfiles
 
-from ..config.loader import build_snapshot
+from ...config.loader import build_snapshot
 from .state import GatewayState
 
 log = logging.getLogger("pixgate.reload")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..dsl.sizes import Size
-from .job import ImageJob
-from .router import Attempt
+from ...dsl.sizes import Size
+from ..job import ImageJob
+from ..routing.router import Attempt
 
 
 def base_context(

@@ -10,9 +10,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ..dsl.spec import FanOutStep
-from ..rawtext import plain
-from .failures import FINAL_KINDS, UpstreamFailure
+from ...dsl.spec import FanOutStep
+from ...rawtext import plain
+from ..routing.failures import FINAL_KINDS, UpstreamFailure
 
 # Runs one item's steps with the given context; returns what they produced.
 RunItem = Callable[[dict[str, Any]], Awaitable[Any]]

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from ..config.loader import ConfigSnapshot
-from ..state import MemoryState, StateBackend
-from ..storage.hub import StorageHub
+from ...config.loader import ConfigSnapshot
+from ...state import MemoryState, StateBackend
+from ...storage.hub import StorageHub
+from ..routing.keys import KeyPools
+from ..routing.router import Router
+from ..service import ImageService
 from .bodygate import BodyGate
-from .keys import KeyPools
-from .router import Router
-from .service import ImageService
 
 
 @dataclass(slots=True)

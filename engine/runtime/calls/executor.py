@@ -14,12 +14,12 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from ..dsl.origins import may_receive_key
-from ..dsl.spec import FanOutStep, ProviderSpec, StepSpec, TaskSpec
-from ..dsl.templates import RenderError
-from ..rawtext import RawText, plain
-from . import retryafter
-from .failures import UpstreamFailure, kind_for_status
+from ...dsl.origins import may_receive_key
+from ...dsl.spec import FanOutStep, ProviderSpec, StepSpec, TaskSpec
+from ...dsl.templates import RenderError
+from ...rawtext import RawText, plain
+from ..routing import retryafter
+from ..routing.failures import UpstreamFailure, kind_for_status
 from .fanout import fan_out
 from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock

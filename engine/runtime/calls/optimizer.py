@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from ..dsl.spec import OptimizerSpec, ProviderSpec
+from ...dsl.spec import OptimizerSpec, ProviderSpec
 from .upstream import read_capped
 
 MAX_ANSWER = 1024 * 1024  # a chat answer larger than this is not a prompt

@@ -13,9 +13,9 @@ import io
 
 from PIL import Image, ImageOps
 
-from ..dsl.spec import InputsSpec
-from .failures import UpstreamFailure
-from .job import ImageJob, InputImage
+from ...dsl.spec import InputsSpec
+from ..job import ImageJob, InputImage
+from ..routing.failures import UpstreamFailure
 
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

@@ -7,8 +7,8 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..config.loader import ConfigSnapshot
-from ..dsl.spec import ModelSpec, ProviderSpec, RouteSpec, TargetSpec
+from ...config.loader import ConfigSnapshot
+from ...dsl.spec import ModelSpec, ProviderSpec, RouteSpec, TargetSpec
 
 
 @dataclass(frozen=True, slots=True)

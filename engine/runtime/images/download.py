@@ -3,7 +3,7 @@
 An upstream's answer is not trusted more than a client's request: a hostile or compromised
 provider, a third-party Space, or anyone who can rewrite plain-http traffic could name
 `http://127.0.0.1:6379/` or a metadata address. So every hop goes through the SSRF guard
-(engine/runtime/fetch.py), except hops to the provider's own `base_url` origin and the origins
+(fetch.py), except hops to the provider's own `base_url` origin and the origins
 its `results.private_origins` lists (a self-hosted upstream serving from a private address).
 Redirects are followed by hand and checked one by one; the provider's auth goes only where
 its key may go (engine/dsl/origins.py); the bytes must be an image.
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from ..dsl.origins import OriginPattern, may_receive_key, origin_of
-from .bodygate import hold_for
-from .failures import UpstreamFailure
+from ...dsl.origins import OriginPattern, may_receive_key, origin_of
+from ..lifecycle.bodygate import hold_for
+from ..routing.failures import UpstreamFailure
 from .fetch import REDIRECT_STATUSES, FetchPolicy, FetchRefused, check_url, parse_url
 from .imagetypes import sniff
 

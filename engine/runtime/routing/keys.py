@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..dsl.spec import ProviderPolicy, ProviderSpec
+from ...dsl.spec import ProviderPolicy, ProviderSpec
 from . import retryafter
 from .failures import UpstreamFailure
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..job import ImageJob
+from ..request import NoUpstream, RequestInfo
 from .failures import FINAL_KINDS, UpstreamFailure
-from .job import ImageJob
-from .request import NoUpstream, RequestInfo
 from .router import Attempt, Plan
 
 

@@ -8,16 +8,16 @@ from typing import Any
 
 import aiohttp
 
-from ..rawtext import RawText
-from ..storage.base import StorageError
-from ..storage.hub import StorageHub
+from ...rawtext import RawText
+from ...storage.base import StorageError
+from ...storage.hub import StorageHub
+from ..calls.executor import ImageRef, decode_b64
+from ..calls.waitclock import WaitClock
+from ..routing.failures import UpstreamFailure
 from .download import DownloadScope
 from .download import download as guarded_download
-from .executor import ImageRef, decode_b64
-from .failures import UpstreamFailure
 from .fetch import FetchPolicy
 from .imagetypes import sniff
-from .waitclock import WaitClock
 
 # base64 runs inline: binascii holds the GIL, so a worker thread would only add hand-offs
 # (bench/README.md, "download"); ~1 ms per MB.
@@ -73,7 +73,7 @@ async def to_client(
 
 
 async def download(url: str, ctx: ResultContext) -> bytes:
-    """An upstream result URL's image, through the SSRF guard (engine/runtime/download.py)."""
+    """An upstream result URL's image, through the SSRF guard (download.py)."""
     with ctx.clock.waiting():
         return await guarded_download(
             url,

@@ -1,0 +1,1 @@
+"""Images in and out: client inputs, guarded fetches, transforms, results for the client."""

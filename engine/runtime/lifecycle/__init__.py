@@ -1,0 +1,1 @@
+"""What outlives one request: the live config, hot reload and the large-body gate."""
