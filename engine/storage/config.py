@@ -1,4 +1,4 @@
-"""The `storage:` section of routes.yaml (or the PIXGATE_STORAGE shortcut), compiled once."""
+"""The `storage:` section of routes.yaml and the PIXGATE_STORAGE shortcut over it, compiled once."""
 
 from __future__ import annotations
 
@@ -42,35 +42,38 @@ class StorageConfig:
         )
 
 
-def from_env(env: Mapping[str, str]) -> StorageConfig:
-    """PIXGATE_STORAGE=s3://bucket/prefix (or `local`) and PIXGATE_S3_ENDPOINT, for a
-    routes.yaml without a `storage:` section."""
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """PIXGATE_STORAGE=s3://bucket/prefix (or `local`) and PIXGATE_S3_ENDPOINT as section
+    fields. The environment wins over the file, as it does for `state:`: an operator can point
+    a replica elsewhere (a staging bucket, a local MinIO) without editing the config in git."""
+    fields: dict[str, Any] = {}
     raw = (env.get("PIXGATE_STORAGE") or "").strip()
-    if not raw or raw == "local":
-        return StorageConfig()
-    parts = urlsplit(raw)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"PIXGATE_STORAGE must be 'local' or s3://bucket/prefix, not {raw!r}")
-    return StorageConfig(
-        backend="s3",
-        bucket=parts.netloc,
-        prefix=_prefix(parts.path),
-        endpoint_url=(env.get("PIXGATE_S3_ENDPOINT") or "").strip() or None,
-        region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
-        addressing_style="path" if env.get("PIXGATE_S3_ENDPOINT") else "auto",
-    )
+    if raw == "local":
+        fields["backend"] = "local"
+    elif raw:
+        parts = urlsplit(raw)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"PIXGATE_STORAGE must be 'local' or s3://bucket/prefix, not {raw!r}")
+        fields.update(backend="s3", bucket=parts.netloc, prefix=parts.path)
+    endpoint = (env.get("PIXGATE_S3_ENDPOINT") or "").strip()
+    if endpoint:
+        fields["endpoint_url"] = endpoint
+    return fields
 
 
 def compile_storage(
     raw: dict[str, Any] | None, env: Mapping[str, str], report: Report
 ) -> StorageConfig:
-    """The section as validated by the schema; cross-field rules are reported here."""
-    if raw is None:
-        try:
-            return from_env(env)
-        except ValueError as exc:
-            report((), "E601", str(exc))
-            return StorageConfig()
+    """The section as validated by the schema, with the environment's overrides on top;
+    cross-field rules are reported here."""
+    try:
+        overrides = env_overrides(env)
+    except ValueError as exc:
+        report((), "E601", str(exc))
+        overrides = {}
+    if raw is None and not overrides.get("backend"):
+        return StorageConfig()
+    raw = {**(raw or {}), **overrides}
     path: Path = ("storage",)
 
     def duration(name: str, default: float | None) -> float | None:
@@ -103,7 +106,9 @@ def compile_storage(
         bucket=raw.get("bucket", ""),
         prefix=_prefix(raw.get("prefix", "")),
         endpoint_url=endpoint,
-        region=raw.get("region") or None,
+        region=raw.get("region")
+        or (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip()
+        or None,
         addressing_style=raw.get("addressing_style", "path" if endpoint else "auto"),
         url_mode=url_mode,
         public_base_url=public_base,

@@ -289,3 +289,32 @@ def test_env_shortcut_and_lint_of_the_section(tmp_path: Path) -> None:
     (config / "routes.yaml").write_text(yaml.safe_dump(doc))
     lines = [d.format() for d in build_snapshot(config, {}).diagnostics.sorted()]
     assert any("storage.ttl" in ln for ln in lines), lines
+
+
+def test_environment_wins_over_the_section_as_for_state(tmp_path: Path) -> None:
+    """PIXGATE_STORAGE / PIXGATE_S3_ENDPOINT override the fields they name; the file keeps
+    the rest (the same rule as PIXGATE_REDIS_URL over `state:`)."""
+    config = demo_config(tmp_path, None)
+    doc = yaml.safe_load((config / "routes.yaml").read_text())
+    doc["storage"] = {
+        "backend": "s3", "bucket": "from-file", "prefix": "f", "region": "eu-west-1",
+        "url_mode": "presigned", "ttl": "1h",
+    }  # fmt: skip
+    (config / "routes.yaml").write_text(yaml.safe_dump(doc))
+
+    env = {"PIXGATE_STORAGE": "s3://from-env/e", "PIXGATE_S3_ENDPOINT": "http://minio.test"}
+    snap = build_snapshot(config, env).snapshot
+    assert snap is not None
+    cfg = snap.storage
+    assert (cfg.bucket, cfg.prefix, cfg.endpoint_url) == ("from-env", "e/", "http://minio.test")
+    assert (cfg.url_mode, cfg.ttl, cfg.region) == ("presigned", 3600.0, "eu-west-1")
+    assert cfg.addressing_style == "path"
+
+    file_only = build_snapshot(config, {}).snapshot
+    assert file_only is not None and file_only.storage.bucket == "from-file"
+
+    # `local` over an s3 section: presigned URLs need s3, so the combination is refused clearly
+    result = build_snapshot(config, {"PIXGATE_STORAGE": "local"})
+    lines = [d.format() for d in result.diagnostics.sorted()]
+    assert result.snapshot is None
+    assert any("E601" in ln and "presigned" in ln for ln in lines), lines
