@@ -79,6 +79,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app[STATE] = state
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
+    state.storage.on_event = app[METRICS].storage_event
     app.on_response_prepare.append(cors.on_prepare)
     app[ADMISSION] = _admission(settings, snapshot)
     app[RELOADER] = Reloader(

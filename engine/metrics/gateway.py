@@ -71,6 +71,12 @@ class GatewayMetrics:
             "pixgate_images_generated", "Images handed to clients, by provider",
             ["provider"], registry=reg,
         )  # fmt: skip
+        self.storage_events = Counter(
+            "pixgate_storage_events",
+            "Storage uploads: uploaded, retried, kept on local disk after failing "
+            "(local_fallback), uploaded again later (reupload)",
+            ["event"], registry=reg,
+        )  # fmt: skip
         self.bytes_out = Counter(
             "pixgate_response_bytes", "Bytes of response bodies sent to clients, by endpoint",
             ["endpoint"], registry=reg,
@@ -92,6 +98,9 @@ class GatewayMetrics:
             self.overhead.labels(endpoint).observe(overhead)
         if sent:
             self.bytes_out.labels(endpoint).inc(sent)
+
+    def storage_event(self, event: str) -> None:
+        self.storage_events.labels(event).inc()
 
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
         self.attempts.labels(provider, outcome).inc()

@@ -83,23 +83,13 @@ class StateCollector(Collector):
 
 
 def _storage(status: dict[str, Any]) -> Iterator[Metric]:
-    """The answering process's storage health and its upload counters (engine/storage)."""
+    """Storage health as the answering process sees it (its upload counters are in
+    GatewayMetrics, so that --workers sums them)."""
     yield GaugeMetricFamily(
         "pixgate_storage_degraded",
         "1 while the storage backend fails (images are kept on local disk meanwhile)",
         value=1.0 if status["status"] == "degraded" else 0.0,
     )
-    events = GaugeMetricFamily(
-        "pixgate_storage_events",
-        "Storage uploads by this process since it started: uploaded, retried, kept on local "
-        "disk after failing (local_fallback), uploaded again later (reupload)",
-        labels=["event"],
-    )
-    names = {"upload": "uploads", "retry": "upload_retries",
-             "local_fallback": "local_fallbacks", "reupload": "reuploads"}  # fmt: skip
-    for event, key in names.items():
-        events.add_metric([event], float(status[key]))
-    yield events
 
 
 def render(metrics: GatewayMetrics, read: StateReader) -> bytes:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ class StorageHub:
         self.degraded = False
         self.rng = random.Random()
         self._retired: set[asyncio.Task[None]] = set()
+        # The app points this at its metrics: counters there are summed over --workers,
+        # where `stats` (for /admin/storage) is only the answering process's.
+        self.on_event: Callable[[str], None] = _ignore
 
     def _build(self, config: StorageConfig) -> Storage:
         if config.backend == "s3":
@@ -95,22 +99,34 @@ class StorageHub:
         for attempt in range(1, cfg.upload_attempts + 1):
             try:
                 await backend.put(name, data, mime, meta)
-                self.stats.uploads += 1
+                self._count("upload")
                 self.degraded = False
                 return await self.url_for(name, public_url)
             except Exception as exc:  # whatever the store did, the image must not be lost
                 self._failed(_cause(exc))
                 if attempt < cfg.upload_attempts:
-                    self.stats.upload_retries += 1
+                    self._count("retry")
                     await asyncio.sleep(self._backoff(attempt))
         await self.local.put(name, data, mime, {**meta, "pending_upload": True})
-        self.stats.fallbacks += 1
+        self._count("local_fallback")
         log.warning(
             "storage: %s kept on local disk after %d failed uploads (%s); served from this "
             "replica and uploaded again in the background",
             name, cfg.upload_attempts, self.stats.last_error,
         )  # fmt: skip
         return f"{public_url}/files/{name}"
+
+    def _count(self, event: str) -> None:
+        stats = self.stats
+        if event == "upload":
+            stats.uploads += 1
+        elif event == "retry":
+            stats.upload_retries += 1
+        elif event == "local_fallback":
+            stats.fallbacks += 1
+        else:
+            stats.reuploads += 1
+        self.on_event(event)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter."""
@@ -205,7 +221,7 @@ class StorageHub:
                 self._failed(_cause(exc))
                 return done
             await self.local.delete([name])
-            self.stats.reuploads += 1
+            self._count("reupload")
             done += 1
         if done:
             log.info("storage: uploaded %d image(s) kept locally after a failure", done)
@@ -281,3 +297,7 @@ async def _close_later(backend: Storage, delay: float = 60.0) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.sleep(delay)
     await backend.close()
+
+
+def _ignore(event: str) -> None:
+    pass

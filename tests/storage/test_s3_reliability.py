@@ -78,7 +78,7 @@ async def test_s3_failing_mid_request_then_back(
             assert stats["reuploads"] == 0 and proxy.failed >= 2
             async with aiohttp.ClientSession() as http, http.get(f"{gw.url}/metrics") as resp:
                 scraped = await resp.text()
-            assert 'pixgate_storage_events{event="local_fallback"} 1.0' in scraped
+            assert 'pixgate_storage_events_total{event="local_fallback"} 1.0' in scraped
             assert "pixgate_storage_degraded 1.0" in scraped
 
             proxy.failing = False  # the store is back
