@@ -1,5 +1,6 @@
 """What the overview shows: the last hour of client requests in one-minute buckets, per
-route and provider, and the last errors with their reason. In-process and bounded."""
+route and provider, and the last errors with their reason. In-process and bounded; with
+Redis state, panel/fleet.py shares the minutes that changed with the rest of the fleet."""
 
 from __future__ import annotations
 
@@ -9,41 +10,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-MINUTES = 60
-SAMPLES = 256  # durations kept per bucket and series, for percentiles
+from . import figures
+from .figures import MINUTES, Bucket, Key, Series
+
 ERRORS = 50
-
-
-@dataclass(slots=True)
-class _Series:
-    count: int = 0
-    ok: int = 0
-    durations: list[float] = field(default_factory=list)
-    overheads: list[float] = field(default_factory=list)
-
-    def add(self, ok: bool, seconds: float, overhead: float | None) -> None:
-        self.count += 1
-        self.ok += ok
-        if len(self.durations) < SAMPLES:
-            self.durations.append(seconds)
-        if overhead is not None and len(self.overheads) < SAMPLES:
-            self.overheads.append(overhead)
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+MAX_SERIES = 256  # (route, provider) pairs per minute; labels are config names, so few
+MAX_MESSAGE = 500
+OVERFLOW: Key = ("other", "other")
 
 
 @dataclass(slots=True)
 class RecentStats:
     clock: Callable[[], float] = time.time
-    _buckets: deque[tuple[int, dict[tuple[str, str], _Series]]] = field(
+    _buckets: deque[tuple[int, dict[Key, Series]]] = field(
         default_factory=lambda: deque(maxlen=MINUTES)
     )
     errors: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ERRORS))
+    _dirty: set[int] = field(default_factory=set)  # minutes changed since the last share
+    _unshared: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ERRORS))
 
     def record(
         self,
@@ -58,56 +42,49 @@ class RecentStats:
         minute = int(now // 60)
         if not self._buckets or self._buckets[-1][0] != minute:
             self._buckets.append((minute, {}))
-        series = self._buckets[-1][1].setdefault((route, provider), _Series())
-        series.add(status < 400, seconds, overhead)
+        bucket = self._buckets[-1][1]
+        key = (route, provider)
+        if key not in bucket and len(bucket) >= MAX_SERIES:
+            key = OVERFLOW
+        bucket.setdefault(key, Series()).add(status < 400, seconds, overhead)
+        self._dirty.add(minute)
         if status >= 400:
-            self.errors.appendleft(
-                {"at": now, "route": route, "provider": provider, "status": status,
-                 "message": error or ""}
-            )  # fmt: skip
+            entry = {"at": now, "route": route, "provider": provider, "status": status,
+                     "message": (error or "")[:MAX_MESSAGE]}  # fmt: skip
+            self.errors.appendleft(entry)
+            self._unshared.append(entry)
+
+    def buckets(self) -> list[Bucket]:
+        return list(self._buckets)
+
+    def now_minute(self) -> int:
+        return int(self.clock() // 60)
 
     def window(self, minutes: int) -> list[dict[str, Any]]:
         """Per (route, provider) over the last `minutes`: rate, success, p50/p99, overhead."""
-        first = int(self.clock() // 60) - minutes + 1
-        merged: dict[tuple[str, str], _Series] = {}
-        for minute, series in self._buckets:
-            if minute < first:
-                continue
-            for key, s in series.items():
-                m = merged.setdefault(key, _Series())
-                m.count += s.count
-                m.ok += s.ok
-                m.durations += s.durations
-                m.overheads += s.overheads
-        rows = []
-        for (route, provider), s in sorted(merged.items()):
-            rows.append(
-                {
-                    "route": route,
-                    "provider": provider,
-                    "requests": s.count,
-                    "per_second": round(s.count / (minutes * 60), 4),
-                    "success_rate": round(s.ok / s.count, 4) if s.count else None,
-                    "p50_s": _percentile(s.durations, 0.5),
-                    "p99_s": _percentile(s.durations, 0.99),
-                    "overhead_p50_ms": _ms(_percentile(s.overheads, 0.5)),
-                    "overhead_p99_ms": _ms(_percentile(s.overheads, 0.99)),
-                }
-            )
-        return rows
+        return figures.window(self._buckets, self.now_minute(), minutes)
 
     def timeline(self) -> list[dict[str, int]]:
         """Requests and errors per minute over the last hour, oldest first, gaps as zeros."""
-        now = int(self.clock() // 60)
-        by_minute = {m: s for m, s in self._buckets}
-        out = []
-        for minute in range(now - MINUTES + 1, now + 1):
-            series = by_minute.get(minute, {})
-            count = sum(s.count for s in series.values())
-            ok = sum(s.ok for s in series.values())
-            out.append({"minute": minute * 60, "requests": count, "errors": count - ok})
-        return out
+        return figures.timeline(self._buckets, self.now_minute())
 
+    # --- sharing with the fleet (panel/fleet.py) ----------------------------------------------
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
+    def take_changes(
+        self, everything: bool = False
+    ) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
+        """The minutes changed since the last call, as published rows, and the errors not
+        shared yet (oldest first); with `everything`, all minutes and errors kept. Hand them
+        back with `give_back` if they could not go."""
+        kept = dict(self._buckets)
+        wanted = kept if everything else self._dirty
+        minutes = {m: [s.to_json(*key) for key, s in kept[m].items()] for m in wanted if m in kept}
+        errors = list(reversed(self.errors)) if everything else list(self._unshared)
+        self._dirty.clear()
+        self._unshared.clear()
+        return minutes, errors
+
+    def give_back(self, minutes: list[int], errors: list[dict[str, Any]]) -> None:
+        self._dirty.update(minutes)
+        pending = [*errors, *self._unshared]  # oldest first; the oldest fall off
+        self._unshared = deque(pending[-ERRORS:], maxlen=ERRORS)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..api.keys import SETTINGS
+from ..api.keys import SETTINGS, STATE
+from ..state import fleet_board
 from . import views
-from .keys import LOGS, RECENT, SESSIONS, THROTTLE, THUMBS
+from .fleet import Fleet
+from .keys import FLEET, LOGS, RECENT, SESSIONS, THROTTLE, THUMBS
 from .recent import RecentStats
 from .session import LoginThrottle, Sessions
 from .thumbs import Thumbnails
@@ -18,10 +20,12 @@ def install(app: web.Application) -> None:
         return  # /admin answers 404 (api/middleware), and nothing is recorded for it
     app[SESSIONS] = Sessions(admin_key)
     app[THROTTLE] = LoginThrottle()
-    app[RECENT] = RecentStats()
+    recent = app[RECENT] = RecentStats()
+    fleet = app[FLEET] = Fleet(recent, fleet_board(app[STATE].shared))
     app[THUMBS] = Thumbnails()
     app[LOGS] = None
     app.cleanup_ctx.append(views.capture_logs)
+    app.cleanup_ctx.append(fleet.sharing)
     app.on_shutdown.insert(0, views.end_log_streams)  # before the drain waits for them
     add = app.router
     add.add_get("/admin", views.redirect)

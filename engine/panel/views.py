@@ -28,7 +28,8 @@ from ..runtime.job import ImageJob
 from ..storage.base import StorageError, is_name
 from ..tools.explain import explain as dry_run
 from ..tools.explain_output import format_json
-from .keys import LOGS, RECENT, SESSIONS, THROTTLE, THUMBS
+from .fleet import figures_of
+from .keys import FLEET, LOGS, SESSIONS, THROTTLE, THUMBS
 from .logbuffer import END
 from .masking import masker
 from .session import COOKIE
@@ -147,7 +148,7 @@ async def session_info(request: web.Request) -> web.StreamResponse:
 
 
 async def overview(request: web.Request) -> web.StreamResponse:
-    recent = request.app[RECENT]
+    """Requests, errors and latency: the fleet's with Redis state (panel/fleet.py)."""
     state = request.app[STATE]
     snapshot = state.snapshot
     report = await state.shared.report(snapshot.providers)  # fleet-wide with Redis
@@ -162,10 +163,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
     body = {
         "now": time.time(),
         "config_version": snapshot.version,
-        "last_5m": recent.window(5),
-        "last_60m": recent.window(60),
-        "timeline": recent.timeline(),
-        "errors": list(recent.errors),
+        **await figures_of(request.app[FLEET], snapshot.version),
         "providers": providers,
     }
     return secured(json_response(body))

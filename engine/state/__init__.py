@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..dsl.spec import StateSpec
 from .base import RELEASED, Denied, Grant, StateBackend, StateStats
 from .config import StateConfigError, redis_config
 from .memory import MemoryState
+
+if TYPE_CHECKING:
+    from .board import FleetBoard
 
 __all__ = [
     "RELEASED",
@@ -18,6 +22,7 @@ __all__ = [
     "StateConfigError",
     "StateStats",
     "build_state",
+    "fleet_board",
     "redis_config",
 ]
 
@@ -30,3 +35,16 @@ def build_state(env: Mapping[str, str], spec: StateSpec | None, local: MemorySta
     from .redisstate import RedisState  # redis is imported only by gateways that use it
 
     return RedisState(config, local)
+
+
+def fleet_board(backend: StateBackend) -> FleetBoard | None:
+    """Where replicas share the admin overview's figures: Redis when the state lives there,
+    else nowhere (one process shows its own)."""
+    if backend.stats.backend != "redis":
+        return None  # and redis stays unimported
+    from .board import FleetBoard
+    from .redisstate import RedisState
+
+    assert isinstance(backend, RedisState)
+    config = backend.config
+    return FleetBoard(backend.client, config, backend.stats)

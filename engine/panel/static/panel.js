@@ -101,6 +101,7 @@ async function overview() {
   const total = sum(five, "requests");
   const ok = five.reduce((a, x) => a + (x.success_rate || 0) * x.requests, 0);
   const view = el("div", {},
+    scopeLine(o),
     el("section", {}, el("h2", {}, "Last 5 minutes"),
       el("div", {class: "cards"},
         card("requests", total, "requests-5m"),
@@ -115,10 +116,25 @@ async function overview() {
         Object.entries(o.providers).map(([pid, p]) => [pid, p.available ? "yes" : "no",
           el("span", {class: `state-${p.circuit}`}, p.circuit), p.keys.join(", ") || "–"]))),
     el("section", {}, el("h2", {}, "Recent errors"),
-      table(["time", "route", "provider", "status", "reason"],
-        o.errors.map((e) => [new Date(e.at * 1000).toLocaleTimeString(), e.route, e.provider,
-          e.status, e.message]))));
+      table(["time", "replica", "route", "provider", "status", "reason"],
+        o.errors.map((e) => [new Date(e.at * 1000).toLocaleTimeString(), e.replica, e.route,
+          e.provider, e.status, e.message]))),
+    el("section", {}, el("h2", {}, "Replicas in these figures"),
+      el("div", {id: "replicas"}, table(["replica", "host", "pid", "config", "last seen", "requests (60 min)"],
+        o.replicas.map((p) => [p.replica + (p.self ? " (this one)" : ""), p.host, p.pid ?? "–",
+          p.config_version, p.live ? "live" : `${fmt(o.now - p.last_seen, 0, " s")} ago`,
+          p.requests_60m])))));
   return view;
+}
+
+function scopeLine(o) {
+  const count = o.replicas.length;
+  const text = o.scope === "fleet"
+    ? `Fleet-wide: ${count} replica${count === 1 ? "" : "s"} (shared through Redis).`
+    : "This replica only.";
+  return el("section", {},
+    el("p", {id: "scope", "data-scope": o.scope, class: "muted"}, text),
+    o.notice ? el("p", {id: "scope-notice", class: "error"}, o.notice) : null);
 }
 
 function card(label, value, id) {
