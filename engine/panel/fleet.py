@@ -41,13 +41,14 @@ UNREACHABLE = (
 class Fleet:
     recent: RecentStats
     board: FleetBoard | None  # None: memory state, nothing shared
+    name: str = ""  # PIXGATE_REPLICA_ID when set (Redis state always has a name)
     info: dict[str, Any] = field(default_factory=dict)
     _written: set[int] = field(default_factory=set)  # minutes in Redis, dropped as they age
     _rewrite: bool = False  # write everything next time
 
     def __post_init__(self) -> None:
         host, pid = socket.gethostname(), os.getpid()
-        replica = self.board.replica if self.board else f"{host}:{pid}"
+        replica = self.board.replica if self.board else self.name or f"{host}:{pid}"
         self.info = {"replica": replica, "host": host, "pid": pid, "started": time.time()}
 
     @property
@@ -124,6 +125,7 @@ async def figures_of(fleet: Fleet, config_version: str) -> dict[str, Any]:
         replicas.append(_replica(other, name, now, _count(theirs, now_minute)))
     if published is not None:
         scope = "fleet"
+        replicas[1:] = sorted(replicas[1:], key=lambda r: str(r["replica"]))
     errors.sort(key=lambda e: -float(e["at"]))
     return {
         "scope": scope,

@@ -21,7 +21,8 @@ def install(app: web.Application) -> None:
     app[SESSIONS] = Sessions(admin_key)
     app[THROTTLE] = LoginThrottle()
     recent = app[RECENT] = RecentStats()
-    fleet = app[FLEET] = Fleet(recent, fleet_board(app[STATE].shared))
+    name = app[SETTINGS].env.get("PIXGATE_REPLICA_ID", "").strip()
+    fleet = app[FLEET] = Fleet(recent, fleet_board(app[STATE].shared), name)
     app[THUMBS] = Thumbnails()
     app[LOGS] = None
     app.cleanup_ctx.append(views.capture_logs)

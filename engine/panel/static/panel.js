@@ -101,8 +101,7 @@ async function overview() {
   const total = sum(five, "requests");
   const ok = five.reduce((a, x) => a + (x.success_rate || 0) * x.requests, 0);
   const view = el("div", {},
-    scopeLine(o),
-    el("section", {}, el("h2", {}, "Last 5 minutes"),
+    el("section", {}, el("h2", {}, "Last 5 minutes"), scopeLine(o),
       el("div", {class: "cards"},
         card("requests", total, "requests-5m"),
         card("success", total ? fmt((ok / total) * 100, 1, "%") : "–", "success-5m"),
@@ -132,7 +131,7 @@ function scopeLine(o) {
   const text = o.scope === "fleet"
     ? `Fleet-wide: ${count} replica${count === 1 ? "" : "s"} (shared through Redis).`
     : "This replica only.";
-  return el("section", {},
+  return el("div", {},
     el("p", {id: "scope", "data-scope": o.scope, class: "muted"}, text),
     o.notice ? el("p", {id: "scope-notice", class: "error"}, o.notice) : null);
 }
