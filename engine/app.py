@@ -164,7 +164,12 @@ async def _server_header(_: web.Request, response: web.StreamResponse) -> None:
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
     """One shared ClientSession for every upstream call, with bounded connections."""
     state = app[STATE]
-    connector = aiohttp.TCPConnector(limit=1024, limit_per_host=256, ttl_dns_cache=300)
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_connections,
+        limit_per_host=settings.upstream_connections_per_host,
+        ttl_dns_cache=300,
+    )
     session = aiohttp.ClientSession(
         connector=connector,
         auto_decompress=True,

@@ -17,6 +17,16 @@ def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number >= 0 from the environment (0 is a value, not 'unset')."""
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{name} must be a whole number >= 0, not {value!r}")
+    return int(value)
+
+
 def default_storage_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "pixgate" / "files"
@@ -48,6 +58,11 @@ class Settings:
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
     max_body: int = DEFAULT_MAX_BODY
     max_large_bodies: int = 4  # requests holding an answer over 1 MB at once (memory bound)
+    # Open connections to upstreams, in all and to one host (0: no cap). A request beyond
+    # the cap waits for a connection, so the per-host cap bounds the requests one provider
+    # can have open at once (PIXGATE_UPSTREAM_CONNECTIONS[_PER_HOST]).
+    upstream_connections: int = 1024
+    upstream_connections_per_host: int = 256
     # A request body that stalls this long, or after it arrives under body_min_rate bytes/s,
     # is cut off with a 408 (engine/api/bodywatch.py). 0 turns the check off.
     body_timeout: float = 30.0
@@ -81,6 +96,10 @@ class Settings:
             else default_storage_dir(env),
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
             "max_large_bodies": int(env.get("PIXGATE_MAX_LARGE_BODIES") or 4),
+            "upstream_connections": _count(env, "PIXGATE_UPSTREAM_CONNECTIONS", 1024),
+            "upstream_connections_per_host": _count(
+                env, "PIXGATE_UPSTREAM_CONNECTIONS_PER_HOST", 256
+            ),
             "body_timeout": float(env.get("PIXGATE_BODY_TIMEOUT") or 30.0),
             "body_min_rate": float(env.get("PIXGATE_BODY_MIN_RATE") or 1024.0),
             "poll_scale": float(env.get("PIXGATE_POLL_INTERVAL_SCALE") or 1.0),
