@@ -1,20 +1,24 @@
 """What shared state adds per upstream attempt: memory against a loopback Redis.
 
-    python -m bench.state_cost [--pairs 3000]
+    python -m bench.state_cost [--pairs 3000] [--loop uvloop|asyncio]
 
 Runs the state calls one attempt makes (acquire: breaker, key choice, lease; then settle with
-a success) in a loop, with no HTTP around them, and reports per attempt the p50 and p99 wall
-time of the acquire (what a request waits for) and of acquire + settle, and the CPU time of
-this process (the gateway's side; Redis's own CPU is not counted). Needs `redis-server` on
-PATH; it starts one on a free loopback port and stops it. A whole-gateway cell under wrk
-would add HTTP noise to a difference of tens of microseconds, so this measures the state calls
-alone.
+a success, sent off the request's path as the gateway does) in a loop, with no HTTP around
+them, and reports per attempt the p50 and p99 wall time of the acquire (what a request waits
+for) and of acquire + settle, and the CPU time of this process (the gateway's side, the
+batched background writes included; Redis's own CPU is not counted). Two policies: the
+default (no per-key concurrency limit) and `max_concurrency_per_key: 64`, which needs a lease
+in Redis per attempt. Needs `redis-server` on PATH; it starts one on a free loopback port and
+stops it. A whole-gateway cell under wrk would add HTTP noise to a difference of tens of
+microseconds, so this measures the state calls alone. To measure another tree's engine, run
+this file with that tree first on PYTHONPATH.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import statistics
@@ -39,20 +43,21 @@ PROVIDER = ProviderSpec(
     errors=(ErrorRule(Expr("a"), "upstream"),),
     error_message=Expr("message"),
 )
-POLICY = ProviderPolicy(max_concurrency_per_key=64)
+POLICIES = {"default": ProviderPolicy(), "limit 64": ProviderPolicy(max_concurrency_per_key=64)}
 
 
-async def measure(state: StateBackend, pairs: int) -> dict[str, float]:
+async def measure(state: StateBackend, policy: ProviderPolicy, pairs: int) -> dict[str, float]:
     acquire_s: list[float] = []
     pair_s: list[float] = []
     for _ in range(200):  # warm-up: connections, script caches
-        await state.settle(await state.acquire(PROVIDER, POLICY), POLICY, None)
+        await state.settle(await state.acquire(PROVIDER, policy), policy, None, wait=False)
+    await asyncio.sleep(0.01)
     cpu = time.process_time()
     for _ in range(pairs):
         start = time.perf_counter()
-        grant = await state.acquire(PROVIDER, POLICY)
+        grant = await state.acquire(PROVIDER, policy)
         acquired = time.perf_counter()
-        await state.settle(grant, POLICY, None)
+        await state.settle(grant, policy, None, wait=False)  # as the gateway settles a success
         done = time.perf_counter()
         acquire_s.append(acquired - start)
         pair_s.append(done - start)
@@ -84,13 +89,21 @@ async def compare(port: int, pairs: int) -> dict[str, dict[str, float]]:
         if time.monotonic() > end:
             raise SystemExit("redis-server did not answer")
         await asyncio.sleep(0.05)
-    rows = {"memory": await measure(MemoryState(), pairs)}
-    rows["redis"] = await measure(redis, pairs)
+    await redis.start()  # as the gateway does: lease renewal, and the cache's subscription
+    cache = getattr(redis, "cache", None)  # absent from trees before the cache
+    while cache is not None and not cache.live:
+        if time.monotonic() > end:
+            raise SystemExit("the change channel was not subscribed")
+        await asyncio.sleep(0.01)
+    rows: dict[str, dict[str, float]] = {}
+    for name, policy in POLICIES.items():
+        rows[f"memory, {name}"] = await measure(MemoryState(), policy, pairs)
+        rows[f"redis, {name}"] = await measure(redis, policy, pairs)
     await redis.close()
     return rows
 
 
-def main(pairs: int) -> None:
+def main(pairs: int, loop: str) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not on PATH (apt-get install redis-server)")
@@ -102,20 +115,34 @@ def main(pairs: int) -> None:
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            rows = asyncio.run(compare(port, pairs))
+            if loop == "uvloop":
+                import uvloop
+
+                rows = uvloop.run(compare(port, pairs))
+            else:
+                rows = asyncio.run(compare(port, pairs))
         finally:
             server.terminate()
             server.wait(timeout=5)
-    names = list(rows["memory"])
-    print("| backend | " + " | ".join(names) + " |")
+    names = list(next(iter(rows.values())))
+    print(f"event loop: {loop}; {pairs} attempts per row; load average {load()}")
+    print("| backend, policy | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for backend, row in rows.items():
         print(f"| {backend} | " + " | ".join(f"{row[n]:.0f}" for n in names) + " |")
-    added = {n: rows["redis"][n] - rows["memory"][n] for n in names}
-    print("| added by Redis | " + " | ".join(f"{added[n]:.0f}" for n in names) + " |")
+    for policy in POLICIES:
+        added = {n: rows[f"redis, {policy}"][n] - rows[f"memory, {policy}"][n] for n in names}
+        cells = " | ".join(f"{added[n]:.0f}" for n in names)
+        print(f"| added by Redis, {policy} | {cells} |")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=3000)
-    main(parser.parse_args().pairs)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    args = parser.parse_args()
+    main(args.pairs, args.loop)

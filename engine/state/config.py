@@ -12,6 +12,7 @@ from ..dsl.spec import StateSpec
 DEFAULT_PREFIX = "pixgate"
 DEFAULT_TIMEOUT = 0.25  # one Redis call; past it the request goes on with local state
 DEFAULT_LEASE_TTL = 30.0
+DEFAULT_CACHE_TTL = 1.0  # the most a replica's cached key health and breakers may lag
 
 
 class StateConfigError(ValueError):
@@ -26,6 +27,7 @@ class RedisConfig:
     timeout: float = DEFAULT_TIMEOUT
     lease_ttl: float = DEFAULT_LEASE_TTL
     replica: str = ""
+    cache_ttl: float = DEFAULT_CACHE_TTL
 
 
 def redis_config(env: Mapping[str, str], spec: StateSpec | None) -> RedisConfig | None:
@@ -51,4 +53,11 @@ def redis_config(env: Mapping[str, str], spec: StateSpec | None) -> RedisConfig 
     replica = (env.get("PIXGATE_REPLICA_ID") or "").strip() or (
         f"{socket.gethostname()}:{os.getpid()}"
     )
-    return RedisConfig(url, secret, prefix or DEFAULT_PREFIX, timeout, lease_ttl, replica)
+    cache_ttl = DEFAULT_CACHE_TTL
+    if env.get("PIXGATE_STATE_CACHE_TTL"):
+        cache_ttl = float(env["PIXGATE_STATE_CACHE_TTL"])
+        if not 0 <= cache_ttl <= 1:
+            raise StateConfigError("PIXGATE_STATE_CACHE_TTL must be between 0 (off) and 1 s")
+    return RedisConfig(
+        url, secret, prefix or DEFAULT_PREFIX, timeout, lease_ttl, replica, cache_ttl
+    )

@@ -25,3 +25,35 @@ class KeyIds:
     def forget(self, live: set[tuple[str, str]]) -> None:
         for item in [k for k in self._cache if k not in live]:
             del self._cache[item]
+
+
+class Names:
+    """Where a deployment's state lives in Redis: every name starts with its prefix, and one
+    provider's names share the hash tag {provider}, so a Redis Cluster keeps them in one slot."""
+
+    def __init__(self, prefix: str, ids: KeyIds) -> None:
+        self.prefix = prefix
+        self.ids = ids
+        self.channel = f"{prefix}:changes"  # pub/sub: a provider's fleet-visible state changed
+        self._keys: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def of(self, provider: str, *parts: str) -> str:
+        return ":".join((self.prefix, "{" + provider + "}", *parts))
+
+    def key(self, provider: str, key: str) -> tuple[str, str]:
+        """A provider key's health hash and lease zset."""
+        found = self._keys.get((provider, key))
+        if found is None:
+            kid = self.ids(provider, key)
+            found = self._keys[(provider, key)] = (
+                self.of(provider, "key", kid), self.of(provider, "lease", kid)
+            )  # fmt: skip
+        return found
+
+    def forget(self, live: set[tuple[str, str]]) -> None:
+        self.ids.forget(live)
+        for item in [k for k in self._keys if k not in live]:
+            del self._keys[item]
+
+    def plain(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))

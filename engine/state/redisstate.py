@@ -1,16 +1,23 @@
 """State shared by a fleet through Redis, failing open onto this process's memory state.
 
-Each upstream attempt costs one Lua call to begin (breaker, key choice, lease) and one to
-settle. When Redis is down or slower than the timeout, requests go on with local state: one
-warning, counters in `stats`, reconnection with backoff in the background, and the fleet
-converges again through Redis once it is back.
+An upstream attempt asks Redis only what this replica cannot know from its cache:
+- a provider without a per-key concurrency limit, breaker closed and a key healthy in the
+  cache (at most `cache_ttl` old, dropped on any published change): no round trip at all;
+- otherwise one Lua call (breaker, key choice, lease), as the fleet-wide limit and the
+  breaker's single probe need.
+A success or a cancellation settles without a round trip of its own when it changes nothing
+others cache: the lease release and the success count go out batched (outbox.py). A failure
+is one Lua call that records it and publishes the change.
+
+When Redis is down or slower than the timeout, requests go on with local state: one warning,
+counters in `stats`, reconnection with backoff in the background, and the fleet converges
+again through Redis once it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -21,12 +28,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..dsl.spec import ProviderPolicy, ProviderSpec
-from ..runtime.routing.keys import mask_key
-from . import scripts
+from . import adminrows, scripts
 from .base import RELEASED, Denied, Grant, StateStats
 from .config import RedisConfig
-from .identity import KeyIds
+from .healthcache import Health, HealthCache
+from .identity import KeyIds, Names
 from .memory import MemoryState
+from .outbox import Outbox
+from .records import RedisRecords
 
 log = logging.getLogger("pixgate.state")
 T = TypeVar("T")
@@ -41,7 +50,7 @@ class RedisState:
         self.config = config
         self.local = local or MemoryState()
         self.stats = StateStats(backend="redis", extra={"prefix": config.prefix})
-        self.ids = KeyIds(config.secret)
+        self.names = Names(config.prefix, KeyIds(config.secret))
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             config.url,
             socket_timeout=config.timeout,
@@ -53,34 +62,33 @@ class RedisState:
         self._acquire = self.client.register_script(scripts.ACQUIRE)
         self._settle = self.client.register_script(scripts.SETTLE)
         self._renew = self.client.register_script(scripts.RENEW)
-        self._hit = self.client.register_script(scripts.HIT)
+        self.cache = HealthCache(self.client, self.names, config.cache_ttl, config.timeout)
+        self.outbox = Outbox(self.client, self._guard, KEEP_ROWS_MS)
+        self.records = RedisRecords(
+            self.client, self.names, self._guard, self.local, lambda: self.stats.degraded
+        )
         self._held: dict[str, str] = {}  # token -> its key's lease set, renewed until settled
+        self._cursor: dict[str, int] = {}  # round robin of the cached path, per provider
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconnecting: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
-
-    # --- keys -------------------------------------------------------------------------------
-
-    def _k(self, provider: str, *parts: str) -> str:
-        # {provider} is a hash tag: one provider's keys share a Redis Cluster slot.
-        return ":".join((self.config.prefix, "{" + provider + "}", *parts))
-
-    def _key_names(self, provider: str, key: str) -> tuple[str, str]:
-        kid = self.ids(provider, key)
-        return self._k(provider, "key", kid), self._k(provider, "lease", kid)
+        self._background: list[asyncio.Task[None]] = []
 
     # --- life -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         if not await self.ready():
             self._down(None)
-        self._heartbeat = asyncio.create_task(self._renew_loop())
+        self._background = [asyncio.create_task(self._renew_loop())]
+        if self.config.cache_ttl > 0:
+            self._background.append(asyncio.create_task(self.cache.listen()))
 
     async def close(self) -> None:
         """Give back every lease still held (graceful shutdown), then close the pool."""
         if self._tasks:  # settles sent in the background
             await asyncio.wait(list(self._tasks), timeout=self.config.timeout * 4)
-        for task in (self._heartbeat, self._reconnecting):
+        if not self.stats.degraded:
+            await self.outbox.flush()
+        for task in (*self._background, self._reconnecting):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -124,6 +132,7 @@ class RedisState:
         self.stats.degraded = True
         self.stats.outages += 1
         self.stats.degraded_since = time.time()
+        self.cache.clear()
         log.warning(
             "state: Redis unreachable (%s); serving on this replica's local state until it "
             "is back (keys, breakers and limits are not shared meanwhile)",
@@ -137,6 +146,7 @@ class RedisState:
         while True:
             await asyncio.sleep(delay)
             if await self.ready():
+                self.cache.clear()  # what was cached before the outage is not trusted
                 self.stats.degraded = False
                 self.stats.degraded_since = None
                 log.warning("state: Redis is back; sharing state with the fleet again")
@@ -160,10 +170,52 @@ class RedisState:
         candidates = [k for k in provider.auth.keys if k not in exclude] if pool else []
         if pool and provider.auth.keys and not candidates:
             raise Denied(pid, "no_key")
+        if not policy.max_concurrency_per_key:  # no lease to take: the cache may answer
+            health = await self.cache.get(provider, self._guard)
+            grant = self._cached_grant(pid, policy, health, candidates) if health else None
+            if grant is not None:
+                return grant
+            if self.stats.degraded:  # the cache's read just failed
+                return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
+        return await self._scripted_grant(provider, policy, candidates, pool, exclude)
+
+    def _cached_grant(
+        self, pid: str, policy: ProviderPolicy, health: Health, candidates: list[str]
+    ) -> Grant | None:
+        """A grant decided from the cache, or None when only Redis can decide (the breaker
+        is not closed, or no key looks healthy)."""
+        if health.open_until:
+            return None  # open, or half-open with one probe for the whole fleet
         token = f"{self.config.replica}/{secrets.token_hex(6)}"
-        names = [self._k(pid, "breaker"), self._k(pid, "probe"), self._k(pid, "cursor")]
+        if not candidates:
+            return Grant(pid, None, token, via="redis")
+        now = health.now_ms()
+        healthy = [k for k in candidates if health.until.get(k, 0) <= now]
+        if not healthy:
+            return None
+        if policy.key_selection == "least_recently_used":
+            key = min(healthy, key=lambda k: self.local.keys.health(pid, k).last_used)
+        else:
+            turn = self._cursor.get(pid, 0)
+            self._cursor[pid] = turn + 1
+            key = healthy[turn % len(healthy)]
+        self.local.keys.take(pid, key)
+        return Grant(pid, key, token, leased=True, via="redis")
+
+    async def _scripted_grant(
+        self,
+        provider: ProviderSpec,
+        policy: ProviderPolicy,
+        candidates: list[str],
+        pool: bool,
+        exclude: Collection[str],
+    ) -> Grant:
+        pid = provider.id
+        token = f"{self.config.replica}/{secrets.token_hex(6)}"
+        names = [self.names.of(pid, "breaker"), self.names.of(pid, "probe")]
+        names.append(self.names.of(pid, "cursor"))
         for candidate in candidates:
-            names.extend(self._key_names(pid, candidate))
+            names.extend(self.names.key(pid, candidate))
         limit = policy.max_concurrency_per_key or 0
         lru = "1" if policy.key_selection == "least_recently_used" else "0"
         ttl_ms = int(self.config.lease_ttl * 1000)
@@ -184,12 +236,10 @@ class RedisState:
         if verdict == "busy":
             raise Denied(pid, "busy")
         key = candidates[number - 1] if number else None
-        grant = Grant(pid, key, token, probe=probe, leased=key is not None, via="redis")
         if key is not None:
             self.local.keys.take(pid, key)  # this replica's own view, for a fall-back
-        if key is not None:
             self._held[token] = names[2 + 2 * number]
-        return grant
+        return Grant(pid, key, token, probe=probe, leased=key is not None, via="redis")
 
     async def settle(
         self,
@@ -200,20 +250,50 @@ class RedisState:
         *,
         wait: bool = True,
     ) -> None:
-        """With wait=False the Redis call goes out after the caller moves on (a success, a
-        cancellation): it costs the request no round trip. close() waits for those."""
+        """A success or a cancellation that changes nothing the fleet caches costs no round
+        trip of its own (batched; with wait=True its lease release is sent before this
+        returns). Anything else is one Lua call, sent after the caller moves on with
+        wait=False. close() waits for those."""
         if grant.via != "redis":
             self.local.settle_now(grant, policy, kind, retry_after)
             return
-        self._held.pop(grant.token, None)
+        lease = self._held.pop(grant.token, None)
         if grant.key is not None:
             self.local.keys.give(grant.provider, grant.key)
         if kind != RELEASED:  # what this replica learnt serves it if Redis goes away
             self.local.record(grant.provider, grant.key, policy, kind, retry_after)
+        if not grant.probe and (kind == RELEASED or (kind is None and self._clean(grant))):
+            if lease is not None:
+                self.outbox.release(lease, grant.token)
+            if kind is None and grant.key is not None:
+                self.outbox.success(self.names.key(grant.provider, grant.key)[0])
+            if wait and lease is not None:
+                await self.outbox.flush()
+            return
+        call = self._settle_call(grant, policy, kind, retry_after)
+        if wait:
+            await call
+        else:
+            task = asyncio.create_task(call)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # On failure the lease expires by its TTL (no renewal) and the probe slot likewise.
+
+    def _clean(self, grant: Grant) -> bool:
+        """Whether a success needs no reset, as far as a fresh cache knows: the breaker
+        counts no failures and the key has no cooldown or strikes to clear."""
+        health = self.cache.fresh(grant.provider)
+        if health is None or health.open_until or health.breaker_row:
+            return False
+        return grant.key is None or grant.key not in health.dirty
+
+    async def _settle_call(
+        self, grant: Grant, policy: ProviderPolicy, kind: str | None, retry_after: float | None
+    ) -> None:
         pid = grant.provider
-        breaker = self._k(pid, "breaker")
-        health, lease = self._key_names(pid, grant.key) if grant.key else (breaker, breaker)
-        names = [breaker, self._k(pid, "probe"), health, lease]
+        breaker = self.names.of(pid, "breaker")
+        health, lease = self.names.key(pid, grant.key) if grant.key else (breaker, breaker)
+        names = [breaker, self.names.of(pid, "probe"), health, lease]
         args: list[str | int] = [
             grant.token,
             self.config.replica,
@@ -228,14 +308,12 @@ class RedisState:
             "1" if grant.probe else "0",
             BASE_COOLDOWN_MS,
             KEEP_ROWS_MS,
+            self.names.channel,
+            pid,
         ]
-        if wait:
-            await self._guard(self._settle(keys=names, args=args))
-        else:
-            task = asyncio.create_task(self._guard(self._settle(keys=names, args=args)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        # On failure the lease expires by its TTL (no renewal) and the probe slot likewise.
+        changed = await self._guard(self._settle(keys=names, args=args))
+        if changed:  # ours at once; other replicas by the message the script published
+            self.cache.drop(pid)
 
     async def _renew_loop(self) -> None:
         """Renew this replica's key leases: one that dies stops renewing, and they expire."""
@@ -256,13 +334,14 @@ class RedisState:
         """Fleet-wide state from Redis (this replica's own when Redis is unreachable)."""
         if self.stats.degraded:
             return self._local_report(providers)
+        await self.outbox.flush()  # this replica's batched counts and releases first
         pipe = self.client.pipeline(transaction=False)
         pipe.time()
         for pid, spec in sorted(providers.items()):
-            pipe.hgetall(self._k(pid, "breaker"))
-            pipe.exists(self._k(pid, "probe"))
+            pipe.hgetall(self.names.of(pid, "breaker"))
+            pipe.exists(self.names.of(pid, "probe"))
             for key in spec.auth.keys:
-                health, lease = self._key_names(pid, key)
+                health, lease = self.names.key(pid, key)
                 pipe.hgetall(health)
                 pipe.zrangebyscore(lease, "(0", "+inf", withscores=True)
         answers = await self._guard(pipe.execute())
@@ -279,9 +358,9 @@ class RedisState:
             for key in spec.auth.keys:
                 h, leases = answers[at], answers[at + 1]
                 at += 2
-                rows.append(_row(key, h, leases, now))
+                rows.append(adminrows.row(key, h, leases, now))
             out[pid] = {
-                "circuit": _circuit(breaker, now),
+                "circuit": adminrows.circuit(breaker, now),
                 "probe_in_flight": bool(probing),
                 "circuit_changed_by": breaker.get("changed_by"),
                 "keys": rows,
@@ -290,14 +369,18 @@ class RedisState:
 
     async def reprobe(self, provider: str, key: str) -> None:
         await self.local.reprobe(provider, key)
-        health, _ = self._key_names(provider, key)
+        health, _ = self.names.key(provider, key)
         now_ms = str(int(time.time() * 1000))
         # In the past but not 0: the key still counts as resting, so its next success
         # clears its last verdict (the settle script's rule).
         fields: dict[str | bytes, str | bytes] = {
             "until": "1", "changed_by": self.config.replica, "changed_at": now_ms,
         }  # fmt: skip
-        await self._guard(self.client.hset(health, mapping=fields))  # type: ignore[arg-type]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(health, mapping=fields)  # type: ignore[arg-type]
+        pipe.publish(self.names.channel, provider)
+        await self._guard(pipe.execute())
+        self.cache.drop(provider)
 
     def _local_report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
         report = self.local.report_now(providers)
@@ -307,114 +390,31 @@ class RedisState:
 
     def retain(self, providers: dict[str, ProviderSpec]) -> None:
         self.local.retain(providers)
-        self.ids.forget({(pid, k) for pid, p in providers.items() for k in p.auth.keys})
+        self.names.forget({(pid, k) for pid, p in providers.items() for k in p.auth.keys})
 
-    # --- hooks: counters and job records ----------------------------------------------------
-
-    def _plain(self, *parts: str) -> str:
-        return ":".join((self.config.prefix, *parts))
+    # --- hooks: counters and job records (records.py) ---------------------------------------
 
     async def hit(self, name: str, window: float, amount: int = 1) -> int:
-        index = int(time.time() // window)
-        key = self._plain("hits", name, str(index))
-        count = await self._guard(self._hit(keys=[key], args=[amount, int(window * 2000)]))
-        if count is None:
-            return await self.local.hit(name, window, amount)
-        return int(count)
+        return await self.records.hit(name, window, amount)
 
     async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
-        key = self._plain("usage", name)
-        pipe = self.client.pipeline(transaction=True)  # MULTI: all of one request or none
-        for field, amount in amounts.items():
-            pipe.hincrbyfloat(key, field, amount)
-        totals = await self._guard(pipe.execute())
-        if totals is None:
-            return await self.local.add_usage(name, amounts)
-        return {f: float(v) for f, v in zip(amounts, totals, strict=True)}
+        return await self.records.add_usage(name, amounts)
 
     async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
-        payload = json.dumps(record, separators=(",", ":"))
-        done = await self._guard(
-            self.client.set(self._plain("job", job_id), payload, px=int(ttl * 1000))
-        )
-        if done is None:
-            await self.local.put_job(job_id, record, ttl)
+        await self.records.put_job(job_id, record, ttl)
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
-        if self.stats.degraded:
-            return await self.local.get_job(job_id)
-        raw = await self._guard(self.client.get(self._plain("job", job_id)))
-        if raw is None:
-            return await self.local.get_job(job_id)
-        found = json.loads(raw)
-        return found if isinstance(found, dict) else None
+        return await self.records.get_job(job_id)
 
     async def claim_job(
         self, job_id: str, record: dict[str, Any], ttl: float
     ) -> dict[str, Any] | None:
-        payload = json.dumps(record, separators=(",", ":"))
-        key = self._plain("job", job_id)
-        stored = await self._guard(self.client.set(key, payload, px=int(ttl * 1000), nx=True))
-        if stored is None and self.stats.degraded:
-            return await self.local.claim_job(job_id, record, ttl)
-        if stored:
-            return None
-        return await self.get_job(job_id) or record  # lost the race (or it just expired)
+        return await self.records.claim_job(job_id, record, ttl)
 
     async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
-        key = self._plain("jobs", owner)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zadd(key, {job_id: created})
-        pipe.zremrangebyscore(key, "-inf", time.time() - ttl)
-        pipe.pexpire(key, int(ttl * 1000))
-        if await self._guard(pipe.execute()) is None:
-            await self.local.index_job(owner, job_id, created, ttl)
+        await self.records.index_job(owner, job_id, created, ttl)
 
     async def job_ids(
         self, owner: str, before: float | None, limit: int
     ) -> list[tuple[str, float]]:
-        if self.stats.degraded:
-            return await self.local.job_ids(owner, before, limit)
-        top = f"({before}" if before is not None else "+inf"
-        rows = await self._guard(
-            self.client.zrevrangebyscore(
-                self._plain("jobs", owner), top, "-inf", start=0, num=limit, withscores=True
-            )
-        )
-        if rows is None:
-            return await self.local.job_ids(owner, before, limit)
-        return [(str(row[0]), float(row[1])) for row in rows]
-
-
-def _circuit(breaker: dict[str, str], now: int) -> str:
-    open_until = int(breaker.get("open_until") or 0)
-    if open_until == 0:
-        return "closed"
-    return "open" if open_until > now else "half_open"
-
-
-def _seconds(ms: str | None) -> float | None:
-    return round(int(ms) / 1000, 3) if ms else None
-
-
-def _row(key: str, h: dict[str, str], leases: list[tuple[str, float]], now: int) -> dict[str, Any]:
-    until = int(h.get("until") or 0)
-    reason = h.get("reason")
-    if until <= now:
-        state = "probing" if reason in ("bad_key", "quota") else "healthy"
-    else:
-        state = {"rate_limited": "cooling_down", "bad_key": "disabled", "quota": "exhausted"}.get(
-            reason or "", "cooling_down"
-        )
-    return {
-        "key": mask_key(key),
-        "state": state,
-        "cooldown_remaining_s": round(max(0, until - now) / 1000, 3),
-        "successes": int(h.get("successes") or 0),
-        "failures": int(h.get("failures") or 0),
-        "in_flight": sum(1 for _, expiry in leases if expiry > now),
-        "last_error": h.get("last_error"),
-        "last_error_at": _seconds(h.get("last_error_at")),
-        "changed_by": h.get("changed_by"),
-        "changed_at": _seconds(h.get("changed_at")),
-    }
+        return await self.records.job_ids(owner, before, limit)

@@ -82,8 +82,9 @@ return {'busy', 0, 0}
 # ARGV: token, replica, kind ('' success, 'released' no verdict, else a failure kind),
 #       retry_after ms ('' none), max cooldown ms, bad_key reprobe ms, quota reset ms,
 #       breaker failures, breaker cooldown ms, has key 1/0, probe 1/0, base cooldown ms,
-#       how long health rows are kept ms.
-# Returns 1 when fleet-visible state changed (a cooldown began or ended, a breaker moved).
+#       how long health rows are kept ms, change channel, provider id.
+# Returns 1 when state that replicas cache changed (a cooldown began or ended, a breaker
+# counted or moved); it is then published on the change channel, so their caches drop it.
 SETTLE = (
     _NOW
     + """
@@ -137,10 +138,11 @@ elseif kind == 'upstream' or kind == 'timeout' then
   if probe or count >= tonumber(ARGV[8]) then
     redis.call('HSET', KEYS[1], 'open_until', now + tonumber(ARGV[9]),
       'changed_by', replica, 'changed_at', now)
-    changed = 1
   end
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[13]))
+  changed = 1
 end
+if changed == 1 then redis.call('PUBLISH', ARGV[14], ARGV[15]) end
 return changed
 """
 )

@@ -1,0 +1,108 @@
+"""The hooks a fleet shares beyond key health: rate-limit counters, usage totals, job records.
+
+Each call is one Redis round trip (a Lua script or a pipeline), guarded like the rest: when
+Redis fails, this replica's memory state answers instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from . import scripts
+from .identity import Names
+from .memory import MemoryState
+
+Guard = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+
+class RedisRecords:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        names: Names,
+        guard: Guard,
+        local: MemoryState,
+        degraded: Callable[[], bool],
+    ) -> None:
+        self.client = client
+        self.names = names
+        self.guard = guard
+        self.local = local
+        self.degraded = degraded
+        self._hit = client.register_script(scripts.HIT)
+
+    async def hit(self, name: str, window: float, amount: int = 1) -> int:
+        index = int(time.time() // window)
+        key = self.names.plain("hits", name, str(index))
+        count = await self.guard(self._hit(keys=[key], args=[amount, int(window * 2000)]))
+        if count is None:
+            return await self.local.hit(name, window, amount)
+        return int(count)
+
+    async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
+        key = self.names.plain("usage", name)
+        pipe = self.client.pipeline(transaction=True)  # MULTI: all of one request or none
+        for field, amount in amounts.items():
+            pipe.hincrbyfloat(key, field, amount)
+        totals = await self.guard(pipe.execute())
+        if totals is None:
+            return await self.local.add_usage(name, amounts)
+        return {f: float(v) for f, v in zip(amounts, totals, strict=True)}
+
+    async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
+        payload = json.dumps(record, separators=(",", ":"))
+        done = await self.guard(
+            self.client.set(self.names.plain("job", job_id), payload, px=int(ttl * 1000))
+        )
+        if done is None:
+            await self.local.put_job(job_id, record, ttl)
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        if self.degraded():
+            return await self.local.get_job(job_id)
+        raw = await self.guard(self.client.get(self.names.plain("job", job_id)))
+        if raw is None:
+            return await self.local.get_job(job_id)
+        found = json.loads(raw)
+        return found if isinstance(found, dict) else None
+
+    async def claim_job(
+        self, job_id: str, record: dict[str, Any], ttl: float
+    ) -> dict[str, Any] | None:
+        payload = json.dumps(record, separators=(",", ":"))
+        key = self.names.plain("job", job_id)
+        stored = await self.guard(self.client.set(key, payload, px=int(ttl * 1000), nx=True))
+        if stored is None and self.degraded():
+            return await self.local.claim_job(job_id, record, ttl)
+        if stored:
+            return None
+        return await self.get_job(job_id) or record  # lost the race (or it just expired)
+
+    async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
+        key = self.names.plain("jobs", owner)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {job_id: created})
+        pipe.zremrangebyscore(key, "-inf", time.time() - ttl)
+        pipe.pexpire(key, int(ttl * 1000))
+        if await self.guard(pipe.execute()) is None:
+            await self.local.index_job(owner, job_id, created, ttl)
+
+    async def job_ids(
+        self, owner: str, before: float | None, limit: int
+    ) -> list[tuple[str, float]]:
+        if self.degraded():
+            return await self.local.job_ids(owner, before, limit)
+        top = f"({before}" if before is not None else "+inf"
+        rows = await self.guard(
+            self.client.zrevrangebyscore(
+                self.names.plain("jobs", owner), top, "-inf", start=0, num=limit, withscores=True
+            )
+        )
+        if rows is None:
+            return await self.local.job_ids(owner, before, limit)
+        return [(str(row[0]), float(row[1])) for row in rows]
