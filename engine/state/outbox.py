@@ -36,6 +36,11 @@ class Outbox:
         self._releases.append((lease, token))
         self._soon(0.0)
 
+    def take_releases(self) -> list[tuple[str, str]]:
+        """The releases not sent yet, for the caller to send with its own call."""
+        releases, self._releases = self._releases, []
+        return releases
+
     def success(self, health: str) -> None:
         self._successes[health] = self._successes.get(health, 0) + 1
         self._soon(self.counter_delay)

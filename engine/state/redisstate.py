@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Collection
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..dsl.spec import ProviderPolicy, ProviderSpec
 from . import adminrows, scripts
@@ -39,8 +39,6 @@ from .records import RedisRecords
 
 log = logging.getLogger("pixgate.state")
 T = TypeVar("T")
-BASE_COOLDOWN_MS = 1000
-KEEP_ROWS_MS = 7 * 24 * 3600 * 1000  # health rows (counters) outlive their last change by this
 BACKOFF_FIRST, BACKOFF_CAP = 0.1, 5.0
 FAILURES = (RedisError, OSError, TimeoutError, ConnectionError)
 
@@ -63,7 +61,7 @@ class RedisState:
         self._settle = self.client.register_script(scripts.SETTLE)
         self._renew = self.client.register_script(scripts.RENEW)
         self.cache = HealthCache(self.client, self.names, config.cache_ttl, config.timeout)
-        self.outbox = Outbox(self.client, self._guard, KEEP_ROWS_MS)
+        self.outbox = Outbox(self.client, self._guard, scripts.KEEP_ROWS_MS)
         self.records = RedisRecords(
             self.client, self.names, self._guard, self.local, lambda: self.stats.degraded
         )
@@ -170,13 +168,15 @@ class RedisState:
         candidates = [k for k in provider.auth.keys if k not in exclude] if pool else []
         if pool and provider.auth.keys and not candidates:
             raise Denied(pid, "no_key")
-        if not policy.max_concurrency_per_key:  # no lease to take: the cache may answer
-            health = await self.cache.get(provider, self._guard)
-            grant = self._cached_grant(pid, policy, health, candidates) if health else None
+        # Read (at most once per cache_ttl) even when a lease needs the script: the settle
+        # of a success looks at it.
+        health = await self.cache.get(provider, self._guard)
+        if self.stats.degraded:  # the cache's read just failed
+            return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
+        if health is not None and not policy.max_concurrency_per_key:  # no lease to take
+            grant = self._cached_grant(pid, policy, health, candidates)
             if grant is not None:
                 return grant
-            if self.stats.degraded:  # the cache's read just failed
-                return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
         return await self._scripted_grant(provider, policy, candidates, pool, exclude)
 
     def _cached_grant(
@@ -225,7 +225,7 @@ class RedisState:
         args: list[str | int] = [
             token, self.config.replica, ttl_ms, probe_ms, limit, lru, len(candidates)
         ]  # fmt: skip
-        answer = await self._guard(self._acquire(keys=names, args=args))
+        answer = await self._acquire_call(names, args)
         if answer is None:
             return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
         verdict, number, probe = str(answer[0]), int(answer[1]), bool(int(answer[2]))
@@ -240,6 +240,23 @@ class RedisState:
             self.local.keys.take(pid, key)  # this replica's own view, for a fall-back
             self._held[token] = names[2 + 2 * number]
         return Grant(pid, key, token, probe=probe, leased=key is not None, via="redis")
+
+    async def _acquire_call(self, names: list[str], args: list[str | int]) -> Any:
+        """The acquire script, after this replica's pending lease releases in the same round
+        trip (they free slots this call may take)."""
+        releases = self.outbox.take_releases()
+        if not releases:
+            return await self._guard(self._acquire(keys=names, args=args))
+        pipe = self.client.pipeline(transaction=False)
+        for lease, token in releases:
+            pipe.zrem(lease, token)
+        pipe.evalsha(self._acquire.sha, len(names), *names, *args)
+        answers = await self._guard(pipe.execute(raise_on_error=False))
+        if answers is None:
+            return None
+        if isinstance(answers[-1], NoScriptError):  # Redis restarted: load it again
+            return await self._guard(self._acquire(keys=names, args=args))
+        return answers[-1]
 
     async def settle(
         self,
@@ -294,23 +311,9 @@ class RedisState:
         breaker = self.names.of(pid, "breaker")
         health, lease = self.names.key(pid, grant.key) if grant.key else (breaker, breaker)
         names = [breaker, self.names.of(pid, "probe"), health, lease]
-        args: list[str | int] = [
-            grant.token,
-            self.config.replica,
-            "" if kind is None else kind,
-            "" if retry_after is None else int(retry_after * 1000),
-            int(policy.max_cooldown * 1000),
-            int(policy.bad_key_reprobe * 1000),
-            int(policy.quota_reset * 1000),
-            policy.breaker.failures,
-            int(policy.breaker.cooldown * 1000),
-            "1" if grant.key else "0",
-            "1" if grant.probe else "0",
-            BASE_COOLDOWN_MS,
-            KEEP_ROWS_MS,
-            self.names.channel,
-            pid,
-        ]
+        args = scripts.settle_args(
+            grant, self.config.replica, kind, retry_after, policy, self.names.channel
+        )
         changed = await self._guard(self._settle(keys=names, args=args))
         if changed:  # ours at once; other replicas by the message the script published
             self.cache.drop(pid)
@@ -335,37 +338,10 @@ class RedisState:
         if self.stats.degraded:
             return self._local_report(providers)
         await self.outbox.flush()  # this replica's batched counts and releases first
-        pipe = self.client.pipeline(transaction=False)
-        pipe.time()
-        for pid, spec in sorted(providers.items()):
-            pipe.hgetall(self.names.of(pid, "breaker"))
-            pipe.exists(self.names.of(pid, "probe"))
-            for key in spec.auth.keys:
-                health, lease = self.names.key(pid, key)
-                pipe.hgetall(health)
-                pipe.zrangebyscore(lease, "(0", "+inf", withscores=True)
-        answers = await self._guard(pipe.execute())
+        answers = await self._guard(adminrows.ask(self.client, self.names, providers).execute())
         if answers is None:
             return self._local_report(providers)
-        seconds, micros = answers[0]
-        now = int(seconds) * 1000 + int(micros) // 1000  # Redis's clock, as the scripts use
-        at = 1
-        out: dict[str, dict[str, Any]] = {}
-        for pid, spec in sorted(providers.items()):
-            breaker, probing = answers[at], answers[at + 1]
-            at += 2
-            rows = []
-            for key in spec.auth.keys:
-                h, leases = answers[at], answers[at + 1]
-                at += 2
-                rows.append(adminrows.row(key, h, leases, now))
-            out[pid] = {
-                "circuit": adminrows.circuit(breaker, now),
-                "probe_in_flight": bool(probing),
-                "circuit_changed_by": breaker.get("changed_by"),
-                "keys": rows,
-            }
-        return out
+        return adminrows.read(answers, providers)
 
     async def reprobe(self, provider: str, key: str) -> None:
         await self.local.reprobe(provider, key)

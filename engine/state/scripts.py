@@ -7,6 +7,12 @@ Cluster keeps them in one slot.
 
 from __future__ import annotations
 
+from ..dsl.spec import ProviderPolicy
+from .base import Grant
+
+BASE_COOLDOWN_MS = 1000  # a rate limit without Retry-After: 1 s, doubling per strike
+KEEP_ROWS_MS = 7 * 24 * 3600 * 1000  # health rows (counters) outlive their last change by this
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -174,3 +180,31 @@ local count = redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))
 if count == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) end
 return count
 """
+
+
+def settle_args(
+    grant: Grant,
+    replica: str,
+    kind: str | None,
+    retry_after: float | None,
+    policy: ProviderPolicy,
+    channel: str,
+) -> list[str | int]:
+    """SETTLE's ARGV, in its order."""
+    return [
+        grant.token,
+        replica,
+        "" if kind is None else kind,
+        "" if retry_after is None else int(retry_after * 1000),
+        int(policy.max_cooldown * 1000),
+        int(policy.bad_key_reprobe * 1000),
+        int(policy.quota_reset * 1000),
+        policy.breaker.failures,
+        int(policy.breaker.cooldown * 1000),
+        "1" if grant.key else "0",
+        "1" if grant.probe else "0",
+        BASE_COOLDOWN_MS,
+        KEEP_ROWS_MS,
+        channel,
+        grant.provider,
+    ]
