@@ -159,3 +159,16 @@ async def test_without_its_subscription_a_replica_does_not_use_the_cache(
         await a.settle(await a.acquire(p, POLICY), POLICY, None)
     assert a.cache.fresh("p") is None
     assert script_calls(redis) == before + 6  # one acquire and one settle each, as without it
+
+
+def test_the_cache_lifetime_is_configured_between_0_and_1_s() -> None:
+    from engine.state import StateConfigError, redis_config
+    from tests.state.conftest import SECRET
+
+    env = {"PIXGATE_REDIS_URL": "redis://127.0.0.1:1", "PIXGATE_STATE_SECRET": SECRET}
+    config = redis_config(env, None)
+    assert config is not None and config.cache_ttl == 1.0
+    config = redis_config({**env, "PIXGATE_STATE_CACHE_TTL": "0.25"}, None)
+    assert config is not None and config.cache_ttl == 0.25
+    with pytest.raises(StateConfigError, match="PIXGATE_STATE_CACHE_TTL"):
+        redis_config({**env, "PIXGATE_STATE_CACHE_TTL": "5"}, None)
