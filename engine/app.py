@@ -12,11 +12,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .api import admin, catalog, chat, cors, files, gallery, health, images, metrics, responses
+from .api import (
+    admin,
+    catalog,
+    chat,
+    cors,
+    files,
+    gallery,
+    health,
+    images,
+    metrics,
+    responses,
+    usage,
+)
 from .api import jobs as image_jobs
 from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
 from .api.keys import ADMISSION, METRICS, RELOADER, SETTINGS, STATE
+from .api.metering import METER
 from .api.middleware import client_auth, request_context
 from .clients.admission import Admission
 from .config.loader import ConfigSnapshot, build_snapshot
@@ -34,6 +47,8 @@ from .runtime.service import ImageService
 from .settings import Settings
 from .state import MemoryState, StateConfigError, build_state, redis_config
 from .storage.hub import StorageHub
+from .usage.meter import Meter
+from .usage.persist import UsageFile
 
 log = logging.getLogger("pixgate")
 SERVER_NAME = "pixgate"
@@ -82,6 +97,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     state.storage.on_event = app[METRICS].storage_event
     app.on_response_prepare.append(cors.on_prepare)
     app[ADMISSION] = _admission(settings, snapshot)
+    app[METER] = Meter(state.shared, app[METRICS])
     app[RELOADER] = Reloader(
         state, settings.config_dir, settings.env, polling=settings.watch_polling
     )
@@ -114,6 +130,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_get("/admin/health", catalog.health_details)
     app.router.add_get("/admin/config", admin.config)
     app.router.add_post("/admin/reload", admin.reload)
+    app.router.add_get("/admin/usage", usage.usage)
     panel.install(app)
     gallery.add_routes(app)
     demo = create_demo_app()
@@ -217,11 +234,19 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
     app[image_jobs.JOBS] = manager
     webhooks = Webhooks(app, manager)
     manager.on_finished = webhooks.on_finished
+    # Without Redis, usage and budget totals live in memory and a file keeps them.
+    memory = backend if isinstance(backend, MemoryState) else None
+    saved = UsageFile(memory, app[SETTINGS].usage_path) if memory is not None else None
+    if saved is not None:
+        await saved.start()
     try:
         yield
     finally:
         await manager.close()
         await webhooks.close()
+        await app[METER].close()
+        if saved is not None:
+            await saved.close()
         await backend.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -118,6 +119,9 @@ def _worker(
 
 
 async def _run_worker(settings: Settings, index: int, snapshot: ConfigSnapshot | None) -> None:
+    # Without Redis each worker keeps its own usage totals, so each has its own file.
+    usage = settings.usage_path
+    settings = dataclasses.replace(settings, usage_file=usage.with_suffix(f".{index}.json"))
     app = create_app(settings, snapshot)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace

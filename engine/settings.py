@@ -77,6 +77,15 @@ class Settings:
     # On SIGTERM: how long in-flight requests (and polling jobs) may take to finish.
     shutdown_grace: float = 30.0
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Without Redis, usage and budget totals are kept in this file across restarts (None:
+    # beside the storage directory, `<storage_dir>.usage.json`).
+    usage_file: Path | None = None
+
+    @property
+    def usage_path(self) -> Path:
+        if self.usage_file is not None:
+            return self.usage_file
+        return self.storage_dir.with_name(self.storage_dir.name + ".usage.json")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -111,6 +120,9 @@ class Settings:
                 allow_loopback=(env.get("PIXGATE_FETCH_ALLOW_LOOPBACK") or "") in ("1", "true"),
             ),
             "watch_polling": (env.get("PIXGATE_WATCH_POLLING") or "") not in ("", "0", "false"),
+            "usage_file": Path(env["PIXGATE_USAGE_FILE"])
+            if env.get("PIXGATE_USAGE_FILE")
+            else None,
             "env": env,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

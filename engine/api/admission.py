@@ -1,5 +1,6 @@
-"""Client limits for one image request: admitted before any upstream call (a stream too, so
-that a refusal is an HTTP error), released when the request ends however it ends."""
+"""Client limits and budget for one image request: admitted before any upstream call (a
+stream too, so that a refusal is an HTTP error), released when the request ends however it
+ends."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from aiohttp import web
 from ..clients.admission import Refused, Ticket
 from ..config.loader import ConfigSnapshot
 from ..runtime.job import ImageJob
+from ..usage.budget import OverBudget
 from .errors import ApiError
 from .keys import ADMISSION, CLIENT, RATE_HEADERS
+from .metering import METER, estimate_of, route_of
 
 NO_TICKET = Ticket()
 TYPES = {403: "permission_error", 429: "rate_limit_error"}
@@ -20,11 +23,7 @@ async def admit(request: web.Request, job: ImageJob, snapshot: ConfigSnapshot) -
     if client is None:
         return NO_TICKET
     model = job.model if job.model not in (None, "", "auto") else None
-    route = (
-        snapshot.resolve_model(model)
-        if model is not None
-        else snapshot.routes.defaults.get(job.task) or snapshot.routes.defaults.get("generate")
-    )
+    route = route_of(snapshot, job)
     if route is None and model is not None:
         return NO_TICKET  # an unknown model: the router answers 404 for it
     names = tuple(n for n in (model, route) if n)
@@ -42,4 +41,22 @@ async def admit(request: web.Request, job: ImageJob, snapshot: ConfigSnapshot) -
         ) from None
     if ticket.headers:
         request[RATE_HEADERS] = ticket.headers
+    if client.budget and route is not None:
+        cost, what = estimate_of(snapshot, route, job)
+        ticket.budgets = request.app[METER].budgets
+        try:
+            ticket.hold = await ticket.budgets.reserve(client.name, client.budget, cost, what)
+        except OverBudget as exc:
+            await ticket.release()
+            raise ApiError(
+                429,
+                exc.message,
+                type="insufficient_quota",
+                code="insufficient_quota",
+                # the openai SDKs honour x-should-retry: retrying cannot help before the reset
+                headers={
+                    "Retry-After": str(max(1, round(exc.retry_after))),
+                    "x-should-retry": "false",
+                },
+            ) from None
     return ticket

@@ -15,9 +15,8 @@ from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
-from . import imagestream, jobs, params
+from . import imagestream, jobs, metering, params
 from .admission import admit
-from .cost import outcome_cost
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
 from .jsonio import json_response
@@ -176,14 +175,16 @@ async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release]:
     ticket = await admit(request, job, snapshot)
     info = request_info(request)
 
-    async def work(progress: Progress) -> dict[str, Any]:
+    async def work(progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
         info.on_progress = progress
         try:
-            outcome = await state.service.run(job, snapshot, info)
+            outcome = await metering.run(request, job, snapshot, info, ticket.hold)
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
             raise service_error(request, exc) from None
         body: dict[str, Any] = rawtext.plain(images_response(outcome))
-        return body  # plain JSON: the record goes to the shared state
+        # plain JSON: the record goes to the shared state; the cost is x-pixgate-cost-usd's
+        cost = usd(outcome.cost_usd) if outcome.cost_usd is not None else None
+        return body, {"cost_usd": cost}
 
     return work, ticket.release
 
@@ -197,13 +198,12 @@ async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
     ticket = await admit(request, job, snapshot)
     info = request_info(request, **hooks)
     try:
-        outcome = await state.service.run(job, snapshot, info)
+        outcome = await metering.run(request, job, snapshot, info, ticket.hold)
     except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
         raise service_error(request, exc) from None
     finally:
         await ticket.release()
     request[PROVIDER] = outcome.provider
-    outcome.cost_usd = outcome_cost(snapshot, job, outcome)
     return outcome
 
 

@@ -7,7 +7,9 @@ then one `completed` per final image, as each becomes known. A provider that doe
 gives only the `completed` events. The stream ends after the last `completed` event, without
 `data: [DONE]` (as OpenAI's own streams do).
 
-The response starts with the first event, or with the first keep-alive comment when nothing
+A priced model's stream ends with the comment line `: x-pixgate-cost-usd: <usd>` (the cost
+is known only when the last image is; SSE parsers skip comments). The response starts with
+the first event, or with the first keep-alive comment when nothing
 has happened for `KEEPALIVE_SECONDS`. A failure before that is an ordinary OpenAI error
 response; after it, an `error` event (`data: {"error": {...}}`) ends the stream.
 """
@@ -25,12 +27,13 @@ from typing import Any
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
+from ..pricing import usd
 from ..runtime.images.imagetypes import sniff
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
-from . import images, params, sse
+from . import images, metering, params, sse
 from .admission import admit
 from .errors import ApiError, bad_request
 from .keys import MODEL, PROVIDER, SNAPSHOT, STATE
@@ -101,7 +104,7 @@ async def respond(
 
     async def work() -> Outcome:
         try:
-            return await state.service.run(job, snapshot, info)
+            return await metering.run(request, job, snapshot, info, ticket.hold)
         finally:
             await ticket.release()
             queue.put_nowait(_End())
@@ -137,6 +140,8 @@ async def respond(
             await stream.send(_error_body(error), event="error")
         else:
             request[PROVIDER] = outcome.provider
+            if outcome.cost_usd is not None:  # the headers are long gone: a closing comment
+                await stream.comment(f"x-pixgate-cost-usd: {usd(outcome.cost_usd)}")
         with contextlib.suppress(ConnectionError, RuntimeError):
             await stream.response.write_eof()
     except sse.ClientGone:

@@ -25,7 +25,7 @@ from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
-from . import images, imagestream, sse
+from . import images, imagestream, metering, sse
 from .admission import admit
 from .errors import ApiError
 from .keys import PROVIDER, SNAPSHOT, STATE
@@ -59,7 +59,7 @@ async def respond(
 
     async def work() -> Outcome:
         try:
-            return await state.service.run(job, snapshot, info)
+            return await metering.run(request, job, snapshot, info, ticket.hold)
         finally:
             await ticket.release()
             queue.put_nowait(_End())

@@ -13,6 +13,7 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
+from ..usage.budget import Budgets, Hold
 from .spec import ClientSpec
 
 log = logging.getLogger("pixgate.clients")
@@ -40,13 +41,18 @@ class Refused(Exception):
 
 @dataclass(slots=True)
 class Ticket:
-    """What an admitted request holds; `release` gives back its concurrency slot."""
+    """What an admitted request holds; `release` gives back its concurrency slot. `hold` is
+    its budget reservation (settled by the request's end, engine/api/metering.py)."""
 
     admission: Admission | None = None
     slot: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    hold: Hold | None = None
+    budgets: Budgets | None = None
 
     async def release(self) -> None:
+        if self.hold is not None and self.budgets is not None and not self.hold.settled:
+            await self.budgets.settle(self.hold, 0.0)  # never ran: nothing to charge
         if self.admission is not None and self.slot is not None:
             slot, self.slot = self.slot, None
             await self.admission.leave(slot)

@@ -26,12 +26,24 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """USD at list price per UTC day and month; None: no cap."""
+
+    usd_per_day: float | None = None
+    usd_per_month: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.usd_per_day is not None or self.usd_per_month is not None
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSpec:
     name: str
     models: tuple[str, ...] | None = None  # None: every model
     limits: Limits = field(default_factory=Limits)
     tags: tuple[str, ...] = ()
     _pattern: re.Pattern[str] | None = None
+    budget: Budget = field(default_factory=Budget)
 
     @classmethod
     def build(
@@ -40,11 +52,12 @@ class ClientSpec:
         models: tuple[str, ...] | None = None,
         limits: Limits | None = None,
         tags: tuple[str, ...] = (),
+        budget: Budget | None = None,
     ) -> ClientSpec:
         pattern = (
             re.compile("|".join(f"(?:{fnmatch.translate(m)})" for m in models)) if models else None
         )
-        return cls(name, models, limits or Limits(), tags, pattern)
+        return cls(name, models, limits or Limits(), tags, pattern, budget or Budget())
 
     def allows(self, *names: str) -> bool:
         """Whether any of the names a request resolves to (model, route) is allowed."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from ..clients.compile import compile_clients
+from ..clients.compile import compile_clients, unpriced_names
 from ..clients.spec import Clients
 from ..dsl.provider import compile_provider
 from ..dsl.regex_examples import examples
@@ -381,5 +381,7 @@ def _load_clients(
     names = [*routes.routes, *routes.aliases]
     if routes.direct_models:
         names += [f"{pid}/{m}" for pid, p in providers.items() for m in p.models]
-    clients = compile_clients(data, doc.located.data, names, doc.report)
+    clients = compile_clients(
+        data, doc.located.data, names, doc.report, unpriced_names(routes, providers)
+    )
     return clients, doc.failed

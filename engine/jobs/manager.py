@@ -18,7 +18,8 @@ from .records import ACTIVE, FINAL, new_id, new_record
 
 log = logging.getLogger("pixgate.jobs")
 Progress = Callable[[Any], None]
-Work = Callable[[Progress], Awaitable[dict[str, Any]]]
+# A job's work: its result, or (its result, fields to add to the record, e.g. its cost)
+Work = Callable[[Progress], Awaitable[dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]]
 Release = Callable[[], Awaitable[None]]
 Failure = Callable[[BaseException], dict[str, Any]]  # an exception -> an OpenAI error object
 Finished = Callable[[dict[str, Any]], Awaitable[None]]  # e.g. the webhook delivery
@@ -84,6 +85,9 @@ class JobManager:
             except Exception as exc:  # the job's answer, not this task's crash
                 record.update(status="failed", error=failure(exc))
             else:
+                if isinstance(result, tuple):
+                    result, fields = result
+                    record.update(fields)
                 record.update(status="succeeded", result=result, progress=100)
         finally:
             with contextlib.suppress(Exception):

@@ -27,6 +27,7 @@ def new_record(job_id: str, owner: str, model: str | None) -> dict[str, Any]:
         "progress": None,
         "result": None,
         "error": None,
+        "cost_usd": None,  # once succeeded: what x-pixgate-cost-usd would say (None: unpriced)
         "owner": owner,
     }
 

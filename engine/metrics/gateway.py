@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
@@ -18,6 +19,25 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 OTHER = "other"
+
+
+class UsageRow(Protocol):
+    @property
+    def client(self) -> str: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+
+
+class UsageAmounts(Protocol):
+    requests: int
+    images: int
+    failures: int
+    cost_usd: float
+    upstream_seconds: float
 
 
 def multiprocess_dir() -> str | None:
@@ -77,6 +97,27 @@ class GatewayMetrics:
             "(local_fallback), uploaded again later (reupload)",
             ["event"], registry=reg,
         )  # fmt: skip
+        usage = ["client", "route", "provider", "model"]  # all names from the config
+        self.client_requests = Counter(
+            "pixgate_client_requests", "Image requests admitted, by client, route, provider "
+            "and upstream model (GET /admin/usage has the same by day)", usage, registry=reg,
+        )  # fmt: skip
+        self.client_images = Counter(
+            "pixgate_client_images", "Images delivered, by client, route, provider and model",
+            usage, registry=reg,
+        )  # fmt: skip
+        self.client_failures = Counter(
+            "pixgate_client_failures", "Admitted image requests that ended in an error",
+            usage, registry=reg,
+        )  # fmt: skip
+        self.client_cost = Counter(
+            "pixgate_client_cost_usd", "List-price cost of delivered images (USD)",
+            usage, registry=reg,
+        )  # fmt: skip
+        self.client_upstream = Counter(
+            "pixgate_client_upstream_seconds", "Time spent waiting on upstreams",
+            usage, registry=reg,
+        )  # fmt: skip
         self.bytes_out = Counter(
             "pixgate_response_bytes", "Bytes of response bodies sent to clients, by endpoint",
             ["endpoint"], registry=reg,
@@ -101,6 +142,14 @@ class GatewayMetrics:
 
     def storage_event(self, event: str) -> None:
         self.storage_events.labels(event).inc()
+
+    def usage(self, row: UsageRow, amounts: UsageAmounts) -> None:
+        labels = (row.client, row.route, row.provider, row.model)
+        self.client_requests.labels(*labels).inc(amounts.requests)
+        self.client_images.labels(*labels).inc(amounts.images)
+        self.client_failures.labels(*labels).inc(amounts.failures)
+        self.client_cost.labels(*labels).inc(amounts.cost_usd)
+        self.client_upstream.labels(*labels).inc(amounts.upstream_seconds)
 
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
         self.attempts.labels(provider, outcome).inc()

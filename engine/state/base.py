@@ -6,7 +6,7 @@ Nothing outside engine/state/ knows which one is live.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,14 +60,28 @@ class StateStats:
 
 
 class Counters(Protocol):
-    """Hooks for rate limits and usage (the next issues use them)."""
+    """Counters for rate limits, usage and budgets (engine/usage)."""
 
     async def hit(self, name: str, window: float, amount: int = 1) -> int:
         """Add to a fixed-window counter; returns the count in the current window."""
         ...
 
-    async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
-        """Add to named running totals; returns the new totals."""
+    async def add_usage(
+        self, name: str, amounts: dict[str, float], ttl: float | None = None
+    ) -> dict[str, float]:
+        """Add to named running totals (all or none), which expire `ttl` seconds after the
+        last addition (None: never); returns the new totals of the fields added to."""
+        ...
+
+    async def get_usage(self, name: str) -> dict[str, float]:
+        """The running totals under `name` (empty when none or expired)."""
+        ...
+
+    async def reserve(
+        self, names: Sequence[str], field: str, amount: float, limits: Sequence[float], ttl: float
+    ) -> tuple[bool, list[float]]:
+        """Atomically add `amount` to `field` of every named total, but only if none would
+        then be over its limit. Returns whether it was added, and the totals before."""
         ...
 
 

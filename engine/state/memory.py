@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..dsl.spec import ProviderPolicy, ProviderSpec
@@ -23,6 +23,8 @@ class MemoryState:
         self.stats = StateStats()
         self._windows: dict[str, tuple[int, int]] = {}  # name -> (window index, count)
         self._usage: dict[str, dict[str, float]] = {}
+        self._usage_expiry: dict[str, float] = {}  # name -> when its totals expire
+        self.usage_changes = 0  # grows with every addition (the usage file flushes on change)
         self._jobs: dict[str, tuple[float, dict[str, Any]]] = {}
         self._job_index: dict[str, dict[str, float]] = {}  # owner -> job id -> created
 
@@ -135,11 +137,61 @@ class MemoryState:
         self._windows[name] = (index, count)
         return count
 
-    async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
-        totals = self._usage.setdefault(name, {})
+    async def add_usage(
+        self, name: str, amounts: dict[str, float], ttl: float | None = None
+    ) -> dict[str, float]:
+        totals = self._live_usage(name)
         for field, amount in amounts.items():
             totals[field] = totals.get(field, 0.0) + amount
-        return dict(totals)
+        self._usage[name] = totals
+        if ttl is not None:
+            self._usage_expiry[name] = time.time() + ttl
+        self.usage_changes += 1
+        return {f: totals[f] for f in amounts}
+
+    async def get_usage(self, name: str) -> dict[str, float]:
+        return dict(self._live_usage(name))
+
+    async def reserve(
+        self, names: Sequence[str], field: str, amount: float, limits: Sequence[float], ttl: float
+    ) -> tuple[bool, list[float]]:
+        before = [self._live_usage(n).get(field, 0.0) for n in names]
+        if any(b + amount > lim for b, lim in zip(before, limits, strict=True)):
+            return False, before
+        for name in names:
+            await self.add_usage(name, {field: amount}, ttl)
+        return True, before
+
+    def _live_usage(self, name: str) -> dict[str, float]:
+        until = self._usage_expiry.get(name)
+        if until is not None and until <= time.time():
+            self._usage.pop(name, None)
+            self._usage_expiry.pop(name, None)
+        return self._usage.get(name, {})
+
+    def export_usage(self) -> dict[str, Any]:
+        """The running totals and their expiry times (for a file a restart reads back)."""
+        now = time.time()
+        for name in [n for n, until in self._usage_expiry.items() if until <= now]:
+            self._usage.pop(name, None)
+            self._usage_expiry.pop(name, None)
+        return {
+            "totals": {n: dict(t) for n, t in self._usage.items()},
+            "expires": dict(self._usage_expiry),
+        }
+
+    def import_usage(self, saved: dict[str, Any]) -> None:
+        """Add saved totals to the live ones (a restart reading its file back)."""
+        expires = saved.get("expires") or {}
+        for name, totals in (saved.get("totals") or {}).items():
+            until = expires.get(name)
+            if until is not None and until <= time.time():
+                continue
+            live = self._usage.setdefault(name, {})
+            for field, value in totals.items():
+                live[field] = live.get(field, 0.0) + float(value)
+            if until is not None:
+                self._usage_expiry[name] = float(until)
 
     async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
         now = time.time()

@@ -1,4 +1,5 @@
-"""The hooks a fleet shares beyond key health: rate-limit counters, usage totals, job records.
+"""The hooks a fleet shares beyond key health: rate-limit counters, usage totals and budget
+reservations, job records.
 
 Each call is one Redis round trip (a Lua script or a pipeline), guarded like the rest: when
 Redis fails, this replica's memory state answers instead.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,6 +36,7 @@ class RedisRecords:
         self.local = local
         self.degraded = degraded
         self._hit = client.register_script(scripts.HIT)
+        self._reserve = client.register_script(scripts.RESERVE)
 
     async def hit(self, name: str, window: float, amount: int = 1) -> int:
         index = int(time.time() // window)
@@ -44,15 +46,36 @@ class RedisRecords:
             return await self.local.hit(name, window, amount)
         return int(count)
 
-    async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
+    async def add_usage(
+        self, name: str, amounts: dict[str, float], ttl: float | None = None
+    ) -> dict[str, float]:
         key = self.names.plain("usage", name)
         pipe = self.client.pipeline(transaction=True)  # MULTI: all of one request or none
         for field, amount in amounts.items():
             pipe.hincrbyfloat(key, field, amount)
+        if ttl is not None:
+            pipe.pexpire(key, int(ttl * 1000))
         totals = await self.guard(pipe.execute())
         if totals is None:
-            return await self.local.add_usage(name, amounts)
-        return {f: float(v) for f, v in zip(amounts, totals, strict=True)}
+            return await self.local.add_usage(name, amounts, ttl)
+        return {f: float(v) for f, v in zip(amounts, totals, strict=False)}
+
+    async def get_usage(self, name: str) -> dict[str, float]:
+        found = await self.guard(self.client.hgetall(self.names.plain("usage", name)))
+        if found is None:
+            return await self.local.get_usage(name)
+        return {str(f): float(v) for f, v in found.items()}
+
+    async def reserve(
+        self, names: Sequence[str], field: str, amount: float, limits: Sequence[float], ttl: float
+    ) -> tuple[bool, list[float]]:
+        keys = [self.names.plain("usage", n) for n in names]
+        args: list[str | int] = [field, repr(amount), int(ttl * 1000)]
+        args += [repr(float(x)) for x in limits]
+        out = await self.guard(self._reserve(keys=keys, args=args))
+        if out is None:
+            return await self.local.reserve(names, field, amount, limits, ttl)
+        return bool(int(out[0])), [float(v) for v in out[1:]]
 
     async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
         payload = json.dumps(record, separators=(",", ":"))

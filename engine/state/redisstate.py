@@ -21,7 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -373,8 +373,18 @@ class RedisState:
     async def hit(self, name: str, window: float, amount: int = 1) -> int:
         return await self.records.hit(name, window, amount)
 
-    async def add_usage(self, name: str, amounts: dict[str, float]) -> dict[str, float]:
-        return await self.records.add_usage(name, amounts)
+    async def add_usage(
+        self, name: str, amounts: dict[str, float], ttl: float | None = None
+    ) -> dict[str, float]:
+        return await self.records.add_usage(name, amounts, ttl)
+
+    async def get_usage(self, name: str) -> dict[str, float]:
+        return await self.records.get_usage(name)
+
+    async def reserve(
+        self, names: Sequence[str], field: str, amount: float, limits: Sequence[float], ttl: float
+    ) -> tuple[bool, list[float]]:
+        return await self.records.reserve(names, field, amount, limits, ttl)
 
     async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
         await self.records.put_job(job_id, record, ttl)

@@ -182,6 +182,27 @@ return count
 """
 
 
+# Budgets: add ARGV[2] to field ARGV[1] of every hash in KEYS, only if none would pass its
+# limit (ARGV[4..]); ARGV[3] is the TTL in ms. Returns {1 or 0, the totals before} (as strings:
+# Redis would truncate Lua numbers to integers).
+RESERVE = """
+local amount = tonumber(ARGV[2])
+local out = {1}
+for i, key in ipairs(KEYS) do
+  local now = tonumber(redis.call('HGET', key, ARGV[1]) or '0')
+  out[i + 1] = tostring(now)
+  if now + amount > tonumber(ARGV[3 + i]) then out[1] = 0 end
+end
+if out[1] == 1 then
+  for _, key in ipairs(KEYS) do
+    redis.call('HINCRBYFLOAT', key, ARGV[1], ARGV[2])
+    redis.call('PEXPIRE', key, tonumber(ARGV[3]))
+  end
+end
+return out
+"""
+
+
 def settle_args(
     grant: Grant,
     replica: str,

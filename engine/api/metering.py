@@ -1,0 +1,121 @@
+"""An image request's money: its estimate against the client's budget before the call, and
+after it the actual cost charged and the usage counted (whatever the way the request ends:
+an answer, an error, a background job, a stream)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..config.loader import ConfigSnapshot
+from ..pricing import estimate, job_steps
+from ..runtime.job import ImageJob
+from ..runtime.request import Outcome, RequestInfo
+from ..runtime.routing.failures import UpstreamFailure
+from ..usage.budget import Hold
+from ..usage.counters import Amounts, Row
+from ..usage.meter import Meter
+from .bearer import bearer_token
+from .cost import outcome_cost, price_of
+from .keys import CLIENT, RELAY, STATE
+
+METER = web.AppKey("pixgate_meter", Meter)
+ESTIMATE_SIZE = (1024, 1024)  # a request that names no size: priced as OpenAI's default
+OTHER = "other"  # a name the config does not know (a relayed `any_model` id, a typo)
+
+
+def route_of(snapshot: ConfigSnapshot, job: ImageJob) -> str | None:
+    model = job.model if job.model not in (None, "", "auto") else None
+    if model is not None:
+        return snapshot.resolve_model(model)
+    return snapshot.routes.defaults.get(job.task) or snapshot.routes.defaults.get("generate")
+
+
+def estimate_of(snapshot: ConfigSnapshot, route: str, job: ImageJob) -> tuple[float, str]:
+    """USD for the job at the dearest target it may reach (its route and fallbacks), so that
+    a failover cannot spend past the budget; and how that was reckoned, for messages."""
+    size = job.size or ESTIMATE_SIZE
+    dearest, per_image = 0.0, 0.0
+    for name in snapshot.chain(route):
+        spec = snapshot.routes.routes.get(name) or snapshot.direct.get(name)
+        for target in spec.targets if spec is not None else ():
+            price = price_of(snapshot, name, target.provider, target.model)
+            if price is None:
+                continue
+            cost = estimate(price, job.n, size, job.quality, job_steps(job.extra))
+            if cost > dearest:
+                dearest, per_image = cost, cost / job.n
+    return dearest, f"{job.n} image{'s' if job.n != 1 else ''} at ${per_image:.4g}"
+
+
+def who(request: web.Request) -> str:
+    """The usage name of the caller: its clients.yaml name, else one of three fixed names
+    (keys from PIXGATE_API_KEYS are not told apart: bounded, and no key material)."""
+    client = request.get(CLIENT)
+    if client is not None:
+        return str(client.name)
+    if request.get(RELAY) is not None:
+        return "(relay)"
+    return "(api-keys)" if bearer_token(request) else "(anonymous)"
+
+
+def row_of(
+    request: web.Request, snapshot: ConfigSnapshot, job: ImageJob, provider: str, model: str
+) -> Row:
+    """Names from the config only, so that usage and metrics stay bounded."""
+    route = route_of(snapshot, job) or OTHER
+    spec = snapshot.providers.get(provider)
+    if spec is None:
+        provider, model = ("-", "-") if provider == "-" else (OTHER, OTHER)
+    elif model != "-" and model not in spec.models:
+        model = OTHER
+    return Row(who(request), route, provider, model)
+
+
+async def run(
+    request: web.Request,
+    job: ImageJob,
+    snapshot: ConfigSnapshot,
+    info: RequestInfo,
+    hold: Hold | None,
+) -> Outcome:
+    """`service.run`, then the cost on the outcome, charged to the budget and counted."""
+    meter = request.app[METER]
+    try:
+        outcome = await request.app[STATE].service.run(job, snapshot, info)
+    except asyncio.CancelledError:
+        # The upstream may still bill what it was doing: the estimate stays charged.
+        if hold is not None:
+            hold.settled = True
+        meter.later(_failed(meter, request, snapshot, job, info, None, None))
+        raise
+    except Exception as exc:
+        failure = exc if isinstance(exc, UpstreamFailure) else None
+        await _failed(meter, request, snapshot, job, info, failure, hold)
+        raise
+    outcome.cost_usd = outcome_cost(snapshot, job, outcome)
+    cost = outcome.cost_usd or 0.0
+    if hold is not None:
+        await meter.budgets.settle(hold, cost)
+    amounts = Amounts(images=len(outcome.data), cost_usd=cost, upstream_seconds=info.clock.waited)
+    await meter.record(row_of(request, snapshot, job, outcome.provider, outcome.model), amounts)
+    return outcome
+
+
+async def _failed(
+    meter: Meter,
+    request: web.Request,
+    snapshot: ConfigSnapshot,
+    job: ImageJob,
+    info: RequestInfo,
+    failure: UpstreamFailure | None,
+    hold: Hold | None,
+) -> None:
+    """No images: nothing billed by the shipped providers (docs/clients.md), so the
+    reservation is given back."""
+    if hold is not None:
+        await meter.budgets.settle(hold, 0.0)
+    provider = (failure.provider if failure is not None else None) or "-"
+    amounts = Amounts(failures=1, upstream_seconds=info.clock.waited)
+    await meter.record(row_of(request, snapshot, job, provider, "-"), amounts)

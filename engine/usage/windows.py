@@ -1,0 +1,36 @@
+"""UTC day and month windows, from an injectable clock (tests move it across midnight)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+DAY = 86400.0
+
+
+def utc(now: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(now, dt.UTC)
+
+
+def day_of(now: float) -> str:
+    return utc(now).strftime("%Y-%m-%d")
+
+
+def month_of(now: float) -> str:
+    return utc(now).strftime("%Y-%m")
+
+
+def until_next_day(now: float) -> float:
+    return DAY - now % DAY
+
+
+def until_next_month(now: float) -> float:
+    t = utc(now)
+    first = dt.datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, tzinfo=dt.UTC)
+    return first.timestamp() - now
+
+
+def wall_clock() -> float:
+    return time.time()
