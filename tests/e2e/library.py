@@ -19,13 +19,16 @@ from tests.upstreams import azure_openai as fake_azure
 from tests.upstreams import bfl as fake_bfl
 from tests.upstreams import chat_images as fake_chat
 from tests.upstreams import cloudflare as fake_cf
+from tests.upstreams import dashscope as fake_dashscope
 from tests.upstreams import fal as fake_fal
 from tests.upstreams import google as fake_google
+from tests.upstreams import ideogram as fake_ideogram
 from tests.upstreams import midjourney as fake_mj
 from tests.upstreams import openai as fake_openai
 from tests.upstreams import replicate as fake_replicate
 from tests.upstreams import stability as fake_stability
 from tests.upstreams import together as fake_together
+from tests.upstreams import zhipu as fake_zhipu
 from tests.upstreams.common import FakeUpstream
 
 
@@ -226,5 +229,33 @@ CASES: list[Case] = [
         expect=(1456, 816),
         edit_model="midjourney",
         edit_expect=(1024, 1024),
+    ),
+    Case(
+        provider="dashscope",
+        model="wan2.2-t2i-flash",
+        make_app=lambda key: fake_dashscope.create_app(expected_key=key, pending_polls=1),
+        state=fake_dashscope.state,
+        env=_standard_env("dashscope", "/api/v1"),
+        key="sk-" + "d" * 32,
+    ),
+    Case(
+        provider="zhipu",
+        model="cogview-4",
+        make_app=lambda key: fake_zhipu.create_app(expected_key=key),
+        state=fake_zhipu.state,
+        env=_standard_env("zhipu", "/api/paas/v4"),
+        key="0123456789abcdef0123456789abcdef.zhipuSecret0001",
+        size="1792x1024",
+        expect=(1344, 768),
+    ),
+    Case(
+        provider="ideogram",
+        model="ideogram-v3-turbo",
+        make_app=lambda key: fake_ideogram.create_app(expected_key=key),
+        state=fake_ideogram.state,
+        env=_standard_env("ideogram"),
+        key="ideogram-" + "i" * 40,
+        size="1792x1024",
+        expect=(1344, 768),
     ),
 ]
