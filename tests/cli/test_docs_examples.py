@@ -1,0 +1,52 @@
+"""The complete provider files shown in docs/providers.md are what a reader copies first: each
+must build as written (no lint error), with a route to its first model."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helpers import REPO, run, shipped, use_env
+
+FENCE = re.compile(r"```yaml\n(.*?)```", re.S)
+SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/provider.schema.json"
+
+
+def complete_examples() -> list[str]:
+    text = (REPO / "docs" / "providers.md").read_text(encoding="utf-8")
+    return [block for block in FENCE.findall(text) if block.startswith(SCHEMA_LINE)]
+
+
+def test_the_page_has_complete_examples() -> None:
+    assert len(complete_examples()) >= 2  # an image provider and a chat provider
+
+
+def example_id(block: str) -> str:
+    return str(yaml.safe_load(block)["id"])
+
+
+@pytest.mark.parametrize("block", complete_examples(), ids=example_id)
+def test_a_complete_example_builds(
+    block: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_env(monkeypatch, {})
+    doc = yaml.safe_load(block)
+    shipped(tmp_path, "demo")  # a chat provider is never routed: the config routes the demo
+    (tmp_path / "providers.d" / f"{doc['id']}.yaml").write_text(block, encoding="utf-8")
+    routes = {"d": {"targets": [{"provider": "demo", "model": "demo-v1"}]}}
+    if doc.get("kind") != "chat":
+        routes["example"] = {
+            "targets": [{"provider": doc["id"], "model": next(iter(doc["models"]))}]
+        }
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump({"routes": routes}), encoding="utf-8")
+    code, out, _ = run(capsys, "lint", str(tmp_path), "--format", "json")
+    report = json.loads(out)
+    errors = [d for d in report["diagnostics"] if d.get("severity") == "error"]
+    assert code == 0 and report["ok"] and errors == [], errors
