@@ -43,16 +43,16 @@ async def scrape(url: str, token: str | None = None) -> tuple[int, str]:
 
 async def test_metrics_move_with_requests_and_keep_labels_bounded(tmp_path: Path) -> None:
     async with run_gateway(REPO, tmp_path / "files") as gw:
-        client = openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0)
-        status, before = await scrape(f"{gw.url}/metrics")
-        assert status == 200
-        assert value(before, "pixgate_requests_total", endpoint=GEN, route="demo",
-                     model="demo", status="200") == 0  # fmt: skip
-        for _ in range(3):
-            await client.images.generate(model="demo", prompt="a fox", size="64x64")
-        with pytest.raises(openai.NotFoundError):
-            await client.images.generate(model="no-such-model-<script>", prompt="x")
-        _, text = await scrape(f"{gw.url}/metrics")
+        async with openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0) as client:
+            status, before = await scrape(f"{gw.url}/metrics")
+            assert status == 200
+            assert value(before, "pixgate_requests_total", endpoint=GEN, route="demo",
+                         model="demo", status="200") == 0  # fmt: skip
+            for _ in range(3):
+                await client.images.generate(model="demo", prompt="a fox", size="64x64")
+            with pytest.raises(openai.NotFoundError):
+                await client.images.generate(model="no-such-model-<script>", prompt="x")
+            _, text = await scrape(f"{gw.url}/metrics")
     assert value(text, "pixgate_requests_total", endpoint=GEN, route="demo", model="demo",
                  status="200") == 3  # fmt: skip
     # A model no route knows is counted, under "other": a client cannot mint label values.
@@ -73,11 +73,11 @@ async def test_metrics_move_with_requests_and_keep_labels_bounded(tmp_path: Path
 
 async def test_upstream_failures_are_counted_by_kind(tmp_path: Path) -> None:
     async with run_gateway(REPO, tmp_path / "files") as gw:
-        client = openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0)
-        # The demo upstream fails a task whose prompt carries its marker.
-        with pytest.raises(openai.APIStatusError):
-            await client.images.generate(model="demo-async", prompt="[demo:fail] x")
-        _, text = await scrape(f"{gw.url}/metrics")
+        async with openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0) as client:
+            # The demo upstream fails a task whose prompt carries its marker.
+            with pytest.raises(openai.APIStatusError):
+                await client.images.generate(model="demo-async", prompt="[demo:fail] x")
+            _, text = await scrape(f"{gw.url}/metrics")
     attempts = total(text, "pixgate_upstream_attempts_total", provider="demo-async")
     success = value(
         text, "pixgate_upstream_attempts_total", provider="demo-async", outcome="success"
@@ -142,9 +142,9 @@ async def test_dashboard_uses_only_metrics_the_gateway_exports(tmp_path: Path) -
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     used = {m for e in exprs for m in re.findall(r"\b(pixgate_[a-z_]+)", e)}
     async with run_gateway(REPO, tmp_path / "files") as gw:
-        client = openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0)
-        await client.images.generate(model="demo", prompt="x", size="64x64")
-        _, text = await scrape(f"{gw.url}/metrics")
+        async with openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0) as client:
+            await client.images.generate(model="demo", prompt="x", size="64x64")
+            _, text = await scrape(f"{gw.url}/metrics")
     exported = {name for name, _ in samples(text)}
     families = list(text_string_to_metric_families(text))
     exported |= {f.name for f in families}  # declared, no samples yet
