@@ -50,13 +50,15 @@ def estimate_of(snapshot: ConfigSnapshot, route: str, job: ImageJob) -> tuple[fl
 
 
 def who(request: web.Request) -> str:
-    """The usage name of the caller: its clients.yaml name, else one of three fixed names
+    """The usage name of the caller: its clients.yaml name, else one of four fixed names
     (keys from PIXGATE_API_KEYS are not told apart: bounded, and no key material)."""
     client = request.get(CLIENT)
     if client is not None:
         return str(client.name)
     if request.get(RELAY) is not None:
         return "(relay)"
+    if request.path.startswith("/admin"):
+        return "(admin)"  # the panel's playground
     return "(api-keys)" if bearer_token(request) else "(anonymous)"
 
 

@@ -248,7 +248,7 @@ def test_no_key_material_in_any_page_script_or_response(browser: Any, panel: Pan
             bodies.append(response.text())
 
     page.on("response", keep)
-    for name in ("overview", "config", "keys", "logs", "gallery", "playground"):
+    for name in ("overview", "config", "keys", "logs", "gallery", "playground", "usage"):
         page.goto(f"{panel.url}/admin/#{name}")
         page.wait_for_timeout(600)
         if name in ("config", "keys"):
@@ -257,4 +257,19 @@ def test_no_key_material_in_any_page_script_or_response(browser: Any, panel: Pan
     assert len(bodies) > 8
     for text in bodies:
         assert PROVIDER_KEY not in text and ADMIN_KEY not in text
+    page.context.close()
+
+
+def test_usage_page_counts_requests_by_client_and_model(browser: Any, panel: Panel) -> None:
+    generate(panel)  # no key on this loopback gateway: counted as (anonymous)
+    page = login(browser, panel)
+    page.goto(f"{panel.url}/admin/#usage")
+    page.wait_for_selector("#usage-form")
+    page.wait_for_function(
+        "() => document.getElementById('main').textContent.includes('(anonymous)')",
+        timeout=15_000,
+    )
+    text = page.text_content("#main") or ""
+    assert "demo-v1" in text and "total" in text
+    shot(page, "usage")
     page.context.close()

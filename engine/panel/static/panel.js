@@ -302,7 +302,38 @@ async function playground() {
   return el("section", {}, el("h2", {}, "Playground"), form, out);
 }
 
-const PAGES = {overview, config, keys, logs, gallery, playground};
+async function usage() {
+  const today = new Date().toISOString().slice(0, 10);
+  const from = sessionStorage.getItem("usage-from") || today.slice(0, 8) + "01";
+  const to = sessionStorage.getItem("usage-to") || today;
+  const group = sessionStorage.getItem("usage-group") || "client,model";
+  const q = new URLSearchParams({from, to, group_by: group});
+  const r = await api(`/admin/usage?${q}`);
+  const form = el("form", {class: "inline", id: "usage-form", onsubmit: (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    for (const k of ["from", "to", "group"]) sessionStorage.setItem(`usage-${k}`, f.get(k));
+    render();
+  }},
+    el("label", {}, "from", el("input", {name: "from", type: "date", value: from})),
+    el("label", {}, "to", el("input", {name: "to", type: "date", value: to})),
+    el("label", {}, "group by", el("input", {name: "group", value: group, size: "24"})),
+    el("button", {type: "submit"}, "Show"),
+    el("a", {href: `/admin/usage?${q}&format=csv`, download: "usage.csv"}, "CSV"));
+  if (!r.ok) return el("section", {}, el("h2", {}, "Usage"), form, el("p", {class: "error"}, errorText(r)));
+  const u = r.body;
+  const measures = ["requests", "images", "failures", "cost_usd", "upstream_seconds"];
+  const rows = [...u.data, Object.assign(Object.fromEntries(u.group_by.map((g, i) => [g, i ? "" : "total"])), u.totals)];
+  const budgets = Object.entries(u.budgets).map(([name, b]) => [name,
+    b.usd_per_day === null ? "–" : `$${fmt(b.spent_today_usd, 2)} of $${b.usd_per_day}`,
+    b.usd_per_month === null ? "–" : `$${fmt(b.spent_this_month_usd, 2)} of $${b.usd_per_month}`]);
+  return el("section", {}, el("h2", {}, "Usage"), form,
+    table([...u.group_by, ...measures], rows.map((row) => [...u.group_by, ...measures].map((k) => String(row[k])))),
+    budgets.length ? el("h3", {}, "Budgets (UTC day, month)") : null,
+    budgets.length ? table(["client", "today", "this month"], budgets) : null);
+}
+
+const PAGES = {overview, config, keys, logs, gallery, playground, usage};
 const REFRESH = {overview: 5000, keys: 5000};
 
 let generation = 0;  // only the latest navigation may fill the page
