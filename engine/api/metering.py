@@ -101,7 +101,7 @@ async def run(
     if hold is not None:
         await meter.budgets.settle(hold, cost)
     amounts = Amounts(images=len(outcome.data), cost_usd=cost, upstream_seconds=info.clock.waited)
-    await meter.record(row_of(request, snapshot, job, outcome.provider, outcome.model), amounts)
+    meter.record(row_of(request, snapshot, job, outcome.provider, outcome.model), amounts)
     return outcome
 
 
@@ -120,4 +120,4 @@ async def _failed(
         await meter.budgets.settle(hold, 0.0)
     provider = (failure.provider if failure is not None else None) or "-"
     amounts = Amounts(failures=1, upstream_seconds=info.clock.waited)
-    await meter.record(row_of(request, snapshot, job, provider, "-"), amounts)
+    meter.record(row_of(request, snapshot, job, provider, "-"), amounts)

@@ -1,15 +1,21 @@
 """Usage counters per client x route x provider x model x UTC day: requests, images, failures,
 cost and upstream seconds.
 
-One hash per day in the state backend (`usage:day:YYYY-MM-DD`, kept 400 days), one field per
-row and measure, so a day holds as many fields as the config has combinations (every name in
-a row comes from the config, never from a client's free text). Redis when configured: every
+One hash per day in the state backend (`day:YYYY-MM-DD`, kept 400 days), one field per row
+and measure, so a day holds as many fields as the config has combinations (every name in a
+row comes from the config, never from a client's free text). Redis when configured: every
 replica adds to the same hash. Memory otherwise, flushed to a file (usage/persist.py).
+
+No request waits for its count: counts are summed here and sent on the next turn of the
+event loop, those of every request finished by then in one call (with Redis, one pipeline).
+A query sends what is pending first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,6 +23,7 @@ from ..state.base import Counters
 from .budget import MICRO
 from .windows import Clock, day_of, wall_clock
 
+log = logging.getLogger("pixgate.usage")
 KEEP_DAYS = 400
 DIMENSIONS = ("day", "client", "route", "provider", "model")
 MEASURES = ("requests", "images", "failures", "cost_usd", "upstream_seconds")
@@ -42,15 +49,17 @@ class Amounts:
 
 
 def day_name(day: str) -> str:
-    return f"usage:day:{day}"
+    return f"day:{day}"
 
 
 class Usage:
     def __init__(self, store: Counters, clock: Clock = wall_clock) -> None:
         self.store = store
         self.clock = clock
+        self._pending: dict[str, dict[str, float]] = {}  # day's name -> field -> amount
+        self._sending: asyncio.Task[None] | None = None
 
-    async def record(self, row: Row, amounts: Amounts) -> None:
+    def record(self, row: Row, amounts: Amounts) -> None:
         prefix = SEP.join((row.client, row.route, row.provider, row.model)) + SEP
         values = {
             "requests": float(amounts.requests),
@@ -59,13 +68,40 @@ class Usage:
             STORED_COST: float(round(amounts.cost_usd * MICRO)),
             "upstream_seconds": round(amounts.upstream_seconds, 6),
         }
-        fields = {prefix + k: v for k, v in values.items() if v}
-        await self.store.add_usage(day_name(day_of(self.clock())), fields, KEEP_DAYS * 86400.0)
+        pending = self._pending.setdefault(day_name(day_of(self.clock())), {})
+        for measure, value in values.items():
+            if value:
+                field = prefix + measure
+                pending[field] = pending.get(field, 0.0) + value
+        if self._sending is None:
+            self._sending = asyncio.ensure_future(self._send_loop())
+
+    async def _send_loop(self) -> None:
+        try:
+            while self._pending:
+                await self._send()
+        finally:
+            self._sending = None
+
+    async def _send(self) -> None:
+        pending, self._pending = self._pending, {}
+        for name, fields in pending.items():
+            try:
+                await self.store.add_usage(name, fields, KEEP_DAYS * 86400.0)
+            except Exception:  # a store that fails open should not; never the caller's error
+                log.exception("usage: could not record %d counts of %s", len(fields), name)
+
+    async def flush(self) -> None:
+        """Send what is pending now (before a query, at shutdown)."""
+        if self._sending is not None:
+            await asyncio.wait([self._sending], timeout=5)
+        await self._send()
 
     async def query(
         self, first: dt.date, last: dt.date, group_by: tuple[str, ...]
     ) -> list[dict[str, str | int | float]]:
         """Totals per group, for the UTC days first..last (both included), sorted by group."""
+        await self.flush()
         groups: dict[tuple[str, ...], dict[str, float]] = {}
         for day in _days(first, last):
             totals = await self.store.get_usage(day_name(day))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -13,8 +12,6 @@ from ..state.base import Counters
 from .budget import Budgets
 from .counters import Amounts, Row, Usage
 from .windows import Clock, wall_clock
-
-log = logging.getLogger("pixgate.usage")
 
 
 class Meter:
@@ -28,14 +25,11 @@ class Meter:
     def now(self) -> float:
         return self.clock()
 
-    async def record(self, row: Row, amounts: Amounts) -> None:
-        """Count one finished request; a failing store is logged, never the request's error."""
+    def record(self, row: Row, amounts: Amounts) -> None:
+        """Count one finished request (sent to the store without the request waiting)."""
         if self.metrics is not None:
             self.metrics.usage(row, amounts)
-        try:
-            await self.usage.record(row, amounts)
-        except Exception:
-            log.exception("usage: could not record %s", row)
+        self.usage.record(row, amounts)
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
         """Bookkeeping past a cancellation (the cancelled task cannot await it)."""
@@ -51,3 +45,4 @@ class Meter:
         if self._later:
             with contextlib.suppress(Exception):
                 await asyncio.wait(self._later, timeout=2)
+        await self.usage.flush()

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from tests.access.test_budgets import ADMIN, KEY, config
 from tests.gateway import REPO, free_port, get_json, serve_process, wait_healthy
@@ -33,6 +35,17 @@ def post(url: str) -> tuple[int, str]:
         return int(err.code), json.loads(err.read())["error"]["code"]
 
 
+def fleet_usage(port: int, deadline: float = 10.0) -> dict[str, Any]:
+    """A replica's /admin/usage once the other replica's counts have reached Redis (each
+    sends its counts just after answering, without the request waiting for it)."""
+    end = time.monotonic() + deadline
+    while True:
+        report = get_json(f"http://127.0.0.1:{port}/admin/usage?group_by=client", token=ADMIN)
+        if report["totals"]["requests"] >= 4 or time.monotonic() > end:
+            return dict(report)
+        time.sleep(0.05)
+
+
 def test_spend_is_shared_by_two_replicas_through_redis(tmp_path: Path) -> None:
     root = config(tmp_path, per_day=1.0, per_month=10.0)
     (tmp_path / "redis").mkdir()
@@ -53,10 +66,7 @@ def test_spend_is_shared_by_two_replicas_through_redis(tmp_path: Path) -> None:
                     for i in range(REQUESTS)]  # fmt: skip
             with ThreadPoolExecutor(REQUESTS) as pool:
                 answers = list(pool.map(post, urls))
-            usage = [
-                get_json(f"http://127.0.0.1:{p}/admin/usage?group_by=client", token=ADMIN)
-                for p in ports
-            ]
+            usage = [fleet_usage(p) for p in ports]
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
