@@ -243,6 +243,8 @@ def _model(
                 if key in sizes:
                     rule_args[key] = parse_size(sizes[key])
             rule_args["multiple_of"] = int(sizes.get("multiple_of", 1))
+            if "max_pixels" in sizes:
+                rule_args["max_pixels"] = int(sizes["max_pixels"])
         if raw.get("default_size"):
             rule_args["default"] = parse_size(raw["default_size"])
         elif rule_args.get("choices"):

@@ -110,7 +110,15 @@ def fit_size(requested: tuple[int, int] | None, rule: SizeRule) -> tuple[int, in
     w, h = (_round_to(width, m), _round_to(height, m)) if m > 1 else (round(width), round(height))
     if hi is not None:
         w, h = min(w, hi[0] - hi[0] % m), min(h, hi[1] - hi[1] % m)
+    if rule.max_pixels is not None and w * h > rule.max_pixels:
+        # scale the area down, ratio kept; rounding down keeps the product under the cap
+        scale = math.sqrt(rule.max_pixels / (w * h))
+        w, h = _floor_to(w * scale, m), _floor_to(h * scale, m)
     return int(w), int(h)
+
+
+def _floor_to(value: float, multiple: int) -> int:
+    return max(multiple, math.floor(value / multiple) * multiple)
 
 
 def _distance(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float]:

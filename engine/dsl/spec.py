@@ -34,6 +34,7 @@ class SizeRule:
     max: tuple[int, int] | None = None
     multiple_of: int = 1
     default: tuple[int, int] = (1024, 1024)
+    max_pixels: int | None = None  # a cap on width x height (upstreams that cap the area)
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,6 +255,8 @@ def describe_sizes(rule: SizeRule) -> str:
         parts.append(f"max {rule.max[0]}x{rule.max[1]}")
     if rule.multiple_of > 1:
         parts.append(f"multiple of {rule.multiple_of}")
+    if rule.max_pixels is not None:
+        parts.append(f"at most {rule.max_pixels} pixels")
     return ", ".join(parts) or "any"
 
 

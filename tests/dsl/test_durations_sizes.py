@@ -211,6 +211,7 @@ def test_fit_default_when_nothing_requested(rule: SizeRule, fitted: tuple[int, i
 
 
 RANGE = SizeRule(min=(64, 64), max=(2048, 2048), multiple_of=8)
+AREA = SizeRule(min=(512, 512), max=(2048, 2048), multiple_of=16, max_pixels=2**21)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +228,12 @@ RANGE = SizeRule(min=(64, 64), max=(2048, 2048), multiple_of=8)
         (SizeRule(max=(1000, 1000), multiple_of=64), (1000, 500), (960, 512)),
         (SizeRule(min=(64, 64), max=(2048, 2048)), (1001, 999), (1001, 999)),  # multiple_of 1
         (SizeRule(min=(64, 64), max=(2048, 2048)), (4096, 64), (2048, 64)),  # extreme ratio
+        # an area cap: scaled down, ratio kept, rounded down so the product stays under it
+        (AREA, (2048, 2048), (1440, 1440)),
+        (AREA, (2048, 1024), (2048, 1024)),  # exactly 2^21: allowed
+        (AREA, (2048, 1536), (1664, 1248)),
+        (AREA, (1792, 1024), (1792, 1024)),  # under the cap: unchanged
+        (SizeRule(max_pixels=1_000_000), (2000, 1000), (1414, 707)),
     ],
 )
 def test_fit_range(rule: SizeRule, requested: tuple[int, int], fitted: tuple[int, int]) -> None:
@@ -235,6 +242,13 @@ def test_fit_range(rule: SizeRule, requested: tuple[int, int], fitted: tuple[int
     assert all(isinstance(v, int) for v in result)
     if rule.multiple_of > 1:
         assert result[0] % rule.multiple_of == 0 and result[1] % rule.multiple_of == 0
+    if rule.max_pixels is not None:
+        assert result[0] * result[1] <= rule.max_pixels
+
+
+def test_max_pixels_is_read_from_the_provider_file() -> None:
+    rule = _model_sizes({"sizes": {"max": "2048x2048", "multiple_of": 16, "max_pixels": 2097152}})
+    assert rule.max_pixels == 2097152 and fit_size((2048, 2048), rule) == (1440, 1440)
 
 
 # --- how provider files declare sizes ----------------------------------------------------

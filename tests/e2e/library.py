@@ -246,7 +246,7 @@ CASES: list[Case] = [
         env=_standard_env("zhipu", "/api/paas/v4"),
         key="0123456789abcdef0123456789abcdef.zhipuSecret0001",
         size="1792x1024",
-        expect=(1344, 768),
+        expect=(1792, 1024),  # within 2^21 pixels: as asked
     ),
     Case(
         provider="ideogram",
