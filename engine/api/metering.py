@@ -90,11 +90,14 @@ async def run(
         # The upstream may still bill what it was doing: the estimate stays charged.
         if hold is not None:
             hold.settled = True
-        meter.later(_failed(meter, request, snapshot, job, info, None, None))
+        _count_failure(meter, request, snapshot, job, info, None)
         raise
     except Exception as exc:
+        # No images: the shipped providers bill no failure (docs/clients.md): given back.
+        if hold is not None:
+            await meter.budgets.settle(hold, 0.0)
         failure = exc if isinstance(exc, UpstreamFailure) else None
-        await _failed(meter, request, snapshot, job, info, failure, hold)
+        _count_failure(meter, request, snapshot, job, info, failure)
         raise
     outcome.cost_usd = outcome_cost(snapshot, job, outcome)
     cost = outcome.cost_usd or 0.0
@@ -105,19 +108,14 @@ async def run(
     return outcome
 
 
-async def _failed(
+def _count_failure(
     meter: Meter,
     request: web.Request,
     snapshot: ConfigSnapshot,
     job: ImageJob,
     info: RequestInfo,
     failure: UpstreamFailure | None,
-    hold: Hold | None,
 ) -> None:
-    """No images: nothing billed by the shipped providers (docs/clients.md), so the
-    reservation is given back."""
-    if hold is not None:
-        await meter.budgets.settle(hold, 0.0)
     provider = (failure.provider if failure is not None else None) or "-"
     amounts = Amounts(failures=1, upstream_seconds=info.clock.waited)
     meter.record(row_of(request, snapshot, job, provider, "-"), amounts)
