@@ -37,6 +37,9 @@ class RedisRecords:
         self.degraded = degraded
         self._hit = client.register_script(scripts.HIT)
         self._reserve = client.register_script(scripts.RESERVE)
+        # Usage and spend counted locally while Redis failed: added to Redis once it answers
+        # again, so an outage's requests are not missing from the fleet's totals.
+        self._unsent: dict[str, tuple[dict[str, float], float | None]] = {}
 
     async def hit(self, name: str, window: float, amount: int = 1) -> int:
         index = int(time.time() // window)
@@ -49,15 +52,14 @@ class RedisRecords:
     async def add_usage(
         self, name: str, amounts: dict[str, float], ttl: float | None = None
     ) -> dict[str, float]:
-        key = self.names.plain("usage", name)
         pipe = self.client.pipeline(transaction=True)  # MULTI: all of one request or none
-        for field, amount in amounts.items():
-            pipe.hincrbyfloat(key, field, amount)
-        if ttl is not None:
-            pipe.pexpire(key, int(ttl * 1000))
+        self._add(pipe, name, amounts, ttl)
         totals = await self.guard(pipe.execute())
         if totals is None:
+            self._keep(name, amounts, ttl)
             return await self.local.add_usage(name, amounts, ttl)
+        if self._unsent:
+            await self._replay()
         return {f: float(v) for f, v in zip(amounts, totals, strict=False)}
 
     async def get_usage(self, name: str) -> dict[str, float]:
@@ -74,8 +76,34 @@ class RedisRecords:
         args += [repr(float(x)) for x in limits]
         out = await self.guard(self._reserve(keys=keys, args=args))
         if out is None:
-            return await self.local.reserve(names, field, amount, limits, ttl)
+            done, before = await self.local.reserve(names, field, amount, limits, ttl)
+            for name in names if done else ():
+                self._keep(name, {field: amount}, ttl)
+            return done, before
+        if self._unsent:
+            await self._replay()
         return bool(int(out[0])), [float(v) for v in out[1:]]
+
+    def _add(self, pipe: Any, name: str, amounts: dict[str, float], ttl: float | None) -> None:
+        key = self.names.plain("usage", name)
+        for field, amount in amounts.items():
+            pipe.hincrbyfloat(key, field, amount)
+        if ttl is not None:
+            pipe.pexpire(key, int(ttl * 1000))
+
+    def _keep(self, name: str, amounts: dict[str, float], ttl: float | None) -> None:
+        fields = self._unsent.setdefault(name, ({}, ttl))[0]
+        for field, amount in amounts.items():
+            fields[field] = fields.get(field, 0.0) + amount
+
+    async def _replay(self) -> None:
+        unsent, self._unsent = self._unsent, {}
+        pipe = self.client.pipeline(transaction=True)
+        for name, (fields, ttl) in unsent.items():
+            self._add(pipe, name, fields, ttl)
+        if await self.guard(pipe.execute()) is None:  # down again: keep them for later
+            for name, (fields, ttl) in unsent.items():
+                self._keep(name, fields, ttl)
 
     async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
         payload = json.dumps(record, separators=(",", ":"))

@@ -8,6 +8,7 @@ import asyncio
 from engine.clients.spec import Budget
 from engine.state import MemoryState
 from engine.usage.budget import Budgets, OverBudget
+from tests.services.redis import RedisServer
 from tests.state.conftest import Replica
 
 NAMES = ("budget:{c}:day:d", "budget:{c}:month:m")
@@ -50,3 +51,22 @@ async def test_racing_requests_across_two_replicas_through_redis(replicas: Repli
     assert await a.get_usage(NAMES[1]) == {"f": 5}
     spent = await Budgets(a).spent("c", Budget(usd_per_day=1.0))
     assert spent["day"] == 0.9
+
+
+async def test_counts_made_while_redis_is_down_reach_it_once_it_is_back(
+    replicas: Replica, redis: RedisServer
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    redis.stop()
+    await a.add_usage("day:x", {"f": 2}, 60)  # served by a's memory
+    ok, _ = await a.reserve(NAMES, "spent", 5, [10, 10], 60)
+    assert ok and await a.get_usage("day:x") == {"f": 2}
+    redis.start()  # empty again (nothing persists)
+    for _ in range(100):
+        if await a.ready():
+            break
+        await asyncio.sleep(0.05)
+    await a.add_usage("day:x", {"f": 4}, 60)  # answered by Redis: the outage's counts follow
+    assert await b.get_usage("day:x") == {"f": 6}
+    assert await b.get_usage(NAMES[0]) == {"spent": 5}
+    assert await b.get_usage(NAMES[1]) == {"spent": 5}
