@@ -50,3 +50,19 @@ def test_a_complete_example_builds(
     report = json.loads(out)
     errors = [d for d in report["diagnostics"] if d.get("severity") == "error"]
     assert code == 0 and report["ok"] and errors == [], errors
+
+
+def test_the_routes_page_example_builds_with_the_shipped_providers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_env(monkeypatch, {})
+    block = FENCE.findall((REPO / "docs" / "routes.md").read_text(encoding="utf-8"))[0]
+    providers = {
+        t["provider"] for r in yaml.safe_load(block)["routes"].values() for t in r["targets"]
+    }
+    shipped(tmp_path, *sorted(providers))
+    (tmp_path / "routes.yaml").write_text(block, encoding="utf-8")
+    code, out, _ = run(capsys, "lint", str(tmp_path), "--format", "json")
+    report = json.loads(out)
+    errors = [d for d in report["diagnostics"] if d.get("severity") == "error"]
+    assert code == 0 and report["ok"] and errors == [], errors
