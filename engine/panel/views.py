@@ -32,7 +32,7 @@ from .fleet import figures_of
 from .keys import FLEET, LOGS, SESSIONS, THROTTLE, THUMBS
 from .logbuffer import END
 from .masking import masker
-from .session import COOKIE
+from .session import BACKOFF_BASE, BACKOFF_CAP, COOKIE
 from .thumbs import MAX_SOURCE
 
 # No inline script or style, nothing from elsewhere, never framed. Images may come from the
@@ -84,7 +84,9 @@ async def static(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     address = request.remote or "?"
     throttle = request.app[THROTTLE]
-    wait = throttle.wait(address)
+    board = request.app[FLEET].board  # with Redis the back-off holds across the fleet
+    shared = await board.login_wait(address) if board is not None else None
+    wait = max(throttle.wait(address), shared or 0.0)
     if wait > 0:
         raise ApiError(
             429,
@@ -102,6 +104,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         key.encode(), (settings.admin_key or "").encode()
     ):
         delay = throttle.failed(address)
+        if board is not None:
+            delay = max(delay, await board.login_failed(address, BACKOFF_BASE, BACKOFF_CAP) or 0)
         logging.getLogger("pixgate.admin").warning("admin login failed from %s", address)
         raise ApiError(
             401,
@@ -110,6 +114,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": str(max(1, round(delay)))},
         )
     throttle.succeeded(address)
+    if board is not None:
+        await board.login_succeeded(address)
     sessions = request.app[SESSIONS]
     cookie = sessions.issue()
     sid = sessions.session_id(cookie)

@@ -9,11 +9,17 @@ expires KEEP after its replica last wrote it, so a replica that is gone drops ou
   <prefix>:{fleet}:stats:<member>    HASH  info -> JSON about the replica (host, pid, config);
                                            m:<minute> -> JSON rows of that minute (<= 60 kept)
   <prefix>:{fleet}:errors:<member>   LIST  JSON errors, newest first, at most MAX_ERRORS
+  <prefix>:{fleet}:login:<address>   HASH  failed admin sign-ins of one client address (its
+                                           SHA-256): count, until (ms); expires 2 x the cap
+
+The sign-in back-off is shared too, so a client address cannot try N times as many admin keys
+against N replicas.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -35,6 +41,31 @@ MAX_ERRORS = 50
 FAILURES = (RedisError, OSError, TimeoutError, ConnectionError)
 
 
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+# KEYS: the address's hash; ARGV: first delay ms, cap ms. Returns the delay (ms) from now.
+LOGIN_FAILED = (
+    _NOW
+    + """
+local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+local delay = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) * 2 ^ math.min(count - 1, 30))
+redis.call('HSET', KEYS[1], 'until', now + delay)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return math.floor(delay)
+"""
+)
+# KEYS: the address's hash. Returns ms until the address may try again (0: now).
+LOGIN_WAIT = (
+    _NOW
+    + """
+local untl = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+return math.max(0, untl - now)
+"""
+)
+
+
 @dataclass(slots=True)
 class Published:
     """What one replica last wrote: its info, its minutes' rows, its last errors."""
@@ -54,6 +85,8 @@ class FleetBoard:
         self.timeout = max(1.0, config.timeout * 4)  # a few round trips, never a client's wait
         self.stats = stats
         self.failing = False
+        self._login_failed = client.register_script(LOGIN_FAILED)
+        self._login_wait = client.register_script(LOGIN_WAIT)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, "{fleet}", *parts))
@@ -154,6 +187,30 @@ class FleetBoard:
                 )
             )
         return out
+
+    # --- the admin sign-in back-off, fleet-wide -----------------------------------------------
+
+    def _login(self, address: str) -> str:
+        return self._key("login", hashlib.sha256(address.encode()).hexdigest()[:32])
+
+    async def login_wait(self, address: str) -> float | None:
+        """Seconds the address must still wait (None: Redis cannot tell now)."""
+        if self.stats.degraded:
+            return None
+        ms = await self._run(self._login_wait(keys=[self._login(address)]))
+        return None if ms is None else int(ms) / 1000
+
+    async def login_failed(self, address: str, first: float, cap: float) -> float | None:
+        """Count a failed sign-in; the fleet's back-off for the address, in seconds."""
+        if self.stats.degraded:
+            return None
+        args = [int(first * 1000), int(cap * 1000)]
+        ms = await self._run(self._login_failed(keys=[self._login(address)], args=args))
+        return None if ms is None else int(ms) / 1000
+
+    async def login_succeeded(self, address: str) -> None:
+        if not self.stats.degraded:
+            await self._run(self.client.delete(self._login(address)))
 
 
 def _dumps(value: Any) -> str:

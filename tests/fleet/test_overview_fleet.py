@@ -6,8 +6,11 @@ replica's own figures and a notice, and the fleet's figures come back with Redis
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +152,27 @@ def _artifacts() -> Path:
 
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def sign_in(replica: Replica, key: str) -> tuple[int, float]:
+    """POST /admin/login: the status and Retry-After (0 when none)."""
+    request = urllib.request.Request(
+        f"{replica.url}/admin/login",
+        data=json.dumps({"key": key}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status), 0.0
+    except urllib.error.HTTPError as err:
+        return int(err.code), float(err.headers.get("Retry-After") or 0)
+
+
+def test_the_sign_in_back_off_holds_across_the_fleet(trio: Fleet) -> None:
+    a, b, c = (trio.replicas[n] for n in NAMES)
+    assert sign_in(a, "wrong-admin-key")[0] == 401
+    status, retry_after = sign_in(b, ADMIN)  # B never saw a wrong key from this address
+    assert status == 429 and retry_after >= 1
+    time.sleep(retry_after + 0.2)
+    assert sign_in(c, ADMIN) == (200, 0.0)  # and a success clears it for the fleet
+    assert sign_in(b, ADMIN) == (200, 0.0)
