@@ -29,7 +29,8 @@ from engine.settings import Settings
 
 from . import nullproxy
 from .procs import free_port
-from .run import CLIENT_KEY, OPENAI_KEY, ROOT, assemble_config
+from .run import ROOT, assemble_config
+from .scenarios import CLIENT_KEY, OPENAI_KEY
 from .upstream import Upstream
 
 BODY = b'{"model":"small","prompt":"a fox","size":"1024x1024"}'

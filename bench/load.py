@@ -8,6 +8,10 @@ JSON line) and also does what wrk cannot:
 - `--chain`: POST, then GET the `data[0].url` of the answer (a direct client of the `download`
   scenario, which must fetch the image itself); one latency per pair.
 - `--batch N`: N requests at once, each once, and wait for all (the 1,000 polling jobs).
+  With `--rounds R` each of the N clients sends R requests one after another (closed loop, a
+  fixed count), and with `--ramp S` client i starts at i*S/N seconds, so the N requests open
+  at a steady rate instead of in one burst (the many open requests and polling jobs). The
+  result counts the most requests open at once (`peak_open`).
 """
 
 from __future__ import annotations
@@ -155,6 +159,8 @@ def run_python(
     *,
     chain: bool = False,
     batch: int = 0,
+    rounds: int = 1,
+    ramp_s: float = 0.0,
     timeout_s: float = 60.0,
 ) -> LoadResult:
     """The aiohttp load generator, in its own (pinned) process."""
@@ -165,14 +171,14 @@ def run_python(
     if chain:
         cmd.append("--chain")
     if batch:
-        cmd += ["--batch", str(batch)]
+        cmd += ["--batch", str(batch), "--rounds", str(rounds), "--ramp", str(ramp_s)]
     if cpus is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", cpus, *cmd]
     out = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
-        timeout=duration + timeout_s + 60,
+        timeout=duration + ramp_s + rounds * timeout_s + 60,
         check=False,
         cwd=Path(__file__).resolve().parents[1],
     )
@@ -193,6 +199,11 @@ def _percentile(sorted_ms: Sequence[float], q: float) -> float:
     return sorted_ms[index]
 
 
+def start_offset(index: int, clients: int, ramp_s: float) -> float:
+    """When client `index` of `clients` starts: evenly over `ramp_s` seconds, the first at 0."""
+    return ramp_s * index / clients if clients > 0 else 0.0
+
+
 async def _generate(args: argparse.Namespace) -> LoadResult:
     import aiohttp
 
@@ -203,6 +214,7 @@ async def _generate(args: argparse.Namespace) -> LoadResult:
         headers[name.strip()] = value.strip()
     latencies: list[float] = []
     errors: dict[str, int] = {"status": 0, "socket": 0, "timeout": 0}
+    gauge = {"open": 0, "peak_open": 0}
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
 
@@ -225,6 +237,8 @@ async def _generate(args: argparse.Namespace) -> LoadResult:
 
         async def timed(record_until: float) -> None:
             started = time.perf_counter()
+            gauge["open"] += 1
+            gauge["peak_open"] = max(gauge["peak_open"], gauge["open"])
             try:
                 ok = await one()
             except TimeoutError:
@@ -234,13 +248,21 @@ async def _generate(args: argparse.Namespace) -> LoadResult:
                 errors["socket"] += 1
                 await asyncio.sleep(0.01)
                 return
+            finally:
+                gauge["open"] -= 1
             finished = time.perf_counter()
             if ok and finished <= record_until:
                 latencies.append((finished - started) * 1000)
 
         if args.batch:
+
+            async def client(index: int) -> None:
+                await asyncio.sleep(start_offset(index, args.batch, args.ramp))
+                for _ in range(args.rounds):
+                    await timed(math.inf)
+
             start = time.perf_counter()
-            await asyncio.gather(*(timed(math.inf) for _ in range(args.batch)))
+            await asyncio.gather(*(client(i) for i in range(args.batch)))
             elapsed = time.perf_counter() - start
         else:
             start = time.perf_counter()
@@ -265,7 +287,7 @@ async def _generate(args: argparse.Namespace) -> LoadResult:
         p90_ms=_percentile(ordered, 90),
         p99_ms=_percentile(ordered, 99),
         max_ms=ordered[-1] if ordered else 0.0,
-        detail=errors,
+        detail={**errors, "peak_open": gauge["peak_open"], "rounds": args.rounds or 1},
     )
 
 
@@ -279,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--chain", action="store_true")
     parser.add_argument("--batch", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1, help="with --batch: requests per client")
+    parser.add_argument("--ramp", type=float, default=0.0, help="with --batch: start spread (s)")
     args = parser.parse_args(argv)
     args.body = Path(args.body_file).read_bytes()
     host = args.url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]

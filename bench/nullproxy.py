@@ -5,18 +5,23 @@ ClientSession (same connector limits as pixgate), and returns the upstream's bod
 templates, validation or logging. Run on the same event loop as pixgate (`--uvloop`), it
 shows how much of pixgate's cost per request is aiohttp itself and how much is pixgate's own.
 
-A body with `"model": "poll"` gets the bench-poll provider's flow
-(bench/config/providers.d/bench-poll.yaml) instead, hard-coded: POST the submit to
-`<upstream>/v1/poll/tasks`, then GET `/v1/poll/tasks/<task_id>` every POLL_EVERY_S (the first
-one interval after the submit answer) until `status` is `succeeded`, and answer
+A body with `"model": "poll"` (or `"poll-long"`) gets the bench-poll provider's flow
+(bench/config/providers.d/bench-poll*.yaml) instead, hard-coded: POST the submit to
+`<upstream>/v1/poll/tasks`, then GET `/v1/poll/tasks/<task_id>` every POLL_EVERY_S[model] (the
+first one interval after the submit answer) until `status` is `succeeded`, and answer
 `{"created", "data": [{"url"}]}`. `failed`, a non-2xx answer, or a job not done within
-POLL_TIMEOUT_S answers 502.
+POLL_TIMEOUT_S[model] answers 502.
+
+A body with `"model": "download"` gets what pixgate does for a URL answer when the client asks
+for `b64_json`: POST upstream, GET the answer's `data[0].url`, base64-encode the image and
+answer `{"created", "data": [{"b64_json"}]}`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import sys
@@ -31,11 +36,12 @@ from engine.eventloop import loop_factory
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
-# Keep in line with bench-poll.yaml (`every: 250ms`, `timeout: 60s`) and the engine's polling:
+# Keep in line with bench-poll.yaml (`every: 250ms`, `timeout: 60s`), bench-poll-long.yaml
+# (`every: 2s`, `timeout: 120s`) and the engine's polling:
 # the first poll comes one interval after the submit answer, not at once (the engine's default
 # `first_after` for a polling step that follows another step).
-POLL_EVERY_S = 0.25
-POLL_TIMEOUT_S = 60.0
+POLL_EVERY_S = {"poll": 0.25, "poll-long": 2.0}
+POLL_TIMEOUT_S = {"poll": 60.0, "poll-long": 120.0}
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
@@ -47,10 +53,12 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
 
 async def forward(request: web.Request) -> web.Response:
     body = await request.read()
-    if b'"poll"' in body:  # a cheap test first: other models pass through unparsed
+    if b'"poll' in body or b'"download"' in body:  # a cheap test: others pass unparsed
         job = json.loads(body)
-        if job.get("model") == "poll":
+        if job.get("model") in POLL_EVERY_S:
             return await poll_job(request.app, job)
+        if job.get("model") == "download":
+            return await download_job(request.app, body)
     async with request.app[SESSION].post(
         request.app[UPSTREAM] + "/v1/images/generations",
         data=body,
@@ -71,16 +79,40 @@ async def _json(resp: aiohttp.ClientResponse) -> Any:
     return json.loads(payload)
 
 
+async def download_job(app: web.Application, body: bytes) -> web.Response:
+    """POST upstream, GET the image its answer names, answer it as b64_json; 502 on failure."""
+    session = app[SESSION]
+    try:
+        async with session.post(
+            app[UPSTREAM] + "/v1/images/generations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        ) as resp:
+            answer = await _json(resp)
+        async with session.get(answer["data"][0]["url"]) as resp:
+            if not 200 <= resp.status < 300:
+                raise UpstreamError(f"image download answered {resp.status}")
+            image = await resp.read()
+    except (UpstreamError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
+        return _bad_gateway(f"{type(exc).__name__}: {exc}")
+    # Written around the encoded bytes: base64 needs no JSON escaping, so no string copy.
+    head = b'{"created":%d,"data":[{"b64_json":"' % int(answer.get("created") or time.time())
+    payload = head + base64.b64encode(image) + b'"}]}'
+    return web.Response(body=payload, content_type="application/json")
+
+
 async def poll_job(app: web.Application, job: dict[str, Any]) -> web.Response:
     """Submit, then sleep POLL_EVERY_S and poll, until succeeded; 502 on anything else."""
     session, tasks = app[SESSION], app[UPSTREAM] + "/v1/poll/tasks"
+    model = job["model"]
+    every, limit = POLL_EVERY_S[model], POLL_TIMEOUT_S[model]
     try:
-        async with asyncio.timeout(POLL_TIMEOUT_S):
+        async with asyncio.timeout(limit):
             submit = {k: job.get(k) for k in ("model", "prompt", "size")}
             async with session.post(tasks, json=submit) as resp:
                 task_id = (await _json(resp))["task_id"]
             while True:
-                await asyncio.sleep(POLL_EVERY_S)
+                await asyncio.sleep(every)
                 async with session.get(f"{tasks}/{task_id}") as resp:
                     state = await _json(resp)
                 if state["status"] == "succeeded":
@@ -91,7 +123,7 @@ async def poll_job(app: web.Application, job: dict[str, Any]) -> web.Response:
     except (UpstreamError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
         return _bad_gateway(f"{type(exc).__name__}: {exc}")
     except TimeoutError:
-        return _bad_gateway(f"polling job not done after {POLL_TIMEOUT_S:g} s")
+        return _bad_gateway(f"polling job not done after {limit:g} s")
     return web.json_response({"created": int(time.time()), "data": data})
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .scenarios import POLL_JOBS
+from .scenarios import MANY_OPEN, MANY_POLL, POLL_JOBS
 
 Cell = dict[str, Any]
 MIB = 1024.0
@@ -220,6 +220,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         polling,
     )
 
+    out += heavy_targets(cells, systems)
     gw, fl = systems.get("pixgate", {}), systems.get("floor", {})
     if gw.get("status") == "ok":
         idle, started = gw["idle_rss_mib"], gw["startup_median_s"]
@@ -228,12 +229,11 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         fl_start = f"{fl['startup_median_s']:.2f} s" if fl_ok else "-"
         need("idle RSS", "<= 60 MiB", [], lambda: (f"{idle:.1f} MiB", idle <= 60, "", fl_idle))
         runs = ", ".join(f"{s:.2f}" for s in gw["startup_s"])
-        providers = gw.get("providers")
-        # The bench config loads the openai and bench-poll providers only: say so until a
-        # start with every shipped provider is sampled.
+        shipped = gw.get("shipped_providers")
+        # Results from before the bench loaded every shipped provider do not count them.
         loaded = (
-            f"; {providers} shipped providers loaded"
-            if providers
+            f"; all {shipped} shipped providers loaded"
+            if shipped
             else "; bench config only (openai, bench-poll), not every shipped provider"
         )
         need(
@@ -242,6 +242,77 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             [],
             lambda: (f"{started:.2f} s (median of {runs}){loaded}", started <= 1.5, "", fl_start),
         )
+    return out
+
+
+def heavy_targets(cells: list[Cell], systems: dict[str, Any]) -> list[Target]:
+    """Many open requests, many polling jobs (issue 19) and url with S3 storage (issue 14)."""
+    out: list[Target] = []
+    name = f"many open requests ({MANY_OPEN} x 10 s)"
+    threshold = ">= 0.98x direct throughput, p99 <= 10.6 s, RSS <= 400 MiB, no errors"
+    gw, di = find(cells, "long", "pixgate", MANY_OPEN), find(cells, "long", "direct", MANY_OPEN)
+    if gw is None or di is None:
+        out.append(Target(name, threshold, "not measured", "n/a", "cell missing"))
+    else:
+        ratio = gw["rps"] / di["rps"] if di["rps"] else 0.0
+        little = di["mean_ms"] / gw["mean_ms"] if gw["mean_ms"] else 0.0
+        complete = gw["requests"] == gw.get("expected", gw["requests"])
+        ok = (
+            ratio >= 0.98
+            and gw["p99_ms"] <= 10_600
+            and gw["peak_rss_mib"] <= 400
+            and not gw["errors"]
+            and complete
+        )
+        measured = (
+            f"{ratio:.3f}x ({gw['rps']:.0f} vs {di['rps']:.0f} req/s over the batch; "
+            f"{little:.3f}x by mean latency), p99 {gw['p99_ms'] / 1000:.2f} s, "
+            f"{gw['peak_rss_mib']:.0f} MiB, {gw['errors']} errors, "
+            f"{gw['requests']}/{gw.get('expected', '?')} done, "
+            f"upstream held {gw.get('upstream_peak_open', '?')} at once"
+        )
+        floor = f"direct: p99 {di['p99_ms'] / 1000:.2f} s, {di.get('upstream_peak_open', '?')} open"
+        out.append(Target(name, threshold, measured, _verdict(ok), _clean(gw, di), floor))
+
+    name = f"many polling jobs ({MANY_POLL}, 30 s, polled every 2 s)"
+    threshold = "all complete, RSS <= 300 MiB, CPU/job <= 1.1x the floor's"
+    gw = find(cells, "poll-long", "pixgate", MANY_POLL)
+    fl = find(cells, "poll-long", "floor", MANY_POLL)
+    if gw is None or fl is None:
+        out.append(Target(name, threshold, "not measured", "n/a", "cell missing"))
+    else:
+        ratio = _cpu(gw) / _cpu(fl) if _cpu(fl) else float("inf")
+        complete = gw["requests"] == gw.get("expected", gw["requests"])
+        ok = complete and not gw["errors"] and gw["peak_rss_mib"] <= 300 and ratio <= 1.1
+        measured = (
+            f"{gw['requests']}/{gw.get('expected', '?')} done in {gw['duration_s']:.0f} s, "
+            f"{_cpu(gw):.2f} ms CPU/job ({ratio:.2f}x the floor), {gw['peak_rss_mib']:.0f} MiB"
+        )
+        floor = (
+            f"{fl['requests']}/{fl.get('expected', '?')} done, {_cpu(fl):.2f} ms CPU/job, "
+            f"{fl['peak_rss_mib']:.0f} MiB"
+        )
+        out.append(Target(name, threshold, measured, _verdict(ok), _clean(gw, fl), floor))
+
+    s3_cells = [c for c in cells if c["scenario"] == "store" and c["target"] == "pixgate-s3"]
+    threshold = "reported beside local storage (no bound)"
+    if not s3_cells:
+        status = systems.get("pixgate-s3", {}).get("status", "not run")
+        out.append(Target("url with S3 storage", threshold, "not measured", "n/a", status))
+    for s3 in s3_cells:
+        local = find(cells, "store", "pixgate", s3["c"])
+        name = f"url with S3 storage, c={s3['c']}"
+        if local is None:
+            out.append(Target(name, threshold, "not measured", "n/a", "local cell missing"))
+            continue
+        measured = (
+            f"+{s3['p50_ms'] - local['p50_ms']:.2f} ms p50 ({s3['p50_ms']:.2f} vs "
+            f"{local['p50_ms']:.2f} ms), +{_cpu(s3) - _cpu(local):.3f} ms CPU/req "
+            f"({_cpu(s3):.3f} vs {_cpu(local):.3f} ms), peak RSS {s3['peak_rss_mib']:.0f} vs "
+            f"{local['peak_rss_mib']:.0f} MiB"
+        )
+        bad = _clean(s3, local)
+        out.append(Target(name, threshold, measured, "fail" if bad else "reported", bad))
     return out
 
 
@@ -272,6 +343,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"concurrency; closed loop (each connection sends its next request when the last answer "
         f"arrives)",
         f"- load average at start: {meta['loadavg_start']}, at end: {meta['loadavg_end']}",
+        f"- file-descriptor limit of the bench and its children: {meta.get('fd_limit', '?')} "
+        "(raised to the hard limit by the bench itself)",
         "",
         "## Targets",
         "",
@@ -292,7 +365,7 @@ def markdown(results: dict[str, Any]) -> str:
         "RSS at the end (MiB) | pinned to |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("pixgate", "pixgate-2w", "floor", "litellm"):
+    for name in ("pixgate", "pixgate-2w", "pixgate-s3", "floor", "litellm"):
         s = systems.get(name, {})
         lines.append(
             f"| {name} | {s.get('status', 'skipped')} | {s.get('version', '-')} | "

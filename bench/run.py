@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -28,31 +29,44 @@ from typing import Any
 
 import yaml
 
-from . import litellm_peer, procstat, profile, report
+from . import heavy, litellm_peer, procstat, profile, report
 from .load import LoadResult, run_python, run_wrk, write_wrk_script, wrk_available, wrk_version
 from .procs import Proc, free_port, pin_self, pinned
-from .scenarios import POLL, POLL_JOBS, SMALL, Scenario, by_name
+from .scenarios import CLIENT_KEY, HEAVY, OPENAI_KEY, POLL, POLL_JOBS, SMALL, Scenario, by_name
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-OPENAI_KEY = "sk-proj-bench" + "0" * 24  # matches the openai provider's key_pattern
-CLIENT_KEY = "pixgate-bench-client-key"
 GATEWAY_CPUS, LOAD_CPUS = "0", "1"
 WORKERS_SYSTEM = "pixgate-2w"  # `pixgate serve --workers 2`
 MIB = 1024.0
+BENCH_MODELS = ("small", "b64", "slow", "long", "store", "download")  # openai models
+KEYS_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*_API_KEYS?)\b")
+DUMMY_KEY = "bench-dummy-key-0123456789abcdef0123456789"
 
 
 def assemble_config(root: Path, config: Path) -> Path:
-    """bench/config (routes and the polling provider) plus the engine's own shipped openai
-    provider file from `root`, with one model per bench scenario added, so the bench always
-    measures the real provider definition rather than a copy that drifts."""
+    """bench/config (routes and the polling providers) plus every provider file `root` ships,
+    so each start loads them all (the start-up target counts them). The shipped openai file
+    gets one model per bench scenario, so the bench always measures the real provider
+    definition rather than a copy that drifts."""
     if not config.exists():
         shutil.copytree(BENCH / "config", config)
+        for shipped_file in sorted((root / "providers.d").glob("*.yaml")):
+            shutil.copy(shipped_file, config / "providers.d" / shipped_file.name)
         shipped = yaml.safe_load((root / "providers.d" / "openai.yaml").read_text())
-        for scenario in ("small", "b64", "slow", "download"):
+        for scenario in BENCH_MODELS:
             shipped["models"][scenario] = {"sizes": ["1024x1024"], "max_n": 10}
         (config / "providers.d" / "openai.yaml").write_text(yaml.safe_dump(shipped))
     return config
+
+
+def dummy_keys(config: Path) -> dict[str, str]:
+    """A made-up key for every `${NAME_API_KEYS...}` the config's provider files read, so each
+    provider loads with a key as in a real deployment; no route sends anything to them."""
+    names: set[str] = set()
+    for path in (config / "providers.d").glob("*.yaml"):
+        names.update(KEYS_VARIABLE.findall(path.read_text()))
+    return {name: DUMMY_KEY for name in sorted(names)}
 
 
 def raise_fd_limit() -> int:
@@ -199,6 +213,9 @@ class Bench:
         *,
         chain: bool = False,
         batch: int = 0,
+        rounds: int = 1,
+        ramp_s: float = 0.0,
+        timeout_s: float = 60.0,
     ) -> LoadResult:
         body = scenario.body()
         if self.use_wrk and not chain and not batch:
@@ -208,7 +225,17 @@ class Bench:
         body_file.parent.mkdir(parents=True, exist_ok=True)
         body_file.write_bytes(body)
         return run_python(
-            url, body_file, headers, c, seconds, self.load_cpus, chain=chain, batch=batch
+            url,
+            body_file,
+            headers,
+            c,
+            seconds,
+            self.load_cpus,
+            chain=chain,
+            batch=batch,
+            rounds=rounds,
+            ramp_s=ramp_s,
+            timeout_s=timeout_s,
         )
 
     def cell(
@@ -219,11 +246,12 @@ class Bench:
         headers: dict[str, str],
         c: int,
         gateway: Proc | None,
+        seconds: float | None = None,
     ) -> None:
         name = f"{target}-{scenario.name}"
         chain = scenario.direct_chain and target == "direct"
         slow = scenario.name == "slow"
-        seconds = self.cell_s
+        seconds = seconds or self.cell_s
         _log(f"{target:8s} {scenario.name:9s} c={c:<4d} warm-up {self.warmup_s:g}s, {seconds:g}s")
         try:
             self.load(name, url, scenario, headers, c, self.warmup_s, chain=chain)
@@ -343,26 +371,24 @@ class Bench:
             for c in scenario.concurrencies("direct", self.quick):
                 self.cell("direct", scenario, url, headers, c, None)
 
-    def run_floor(self, scenarios: tuple[Scenario, ...]) -> None:
-        """bench/nullproxy.py: what any aiohttp gateway costs at the least (same loop, core),
-        polling scenario included."""
+    def start_floor(self, label: str = "floor") -> Proc | None:
+        """bench/nullproxy.py on the gateway's core and loop; the first start fills in the
+        floor's system row."""
         info = self.systems.setdefault("floor", {})
-        if self.args.skip_floor:
-            info["status"] = "skipped (--skip-floor)"
-            return
         port = free_port()
         cmd = [sys.executable, "-m", "bench.nullproxy", "--upstream", self.upstream_url]
         cmd += ["--port", str(port)]
         if self.args.gateway_loop != "asyncio" and _version("uvloop"):
             cmd.append("--uvloop")  # the same loop pixgate picks
-        proc = self.start("floor", pinned(cmd, self.gw_cpus))
-        base = f"http://127.0.0.1:{port}"
+        proc = self.start(label, pinned(cmd, self.gw_cpus))
+        info["url"] = f"http://127.0.0.1:{port}"
         try:
-            try:
-                startup = proc.wait_http(base + "/health", timeout=30)
-            except RuntimeError as exc:
-                info["status"] = f"failed to start: {exc}"
-                return
+            startup = proc.wait_http(info["url"] + "/health", timeout=30)
+        except RuntimeError as exc:
+            info["status"] = f"failed to start: {exc}"
+            self.stop(proc)
+            return None
+        if info.get("status") != "ok":
             time.sleep(0.5)
             info.update(
                 {
@@ -374,8 +400,21 @@ class Bench:
                     "affinity": procstat.affinity(proc.pid),
                 }
             )
+        return proc
+
+    def run_floor(self, scenarios: tuple[Scenario, ...]) -> None:
+        """bench/nullproxy.py: what any aiohttp gateway costs at the least (same loop, core),
+        polling scenario included."""
+        info = self.systems.setdefault("floor", {})
+        if self.args.skip_floor:
+            info["status"] = "skipped (--skip-floor)"
+            return
+        proc = self.start_floor()
+        if proc is None:
+            return
+        try:
             headers = {"Content-Type": "application/json"}
-            url = base + "/v1/images/generations"
+            url = info["url"] + "/v1/images/generations"
             for scenario in scenarios:
                 if scenario is POLL:  # the floor does the bench-poll flow itself
                     self.poll_cell("floor", url, headers, proc)
@@ -385,9 +424,10 @@ class Bench:
         finally:
             self.stop(proc)
 
-    def gateway_env(self) -> dict[str, str]:
+    def gateway_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIXGATE_")}
         root = str(Path(self.args.pixgate_root).resolve())
+        env.update(dummy_keys(self.gateway_config(Path(root))))
         env.update(
             {
                 "OPENAI_API_KEYS": OPENAI_KEY,
@@ -401,19 +441,27 @@ class Bench:
                 ),
             }
         )
+        env.update(extra or {})
         return env
 
     def gateway_config(self, root: Path) -> Path:
         return assemble_config(root, self.run_dir / "config")
 
     def start_pixgate(
-        self, label: str, system: str = "pixgate", workers: int = 1, cpus: str | None = None
+        self,
+        label: str,
+        system: str = "pixgate",
+        workers: int = 1,
+        cpus: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Proc | None:
         """A fresh pixgate: one per scenario, so a scenario's failures (circuit breaker, key
         cooldowns) or memory cannot leak into the next. Every start is a start-up sample; the
         first one also gives the idle RSS (1 s after healthy, before any image request)."""
         cpus = cpus or self.gw_cpus
-        info = self.systems.setdefault(system, {"startup_s": [], "final_rss_mib": 0.0})
+        info = self.systems.setdefault(system, {})
+        info.setdefault("startup_s", [])
+        info.setdefault("final_rss_mib", 0.0)
         port = free_port()
         root = Path(self.args.pixgate_root).resolve()
         cmd = [
@@ -432,7 +480,7 @@ class Bench:
             cmd += ["--workers", str(workers)]
         info["command"] = " ".join(pinned(cmd, cpus))
         info["url"] = f"http://127.0.0.1:{port}"
-        proc = self.start(f"{system}-{label}", pinned(cmd, cpus), self.gateway_env(), root)
+        proc = self.start(f"{system}-{label}", pinned(cmd, cpus), self.gateway_env(env), root)
         try:
             info["startup_s"].append(proc.wait_http(info["url"] + "/health", timeout=30))
         except RuntimeError as exc:
@@ -449,6 +497,7 @@ class Bench:
                     "version": self._pixgate_version(root),
                     "idle_rss_mib": procstat.tree_kib(procstat.tree(proc.pid), "VmRSS") / MIB,
                     "affinity": procstat.affinity(proc.pid),
+                    "shipped_providers": len(list((root / "providers.d").glob("*.yaml"))),
                 }
             )
             _log(
@@ -620,7 +669,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="never install anything (wrk via apt-get, LiteLLM via pip into bench/.venv-litellm)",
     )
-    parser.add_argument("--scenarios", help="comma-separated subset: small,b64,slow,download,poll")
+    parser.add_argument(
+        "--scenarios",
+        help="comma-separated subset: small,b64,slow,download,poll and the heavy long,poll-long,"
+        "store (a full run has all; --quick leaves out the heavy ones unless named)",
+    )
     parser.add_argument("--out", default=str(BENCH / "out"), help="output directory")
     parser.add_argument(
         "--pixgate-root",
@@ -629,6 +682,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--gateway-log-level", default="INFO", help="pixgate --log-level (INFO = as shipped)"
+    )
+    parser.add_argument(
+        "--open-requests",
+        type=int,
+        default=0,
+        help="requests held open in the `long` scenario (default 5000; judged only at 5000)",
+    )
+    parser.add_argument(
+        "--polling-jobs",
+        type=int,
+        default=0,
+        help="jobs in the `poll-long` scenario (default 10000; judged only at 10000)",
     )
     parser.add_argument("--cell-seconds", type=float, default=0.0)
     parser.add_argument("--warmup-seconds", type=float, default=0.0)
@@ -663,7 +728,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     run_dir = out / f"run-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    scenarios = by_name(args.scenarios)
+    chosen = by_name(args.scenarios, args.quick)
+    scenarios = tuple(s for s in chosen if s not in HEAVY)
     bench = Bench(args, run_dir)
     if bench.pin:
         pin_self(LOAD_CPUS)  # the orchestrator and its RSS samplers stay off the gateway's core
@@ -686,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_pixgate(scenarios)
             bench.run_pixgate_workers(scenarios)
             bench.run_litellm(scenarios)
+            heavy.run(bench, tuple(s for s in chosen if s in HEAVY))
         except (KeyboardInterrupt, SystemExit) as exc:
             interrupted = True
             bench.notes.append(f"interrupted ({type(exc).__name__}): partial results")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+OPENAI_KEY = "sk-proj-bench" + "0" * 24  # matches the openai provider's key_pattern
+CLIENT_KEY = "pixgate-bench-client-key"
 PROMPT = "a lighthouse at dusk, oil painting (pixgate bench)"
 POLL_JOBS = 1000
+MANY_OPEN = 5000  # requests held open at once to the 10 s upstream (issue 19)
+MANY_POLL = 10_000  # polling jobs at once, each done after 30 s and polled every 2 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,7 @@ class Scenario:
     floor_quick: tuple[int, ...] = ()
     # The direct client of `download` gets a URL and must GET the image itself.
     direct_chain: bool = False
+    direct: bool = True  # measured against the upstream directly too
 
     def body(self) -> bytes:
         return json.dumps(
@@ -38,6 +43,8 @@ class Scenario:
             return self.litellm_quick if quick else self.litellm
         if target == "floor":
             return self.floor_quick if quick else self.floor
+        if target == "direct" and not self.direct:
+            return ()
         return self.quick if quick else self.cells
 
 
@@ -77,6 +84,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "URL answer the gateway downloads (~1.1 MB PNG) and returns as b64_json",
         cells=(1, 16, 64),
         quick=(16,),
+        floor=(16, 64),
+        floor_quick=(16,),
         direct_chain=True,
     ),
 )
@@ -91,11 +100,38 @@ POLL = Scenario(
 )
 
 
-def by_name(names: str | None) -> tuple[Scenario, ...]:
+# The heavy scenarios: part of a full run, in a --quick run only when named in --scenarios.
+# Each has its own runner in bench/heavy.py.
+MANY_OPEN_SCENARIO = Scenario(
+    "long",
+    "url",
+    f"{MANY_OPEN} requests held open at once to a 10 s upstream (two each, closed loop)",
+    cells=(MANY_OPEN,),
+    quick=(MANY_OPEN,),
+)
+MANY_POLL_SCENARIO = Scenario(
+    "poll-long",
+    "url",
+    f"{MANY_POLL} submit-and-poll jobs at once (done after 30 s, polled every 2 s)",
+    cells=(MANY_POLL,),
+    quick=(MANY_POLL,),
+)
+STORE = Scenario(
+    "store",
+    "url",
+    "~1.5 MB b64_json answer for a client that asks for url: stored (local disk or S3)",
+    cells=(1, 8),
+    quick=(1, 8),
+    direct=False,
+)
+HEAVY: tuple[Scenario, ...] = (MANY_OPEN_SCENARIO, MANY_POLL_SCENARIO, STORE)
+
+
+def by_name(names: str | None, quick: bool = False) -> tuple[Scenario, ...]:
     if not names:
-        return (*SCENARIOS, POLL)
+        return (*SCENARIOS, POLL) if quick else (*SCENARIOS, POLL, *HEAVY)
     wanted = {n.strip() for n in names.split(",") if n.strip()}
-    known = {s.name: s for s in (*SCENARIOS, POLL)}
+    known = {s.name: s for s in (*SCENARIOS, POLL, *HEAVY)}
     unknown = wanted - set(known)
     if unknown:
         raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}")

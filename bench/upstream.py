@@ -8,9 +8,15 @@ request's `model` field, or by the path prefix `/s/<scenario>/v1/images/generati
 | `small`    | `{"created", "data": [{"url"}]}`, a few hundred bytes                          |
 | `b64`      | `{"data": [{"b64_json"}]}` of ~1.5 MB, encoded once at start-up                |
 | `slow`     | like `small`, after a fixed 1 s delay                                          |
+| `long`     | like `small`, after a fixed 10 s delay (many open requests)                    |
+| `store`    | the `b64` answer, for a client that asks for `url`: the gateway stores it      |
 | `download` | a URL to a ~1.1 MB PNG that this server serves at `/files/big.png`            |
 | `poll`     | `POST /v1/poll/tasks` -> `{"task_id"}`; `GET /v1/poll/tasks/<id>` is `running` |
 |            | until 1 s after submit, then `succeeded` with `data[].url`                     |
+| `poll-long`| the same, done 30 s after submit (many polling jobs)                           |
+
+`GET /health` also reports the generation requests open now and the most open at once since
+the last `GET /health?reset=1`, so a run can show how many requests really were held open.
 
 Every answer body is precomputed bytes, so the upstream spends as little CPU as it can.
 """
@@ -35,10 +41,11 @@ from aiohttp import web
 from engine.eventloop import loop_factory
 
 SLOW_DELAY = 1.0
-POLL_DONE_AFTER = 1.0
+LONG_DELAY = 10.0
+POLL_DONE_AFTER = {"poll": 1.0, "poll-long": 30.0}  # by the submitted model
 POLL_KEEP = 120.0  # finished tasks are forgotten after this many seconds
 IMAGE_WIDTH, IMAGE_HEIGHT = 640, 576  # random RGB: a ~1.1 MB PNG, ~1.5 MB as base64
-SCENARIOS = ("small", "b64", "slow", "download", "poll")
+SCENARIOS = ("small", "b64", "slow", "long", "store", "download", "poll", "poll-long")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -79,9 +86,11 @@ class Upstream:
             }
         )
         self.download_body = _json({"created": created, "data": [{"url": f"{base}/files/big.png"}]})
-        self.tasks: dict[str, float] = {}
+        self.tasks: dict[str, float] = {}  # task id -> when it is done (monotonic)
         self.ids = itertools.count(1)
         self.requests = 0
+        self.open = 0  # generation requests being answered now
+        self.peak_open = 0
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
@@ -95,12 +104,27 @@ class Upstream:
         return app
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "ok", "requests": self.requests, "open_tasks": len(self.tasks)}
-        )
+        body = {
+            "status": "ok",
+            "requests": self.requests,
+            "open_tasks": len(self.tasks),
+            "open_requests": self.open,
+            "peak_open_requests": self.peak_open,
+        }
+        if request.query.get("reset"):
+            self.peak_open = self.open
+        return web.json_response(body)
 
     async def generations(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.open += 1
+        self.peak_open = max(self.peak_open, self.open)
+        try:
+            return await self._generation(request)
+        finally:
+            self.open -= 1
+
+    async def _generation(self, request: web.Request) -> web.Response:
         raw = await request.read()
         scenario = request.match_info.get("scenario")
         if scenario is None:
@@ -109,12 +133,12 @@ class Upstream:
                 scenario = str(body.get("model", "")) if isinstance(body, dict) else ""
             except ValueError:
                 return _error(400, "the body is not JSON", "invalid_json")
-        if scenario == "slow":
-            await asyncio.sleep(SLOW_DELAY)
+        if scenario in ("slow", "long"):
+            await asyncio.sleep(SLOW_DELAY if scenario == "slow" else LONG_DELAY)
             return _ok(self.small_body)
         if scenario == "small":
             return _ok(self.small_body)
-        if scenario == "b64":
+        if scenario in ("b64", "store"):
             return _ok(self.b64_body)
         if scenario == "download":
             return _ok(self.download_body)
@@ -122,21 +146,27 @@ class Upstream:
 
     async def submit(self, request: web.Request) -> web.Response:
         self.requests += 1
-        await request.read()
+        raw = await request.read()
+        try:
+            model = json.loads(raw).get("model")
+        except (ValueError, AttributeError):
+            return _error(400, "the body is not a JSON object", "invalid_json")
+        if model not in POLL_DONE_AFTER:
+            return _error(404, f"unknown polling model {model!r}", "model_not_found")
         now = time.monotonic()
-        if len(self.tasks) > 10_000:
+        if len(self.tasks) > 50_000:
             self.tasks = {k: t for k, t in self.tasks.items() if now - t < POLL_KEEP}
         task_id = f"task-{next(self.ids)}"
-        self.tasks[task_id] = now
+        self.tasks[task_id] = now + POLL_DONE_AFTER[model]
         return _ok(_json({"task_id": task_id, "status": "queued"}))
 
     async def poll(self, request: web.Request) -> web.Response:
         self.requests += 1
         task_id = request.match_info["task_id"]
-        started = self.tasks.get(task_id)
-        if started is None:
+        done_at = self.tasks.get(task_id)
+        if done_at is None:
             return _error(404, f"no task {task_id}", "not_found")
-        if time.monotonic() - started < POLL_DONE_AFTER:
+        if time.monotonic() < done_at:
             return _ok(_json({"task_id": task_id, "status": "running"}))
         return _ok(
             _json(
