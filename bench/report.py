@@ -306,8 +306,8 @@ def heavy_targets(cells: list[Cell], systems: dict[str, Any]) -> list[Target]:
             out.append(Target(name, threshold, "not measured", "n/a", "local cell missing"))
             continue
         measured = (
-            f"+{s3['p50_ms'] - local['p50_ms']:.2f} ms p50 ({s3['p50_ms']:.2f} vs "
-            f"{local['p50_ms']:.2f} ms), +{_cpu(s3) - _cpu(local):.3f} ms CPU/req "
+            f"{s3['p50_ms'] - local['p50_ms']:+.2f} ms p50 ({s3['p50_ms']:.2f} vs "
+            f"{local['p50_ms']:.2f} ms), {_cpu(s3) - _cpu(local):+.3f} ms CPU/req "
             f"({_cpu(s3):.3f} vs {_cpu(local):.3f} ms), peak RSS {s3['peak_rss_mib']:.0f} vs "
             f"{local['peak_rss_mib']:.0f} MiB"
         )
