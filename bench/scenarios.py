@@ -105,7 +105,7 @@ POLL = Scenario(
 MANY_OPEN_SCENARIO = Scenario(
     "long",
     "url",
-    f"{MANY_OPEN} requests held open at once to a 10 s upstream (two each, closed loop)",
+    f"{MANY_OPEN} requests held open at once to a 10 s upstream (three each, closed loop)",
     cells=(MANY_OPEN,),
     quick=(MANY_OPEN,),
 )
