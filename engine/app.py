@@ -28,6 +28,7 @@ from .api import (
 from .api import jobs as image_jobs
 from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
+from .api.jobresume import recoverer
 from .api.keys import ADMISSION, METRICS, RELOADER, SETTINGS, STATE
 from .api.metering import METER
 from .api.middleware import client_auth, request_context
@@ -35,6 +36,7 @@ from .clients.admission import Admission
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
 from .jobs.config import JobConfig
+from .jobs.keeper import Keeper
 from .jobs.webhooks import Webhooks
 from .metrics import GatewayMetrics
 from .panel import routes as panel
@@ -239,9 +241,13 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
     saved = UsageFile(memory, app[SETTINGS].usage_path) if memory is not None else None
     if saved is not None:
         await saved.start()
+    manager.recover = recoverer(app)
+    keeper = Keeper(manager)  # leases of the jobs run here; adopts jobs of dead replicas
+    keeper.start()
     try:
         yield
     finally:
+        await keeper.close()
         await manager.close()
         await webhooks.close()
         await app[METER].close()

@@ -10,6 +10,7 @@ from aiohttp import web
 from .. import rawtext
 from ..jobs.manager import Progress, Release, Work
 from ..pricing import usd
+from ..runtime.calls.checkpoint import Journal
 from ..runtime.images.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
@@ -19,6 +20,7 @@ from . import imagestream, jobs, metering, params
 from .admission import admit
 from .errors import ApiError, bad_request, from_failure
 from .forms import ImageForm, read_image_form
+from .jobrequest import request_record
 from .jsonio import json_response
 from .keys import (
     CLIENT,
@@ -166,7 +168,7 @@ async def respond(request: web.Request, job: ImageJob) -> web.Response:
     return await jobs.respond(request, job, now, lambda: detached(request, job))
 
 
-async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release]:
+async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release, dict[str, Any]]:
     """Admit the job now (a refusal is the request's error); the returned work runs it later,
     after the response, on this request's snapshot."""
     state = request.app[STATE]
@@ -175,8 +177,9 @@ async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release]:
     ticket = await admit(request, job, snapshot)
     info = request_info(request)
 
-    async def work(progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def work(progress: Progress, journal: Journal) -> tuple[dict[str, Any], dict[str, Any]]:
         info.on_progress = progress
+        info.journal = journal  # checkpoints: another replica can go on if this one dies
         try:
             outcome = await metering.run(request, job, snapshot, info, ticket.hold)
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
@@ -186,7 +189,7 @@ async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release]:
         cost = usd(outcome.cost_usd) if outcome.cost_usd is not None else None
         return body, {"cost_usd": cost}
 
-    return work, ticket.release
+    return work, ticket.release, request_record(request, job, info.public_url)
 
 
 async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
@@ -221,9 +224,10 @@ def request_info(request: web.Request, **streaming: Any) -> RequestInfo:
 
 
 def service_error(
-    request: web.Request, exc: UnknownModel | NoUpstream | UpstreamFailure
+    request: web.Request | None, exc: UnknownModel | NoUpstream | UpstreamFailure
 ) -> ApiError:
-    """The client's error for what ImageService.run raised."""
+    """The client's error for what ImageService.run raised (`request`: where to note the
+    provider for the access log, when there is one)."""
     if isinstance(exc, UnknownModel):
         return ApiError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, NoUpstream):
@@ -234,7 +238,8 @@ def service_error(
             type="invalid_request_error" if exc.status == 400 else "server_error",
             code=None if exc.status == 400 else "no_upstream_available",
         )
-    request[PROVIDER] = exc.provider or "-"
+    if request is not None:
+        request[PROVIDER] = exc.provider or "-"
     return from_failure(exc)
 
 

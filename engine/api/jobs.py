@@ -23,7 +23,8 @@ from .sse import KEEPALIVE_SECONDS, ClientGone, SseStream
 
 JOBS = web.AppKey("pixgate_jobs", JobManager)
 Sync = Callable[[], Awaitable[web.Response]]
-Detach = Callable[[], Awaitable[tuple[Work, Release]]]
+# Admits an async job: its work, what ends its admission, what its record keeps of it.
+Detach = Callable[[], Awaitable[tuple[Work, Release, dict[str, Any]]]]
 WAIT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 KEPT_HEADERS = ("content-type", "location")  # plus x-pixgate-*, replayed as they were
 
@@ -123,7 +124,7 @@ async def _submit(
     who = owner(request)
     if manager.active(who) >= manager.config.per_owner or manager.active() >= manager.config.total:
         raise _too_many(TooManyJobs("per client", manager.config.per_owner))
-    work, release = await detach()  # admission: a refusal is this request's error
+    work, release, extra["request"] = await detach()  # admission: a refusal is the request's
     try:
         record = await manager.submit(who, job.model, work, error_object, release, extra)
     except TooManyJobs as exc:

@@ -277,10 +277,16 @@ def _task(c: _Compiler, raw: dict[str, Any], path: Path) -> TaskSpec:
         else:
             steps.append(_step(c, step_raw, step_path))
         seen[step_raw["name"]] = set((step_raw.get("extract") or {}).keys())
+    cancel = None
+    if isinstance(raw.get("cancel"), dict):  # may read any step's values: it runs after them
+        cancel_raw = {"name": "cancel", **raw["cancel"]}
+        _check_step_refs(c, cancel_raw, seen, (*path, "cancel"))
+        cancel = _step(c, cancel_raw, (*path, "cancel"))
     return TaskSpec(
         steps=tuple(steps),
         images_per_call=int(raw.get("images_per_call", 1)),
         parallel=int(raw.get("parallel", 4)),
+        cancel=cancel,
     )
 
 

@@ -108,6 +108,7 @@ def compile_routes(
             response_format=raw.get("response_format"),
             rehost=bool(raw.get("rehost", False)),
             pricing=compile_price(raw.get("pricing")),
+            resubmit_on_loss=bool(raw.get("resubmit_on_loss", False)),
         )
     for name, route in routes.items():
         for i, fallback in enumerate(route.fallbacks):

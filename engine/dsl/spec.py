@@ -166,6 +166,7 @@ class TaskSpec:
     steps: tuple[StepSpec | FanOutStep, ...]
     images_per_call: int = 1
     parallel: int = 4
+    cancel: StepSpec | None = None  # sent when a client cancels the job mid-steps
 
     @property
     def polls(self) -> bool:
@@ -287,6 +288,7 @@ class RouteSpec:
     response_format: str | None = None  # the default for the route's every target
     rehost: bool = False  # URL results are stored and served from the gateway's storage
     pricing: Price | None = None  # overrides the models' prices on this route
+    resubmit_on_loss: bool = False  # a lost async job that cannot resume is sent again once
     # The targets grouped by priority, highest first (derived here, not per request).
     tiers: tuple[tuple[TargetSpec, ...], ...] = field(init=False, repr=False, compare=False)
 

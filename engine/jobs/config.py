@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +23,12 @@ class JobConfig:
     webhook_allow_http: bool = False  # plain http callback URLs (tests, private networks)
     webhook_retry_for: float = DAY  # give up delivering after this long
     webhook_first_backoff: float = 5.0  # doubled after every failed attempt
+    lease_ttl: float = 30.0  # a running job's lease; another replica takes over once it lapses
+    holder: str = ""  # this process in job leases: the replica id plus a per-start token
+
+    @property
+    def renew_every(self) -> float:
+        return max(0.05, self.lease_ttl / 3)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> JobConfig:
@@ -37,7 +46,15 @@ class JobConfig:
             webhook_allow_http=(env.get("PIXGATE_WEBHOOK_ALLOW_HTTP") or "") in ("1", "true"),
             webhook_retry_for=num("PIXGATE_WEBHOOK_RETRY_FOR", DAY),
             webhook_first_backoff=num("PIXGATE_WEBHOOK_BACKOFF", 5.0),
+            lease_ttl=num("PIXGATE_JOB_LEASE_TTL", 30.0),
+            holder=holder_id(env),
         )
+
+
+def holder_id(env: Mapping[str, str]) -> str:
+    """Unique per process start: a restarted replica does not hold its old run's leases."""
+    replica = (env.get("PIXGATE_REPLICA_ID") or "").strip()
+    return f"{replica or socket.gethostname() + ':' + str(os.getpid())}:{secrets.token_hex(4)}"
 
 
 def webhook_secret(raw: str | None) -> bytes | None:

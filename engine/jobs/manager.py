@@ -1,6 +1,8 @@
 """Runs jobs in background tasks of this process and keeps their records in the shared state.
 
 Limits on queued + running jobs count this process's own tasks (per client and in total).
+A running job holds a lease in the state backend, renewed while it runs (keeper.py); a job
+whose replica died is adopted by another one, which goes on from its checkpoint.
 """
 
 from __future__ import annotations
@@ -12,17 +14,31 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..state.base import Jobs
+from ..runtime.calls.checkpoint import Journal
+from ..state.base import JobStore
 from .config import JobConfig
 from .records import ACTIVE, FINAL, new_id, new_record
 
 log = logging.getLogger("pixgate.jobs")
 Progress = Callable[[Any], None]
 # A job's work: its result, or (its result, fields to add to the record, e.g. its cost)
-Work = Callable[[Progress], Awaitable[dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]]
+Work = Callable[
+    [Progress, Journal], Awaitable[dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
+]
 Release = Callable[[], Awaitable[None]]
 Failure = Callable[[BaseException], dict[str, Any]]  # an exception -> an OpenAI error object
 Finished = Callable[[dict[str, Any]], Awaitable[None]]  # e.g. the webhook delivery
+# A lost job's record -> how to go on with it (resume or resubmit); raises JobLost.
+Recover = Callable[[dict[str, Any]], Awaitable[tuple[Work, Failure]]]
+HANDOFF, ABANDON = "handoff", "abandon"  # a local run stops, the job goes on elsewhere
+
+
+class JobLost(Exception):
+    """The replica running the job died and the job cannot go on (the message says why)."""
+
+
+def lost_error(message: str) -> dict[str, Any]:
+    return {"message": message, "type": "server_error", "param": None, "code": "job_lost"}
 
 
 class TooManyJobs(Exception):
@@ -31,14 +47,26 @@ class TooManyJobs(Exception):
 
 
 class JobManager:
-    def __init__(self, store: Jobs, config: JobConfig) -> None:
+    def __init__(self, store: JobStore, config: JobConfig) -> None:
         self.store = store
         self.config = config
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._owners: dict[str, str] = {}  # running job id -> owner
         self._records: dict[str, dict[str, Any]] = {}  # the live copy of a local job
         self._changed: dict[str, asyncio.Event] = {}
+        self._journals: dict[str, Journal] = {}
+        self._stopping: dict[str, str] = {}  # job id -> HANDOFF | ABANDON
         self.on_finished: Finished | None = None
+        self.recover: Recover | None = None
+
+    def local_ids(self) -> list[str]:
+        return list(self._tasks)
+
+    def is_local(self, job_id: str) -> bool:
+        return job_id in self._records
+
+    def has_room(self) -> bool:
+        return self.active() < self.config.total
 
     def active(self, owner: str | None = None) -> int:
         return sum(1 for o in self._owners.values() if owner is None or o == owner)
@@ -59,13 +87,49 @@ class JobManager:
         job_id = new_id()
         record = new_record(job_id, owner, model)
         record.update(extra or {})
-        self._records[job_id] = record
-        self._owners[job_id] = owner
-        self._changed[job_id] = asyncio.Event()
+        self._records[job_id] = record  # local from now: this replica's sweeper leaves it
         await self.store.put_job(job_id, record, self.config.ttl)
         await self.store.index_job(owner, job_id, record["created"], self.config.ttl)
-        self._tasks[job_id] = asyncio.create_task(self._run(job_id, work, failure, release))
+        await self.store.lease_job(job_id, self.config.holder, self.config.lease_ttl)
+        await self.store.mark_active(job_id, True)  # leased first: no sweeper takes it
+        self._start(record, work, failure, release)
         return dict(record)
+
+    def _start(
+        self, record: dict[str, Any], work: Work, failure: Failure, release: Release
+    ) -> None:
+        job_id = record["id"]
+        self._records[job_id] = record
+        self._owners[job_id] = record["owner"]
+        self._changed[job_id] = asyncio.Event()
+
+        async def checkpoint(data: dict[str, Any]) -> None:
+            record["checkpoint"] = data
+            await self._save(job_id)
+
+        self._journals[job_id] = Journal(checkpoint)
+        self._tasks[job_id] = asyncio.create_task(self._run(job_id, work, failure, release))
+
+    async def adopt(self, record: dict[str, Any]) -> None:
+        """Go on with a job whose replica died (its lease is ours now): resume, resubmit or
+        fail it as `recover` decides; a job asked to cancel ends cancelled."""
+        job_id = record["id"]
+        log.warning("job %s: its replica stopped; this replica takes it over", job_id)
+        if job_id in await self.store.cancel_flags([job_id]):
+            record["status"] = "cancelled"
+        elif self.recover is None:
+            record.update(status="failed", error=lost_error("the job's replica stopped"))
+        else:
+            try:
+                work, failure = await self.recover(record)
+            except JobLost as exc:
+                record.update(status="failed", error=lost_error(str(exc)))
+            else:
+                self._start(record, work, failure, _nothing)
+                return
+        record["finished_at"] = int(time.time())
+        self._records[job_id] = record
+        await self._finish(job_id)
 
     async def _run(self, job_id: str, work: Work, failure: Failure, release: Release) -> None:
         record = self._records[job_id]
@@ -78,10 +142,13 @@ class JobManager:
                 self._touch(job_id)
 
             try:
-                result = await work(progress)
+                result = await work(progress, self._journals[job_id])
             except asyncio.CancelledError:
-                record["status"] = "cancelled"
+                if job_id not in self._stopping:
+                    record["status"] = "cancelled"
                 raise
+            except JobLost as exc:
+                record.update(status="failed", error=lost_error(str(exc)))
             except Exception as exc:  # the job's answer, not this task's crash
                 record.update(status="failed", error=failure(exc))
             else:
@@ -92,17 +159,53 @@ class JobManager:
         finally:
             with contextlib.suppress(Exception):
                 await release()
-            if record["status"] not in FINAL:
-                record["status"] = "cancelled"
-            record["finished_at"] = int(time.time())
             self._tasks.pop(job_id, None)
             self._owners.pop(job_id, None)
-            await asyncio.shield(self._finish(job_id))
+            self._journals.pop(job_id, None)
+            how = self._stopping.pop(job_id, None)
+            if how is not None:
+                await asyncio.shield(self._let_go(job_id, how))
+            else:
+                if record["status"] not in FINAL:
+                    record["status"] = "cancelled"
+                record["finished_at"] = int(time.time())
+                await asyncio.shield(self._finish(job_id))
+
+    async def _let_go(self, job_id: str, how: str) -> None:
+        """This process stops running the job; another replica goes on with it."""
+        with contextlib.suppress(Exception):
+            if how == HANDOFF:  # shutting down: save the checkpoint, free the lease now
+                await self._save(job_id)
+                await self.store.release_job(job_id, self.config.holder)
+        self._records.pop(job_id, None)
+        self._changed.pop(job_id, None)
+
+    def stop_local(self, job_id: str, how: str | None) -> None:
+        """End the local run: None is the client's cancel (the upstream's cancel step runs);
+        HANDOFF / ABANDON leave the job running for another replica."""
+        task = self._tasks.get(job_id)
+        if task is None:
+            return
+        if how is None:
+            self._journals[job_id].client_cancelled = True
+        else:
+            self._stopping[job_id] = how
+        task.cancel()
+
+    async def save_running(self) -> None:
+        """Store the live records (their checkpoints' poll counts) of the jobs run here."""
+        for job_id in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await self._save(job_id)
 
     async def _finish(self, job_id: str) -> None:
         record = self._records[job_id]
+        record.pop("checkpoint", None)  # only a running job needs them
+        record.pop("request", None)
         with contextlib.suppress(Exception):
             await self._save(job_id)
+            await self.store.mark_active(job_id, False)
+            await self.store.release_job(job_id, self.config.holder)
         self._notify(job_id)
         if self.on_finished is not None:
             try:
@@ -178,13 +281,26 @@ class JobManager:
             return record
         task = self._tasks.get(job_id)
         if task is not None:
-            task.cancel()
+            self.stop_local(job_id, None)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             return await self.get(job_id, owner)
+        if not await self.store.lease_job(job_id, self.config.holder, self.config.lease_ttl):
+            # Another replica runs it: ask it to stop (it checks at every lease renewal).
+            await self.store.flag_cancel(job_id, self.config.ttl)
+            deadline = time.monotonic() + min(max(2.5 * self.config.renew_every, 1.0), 30.0)
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(0.1, self.config.renew_every / 4))
+                found = await self.get(job_id, owner)
+                if found is None or found["status"] not in ACTIVE:
+                    return found
+            if not await self.store.lease_job(job_id, self.config.holder, self.config.lease_ttl):
+                return await self.get(job_id, owner)  # its replica will, at its next renewal
+        # Nobody runs it (its replica died): end it here.
         record.update(status="cancelled", finished_at=int(time.time()))
-        await self.store.put_job(job_id, record, self.config.ttl)
-        return record
+        self._records[job_id] = record
+        await self._finish(job_id)
+        return await self.get(job_id, owner)
 
     async def list(
         self, owner: str, before: float | None, limit: int
@@ -200,9 +316,14 @@ class JobManager:
         return jobs, (rows[limit - 1][1] if more is not None and limit else None)
 
     async def close(self) -> None:
-        """Shutting down: the jobs of this process end as cancelled."""
+        """Shutting down: with durable records, the jobs of this process are handed over
+        (another replica resumes them at once); else they end as cancelled."""
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
+        for job_id in list(self._tasks):
+            self.stop_local(job_id, HANDOFF if self.store.durable_jobs else None)
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+
+
+async def _nothing() -> None:
+    return None

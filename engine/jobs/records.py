@@ -9,7 +9,9 @@ from typing import Any
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
-PRIVATE = ("owner", "callback_url")  # never shown to clients
+# Never shown to clients: who owns it, where it calls back, and what lets another replica
+# run it on (its request, checkpoint, how often it was sent again).
+PRIVATE = ("owner", "callback_url", "request", "checkpoint", "resubmits")
 
 
 def new_id() -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..dsl.sizes import Size
+from .calls.checkpoint import Journal
 from .calls.executor import ProgressFn
 from .calls.waitclock import WaitClock
 from .images.results import ClientItem
@@ -66,6 +67,7 @@ class RequestInfo:
     partial_images: int | None = None  # the client's `partial_images` (templates read it)
     delivered: int = 0  # final images handed to on_image; after the first, no failover
     clock: WaitClock = field(default_factory=WaitClock)
+    journal: Journal | None = None  # an async job's checkpoints (engine/jobs/)
 
     @property
     def streaming(self) -> bool:

@@ -20,6 +20,7 @@ from ..dsl.spec import InputsSpec, ProviderPolicy, ProviderSpec, RouteSpec
 from ..metrics import GatewayMetrics
 from ..state import RELEASED, Denied, Grant, StateBackend
 from ..storage.hub import StorageHub
+from .calls.checkpoint import resumed_call, resumed_hooks
 from .calls.context import base_context, call_context, call_counts, response_format
 from .calls.executor import CallResult, Executor, ImageRef
 from .calls.optimizer import OptimizerError, optimize
@@ -200,7 +201,7 @@ class ImageService:
             info.attempts += 1
             started = time.perf_counter()
             try:
-                outcome = await self._attempt(job, attempt, key, info)
+                outcome = await self.attempt(job, attempt, key, info)
             except UpstreamFailure as failure:
                 self.metrics.attempt(pid, failure.kind, time.perf_counter() - started)
                 # What the client is told to wait is bounded as the key's cooldown is.
@@ -279,9 +280,10 @@ class ImageService:
             failure.message,
         )
 
-    async def _attempt(
+    async def attempt(
         self, job: ImageJob, attempt: Attempt, key: str | None, info: RequestInfo
     ) -> Outcome:
+        """One target with one key; a durable job's journal checkpoints it (or resumes it)."""
         provider, model = attempt.provider, attempt.model
         task = provider.tasks[attempt.task]
         fitted = fit_size(job.size, model.sizes)
@@ -294,6 +296,7 @@ class ImageService:
             if info.streaming
             else None
         )
+        journal = info.journal
         executor = Executor(
             self.session,
             provider,
@@ -305,6 +308,7 @@ class ImageService:
             on_image=sink.image if sink is not None else None,
             clock=info.clock,
             extra_headers=self.internal_headers if provider.on_gateway else None,
+            cancelling=(lambda: journal.client_cancelled) if journal is not None else None,
         )
         base_ctx = base_context(
             job,
@@ -317,11 +321,24 @@ class ImageService:
         )
         counts = call_counts(job.n, model.images_per_call or task.images_per_call)
         gate = asyncio.Semaphore(task.parallel)
+        if journal is not None and journal.resume_from is None:
+            index = key_index(provider, key, info)
+            relayed = info.relay is not None
+            await journal.attempt(
+                attempt.route, provider.id, model.name, attempt.task, index, relayed
+            )
 
         async def call(index: int, count: int) -> CallResult:
             async with gate:
-                ctx = call_context(base_ctx, job, index, count, secrets.randbelow(2**31))
-                return await executor.run(task, ctx)
+                seed: Any = secrets.randbelow(2**31)
+                hooks = None
+                if journal is not None and journal.resume_from is not None:
+                    seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
+                    hooks = resumed_hooks(journal, task, index, key)
+                elif journal is not None:
+                    hooks = journal.hooks(index, count, seed, key)
+                ctx = call_context(base_ctx, job, index, count, seed)
+                return await executor.run(task, ctx, hooks)
 
         polling = self.metrics.polling if task.polls else None
         if polling is not None:
@@ -423,6 +440,13 @@ class ImageService:
             self.max_download,
             clock=info.clock,
         )
+
+
+def key_index(provider: ProviderSpec, key: str | None, info: RequestInfo) -> int | None:
+    """Which pool key an attempt uses, as a checkpoint may name it (None: none, or relayed)."""
+    if key is None or info.relay is not None or key not in provider.auth.keys:
+        return None
+    return provider.auth.keys.index(key)
 
 
 def denied_failure(exc: Denied) -> UpstreamFailure:

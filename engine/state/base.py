@@ -110,7 +110,43 @@ class Jobs(Protocol):
         ...
 
 
-class StateBackend(Counters, Jobs, Protocol):
+class JobLeases(Protocol):
+    """Who runs which job: a lease per running job, so another replica takes over a job whose
+    replica died (docs/jobs.md, Durability)."""
+
+    # Job records outlive this process (Redis): a job may be handed to another replica.
+    durable_jobs: bool
+
+    async def lease_job(self, job_id: str, holder: str, ttl: float) -> bool:
+        """Take the job's lease if free, or renew it if `holder` has it; False: another has it."""
+        ...
+
+    async def release_job(self, job_id: str, holder: str) -> None:
+        """Give the lease back (only if `holder` still has it)."""
+        ...
+
+    async def mark_active(self, job_id: str, active: bool) -> None:
+        """Add a job to (or remove it from) the set of queued and running jobs."""
+        ...
+
+    async def active_jobs(self) -> list[str]:
+        """Queued and running jobs of every replica: what a sweeper checks for lost leases."""
+        ...
+
+    async def flag_cancel(self, job_id: str, ttl: float) -> None:
+        """Ask whichever replica runs the job to cancel it."""
+        ...
+
+    async def cancel_flags(self, job_ids: list[str]) -> set[str]:
+        """Which of these jobs have been asked to cancel."""
+        ...
+
+
+class JobStore(Jobs, JobLeases, Protocol):
+    """What the job manager needs of the state backend."""
+
+
+class StateBackend(Counters, JobStore, Protocol):
     stats: StateStats
 
     async def start(self) -> None: ...

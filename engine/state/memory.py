@@ -27,6 +27,10 @@ class MemoryState:
         self.usage_changes = 0  # grows with every addition (the usage file flushes on change)
         self._jobs: dict[str, tuple[float, dict[str, Any]]] = {}
         self._job_index: dict[str, dict[str, float]] = {}  # owner -> job id -> created
+        self._job_leases: dict[str, tuple[str, float]] = {}  # job id -> (holder, until)
+        self._active_jobs: set[str] = set()
+        self._cancels: dict[str, float] = {}  # job id -> until
+        self.durable_jobs = False  # a restart loses every record: nothing to hand over
 
     async def start(self) -> None:
         return None
@@ -231,3 +235,33 @@ class MemoryState:
             reverse=True,
         )
         return rows[:limit]
+
+    async def lease_job(self, job_id: str, holder: str, ttl: float) -> bool:
+        now = time.monotonic()
+        found = self._job_leases.get(job_id)
+        if found is not None and found[0] != holder and found[1] > now:
+            return False
+        self._job_leases[job_id] = (holder, now + ttl)
+        return True
+
+    async def release_job(self, job_id: str, holder: str) -> None:
+        found = self._job_leases.get(job_id)
+        if found is not None and found[0] == holder:
+            del self._job_leases[job_id]
+
+    async def mark_active(self, job_id: str, active: bool) -> None:
+        if active:
+            self._active_jobs.add(job_id)
+        else:
+            self._active_jobs.discard(job_id)
+            self._cancels.pop(job_id, None)
+
+    async def active_jobs(self) -> list[str]:
+        return sorted(self._active_jobs)
+
+    async def flag_cancel(self, job_id: str, ttl: float) -> None:
+        self._cancels[job_id] = time.monotonic() + ttl
+
+    async def cancel_flags(self, job_ids: list[str]) -> set[str]:
+        now = time.monotonic()
+        return {j for j in job_ids if self._cancels.get(j, 0.0) > now}

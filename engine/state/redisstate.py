@@ -36,6 +36,7 @@ from .identity import KeyIds, Names
 from .memory import MemoryState
 from .outbox import Outbox
 from .records import RedisRecords
+from .redisjobs import RedisJobLeases
 
 log = logging.getLogger("pixgate.state")
 T = TypeVar("T")
@@ -44,6 +45,8 @@ FAILURES = (RedisError, OSError, TimeoutError, ConnectionError)
 
 
 class RedisState:
+    durable_jobs = True  # every replica reads the records: a job outlives its replica
+
     def __init__(self, config: RedisConfig, local: MemoryState | None = None) -> None:
         self.config = config
         self.local = local or MemoryState()
@@ -63,6 +66,9 @@ class RedisState:
         self.cache = HealthCache(self.client, self.names, config.cache_ttl, config.timeout)
         self.outbox = Outbox(self.client, self._guard, scripts.KEEP_ROWS_MS)
         self.records = RedisRecords(
+            self.client, self.names, self._guard, self.local, lambda: self.stats.degraded
+        )
+        self.leases = RedisJobLeases(
             self.client, self.names, self._guard, self.local, lambda: self.stats.degraded
         )
         self._held: dict[str, str] = {}  # token -> its key's lease set, renewed until settled
@@ -404,3 +410,23 @@ class RedisState:
         self, owner: str, before: float | None, limit: int
     ) -> list[tuple[str, float]]:
         return await self.records.job_ids(owner, before, limit)
+
+    # --- job leases (redisjobs.py) -----------------------------------------------------------
+
+    async def lease_job(self, job_id: str, holder: str, ttl: float) -> bool:
+        return await self.leases.lease_job(job_id, holder, ttl)
+
+    async def release_job(self, job_id: str, holder: str) -> None:
+        await self.leases.release_job(job_id, holder)
+
+    async def mark_active(self, job_id: str, active: bool) -> None:
+        await self.leases.mark_active(job_id, active)
+
+    async def active_jobs(self) -> list[str]:
+        return await self.leases.active_jobs()
+
+    async def flag_cancel(self, job_id: str, ttl: float) -> None:
+        await self.leases.flag_cancel(job_id, ttl)
+
+    async def cancel_flags(self, job_ids: list[str]) -> set[str]:
+        return await self.leases.cancel_flags(job_ids)

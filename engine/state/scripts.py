@@ -229,3 +229,19 @@ def settle_args(
         channel,
         grant.provider,
     ]
+
+
+# KEYS: a job's lease; ARGV: holder, ttl ms. Takes a free lease or renews the holder's own:
+# 1, else 0 (another replica holds it). Compare-and-set, so two sweepers never both win.
+JOB_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return 1
+"""
+
+# KEYS: a job's lease; ARGV: holder. Gives it back only if still the holder's.
+JOB_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 from urllib.parse import urljoin
@@ -18,6 +19,7 @@ from ...dsl.origins import may_receive_key
 from ...dsl.spec import FanOutStep, ProviderSpec, StepSpec, TaskSpec
 from ...dsl.templates import RenderError
 from ...rawtext import RawText, plain
+from ..redact import redact
 from ..routing import retryafter
 from ..routing.failures import UpstreamFailure, kind_for_status
 from .fanout import fan_out
@@ -29,6 +31,8 @@ ProgressFn = Callable[[Any], None]
 
 # A poll that hits a transient upstream error tries again this many times before giving up.
 POLL_RETRIES = 2
+CANCEL_TIMEOUT = 10.0
+log = logging.getLogger("pixgate.executor")
 
 
 @dataclass(slots=True)
@@ -57,6 +61,18 @@ class CallResult:
 
 
 @dataclass(slots=True)
+class CallHooks:
+    """A durable job's view of one call: checkpoints as its top-level steps begin, a count of
+    its polls, and where a resumed call starts (`start`, with `done`: the values the steps
+    before it extracted, restored instead of sending those steps again)."""
+
+    on_step: Callable[[int, dict[str, Any]], Awaitable[None]] | None = None
+    on_poll: Callable[[], None] | None = None
+    start: int = 0
+    done: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class Executor:
     """Runs compiled steps; knows HTTP and the DSL, nothing about OpenAI request shapes."""
 
@@ -70,14 +86,37 @@ class Executor:
     on_image: ImageFn | None = None
     clock: WaitClock = field(default_factory=WaitClock)
     extra_headers: Mapping[str, str] | None = None  # e.g. the on-gateway upstream's token
+    # True when a cancellation is the client's (an async job's DELETE): the task's `cancel`
+    # step then tells the upstream. Other cancellations (shutdown, hand-over) send nothing.
+    cancelling: Callable[[], bool] | None = None
 
-    async def run(self, task: TaskSpec, ctx: dict[str, Any]) -> CallResult:
-        ctx = {**ctx, "steps": {}}
+    async def run(
+        self, task: TaskSpec, ctx: dict[str, Any], hooks: CallHooks | None = None
+    ) -> CallResult:
+        hooks = hooks or CallHooks()
+        ctx = {**ctx, "steps": dict(hooks.done)}
         result = CallResult()
-        await self._run_steps(task.steps, ctx, result, ran=False)
+        try:
+            await self._run_steps(task.steps, ctx, result, ran=False, hooks=hooks)
+        except asyncio.CancelledError:
+            if task.cancel is not None and self.cancelling is not None and self.cancelling():
+                await self._cancel_upstream(task.cancel, ctx)
+            raise
         if not result.images:
             raise UpstreamFailure("upstream", "the upstream answered without any image")
         return result
+
+    async def _cancel_upstream(self, step: StepSpec, ctx: dict[str, Any]) -> None:
+        """Once, bounded, and only after a step answered: a failure is logged, not raised."""
+        if not ctx["steps"] or (step.when is not None and not step.when.truthy(ctx)):
+            return
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                reply = await send(self.session, self._render(step, ctx), step, None)
+            log.info("upstream cancel provider=%s status=%s", self.provider.id, reply.status)
+        except Exception as exc:  # best effort: the job is cancelled either way
+            reason = redact(str(exc), self.key)
+            log.warning("upstream cancel failed provider=%s: %s", self.provider.id, reason)
 
     async def _run_steps(
         self,
@@ -85,22 +124,35 @@ class Executor:
         ctx: dict[str, Any],
         result: CallResult,
         ran: bool,
+        hooks: CallHooks | None = None,
     ) -> None:
-        """`ran`: an earlier step ran (the first poll then waits one interval)."""
-        for step in steps:
+        """`ran`: an earlier step ran (the first poll then waits one interval). `hooks`: the
+        top-level steps of a durable job (a resumed one skips the steps before `start`)."""
+        for index, step in enumerate(steps):
+            if hooks is not None:
+                if index < hooks.start:
+                    continue  # done before the resume: its values are in ctx["steps"]
+                if hooks.on_step is not None:
+                    await hooks.on_step(index, ctx["steps"])
             if step.when is not None and not step.when.truthy(ctx):
                 continue  # a skipped step extracts nothing and adds no images
             if isinstance(step, FanOutStep):
                 ctx["steps"][step.name] = await self._fan_out(step, ctx, result)
             else:
-                ctx["steps"][step.name] = await self._run_step(step, ctx, result, not ran)
+                on_poll = hooks.on_poll if hooks is not None else None
+                ctx["steps"][step.name] = await self._run_step(step, ctx, result, not ran, on_poll)
             ran = True
 
     async def _run_step(
-        self, step: StepSpec, ctx: dict[str, Any], result: CallResult, first_step: bool
+        self,
+        step: StepSpec,
+        ctx: dict[str, Any],
+        result: CallResult,
+        first_step: bool,
+        on_poll: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         reply = await (
-            self._poll(step, ctx, result, first_step)
+            self._poll(step, ctx, result, first_step, on_poll)
             if step.polls
             else self._once(step, ctx, result)
         )
@@ -192,7 +244,12 @@ class Executor:
             self.on_image(ref, usage)
 
     async def _poll(
-        self, step: StepSpec, ctx: dict[str, Any], result: CallResult, first_step: bool
+        self,
+        step: StepSpec,
+        ctx: dict[str, Any],
+        result: CallResult,
+        first_step: bool,
+        on_poll: Callable[[], None] | None = None,
     ) -> Reply:
         assert step.until is not None
         deadline = time.monotonic() + step.timeout
@@ -205,6 +262,8 @@ class Executor:
             with self.clock.waiting():
                 await asyncio.sleep(min(wait * self.poll_scale, step.timeout))
         while True:
+            if on_poll is not None:
+                on_poll()
             try:
                 reply = await self._once(step, ctx, result, out if reusable else None)
             except UpstreamFailure as failure:

@@ -1,0 +1,113 @@
+"""How another replica goes on with an async job whose replica died (jobrequest.py: what the
+record keeps of the request).
+
+`recover` picks one of: resume from the checkpoint (polling again, never submitting again),
+run it from the start (nothing had been sent upstream yet, or the route sets
+`resubmit_on_loss` and it was not resubmitted before), or fail it with `job_lost`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .. import rawtext
+from ..jobs.manager import Failure, JobLost, Progress, Work
+from ..runtime.calls.checkpoint import Journal, NotResumable
+from ..runtime.job import ImageJob
+from ..runtime.request import NoUpstream, RequestInfo
+from ..runtime.resume import resumable_attempt, resume
+from ..runtime.routing.failures import UpstreamFailure
+from ..runtime.routing.router import UnknownModel
+from .images import images_response, service_error
+from .jobrequest import job_of
+from .jobs import error_object
+from .keys import SETTINGS, STATE
+
+
+def recoverer(app: web.Application) -> Any:
+    """`JobManager.recover` for this app."""
+
+    async def recover(record: dict[str, Any]) -> tuple[Work, Failure]:
+        saved = record.get("request")
+        if not isinstance(saved, dict):
+            raise JobLost("The replica running this job stopped, and its request was not kept.")
+        if saved.get("relay"):
+            raise JobLost(
+                "The replica running this job stopped; it ran with the client's own provider "
+                "key, which the gateway never stores, so it cannot go on."
+            )
+        state = app[STATE]
+        snapshot = state.snapshot
+        job = job_of(saved)
+        checkpoint = record.get("checkpoint") or {}
+        settings = app[SETTINGS]
+        self_url = state.internal_url or f"http://127.0.0.1:{settings.port}"
+        info = RequestInfo(
+            str(saved.get("request_id") or record["id"]),
+            str(saved.get("public_url") or settings.public_url or self_url),
+            self_url,
+            client=saved.get("client"),
+        )
+        if checkpoint.get("attempt"):
+            try:
+                resumable_attempt(state.service, job, snapshot, checkpoint)
+            except NotResumable as why:
+                _may_resubmit(record, saved, job, snapshot, state.service, str(why))
+            else:
+                return _work(app, job, info, checkpoint), error_object
+        elif saved.get("images"):
+            raise JobLost("The replica running this job stopped; its input images are not kept.")
+        return _work(app, job, info, None), error_object
+
+    return recover
+
+
+def _may_resubmit(
+    record: dict[str, Any],
+    saved: dict[str, Any],
+    job: ImageJob,
+    snapshot: Any,
+    service: Any,
+    why: str,
+) -> None:
+    """Returns when the job may run again from the start; else raises JobLost."""
+    lost = f"The replica running this job stopped and the job cannot be resumed ({why})"
+    try:
+        route = service.router.plan(snapshot, job.model, job.task, None).route
+    except (UnknownModel, NoUpstream):
+        raise JobLost(f"{lost}.") from None
+    if not route.resubmit_on_loss:
+        raise JobLost(
+            f"{lost}; it was not sent again, since the upstream may already have run it "
+            f"(route '{route.name}' has resubmit_on_loss: false)."
+        )
+    if record.get("resubmits", 0) >= 1:
+        raise JobLost(f"{lost}; it was already sent again once.")
+    if saved.get("images"):
+        raise JobLost(f"{lost}; its input images are not kept, so it cannot be sent again.")
+    record["resubmits"] = record.get("resubmits", 0) + 1
+
+
+def _work(
+    app: web.Application, job: ImageJob, info: RequestInfo, checkpoint: dict[str, Any] | None
+) -> Work:
+    async def work(progress: Progress, journal: Journal) -> dict[str, Any]:
+        state = app[STATE]
+        info.on_progress = progress
+        info.journal = journal
+        journal.resume_from = checkpoint
+        try:
+            if checkpoint is not None:
+                outcome = await resume(state.service, job, state.snapshot, info)
+            else:
+                outcome = await state.service.run(job, state.snapshot, info)
+        except NotResumable as why:  # the config changed since the check
+            raise JobLost(f"The job cannot be resumed here ({why}).") from None
+        except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
+            raise service_error(None, exc) from None
+        body: dict[str, Any] = rawtext.plain(images_response(outcome))
+        return body
+
+    return work

@@ -1,0 +1,155 @@
+"""A fake polling upstream for job durability tests, in a thread of its own (the gateways are
+real processes, so the test itself can block).
+
+It speaks Replicate's predictions protocol (provider-apis.md §9), Bearer keys:
+
+* ``POST /v1/predictions`` ``{"input": {"prompt": ...}}`` -> 201 ``{"id", "status": "starting",
+  "urls": {"get", "cancel"}}`` (a *submit*, counted per prompt);
+* ``GET /v1/predictions/{id}`` -> ``processing`` until the test calls ``release()``, then
+  ``succeeded`` with ``output`` (a data URI of a PNG); ``canceled`` once cancelled (a *poll*,
+  counted per prompt);
+* ``POST /v1/predictions/{id}/cancel`` -> the prediction, ``canceled`` (counted per prompt).
+
+and one synchronous endpoint, ``POST /v1/sync`` ``{"prompt"}``, that answers
+``{"data": [{"b64_json"}]}`` only once released (counted per prompt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.gateway import free_port
+from tests.upstreams.common import image_bytes
+
+PNG = base64.b64encode(image_bytes("png", 8, 8)).decode()
+KEY = "pk-durable-0123456789abcdef"
+
+
+@dataclass
+class PollingUpstream:
+    port: int = field(default_factory=free_port)
+    submits: Counter[str] = field(default_factory=Counter)
+    polls: Counter[str] = field(default_factory=Counter)
+    cancels: Counter[str] = field(default_factory=Counter)
+    syncs: Counter[str] = field(default_factory=Counter)
+    released: set[str] = field(default_factory=set)
+    _prompts: dict[str, str] = field(default_factory=dict)  # prediction id -> prompt
+    _cancelled: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _stop: asyncio.Event | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def release(self, prompt: str) -> None:
+        with self._lock:
+            self.released.add(prompt)
+
+    def count(self, counter: Counter[str], prompt: str) -> int:
+        with self._lock:
+            return counter[prompt]
+
+    def wait_for(self, what: Callable[[], bool], timeout: float, message: str) -> None:
+        end = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < end, message
+            time.sleep(0.05)
+
+    def _prediction(self, pid: str) -> dict[str, Any]:
+        prompt = self._prompts[pid]
+        base = f"{self.base_url}/predictions/{pid}"
+        body: dict[str, Any] = {"id": pid, "status": "processing", "output": None}
+        body["urls"] = {"get": base, "cancel": base + "/cancel"}
+        if pid in self._cancelled:
+            body["status"] = "canceled"
+        elif prompt in self.released:
+            body.update(status="succeeded", output=[f"data:image/png;base64,{PNG}"])
+        return body
+
+    def _authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {KEY}"
+
+    async def create(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"detail": "Unauthenticated"}, status=401)
+        prompt = str((await request.json())["input"]["prompt"])
+        pid = secrets.token_hex(8)
+        with self._lock:
+            self.submits[prompt] += 1
+            self._prompts[pid] = prompt
+            body = {**self._prediction(pid), "status": "starting"}
+        return web.json_response(body, status=201)
+
+    async def get(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"detail": "Unauthenticated"}, status=401)
+        pid = request.match_info["id"]
+        with self._lock:
+            if pid not in self._prompts:
+                return web.json_response({"detail": "Not found."}, status=404)
+            self.polls[self._prompts[pid]] += 1
+            return web.json_response(self._prediction(pid))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"detail": "Unauthenticated"}, status=401)
+        pid = request.match_info["id"]
+        with self._lock:
+            if pid not in self._prompts:
+                return web.json_response({"detail": "Not found."}, status=404)
+            self.cancels[self._prompts[pid]] += 1
+            self._cancelled.add(pid)
+            return web.json_response(self._prediction(pid))
+
+    async def sync(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"detail": "Unauthenticated"}, status=401)
+        prompt = str((await request.json())["prompt"])
+        with self._lock:
+            self.syncs[prompt] += 1
+        end = time.monotonic() + 60
+        # released from the test's thread: no asyncio.Event of this loop can be set from there
+        while prompt not in self.released and time.monotonic() < end:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return web.json_response({"created": 1, "data": [{"b64_json": PNG}]})
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_post("/v1/predictions", self.create)
+            app.router.add_get("/v1/predictions/{id}", self.get)
+            app.router.add_post("/v1/predictions/{id}/cancel", self.cancel)
+            app.router.add_post("/v1/sync", self.sync)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self._stop = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "fake upstream did not start"
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)

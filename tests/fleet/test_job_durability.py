@@ -1,0 +1,253 @@
+"""A job outlives the replica running it: two real `pixgate serve` processes on one real
+redis-server and a fake Replicate-style polling upstream that counts submits and polls.
+
+`kill -9` of replica A mid-poll: B takes the job over when A's lease lapses and polls on from
+A's checkpoint, so the upstream sees one submit. Jobs on a synchronous provider are sent again
+once (`resubmit_on_loss: true`) or fail with `job_lost` (false). A DELETE on B stops A's
+polling and calls the upstream's cancel endpoint (the provider's `cancel` step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from tests.fleet.polling_upstream import KEY, PollingUpstream
+from tests.gateway import REPO, free_port, serve_process
+from tests.services.redis import RedisServer, redis_server
+
+CLIENT = "client-durable-key"
+LEASE_TTL = "1.2"  # seconds: a dead replica's jobs are taken over within about two of them
+AUTH = {"header": "Authorization", "value": "Bearer {{ key }}", "keys": "${POLLER_KEYS}"}
+POLLER = {
+    "id": "poller",
+    "title": "durability test: Replicate-style predictions",
+    "base_url": "${POLLER_BASE_URL}",
+    "auth": AUTH,
+    "models": {"m": {}},
+    "tasks": {
+        "generate": {
+            "steps": [
+                {
+                    "name": "submit",
+                    "request": {
+                        "method": "POST",
+                        "path": "/predictions",
+                        "json": {"input": {"prompt": "{{ prompt }}"}},
+                    },
+                    "extract": {"id": "id"},
+                },
+                {
+                    "name": "poll",
+                    "request": {"method": "GET", "path": "/predictions/{{ steps.submit.id }}"},
+                    "until": "status == 'succeeded'",
+                    "fail_if": "status == 'failed' || status == 'canceled'",
+                    "every": "100ms",
+                    "timeout": "60s",
+                    "images": "output",
+                },
+            ],
+            "cancel": {
+                "request": {"method": "POST", "path": "/predictions/{{ steps.submit.id }}/cancel"},
+            },
+        }
+    },
+}
+SYNCER = {
+    "id": "syncer",
+    "title": "durability test: one synchronous call",
+    "base_url": "${POLLER_BASE_URL}",
+    "auth": AUTH,
+    "models": {"m": {}},
+    "tasks": {
+        "generate": {
+            "steps": [
+                {
+                    "name": "make",
+                    "request": {
+                        "method": "POST",
+                        "path": "/sync",
+                        "json": {"prompt": "{{ prompt }}"},
+                    },
+                    "images": "data[].b64_json",
+                    "image_kind": "base64",
+                }
+            ]
+        }
+    },
+}
+ROUTES = {
+    "demo": False,
+    "routes": {
+        "poll": {"targets": [{"provider": "poller", "model": "m"}]},
+        "sync-again": {"targets": [{"provider": "syncer", "model": "m"}], "resubmit_on_loss": True},
+        "sync-once": {"targets": [{"provider": "syncer", "model": "m"}]},
+    },
+}
+
+
+@dataclass
+class Gateway:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Bearer {CLIENT}", "Content-Type": "application/json"}
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())
+
+
+class Cluster:
+    def __init__(self, root: Path, redis: RedisServer, upstream: PollingUpstream) -> None:
+        self.root, self.redis, self.upstream = root, redis, upstream
+        self.gateways: list[Gateway] = []
+
+    def start(self, name: str) -> Gateway:
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "PIXGATE_REDIS_URL": self.redis.url,
+            "PIXGATE_REDIS_PREFIX": "dur",
+            "PIXGATE_STATE_SECRET": "durable-state-secret-0123456789",
+            "PIXGATE_REPLICA_ID": name,
+            "PIXGATE_JOB_LEASE_TTL": LEASE_TTL,
+            "PIXGATE_API_KEYS": CLIENT,
+            "POLLER_BASE_URL": self.upstream.base_url,
+            "POLLER_KEYS": KEY,
+        }
+        port = free_port()
+        proc = serve_process(self.root / "config", port, self.root / f"files-{name}", env=env)
+        gateway = Gateway(proc, port)
+        self.gateways.append(gateway)
+        end = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                urllib.request.urlopen(gateway.url + "/health", timeout=2).close()
+                return gateway
+            except OSError:
+                assert time.monotonic() < end, f"gateway {name} did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for gateway in self.gateways:
+            if gateway.proc.poll() is None:
+                gateway.proc.send_signal(signal.SIGTERM)
+        for gateway in self.gateways:
+            try:
+                gateway.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                gateway.proc.kill()
+                gateway.proc.wait(timeout=5)
+            if gateway.proc.stderr:
+                gateway.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("durable")
+    (root / "config" / "providers.d").mkdir(parents=True)
+    for spec in (POLLER, SYNCER):
+        path = root / "config" / "providers.d" / f"{spec['id']}.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (root / "config" / "routes.yaml").write_text(yaml.safe_dump(ROUTES, sort_keys=False))
+    upstream = PollingUpstream()
+    upstream.start()
+    try:
+        with redis_server(root) as server:
+            cluster = Cluster(root, server, upstream)
+            try:
+                yield cluster
+            finally:
+                cluster.stop()
+    finally:
+        upstream.stop()
+
+
+def submit(gateway: Gateway, model: str, prompt: str) -> str:
+    job = gateway.call(
+        "POST", "/v1/images/generations?async=true", {"model": model, "prompt": prompt}
+    )
+    assert job["status"] in ("queued", "running"), job
+    return str(job["id"])
+
+
+def test_kill_9_mid_poll_resumes_on_b_without_a_second_submit(cluster: Cluster) -> None:
+    up = cluster.upstream
+    a, b = cluster.start("A"), cluster.start("B")
+    polled = submit(a, "poll", "poll me")
+    again = submit(a, "sync-again", "sync again")
+    once = submit(a, "sync-once", "sync once")
+    up.wait_for(lambda: up.count(up.polls, "poll me") >= 2, 30, "A never polled")
+    up.wait_for(lambda: up.count(up.syncs, "sync again") == 1, 30, "A never called /sync")
+    up.wait_for(lambda: up.count(up.syncs, "sync once") == 1, 30, "A never called /sync")
+
+    store = redis.Redis.from_url(cluster.redis.url)
+    raw = store.get(f"dur:job:{polled}")
+    assert raw is not None and KEY.encode() not in raw  # the checkpoint names keys by index
+    checkpoint = json.loads(raw)["checkpoint"]
+    assert checkpoint["attempt"]["key_index"] == 0
+    assert checkpoint["calls"]["0"]["step"] == 1  # polling, with the submit's values
+    assert checkpoint["calls"]["0"]["steps"]["submit"]["id"]
+
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(timeout=10)
+    polls_at_kill = up.count(up.polls, "poll me")
+    # B takes over once A's lease lapses: polling on, and /sync once more for sync-again.
+    up.wait_for(lambda: up.count(up.polls, "poll me") > polls_at_kill, 30, "B never polled")
+    up.wait_for(lambda: up.count(up.syncs, "sync again") == 2, 30, "B did not resubmit")
+    for prompt in ("poll me", "sync again", "sync once"):
+        up.release(prompt)
+
+    done = b.call("GET", f"/v1/images/jobs/{polled}?wait=20s")
+    assert done["status"] == "succeeded", done
+    assert done["result"]["data"][0]["url"]
+    assert up.count(up.submits, "poll me") == 1  # resumed from the checkpoint
+    assert "checkpoint" not in done and "request" not in done
+
+    resubmitted = b.call("GET", f"/v1/images/jobs/{again}?wait=20s")
+    assert resubmitted["status"] == "succeeded", resubmitted
+    assert up.count(up.syncs, "sync again") == 2
+
+    lost = b.call("GET", f"/v1/images/jobs/{once}?wait=20s")
+    assert lost["status"] == "failed", lost
+    assert lost["error"]["code"] == "job_lost"
+    assert "resubmit_on_loss" in lost["error"]["message"]
+    assert up.count(up.syncs, "sync once") == 1  # never paid for twice
+    assert store.scard("dur:jobsactive") == 0  # nothing left queued or running
+
+
+def test_delete_on_b_stops_polling_on_a_and_cancels_upstream(cluster: Cluster) -> None:
+    up = cluster.upstream
+    a, b = cluster.start("A2"), cluster.start("B2")
+    job = submit(a, "poll", "cancel me")
+    up.wait_for(lambda: up.count(up.polls, "cancel me") >= 2, 30, "A never polled")
+
+    cancelled = b.call("DELETE", f"/v1/images/jobs/{job}")
+    assert cancelled["status"] == "cancelled", cancelled
+    up.wait_for(lambda: up.count(up.cancels, "cancel me") == 1, 10, "no upstream cancel")
+    stopped = up.count(up.polls, "cancel me")
+    time.sleep(1.0)  # ten poll intervals: a running poll loop would have polled again
+    assert up.count(up.polls, "cancel me") == stopped
+    assert a.call("GET", f"/v1/images/jobs/{job}")["status"] == "cancelled"
+    assert up.count(up.submits, "cancel me") == 1
+    with pytest.raises(urllib.error.HTTPError):  # and another client's key still gets 404
+        urllib.request.urlopen(b.url + f"/v1/images/jobs/{job}", timeout=10)
