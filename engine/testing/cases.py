@@ -154,6 +154,7 @@ class GoldenCase:
     route_timeout: float | None = None
     files: dict[str, Answer] = field(default_factory=dict)
     xfail: str | None = None
+    cancel_after: int | None = None  # an async job, cancelled after this many upstream requests
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +294,7 @@ def _build(doc: dict[str, Any], file: Path, located: Located) -> GoldenCase:
         route_timeout=float(doc["route_timeout"]) if "route_timeout" in doc else None,
         files={k: _answer(v) for k, v in (doc.get("files") or {}).items()},
         xfail=doc.get("xfail"),
+        cancel_after=int(doc["cancel_after"]) if "cancel_after" in doc else None,
     )
 
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -20,9 +20,14 @@ _FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif"}
 
 
 async def exchange(
-    session: aiohttp.ClientSession, urls: Mapping[str, str], case: GoldenCase, problems: list[str]
+    session: aiohttp.ClientSession,
+    urls: Mapping[str, str],
+    case: GoldenCase,
+    problems: list[str],
+    received: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
-    """Send the client request and check the response."""
+    """Send the client request and check the response (for a cancel case, the answer to the
+    DELETE sent once `received(case.cancel_after)` says the upstream has that many requests)."""
     req = case.request
     data: bytes | None = None
     headers = {k: str(substitute(v, urls)) for k, v in req.headers.items()}
@@ -31,12 +36,26 @@ async def exchange(
         headers.setdefault("Content-Type", "application/json")
     elif req.text is not None:
         data = req.text.encode("utf-8")
+    if case.cancel_after is not None:
+        headers["Prefer"] = "respond-async"
     async with session.request(
         req.method, urls["gateway"] + req.path, data=data, headers=headers
     ) as resp:
         raw = await resp.read()
         status = resp.status
         got_headers = {k.lower(): v for k, v in resp.headers.items()}
+    if case.cancel_after is not None:
+        if status != 202:
+            problems.append(f"the async request answered {status}, not 202: {raw[:300]!r}")
+            return
+        if received is not None:
+            await received(case.cancel_after)
+        auth = {k: v for k, v in headers.items() if k.lower() == "authorization"}
+        job = f"{urls['gateway']}/v1/images/jobs/{json.loads(raw)['id']}"
+        async with session.delete(job, headers=auth) as resp:
+            raw = await resp.read()
+            status = resp.status
+            got_headers = {k.lower(): v for k, v in resp.headers.items()}
     await _check_response(session, urls, case.response, status, got_headers, raw, problems)
 
 

@@ -83,6 +83,7 @@ class FakeUpstream:
     used: list[bool] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set at every request
 
     def __post_init__(self) -> None:
         self.used = [False] * len(self.exchanges)
@@ -114,6 +115,12 @@ class FakeUpstream:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
+    async def received(self, count: int) -> None:
+        """Return once `count` scripted requests have arrived (the case's timeout bounds it)."""
+        while len(self.requests) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
     def unused(self) -> list[int]:
         return [i for i, used in enumerate(self.used) if not used]
 
@@ -132,6 +139,7 @@ class FakeUpstream:
         if request.headers.get(RUNNER_HEADER) == RUNNER_VALUE:
             return await self._serve_file(request, record)
         self.requests.append(record)
+        self._arrived.set()
         number = len(self.requests)
         index, problems = self._pick(record)
         if index is None or problems:

@@ -181,7 +181,7 @@ async def run_case(config_dir: str | Path, case: GoldenCase) -> CaseResult:
             host, port = gateway.addresses[0][:2]
             fake.urls["gateway"] = f"http://{host}:{port}"
             session = aiohttp.ClientSession()
-            await exchange(session, fake.urls, case, problems)
+            await exchange(session, fake.urls, case, problems, fake.received)
     except TimeoutError:
         problems.append(f"the case did not finish within {case.timeout:g}s (hard timeout)")
     except SetupError as exc:
