@@ -114,6 +114,9 @@ class JobManager:
         """Go on with a job whose replica died (its lease is ours now): resume, resubmit or
         fail it as `recover` decides; a job asked to cancel ends cancelled."""
         job_id = record["id"]
+        if self.is_local(job_id):
+            return  # this replica took it meanwhile (a DELETE here)
+        self._records[job_id] = record
         log.warning("job %s: its replica stopped; this replica takes it over", job_id)
         if job_id in await self.store.cancel_flags([job_id]):
             record["status"] = "cancelled"
@@ -124,11 +127,13 @@ class JobManager:
                 work, failure = await self.recover(record)
             except JobLost as exc:
                 record.update(status="failed", error=lost_error(str(exc)))
+            except Exception:  # never leave it running with nobody to run it
+                log.exception("job %s: taking it over failed", job_id)
+                record.update(status="failed", error=lost_error("the job could not go on"))
             else:
                 self._start(record, work, failure, _nothing)
                 return
         record["finished_at"] = int(time.time())
-        self._records[job_id] = record
         await self._finish(job_id)
 
     async def _run(self, job_id: str, work: Work, failure: Failure, release: Release) -> None:
@@ -296,6 +301,8 @@ class JobManager:
                     return found
             if not await self.store.lease_job(job_id, self.config.holder, self.config.lease_ttl):
                 return await self.get(job_id, owner)  # its replica will, at its next renewal
+        if self.is_local(job_id):  # this replica's sweeper adopted it meanwhile
+            return await self.cancel(job_id, owner)
         # Nobody runs it (its replica died): end it here.
         record.update(status="cancelled", finished_at=int(time.time()))
         self._records[job_id] = record

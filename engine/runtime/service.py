@@ -334,7 +334,7 @@ class ImageService:
                 hooks = None
                 if journal is not None and journal.resume_from is not None:
                     seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
-                    hooks = resumed_hooks(journal, task, index, key)
+                    hooks = resumed_hooks(journal, task, index, count, key)
                 elif journal is not None:
                     hooks = journal.hooks(index, count, seed, key)
                 ctx = call_context(base_ctx, job, index, count, seed)

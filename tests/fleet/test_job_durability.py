@@ -120,6 +120,12 @@ class Cluster:
     def __init__(self, root: Path, redis: RedisServer, upstream: PollingUpstream) -> None:
         self.root, self.redis, self.upstream = root, redis, upstream
         self.gateways: list[Gateway] = []
+        self.b: Gateway | None = None
+
+    @property
+    def survivor(self) -> Gateway:
+        assert self.b is not None
+        return self.b
 
     def start(self, name: str) -> Gateway:
         env = {
@@ -175,6 +181,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with redis_server(root) as server:
             cluster = Cluster(root, server, upstream)
             try:
+                cluster.b = cluster.start("B")  # the survivor, shared by the tests
                 yield cluster
             finally:
                 cluster.stop()
@@ -192,7 +199,7 @@ def submit(gateway: Gateway, model: str, prompt: str) -> str:
 
 def test_kill_9_mid_poll_resumes_on_b_without_a_second_submit(cluster: Cluster) -> None:
     up = cluster.upstream
-    a, b = cluster.start("A"), cluster.start("B")
+    a, b = cluster.start("A"), cluster.survivor
     polled = submit(a, "poll", "poll me")
     again = submit(a, "sync-again", "sync again")
     once = submit(a, "sync-once", "sync once")
@@ -237,7 +244,7 @@ def test_kill_9_mid_poll_resumes_on_b_without_a_second_submit(cluster: Cluster) 
 
 def test_delete_on_b_stops_polling_on_a_and_cancels_upstream(cluster: Cluster) -> None:
     up = cluster.upstream
-    a, b = cluster.start("A2"), cluster.start("B2")
+    a, b = cluster.start("A2"), cluster.survivor
     job = submit(a, "poll", "cancel me")
     up.wait_for(lambda: up.count(up.polls, "cancel me") >= 2, 30, "A never polled")
 
@@ -251,3 +258,19 @@ def test_delete_on_b_stops_polling_on_a_and_cancels_upstream(cluster: Cluster) -
     assert up.count(up.submits, "cancel me") == 1
     with pytest.raises(urllib.error.HTTPError):  # and another client's key still gets 404
         urllib.request.urlopen(b.url + f"/v1/images/jobs/{job}", timeout=10)
+
+
+def test_sigterm_hands_running_jobs_over_at_once(cluster: Cluster) -> None:
+    up = cluster.upstream
+    a, b = cluster.start("A3"), cluster.survivor
+    job = submit(a, "poll", "hand me over")
+    up.wait_for(lambda: up.count(up.polls, "hand me over") >= 2, 30, "A never polled")
+    a.proc.send_signal(signal.SIGTERM)
+    a.proc.wait(timeout=30)
+    polls_at_stop = up.count(up.polls, "hand me over")
+    up.wait_for(lambda: up.count(up.polls, "hand me over") > polls_at_stop, 30, "B never polled")
+    up.release("hand me over")
+    done = b.call("GET", f"/v1/images/jobs/{job}?wait=20s")
+    assert done["status"] == "succeeded", done
+    assert up.count(up.submits, "hand me over") == 1
+    assert up.count(up.cancels, "hand me over") == 0  # a hand-over is not a cancel

@@ -130,7 +130,7 @@ async def test_a_call_is_journaled_and_resumes_at_its_poll_without_a_second_subm
 
         # Another replica: the same call from the checkpoint.
         other = Journal(save, resume_from=checkpoint)
-        hooks = resumed_hooks(other, task, 0, KEY)
+        hooks = resumed_hooks(other, task, 0, 1, KEY)
         assert (hooks.start, hooks.done) == (1, {"submit": {"id": "t1"}})
         app[DONE].set()
         result = await Executor(session, spec, base, KEY).run(task, {}, hooks)

@@ -69,11 +69,13 @@ class Journal:
         return CallHooks(on_step=on_step, on_poll=on_poll)
 
 
-def resumed_hooks(journal: Journal, task: TaskSpec, index: int, secret: str | None) -> CallHooks:
+def resumed_hooks(
+    journal: Journal, task: TaskSpec, index: int, count: int, secret: str | None
+) -> CallHooks:
     """Hooks for call `index` of a resumed attempt, starting where its checkpoint allows."""
     old = resumed_call(journal, index)
     calls = journal.data.setdefault("calls", {})
-    hooks = journal.hooks(index, int(old["count"]) if old else 0, None, secret)
+    hooks = journal.hooks(index, count, None, secret)
     if old is None:
         return hooks  # this call had not begun: nothing was sent for it
     start = resume_point(task, old)
