@@ -14,12 +14,14 @@ from aiohttp import web
 
 from .. import rawtext
 from ..jobs.manager import Failure, JobLost, Progress, Work
+from ..pricing import usd
 from ..runtime.calls.checkpoint import Journal, NotResumable
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, RequestInfo
 from ..runtime.resume import resumable_attempt, resume
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
+from .cost import outcome_cost
 from .images import images_response, service_error
 from .jobrequest import job_of
 from .jobs import error_object
@@ -93,7 +95,7 @@ def _may_resubmit(
 def _work(
     app: web.Application, job: ImageJob, info: RequestInfo, checkpoint: dict[str, Any] | None
 ) -> Work:
-    async def work(progress: Progress, journal: Journal) -> dict[str, Any]:
+    async def work(progress: Progress, journal: Journal) -> tuple[dict[str, Any], dict[str, Any]]:
         state = app[STATE]
         info.on_progress = progress
         info.journal = journal
@@ -108,6 +110,9 @@ def _work(
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
             raise service_error(None, exc) from None
         body: dict[str, Any] = rawtext.plain(images_response(outcome))
-        return body
+        # The cost is kept as for a job that never moved; usage rows and budgets are counted
+        # only by the replica that took the request (metering needs it).
+        cost = outcome_cost(state.snapshot, job, outcome)
+        return body, {"cost_usd": usd(cost) if cost is not None else None}
 
     return work
