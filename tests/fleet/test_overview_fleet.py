@@ -107,6 +107,9 @@ def test_the_panel_in_a_browser_shows_the_fleet(browser: Any, trio: Fleet) -> No
         assert sorted(r[0] for r in rows) == ["A", "B", "C"]
         assert any("(this one)" in r for r in rows if r.startswith("C"))
         page.screenshot(path=str(_artifacts() / "panel-overview-fleet.png"), full_page=True)
+        page.goto(f"{replica.url}/admin/#keys")
+        page.wait_for_selector("#keys-scope", timeout=15_000)
+        assert "Fleet-wide" in (page.text_content("#keys-scope") or "")
     finally:
         context.close()
 

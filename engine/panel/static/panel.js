@@ -203,7 +203,12 @@ async function keys() {
         countdown, k.successes, k.failures, k.in_flight, k.last_error || "–", reprobe]);
     }
   }
+  const state = r.body.state || {};
+  const scope = state.backend !== "redis" ? "This replica only (memory state)."
+    : state.status === "ok" ? "Fleet-wide (shared through Redis)."
+    : "Redis is unreachable: this is this replica's own view, not the fleet's.";
   return el("section", {}, el("h2", {}, "Keys (masked)"),
+    el("p", {id: "keys-scope", class: state.status === "ok" ? "muted" : "error"}, scope),
     table(["provider", "key", "state", "cooldown", "ok", "failed", "in flight", "last error", ""], rows));
 }
 
