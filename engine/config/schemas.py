@@ -48,6 +48,9 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, str]]:
                 hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
                 yield (*path, str(key)), f"unknown key '{key}'{hint}"
         return
+    if (choice := _required_choice(error)) is not None:
+        yield path, choice
+        return
     if error.validator in ("oneOf", "anyOf") and error.context:
         # Prefer the branch whose type matches; best_match would pick another branch's
         # `type` error ("is not of type 'null'") over the real problem.
@@ -56,3 +59,31 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, str]]:
             yield from _explain(inner)
             return
     yield path, error.message
+
+
+def _required_choice(error: ValidationError) -> str | None:
+    """`oneOf` branches that each only require a key (a request's `path` / `url`): say which
+    keys, instead of jsonschema's dump of the whole object."""
+    branches = error.validator_value
+    if error.validator == "not" and isinstance(branches, dict) and set(branches) == {"anyOf"}:
+        if not _only_required(branches["anyOf"]) or not isinstance(error.instance, dict):
+            return None
+        keys = dict.fromkeys(k for b in branches["anyOf"] for k in b["required"])
+        given = [f"`{k}`" for k in keys if k in error.instance]
+        return f"takes only one of {', '.join(f'`{k}`' for k in keys)}; found {' and '.join(given)}"
+    if error.validator not in ("oneOf", "anyOf") or not isinstance(branches, list):
+        return None
+    if not _only_required(branches):
+        return None
+    names = [f"`{name}`" for b in branches for name in b["required"]]
+    if error.context:  # no branch held: every key is missing
+        return f"needs {' or '.join(names)}"
+    if len(names) == 2:
+        return f"takes {names[0]} or {names[1]}, not both"
+    return f"takes only one of {', '.join(names)}"
+
+
+def _only_required(branches: Any) -> bool:
+    return isinstance(branches, list) and all(
+        isinstance(b, dict) and set(b) == {"required"} for b in branches
+    )
