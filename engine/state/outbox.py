@@ -36,10 +36,13 @@ class Outbox:
         self._releases.append((lease, token))
         self._soon(0.0)
 
-    def take_releases(self) -> list[tuple[str, str]]:
-        """The releases not sent yet, for the caller to send with its own call."""
-        releases, self._releases = self._releases, []
-        return releases
+    def take_releases(self, prefix: str) -> list[tuple[str, str]]:
+        """The releases not sent yet of leases named `prefix…` (one provider's: one slot of a
+        Redis Cluster), for the caller to send with its own call."""
+        mine = [item for item in self._releases if item[0].startswith(prefix)]
+        if mine:
+            self._releases = [item for item in self._releases if not item[0].startswith(prefix)]
+        return mine
 
     def success(self, health: str) -> None:
         self._successes[health] = self._successes.get(health, 0) + 1

@@ -18,9 +18,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: breaker hash, probe lease, cursor, then (health hash, lease zset) per candidate key.
+# KEYS: breaker hash, probe lease, cursor, then (health hash, lease zset) per candidate key,
+#       then lease zsets to release first (this replica's, sent along to save a round trip).
 # ARGV: token, replica, lease ttl ms, probe ttl ms, concurrency limit (0: none), lru (1/0),
-#       number of candidate keys.
+#       number of candidate keys, then the token of each lease to release.
 # Returns {verdict, number, probe}: {'ok', key index (0: no key), probe 1/0},
 # {'open', ms until half-open, 0}, {'nokey', ms until the soonest key returns, 0}, {'busy', 0, 0}.
 ACQUIRE = (
@@ -29,6 +30,7 @@ ACQUIRE = (
 local token, replica = ARGV[1], ARGV[2]
 local lease_ttl, probe_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local limit, lru, n = tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
+for j = 1, #KEYS - 3 - 2 * n do redis.call('ZREM', KEYS[3 + 2 * n + j], ARGV[7 + j]) end
 local probe = 0
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 if open_until > 0 then
