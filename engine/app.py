@@ -40,6 +40,7 @@ from .jobs.keeper import Keeper
 from .jobs.webhooks import Webhooks
 from .metrics import GatewayMetrics
 from .panel import routes as panel
+from .runtime.calls.clientlimits import client_limits
 from .runtime.images.fetch import make_guarded_session
 from .runtime.lifecycle.bodygate import BodyGate
 from .runtime.lifecycle.reload import Reloader
@@ -192,6 +193,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(
         connector=connector,
         auto_decompress=True,
+        **client_limits(),
         headers={"User-Agent": "pixgate"},
         # Stateless towards providers: a cookie one answer sets (a bot check, an affinity
         # cookie) must not ride along with another client's request or another key.

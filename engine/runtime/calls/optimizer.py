@@ -16,7 +16,7 @@ import orjson
 from yarl import URL
 
 from ...dsl.spec import OptimizerSpec, ProviderSpec
-from .upstream import read_capped
+from ..lifecycle.bodygate import read_capped
 
 MAX_ANSWER = 1024 * 1024  # a chat answer larger than this is not a prompt
 MAX_PROMPT = 32000  # a rewrite longer than OpenAI's own prompt limit is refused
@@ -82,7 +82,7 @@ async def _post(
     session: aiohttp.ClientSession, url: URL, headers: dict[str, str], data: bytes
 ) -> tuple[int, bytes]:
     async with session.post(url, headers=headers, data=data) as resp:
-        raw = await read_capped(resp.content, MAX_ANSWER)
+        raw = await read_capped(resp.content, MAX_ANSWER, gated=False)
         if raw is None:
             raise OptimizerError("the answer is too large")
         return resp.status, bytes(raw)

@@ -16,9 +16,9 @@ from ...dsl.origins import OriginPattern, may_receive_key
 from ...dsl.spec import AuthSpec, RequestSpec, StepSpec
 from ..images.imagetypes import sniff
 from ..job import InputImage
-from ..lifecycle.bodygate import hold_for
+from ..lifecycle.bodygate import known_length, read_capped
 from ..routing.failures import UpstreamFailure
-from .sse import iter_events
+from .sse import LineTooLong, iter_events
 
 MAX_BODY = 64 * 1024 * 1024  # larger upstream answers are refused, not buffered
 MAX_REDIRECTS = 10
@@ -243,47 +243,13 @@ async def _read(
         raise UpstreamFailure(
             "upstream", f"upstream answer too large ({resp.content_length} bytes)"
         )
-    await hold_for(resp.content_length or 0)  # wait for a slot before buffering a big body
-    raw = await read_capped(resp.content, MAX_BODY, resp.content_length)
+    raw = await read_capped(resp.content, MAX_BODY, known_length(resp))
     if raw is None:
         raise UpstreamFailure("upstream", "upstream answer too large")
     if mode == "bytes" and resp.status < 400:
         data = bytes(raw) if isinstance(raw, bytearray) else raw  # images are kept as bytes
         return Reply(resp.status, headers, None, url, raw=data, mime=sniff(data) or mime)
     return Reply(resp.status, headers, _parse_body(raw, resp.status, mode), url)
-
-
-async def read_capped(
-    content: aiohttp.StreamReader, limit: int, expected: int | None = None
-) -> bytes | bytearray | None:
-    """The whole body, or None when it is larger than `limit` (read no further than that).
-    `StreamReader.read(n)` returns what has arrived so far, not n bytes: loop to the end.
-    With the length known, chunks go into one buffer of that size: a big answer then costs one
-    allocation instead of dozens of pieces and a join (less heap churn and fragmentation)."""
-    if expected is not None and 0 < expected <= limit:
-        buffer = bytearray(expected)
-        view = memoryview(buffer)
-        size = 0
-        while size < expected:
-            chunk = await content.read(min(expected - size, 1024 * 1024))
-            if not chunk:
-                return buffer[:size]
-            view[size : size + len(chunk)] = chunk
-            size += len(chunk)
-            await hold_for(size)
-        view.release()
-        return buffer if await content.read(1) == b"" else None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await content.read(min(limit + 1 - size, 1024 * 1024))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return None
-        await hold_for(size)
 
 
 def _mode_for(mime: str) -> str:
@@ -324,31 +290,34 @@ async def _read_sse(
     assert spec is not None
     seen: list[str] = []
     last_image: Any = None
-    async for event in iter_events(resp.content):
-        seen.append(event.event)
-        if event.event == spec.done_event:
-            return Reply(
-                resp.status,
-                headers,
-                _parse_body(event.data.encode(), 200, "json"),
-                url,
-                events=seen,
-            )
-        if spec.error_event and event.event == spec.error_event:
-            body = _sse_error_body(event.data)
-            return Reply(resp.status, headers, body, url, events=seen, error_event=True)
-        if event.data.strip() == "[DONE]":
-            break
-        if event.event in (spec.image_event, spec.partial_event):
-            data = _parse_body(event.data.encode(), 200, "json")
-            if isinstance(data, MalformedBody):
-                raise UpstreamFailure(
-                    "upstream", f"malformed '{event.event}' event data: {data[:200]!r}"
+    try:
+        async for event in iter_events(resp.content, MAX_BODY):
+            seen.append(event.event)
+            if event.event == spec.done_event:
+                return Reply(
+                    resp.status,
+                    headers,
+                    _parse_body(event.data.encode(), 200, "json"),
+                    url,
+                    events=seen,
                 )
-            if event.event == spec.image_event:
-                last_image = data
-            if on_event is not None:
-                on_event(event.event, data)
+            if spec.error_event and event.event == spec.error_event:
+                body = _sse_error_body(event.data)
+                return Reply(resp.status, headers, body, url, events=seen, error_event=True)
+            if event.data.strip() == "[DONE]":
+                break
+            if event.event in (spec.image_event, spec.partial_event):
+                data = _parse_body(event.data.encode(), 200, "json")
+                if isinstance(data, MalformedBody):
+                    raise UpstreamFailure(
+                        "upstream", f"malformed '{event.event}' event data: {data[:200]!r}"
+                    )
+                if event.event == spec.image_event:
+                    last_image = data
+                if on_event is not None:
+                    on_event(event.event, data)
+    except LineTooLong as exc:
+        raise UpstreamFailure("upstream", f"{exc} (the limit of an upstream answer)") from None
     if spec.done_event is None:
         return Reply(resp.status, headers, last_image, url, events=seen)
     raise UpstreamFailure(

@@ -19,7 +19,7 @@ import aiohttp
 from yarl import URL
 
 from ...dsl.origins import OriginPattern, may_receive_key, origin_of
-from ..lifecycle.bodygate import hold_for
+from ..lifecycle.bodygate import known_length, read_capped
 from ..routing.failures import UpstreamFailure
 from .fetch import REDIRECT_STATUSES, FetchPolicy, FetchRefused, check_url, parse_url
 from .imagetypes import sniff
@@ -109,13 +109,7 @@ async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     too_big = UpstreamFailure("upstream", "result image is larger than the download limit")
     if resp.content_length and resp.content_length > limit:
         raise too_big
-    await hold_for(resp.content_length or 0)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-        await hold_for(size)
-    return b"".join(chunks)
+    data = await read_capped(resp.content, limit, known_length(resp))
+    if data is None:
+        raise too_big
+    return bytes(data) if isinstance(data, bytearray) else data

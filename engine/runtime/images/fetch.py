@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from ..calls.clientlimits import client_limits
 from .imagetypes import sniff
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -305,6 +306,7 @@ def make_guarded_session(
         trust_env=False,  # never route through an environment proxy (it would resolve for us)
         headers={"User-Agent": USER_AGENT, "Accept": "image/*"},
         timeout=aiohttp.ClientTimeout(total=policy.timeout),
+        **client_limits(),
         trace_configs=trace_configs,
     )
     _GUARDS[session] = policy

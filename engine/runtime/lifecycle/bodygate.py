@@ -3,7 +3,15 @@ once. Big base64 answers are memory, not CPU: without a bound, 64 concurrent 1.5
 and their copies push the process past a gigabyte. A request takes one ticket the first time
 it meets a large body and keeps it until its response is written, so its copies are freed
 before another request's arrive. The ticket rides in a context variable: every task the
-request starts (n > 1 calls, downloads) sees the same one."""
+request starts (n > 1 calls, downloads) sees the same one.
+
+A request waiting for a slot must not buffer its body meanwhile, or memory grows with the
+number of waiting clients after all. `read_capped` takes the slot before it reads a body
+whose length says it is large, and while it waits aiohttp's flow control keeps the rest of
+the body in the socket: upstream sessions use a small `READ_BUFFER` (aiohttp pauses the
+transport beyond twice that), so a waiting request holds one socket read (the event loop
+reads at most 256 KB at a time) and no more. A body of unknown length counts as large from
+`UNSIZED_LARGE` on, and is read in small steps until its request holds a slot."""
 
 from __future__ import annotations
 
@@ -11,7 +19,13 @@ import asyncio
 from contextvars import ContextVar
 from typing import Literal
 
+import aiohttp
+
 LARGE_BODY = 1024 * 1024
+UNSIZED_LARGE = 128 * 1024  # without a Content-Length, a body is large from here on
+READ_BUFFER = 16 * 1024  # `read_bufsize` of every upstream session (see the docstring)
+_WAIT_STEP = READ_BUFFER  # reads before the slot is held (a larger read raises the buffer)
+_STEP = 1024 * 1024  # reads while it is held (or with no gate at all)
 
 
 class BodyGate:
@@ -28,6 +42,11 @@ class BodyGate:
     def free(self) -> int:
         """Slots nobody holds (for tests and the admin view)."""
         return self._slots._value
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot (for tests and the admin view)."""
+        return len(self._slots._waiters or ())
 
 
 class Ticket:
@@ -64,9 +83,61 @@ class Ticket:
 CURRENT: ContextVar[Ticket | None] = ContextVar("pixgate_body_ticket", default=None)
 
 
-async def hold_for(size: int) -> None:
-    """Call as a body grows: from LARGE_BODY on, this request holds (or waits for) a slot."""
-    if size >= LARGE_BODY:
+async def hold_for(size: int, *, sized: bool = True) -> None:
+    """Call as a body grows: from LARGE_BODY on (UNSIZED_LARGE when its length is unknown),
+    this request holds (or waits for) a slot."""
+    if size >= (LARGE_BODY if sized else UNSIZED_LARGE):
         ticket = CURRENT.get()
         if ticket is not None:
             await ticket.acquire()
+
+
+def _holding() -> bool:
+    """True when this request may read fast: it holds its slot, or there is no gate."""
+    ticket = CURRENT.get()
+    return ticket is None or ticket.held
+
+
+async def read_capped(
+    content: aiohttp.StreamReader, limit: int, expected: int | None = None, *, gated: bool = True
+) -> bytes | bytearray | None:
+    """The whole body, or None when it is larger than `limit` (read no further than that).
+    `expected` is the body's length when known (Content-Length of an uncompressed answer);
+    `gated=False` for bodies small by their limit (a chat answer), which take no slot.
+    `StreamReader.read(n)` returns what has arrived so far, not n bytes: loop to the end.
+    With the length known, chunks go into one buffer of that size: a big answer then costs one
+    allocation instead of dozens of pieces and a join (less heap churn and fragmentation)."""
+    if expected is not None and 0 < expected <= limit:
+        if gated:
+            await hold_for(expected)  # before reading: the rest stays in the socket meanwhile
+        buffer = bytearray(expected)
+        view = memoryview(buffer)
+        size = 0
+        while size < expected:
+            chunk = await content.read(min(expected - size, _STEP))
+            if not chunk:
+                return buffer[:size]
+            view[size : size + len(chunk)] = chunk
+            size += len(chunk)
+        view.release()
+        return buffer if await content.read(1) == b"" else None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        step = _STEP if not gated or _holding() else _WAIT_STEP
+        chunk = await content.read(min(limit + 1 - size, step))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+        if gated:
+            await hold_for(size, sized=False)
+
+
+def known_length(resp: aiohttp.ClientResponse) -> int | None:
+    """The body's length as read, when the answer says it: a compressed answer's
+    Content-Length counts the bytes on the wire, not the (larger) decompressed body."""
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    return resp.content_length if encoding in ("", "identity") else None
