@@ -32,6 +32,7 @@ from .api.jobresume import recoverer
 from .api.keys import ADMISSION, METRICS, RELOADER, SETTINGS, STATE
 from .api.metering import METER
 from .api.middleware import client_auth, request_context
+from .api.protocolerrors import json_protocol_errors
 from .clients.admission import Admission
 from .config.loader import ConfigSnapshot, build_snapshot
 from .demo.upstream import create_demo_app
@@ -86,6 +87,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
         middlewares=[request_context, cors.preflight, client_auth],
         client_max_size=settings.max_body,
     )
+    json_protocol_errors(app)  # an unparseable request gets an OpenAI error, not plain text
     keys = KeyPools()
     state = GatewayState(
         snapshot=snapshot,

@@ -1,0 +1,64 @@
+"""OpenAI-shaped errors for requests aiohttp cannot parse (a bad request line, bad headers).
+
+aiohttp answers those itself, before any middleware runs, from `RequestHandler.handle_error`,
+in plain text. `json_protocol_errors(app)` makes every runner of `app` (`web.run_app`, the
+workers' `AppRunner`, tests) serve with a handler whose `handle_error` answers
+`{"error": {...}}` instead. aiohttp offers no public hook for this: the app's server factory
+is wrapped, and tests/security/test_malformed_http.py breaks if aiohttp changes it. The
+logging stays aiohttp's (quieted by clientnoise.py), and so does closing the connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
+
+from .errors import ApiError
+
+
+class JsonErrorHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own: logs, and raises when part of a response went out already
+        super().handle_error(request, status, exc, message)
+        if status >= 500:
+            error = ApiError(status, "internal error in the gateway", type="server_error")
+        else:
+            reason = type(exc).__name__ if exc is not None else "unparseable"
+            error = ApiError(status, f"malformed HTTP request ({reason})", code="malformed_request")
+        response = error.response()
+        response.force_close()
+        return response
+
+
+class JsonErrorServer(Server):
+    """aiohttp's Server, making JsonErrorHandler connections."""
+
+    def __call__(self) -> RequestHandler:
+        kwargs: dict[str, Any] = self._kwargs
+        return JsonErrorHandler(self, loop=self._loop, **kwargs)
+
+
+def json_protocol_errors(app: web.Application) -> None:
+    """Serve `app` through JsonErrorServer, whichever runner starts it."""
+    make = app._make_handler
+
+    def make_handler(**kwargs: Any) -> Server:
+        made = make(**kwargs)
+        return JsonErrorServer(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )
+
+    app._make_handler = make_handler  # type: ignore[method-assign]
