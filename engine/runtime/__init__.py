@@ -8,5 +8,6 @@
   result download and normalising to url or b64_json);
 - `lifecycle/`: what outlives one request (live config and hot reload, the large-body gate).
 
-`service.py` ties them together for one request; `job.py` and `request.py` are the data that
+`service.py` ties them together for one request (failover across targets and keys) and
+`attempt.py` runs one target with one key; `job.py` and `request.py` are the data that
 travels through; `redact.py` masks secrets on every path out."""

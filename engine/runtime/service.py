@@ -6,28 +6,20 @@ import asyncio
 import dataclasses
 import logging
 import random
-import secrets
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 
 from ..config.loader import ConfigSnapshot
-from ..dsl.sizes import Size, fit_size
-from ..dsl.spec import InputsSpec, ProviderPolicy, ProviderSpec, RouteSpec
+from ..dsl.spec import InputsSpec, ProviderPolicy, RouteSpec
 from ..metrics import GatewayMetrics
 from ..state import RELEASED, Denied, Grant, StateBackend
 from ..storage.hub import StorageHub
-from .calls.checkpoint import resumed_call, resumed_hooks
-from .calls.context import base_context, call_context, call_counts, response_format
-from .calls.executor import CallResult, Executor, ImageRef
+from .attempt import run_attempt
 from .calls.optimizer import OptimizerError, optimize
-from .calls.streamsink import StreamSink
-from .images.download import DownloadScope
 from .images.fetch import FetchPolicy
-from .images.results import ClientItem, ResultContext, to_client
 from .images.transforms import transform_job
 from .job import ImageJob
 from .redact import redact
@@ -283,170 +275,8 @@ class ImageService:
     async def attempt(
         self, job: ImageJob, attempt: Attempt, key: str | None, info: RequestInfo
     ) -> Outcome:
-        """One target with one key; a durable job's journal checkpoints it (or resumes it)."""
-        provider, model = attempt.provider, attempt.model
-        task = provider.tasks[attempt.task]
-        fitted = fit_size(job.size, model.sizes)
-        size = Size(*fitted)
-        base_url = (
-            provider.base_url if not provider.on_gateway else info.self_url + provider.base_url
-        )
-        sink = (
-            StreamSink(info, job.n, self._result_context(provider, key, base_url, info))
-            if info.streaming
-            else None
-        )
-        journal = info.journal
-        executor = Executor(
-            self.session,
-            provider,
-            base_url,
-            key,
-            info.on_progress,
-            self.poll_scale,
-            on_partial=sink.partial if sink is not None and info.on_partial else None,
-            on_image=sink.image if sink is not None else None,
-            clock=info.clock,
-            extra_headers=self.internal_headers if provider.on_gateway else None,
-            cancelling=(lambda: journal.client_cancelled) if journal is not None else None,
-        )
-        base_ctx = base_context(
-            job,
-            attempt,
-            size,
-            key,
-            info.request_id,
-            stream=info.streaming,
-            partial_images=info.partial_images,
-        )
-        counts = call_counts(job.n, model.images_per_call or task.images_per_call)
-        gate = asyncio.Semaphore(task.parallel)
-        if journal is not None and journal.resume_from is None:
-            index = key_index(provider, key, info)
-            relayed = info.relay is not None
-            await journal.attempt(
-                attempt.route, provider.id, model.name, attempt.task, index, relayed
-            )
-
-        async def call(index: int, count: int) -> CallResult:
-            async with gate:
-                seed: Any = secrets.randbelow(2**31)
-                hooks = None
-                if journal is not None and journal.resume_from is not None:
-                    seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
-                    hooks = resumed_hooks(journal, task, index, count, key)
-                elif journal is not None:
-                    hooks = journal.hooks(index, count, seed, key)
-                ctx = call_context(base_ctx, job, index, count, seed)
-                return await executor.run(task, ctx, hooks)
-
-        polling = self.metrics.polling if task.polls else None
-        if polling is not None:
-            polling.inc()
-        try:
-            results = await settled([call(i, c) for i, c in enumerate(counts)])
-            images: list[ImageRef] = []
-            failures: list[UpstreamFailure] = []
-            for r in results:
-                if isinstance(r, UpstreamFailure):
-                    failures.append(r)
-                elif isinstance(r, BaseException):
-                    raise r
-                else:
-                    images.extend(r.images)
-            if not images:
-                raise most_informative(failures)
-            images = images[: job.n]
-            if sink is not None:
-                data = await sink.finish()  # the client has these already
-                if not data:
-                    raise most_informative(sink.failures)
-            else:
-                data = await self._normalise(job, attempt, key, base_url, images, info)
-        except UpstreamFailure:
-            if sink is not None:
-                await sink.flush()
-            raise
-        finally:
-            if polling is not None:
-                polling.dec()
-            if sink is not None:
-                sink.cancel()  # images of a failed attempt are not handed out late
-        first = next((r for r in results if isinstance(r, CallResult)), CallResult())
-        return Outcome(
-            data=data,
-            route=attempt.route,
-            provider=provider.id,
-            model=model.name,
-            attempts=info.attempts,
-            failed=job.n - len(data),
-            revised_prompt=first.revised_prompt,
-            usage=first.usage,
-            size=size,
-            size_adjusted=job.size is not None and job.size != fitted,
-        )
-
-    async def _normalise(
-        self,
-        job: ImageJob,
-        attempt: Attempt,
-        key: str | None,
-        base_url: str,
-        images: list[ImageRef],
-        info: RequestInfo,
-    ) -> list[ClientItem]:
-        provider = attempt.provider
-        ctx = self._result_context(provider, key, base_url, info)
-        ctx.meta = {
-            "request_id": info.request_id,
-            "route": attempt.route,
-            "provider": provider.id,
-            "model": attempt.model.name,
-            "size": f"{job.size[0]}x{job.size[1]}" if job.size is not None else None,
-            "client": info.client,  # clients.yaml name
-            "user": job.user,  # OpenAI's end-user id, as the caller sent it
-            "prompt": job.prompt if self.storage.config.store_prompts else None,
-        }
-        fmt = response_format(job, attempt)
-        outs = await settled([to_client(ref, fmt, attempt.rehost, ctx) for ref in images])
-        data = [o for o in outs if isinstance(o, dict)]
-        errors = [o for o in outs if isinstance(o, BaseException)]
-        for err in errors:
-            if not isinstance(err, UpstreamFailure):
-                raise err
-        if not data:
-            raise most_informative([e for e in errors if isinstance(e, UpstreamFailure)])
-        return data
-
-    def _result_context(
-        self, provider: ProviderSpec, key: str | None, base_url: str, info: RequestInfo
-    ) -> ResultContext:
-        auth_headers = dict(self.internal_headers) if provider.on_gateway else None
-        if key and provider.auth.header and provider.auth.value is not None:
-            auth_headers = {
-                **(auth_headers or {}),
-                provider.auth.header: str(provider.auth.value.render({"key": key})),
-            }
-        scope = DownloadScope(
-            base_url, provider.auth.send_to, provider.private_origins, auth_headers
-        )
-        return ResultContext(
-            self.session,
-            self.storage,
-            info.public_url,
-            self.fetch_session,
-            self.fetch_policy,
-            scope,
-            self.max_download,
-            clock=info.clock,
-        )
-
-
-def key_index(provider: ProviderSpec, key: str | None, info: RequestInfo) -> int | None:
-    """Which pool key an attempt uses, as a checkpoint may name it (None: none, or relayed)."""
-    if key is None or info.relay is not None or key not in provider.auth.keys:
-        return None
-    return provider.auth.keys.index(key)
+        """One target with one key (attempt.py); a durable job's journal checkpoints it."""
+        return await run_attempt(self, job, attempt, key, info)
 
 
 def denied_failure(exc: Denied) -> UpstreamFailure:
@@ -454,16 +284,3 @@ def denied_failure(exc: Denied) -> UpstreamFailure:
     if exc.why == "circuit_open":
         return UpstreamFailure("upstream", "circuit open", provider=exc.provider)
     return UpstreamFailure("rate_limited", str(exc), 429, exc.retry_after, exc.provider)
-
-
-async def settled(awaitables: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
-    """gather(..., return_exceptions=True), without a task per item when there is only one
-    (the common n=1 case: no task creation or scheduling on the hot path)."""
-    if len(awaitables) == 1:
-        try:
-            return [await awaitables[0]]
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return [exc]
-    return list(await asyncio.gather(*awaitables, return_exceptions=True))
