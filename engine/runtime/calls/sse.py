@@ -34,7 +34,7 @@ async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncItera
         if end < 0:
             del buffer[:start]  # drop the lines handed out, once per read
             start = 0
-            if len(buffer) > max_line:
+            if len(buffer) > max_line + 1:  # + 1: the CR of a CRLF may wait for its LF
                 raise LineTooLong(f"an event-stream line is longer than {max_line} bytes")
             searched = len(buffer)
             chunk = await content.readany()
@@ -44,7 +44,7 @@ async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncItera
                 return
             buffer += chunk
             continue
-        if end - start > max_line:
+        if end - start > max_line + (end > start and buffer[end - 1] == 0x0D):
             raise LineTooLong(f"an event-stream line is longer than {max_line} bytes")
         stop = end - 1 if end > start and buffer[end - 1] == 0x0D else end
         yield bytes(buffer[start:stop])
