@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fleet.upstream import ServerThread
 from tests.gateway import free_port
 from tests.upstreams.common import image_bytes
 
@@ -46,9 +47,7 @@ class PollingUpstream:
     _prompts: dict[str, str] = field(default_factory=dict)  # prediction id -> prompt
     _cancelled: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _stop: asyncio.Event | None = None
+    _server: ServerThread = field(default_factory=ServerThread)
 
     @property
     def base_url(self) -> str:
@@ -127,29 +126,13 @@ class PollingUpstream:
         return web.json_response({"created": 1, "data": [{"b64_json": PNG}]})
 
     def start(self) -> None:
-        ready = threading.Event()
+        self._server.start(self.port, self._routes)
 
-        async def main() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/predictions", self.create)
-            app.router.add_get("/v1/predictions/{id}", self.get)
-            app.router.add_post("/v1/predictions/{id}/cancel", self.cancel)
-            app.router.add_post("/v1/sync", self.sync)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._stop = asyncio.Event()
-            self._loop = asyncio.get_running_loop()
-            ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
-
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        self._thread.start()
-        assert ready.wait(10), "fake upstream did not start"
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/predictions", self.create)
+        app.router.add_get("/v1/predictions/{id}", self.get)
+        app.router.add_post("/v1/predictions/{id}/cancel", self.cancel)
+        app.router.add_post("/v1/sync", self.sync)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._server.stop()

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -20,6 +21,41 @@ from tests.gateway import free_port
 from tests.upstreams.common import image_bytes
 
 PNG = base64.b64encode(image_bytes("png", 8, 8)).decode()
+
+
+class ServerThread:
+    """An aiohttp app on 127.0.0.1:`port`, served from a thread of its own: the gateways under
+    test are real processes, so a test may block while the fake upstream keeps answering."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+
+    def start(self, port: int, routes: Callable[[web.Application], object]) -> None:
+        ready = threading.Event()
+
+        async def main() -> None:
+            app = web.Application()
+            routes(app)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            self._stop = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "fake upstream did not start"
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
 
 @dataclass
@@ -37,9 +73,7 @@ class FleetUpstream:
     in_flight: Counter[str] = field(default_factory=Counter)
     most_in_flight: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _stop: asyncio.Event | None = None
+    _server: ServerThread = field(default_factory=ServerThread)
 
     def base_url(self, provider: str) -> str:
         return f"http://127.0.0.1:{self.port}/{provider}/v1"
@@ -69,26 +103,10 @@ class FleetUpstream:
                 self.in_flight[key] -= 1
 
     def start(self) -> None:
-        ready = threading.Event()
-
-        async def main() -> None:
-            app = web.Application()
-            app.router.add_post("/{provider}/v1/images/generations", self.generations)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._stop = asyncio.Event()
-            self._loop = asyncio.get_running_loop()
-            ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
-
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        self._thread.start()
-        assert ready.wait(10), "fake upstream did not start"
+        self._server.start(
+            self.port,
+            lambda app: app.router.add_post("/{provider}/v1/images/generations", self.generations),
+        )
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._server.stop()
