@@ -8,7 +8,9 @@ them, and reports per attempt the p50 and p99 wall time of the acquire (what a r
 for) and of acquire + settle, and the CPU time of this process (the gateway's side, the
 batched background writes included; Redis's own CPU is not counted). Two policies: the
 default (no per-key concurrency limit) and `max_concurrency_per_key: 64`, which needs a lease
-in Redis per attempt. Needs `redis-server` on PATH; it starts one on a free loopback port and
+in Redis per attempt. Back to back, a lease's release rides on the next acquire; the row
+"release alone" lets the event loop turn after each settle (as the response is written in the
+gateway), so the release goes out in a write of its own, as with one request at a time. Needs `redis-server` on PATH; it starts one on a free loopback port and
 stops it. A whole-gateway cell under wrk would add HTTP noise to a difference of tens of
 microseconds, so this measures the state calls alone. To measure another tree's engine, run
 this file with that tree first on PYTHONPATH.
@@ -43,10 +45,18 @@ PROVIDER = ProviderSpec(
     errors=(ErrorRule(Expr("a"), "upstream"),),
     error_message=Expr("message"),
 )
-POLICIES = {"default": ProviderPolicy(), "limit 64": ProviderPolicy(max_concurrency_per_key=64)}
+LIMITED = ProviderPolicy(max_concurrency_per_key=64)
+# name: (policy, loop turns after each settle)
+POLICIES = {
+    "default": (ProviderPolicy(), 0),
+    "limit 64": (LIMITED, 0),
+    "limit 64, release alone": (LIMITED, 3),
+}
 
 
-async def measure(state: StateBackend, policy: ProviderPolicy, pairs: int) -> dict[str, float]:
+async def measure(
+    state: StateBackend, policy: ProviderPolicy, pairs: int, turns: int = 0
+) -> dict[str, float]:
     acquire_s: list[float] = []
     pair_s: list[float] = []
     for _ in range(200):  # warm-up: connections, script caches
@@ -61,6 +71,8 @@ async def measure(state: StateBackend, policy: ProviderPolicy, pairs: int) -> di
         done = time.perf_counter()
         acquire_s.append(acquired - start)
         pair_s.append(done - start)
+        for _ in range(turns):
+            await asyncio.sleep(0)
     cpu_per = (time.process_time() - cpu) / pairs
 
     def q(values: list[float], n: int) -> float:
@@ -96,9 +108,9 @@ async def compare(port: int, pairs: int) -> dict[str, dict[str, float]]:
             raise SystemExit("the change channel was not subscribed")
         await asyncio.sleep(0.01)
     rows: dict[str, dict[str, float]] = {}
-    for name, policy in POLICIES.items():
-        rows[f"memory, {name}"] = await measure(MemoryState(), policy, pairs)
-        rows[f"redis, {name}"] = await measure(redis, policy, pairs)
+    for name, (policy, turns) in POLICIES.items():
+        rows[f"memory, {name}"] = await measure(MemoryState(), policy, pairs, turns)
+        rows[f"redis, {name}"] = await measure(redis, policy, pairs, turns)
     await redis.close()
     return rows
 

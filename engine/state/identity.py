@@ -36,6 +36,7 @@ class Names:
         self.ids = ids
         self.channel = f"{prefix}:changes"  # pub/sub: a provider's fleet-visible state changed
         self._keys: dict[tuple[str, str], tuple[str, str]] = {}
+        self._attempts: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
     def of(self, provider: str, *parts: str) -> str:
         return ":".join((self.prefix, "{" + provider + "}", *parts))
@@ -50,10 +51,23 @@ class Names:
             )  # fmt: skip
         return found
 
+    def attempt(self, provider: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The acquire script's KEYS for these candidate keys: the breaker, probe and cursor,
+        then each key's health hash and lease zset (the same every attempt, so kept)."""
+        found = self._attempts.get((provider, keys))
+        if found is None:
+            names = [self.of(provider, "breaker"), self.of(provider, "probe")]
+            names.append(self.of(provider, "cursor"))
+            for key in keys:
+                names.extend(self.key(provider, key))
+            found = self._attempts[(provider, keys)] = tuple(names)
+        return found
+
     def forget(self, live: set[tuple[str, str]]) -> None:
         self.ids.forget(live)
         for item in [k for k in self._keys if k not in live]:
             del self._keys[item]
+        self._attempts.clear()  # rebuilt on the next attempt
 
     def plain(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))

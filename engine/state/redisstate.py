@@ -34,6 +34,7 @@ from .config import RedisConfig
 from .healthcache import Health, HealthCache
 from .identity import KeyIds, Names
 from .memory import MemoryState
+from .multiplex import Multiplexed
 from .outbox import Outbox
 from .records import RedisRecords
 from .redisjobs import RedisJobLeases
@@ -60,11 +61,14 @@ class RedisState:
             decode_responses=True,
             retry_on_timeout=False,
         )
+        # The calls of every attempt (the scripts, the batched releases) share one pipelined
+        # connection: a pooled call costs several times their CPU (multiplex.py).
+        self.line = Multiplexed(self.client.connection_pool)
         self._acquire = self.client.register_script(scripts.ACQUIRE)
         self._settle = self.client.register_script(scripts.SETTLE)
         self._renew = self.client.register_script(scripts.RENEW)
         self.cache = HealthCache(self.client, self.names, config.cache_ttl, config.timeout)
-        self.outbox = Outbox(self.client, self._guard, scripts.KEEP_ROWS_MS)
+        self.outbox = Outbox(self.line, self._guard, scripts.KEEP_ROWS_MS)
         self.records = RedisRecords(
             self.client, self.names, self._guard, self.local, lambda: self.stats.degraded
         )
@@ -105,6 +109,7 @@ class RedisState:
                 pipe.zrem(lease, token)
             await self._guard(pipe.execute())
         self._held.clear()
+        await self.line.close()
         with contextlib.suppress(*FAILURES):
             await self.client.aclose()
 
@@ -137,6 +142,7 @@ class RedisState:
         self.stats.outages += 1
         self.stats.degraded_since = time.time()
         self.cache.clear()
+        self.line.reset()  # calls still waiting on it fail now, not one timeout each
         log.warning(
             "state: Redis unreachable (%s); serving on this replica's local state until it "
             "is back (keys, breakers and limits are not shared meanwhile)",
@@ -171,7 +177,8 @@ class RedisState:
             self.stats.fallbacks += 1
             return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
         pid = provider.id
-        candidates = [k for k in provider.auth.keys if k not in exclude] if pool else []
+        keys = provider.auth.keys if pool else ()
+        candidates = tuple(k for k in keys if k not in exclude) if exclude else keys
         if pool and provider.auth.keys and not candidates:
             raise Denied(pid, "no_key")
         # Read (at most once per cache_ttl) even when a lease needs the script: the settle
@@ -186,7 +193,7 @@ class RedisState:
         return await self._scripted_grant(provider, policy, candidates, pool, exclude)
 
     def _cached_grant(
-        self, pid: str, policy: ProviderPolicy, health: Health, candidates: list[str]
+        self, pid: str, policy: ProviderPolicy, health: Health, candidates: tuple[str, ...]
     ) -> Grant | None:
         """A grant decided from the cache, or None when only Redis can decide (the breaker
         is not closed, or no key looks healthy)."""
@@ -212,16 +219,13 @@ class RedisState:
         self,
         provider: ProviderSpec,
         policy: ProviderPolicy,
-        candidates: list[str],
+        candidates: tuple[str, ...],
         pool: bool,
         exclude: Collection[str],
     ) -> Grant:
         pid = provider.id
         token = f"{self.config.replica}/{secrets.token_hex(6)}"
-        names = [self.names.of(pid, "breaker"), self.names.of(pid, "probe")]
-        names.append(self.names.of(pid, "cursor"))
-        for candidate in candidates:
-            names.extend(self.names.key(pid, candidate))
+        names = list(self.names.attempt(pid, candidates))
         limit = policy.max_concurrency_per_key or 0
         lru = "1" if policy.key_selection == "least_recently_used" else "0"
         ttl_ms = int(self.config.lease_ttl * 1000)
@@ -253,7 +257,7 @@ class RedisState:
         for lease, token in self.outbox.take_releases(self.names.of(pid, "lease")):
             names.append(lease)
             args.append(token)
-        return await self._guard(self._acquire(keys=names, args=args))
+        return await self._guard(self.line.script(self._acquire, names, args))
 
     async def settle(
         self,
@@ -311,7 +315,7 @@ class RedisState:
         args = scripts.settle_args(
             grant, self.config.replica, kind, retry_after, policy, self.names.channel
         )
-        changed = await self._guard(self._settle(keys=names, args=args))
+        changed = await self._guard(self.line.script(self._settle, names, args))
         if changed:  # ours at once; other replicas by the message the script published
             self.cache.drop(pid)
 
