@@ -10,10 +10,12 @@ batched background writes included; Redis's own CPU is not counted). Two policie
 default (no per-key concurrency limit) and `max_concurrency_per_key: 64`, which needs a lease
 in Redis per attempt. Back to back, a lease's release rides on the next acquire; the row
 "release alone" lets the event loop turn after each settle (as the response is written in the
-gateway), so the release goes out in a write of its own, as with one request at a time. Needs `redis-server` on PATH; it starts one on a free loopback port and
-stops it. A whole-gateway cell under wrk would add HTTP noise to a difference of tens of
-microseconds, so this measures the state calls alone. To measure another tree's engine, run
-this file with that tree first on PYTHONPATH.
+gateway), so the release goes out in a write of its own, as with one request at a time.
+
+Needs `redis-server` on PATH; it starts one on a free loopback port and stops it. A
+whole-gateway cell under wrk would add HTTP noise to a difference of tens of microseconds, so
+this measures the state calls alone. To measure another tree's engine, run this file with
+that tree first on PYTHONPATH.
 """
 
 from __future__ import annotations
