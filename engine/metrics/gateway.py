@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.metrics import MetricWrapperBase
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Image requests last from a fraction of a second to many minutes (polling providers).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 OTHER = "other"
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 class UsageRow(Protocol):
@@ -38,6 +40,23 @@ class UsageAmounts(Protocol):
     failures: int
     cost_usd: float
     upstream_seconds: float
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each looked up once. prometheus-client's `labels()`
+    checks and converts its arguments and takes a lock on every call, a dozen times per
+    request; our label values are bounded (names from the config), so the children are kept
+    here by their label values, as the metric itself keeps them."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 def multiprocess_dir() -> str | None:
@@ -122,6 +141,23 @@ class GatewayMetrics:
             "pixgate_response_bytes", "Bytes of response bodies sent to clients, by endpoint",
             ["endpoint"], registry=reg,
         )  # fmt: skip
+        self._requests = Children(self.requests)
+        self._duration = Children(self.duration)
+        self._overhead = Children(self.overhead)
+        self._bytes_out = Children(self.bytes_out)
+        self._attempts = Children(self.attempts)
+        self._upstream_latency = Children(self.upstream_latency)
+        self._images = Children(self.images)
+        self._usage = tuple(
+            Children(m)
+            for m in (
+                self.client_requests,
+                self.client_images,
+                self.client_failures,
+                self.client_cost,
+                self.client_upstream,
+            )
+        )
 
     def request(
         self,
@@ -133,24 +169,34 @@ class GatewayMetrics:
         overhead: float | None,
         sent: int,
     ) -> None:
-        self.requests.labels(endpoint, route, model, str(status)).inc()
-        self.duration.labels(endpoint).observe(seconds)
+        self._requests(endpoint, route, model, str(status)).inc()
+        self._duration(endpoint).observe(seconds)
         if overhead is not None:
-            self.overhead.labels(endpoint).observe(overhead)
+            self._overhead(endpoint).observe(overhead)
         if sent:
-            self.bytes_out.labels(endpoint).inc(sent)
+            self._bytes_out(endpoint).inc(sent)
 
     def storage_event(self, event: str) -> None:
         self.storage_events.labels(event).inc()
 
     def usage(self, row: UsageRow, amounts: UsageAmounts) -> None:
+        """Every series of the row exists from its first request on; adding 0 changes none."""
         labels = (row.client, row.route, row.provider, row.model)
-        self.client_requests.labels(*labels).inc(amounts.requests)
-        self.client_images.labels(*labels).inc(amounts.images)
-        self.client_failures.labels(*labels).inc(amounts.failures)
-        self.client_cost.labels(*labels).inc(amounts.cost_usd)
-        self.client_upstream.labels(*labels).inc(amounts.upstream_seconds)
+        measures = (
+            amounts.requests,
+            amounts.images,
+            amounts.failures,
+            amounts.cost_usd,
+            amounts.upstream_seconds,
+        )
+        for children, amount in zip(self._usage, measures, strict=True):
+            child = children(*labels)
+            if amount:
+                child.inc(amount)
 
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
-        self.attempts.labels(provider, outcome).inc()
-        self.upstream_latency.labels(provider).observe(seconds)
+        self._attempts(provider, outcome).inc()
+        self._upstream_latency(provider).observe(seconds)
+
+    def delivered(self, provider: str, images: int) -> None:
+        self._images(provider).inc(images)

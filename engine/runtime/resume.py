@@ -70,5 +70,5 @@ async def resume(
         failure.provider = attempt.provider.id
         failure.message = redact(failure.message, key)
         raise
-    service.metrics.images.labels(outcome.provider).inc(len(outcome.data))
+    service.metrics.delivered(outcome.provider, len(outcome.data))
     return outcome

@@ -88,7 +88,7 @@ class ImageService:
             ) from None
         if optimized is not None and not outcome.revised_prompt:
             outcome.revised_prompt = optimized  # an upstream's own revision says more
-        self.metrics.images.labels(outcome.provider).inc(len(outcome.data))
+        self.metrics.delivered(outcome.provider, len(outcome.data))
         return outcome
 
     async def _optimize(
