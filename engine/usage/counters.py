@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..state.base import Counters
 from .budget import MICRO
@@ -31,8 +32,7 @@ SEP = "\t"  # no config name holds a tab
 STORED_COST = "cost_micro_usd"  # integers: totals never drift
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     client: str
     route: str
     provider: str
@@ -60,16 +60,16 @@ class Usage:
         self._sending: asyncio.Task[None] | None = None
 
     def record(self, row: Row, amounts: Amounts) -> None:
-        prefix = SEP.join((row.client, row.route, row.provider, row.model)) + SEP
-        values = {
-            "requests": float(amounts.requests),
-            "images": float(amounts.images),
-            "failures": float(amounts.failures),
-            STORED_COST: float(round(amounts.cost_usd * MICRO)),
-            "upstream_seconds": round(amounts.upstream_seconds, 6),
-        }
+        prefix = SEP.join(row) + SEP
+        values = (
+            ("requests", amounts.requests),
+            ("images", amounts.images),
+            ("failures", amounts.failures),
+            (STORED_COST, round(amounts.cost_usd * MICRO)),
+            ("upstream_seconds", round(amounts.upstream_seconds, 6)),
+        )
         pending = self._pending.setdefault(day_name(day_of(self.clock())), {})
-        for measure, value in values.items():
+        for measure, value in values:
             if value:
                 field = prefix + measure
                 pending[field] = pending.get(field, 0.0) + value

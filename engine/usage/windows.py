@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable
 
@@ -15,7 +16,14 @@ def utc(now: float) -> dt.datetime:
 
 
 def day_of(now: float) -> str:
-    return utc(now).strftime("%Y-%m-%d")
+    return _day(int(now // DAY))
+
+
+@functools.lru_cache(maxsize=4)
+def _day(number: int) -> str:
+    """POSIX time gives every UTC day 86,400 s, so the day's number names it: formatted once
+    a day, not on every request's usage count."""
+    return utc(number * DAY).strftime("%Y-%m-%d")
 
 
 def month_of(now: float) -> str:
