@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, logsetup
 from .config.loader import build_snapshot
 from .settings import Settings
 
@@ -262,9 +262,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .eventloop import loop_factory
     from .serving import serve
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logsetup.configure(args.log_level)
     config_dir, embedded = resolve_config_dir(args.config)
     settings = Settings.from_env(
         config_dir=config_dir,
