@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .api import (
     admin,
+    bounds,
     catalog,
     chat,
     cors,
@@ -29,7 +30,7 @@ from .api import jobs as image_jobs
 from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
 from .api.jobresume import recoverer
-from .api.keys import ADMISSION, METRICS, RELOADER, SETTINGS, STATE
+from .api.keys import ADMISSION, LIMITS, METRICS, RELOADER, SETTINGS, STATE
 from .api.metering import METER
 from .api.middleware import client_auth, request_context
 from .api.protocolerrors import json_protocol_errors
@@ -44,6 +45,7 @@ from .panel import routes as panel
 from .runtime.calls.clientlimits import client_limits
 from .runtime.images.fetch import make_guarded_session
 from .runtime.lifecycle.bodygate import BodyGate
+from .runtime.lifecycle.overload import Limits
 from .runtime.lifecycle.reload import Reloader
 from .runtime.lifecycle.state import GatewayState
 from .runtime.routing.keys import KeyPools
@@ -84,7 +86,8 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     snapshot = snapshot or load_config(settings)
     quiet_aiohttp()
     app = web.Application(
-        middlewares=[request_context, cors.preflight, client_auth],
+        # bounded after client_auth: requests refused for their key never count
+        middlewares=[request_context, cors.preflight, client_auth, bounds.bounded],
         client_max_size=settings.max_body,
     )
     json_protocol_errors(app)  # an unparseable request gets an OpenAI error, not plain text
@@ -100,6 +103,8 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
     state.storage.on_event = app[METRICS].storage_event
+    app[LIMITS] = Limits(settings.max_in_flight, settings.max_buffered, settings.overload_wait)
+    bounds.publish(app[LIMITS], app[METRICS])
     app.on_response_prepare.append(cors.on_prepare)
     app[ADMISSION] = _admission(settings, snapshot)
     app[METER] = Meter(state.shared, app[METRICS])

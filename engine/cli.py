@@ -264,13 +264,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     logsetup.configure(args.log_level)
     config_dir, embedded = resolve_config_dir(args.config)
-    settings = Settings.from_env(
-        config_dir=config_dir,
-        host=args.host,
-        port=args.port,
-        allow_anonymous=args.allow_anonymous or None,
-        watch=False if args.no_watch or embedded else None,
-    )
+    try:
+        settings = Settings.from_env(
+            config_dir=config_dir,
+            host=args.host,
+            port=args.port,
+            allow_anonymous=args.allow_anonymous or None,
+            watch=False if args.no_watch or embedded else None,
+        )
+    except ValueError as exc:  # a PIXGATE_* value out of range: one line, no traceback
+        print(f"pixgate: {exc}", file=sys.stderr)
+        return 2
     try:
         loop_factory(settings.event_loop)
     except ValueError as exc:

@@ -11,6 +11,8 @@ from pathlib import Path
 from .runtime.images.fetch import FetchPolicy
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
+DEFAULT_MAX_IN_FLIGHT = 10_000
+DEFAULT_MAX_BUFFERED = 256 * 1024 * 1024
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -58,6 +60,12 @@ class Settings:
     storage_dir: Path = field(default_factory=lambda: default_storage_dir(os.environ))
     max_body: int = DEFAULT_MAX_BODY
     max_large_bodies: int = 4  # requests holding an answer over 1 MB at once (memory bound)
+    # API requests served at once, and bytes of request bodies and fetched input images held
+    # at once, by this process (0: no bound); beyond them a 503 (runtime/lifecycle/overload.py).
+    # A request waits at most overload_wait seconds for its bytes.
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_buffered: int = DEFAULT_MAX_BUFFERED
+    overload_wait: float = 5.0
     # Open connections to upstreams, in all and to one host (0: no cap). A request beyond
     # the cap waits for a connection, so the per-host cap bounds the requests one provider
     # can have open at once (PIXGATE_UPSTREAM_CONNECTIONS[_PER_HOST]).
@@ -105,6 +113,9 @@ class Settings:
             else default_storage_dir(env),
             "max_body": int(env.get("PIXGATE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
             "max_large_bodies": int(env.get("PIXGATE_MAX_LARGE_BODIES") or 4),
+            "max_in_flight": _count(env, "PIXGATE_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+            "max_buffered": _count(env, "PIXGATE_MAX_BUFFERED_BYTES", DEFAULT_MAX_BUFFERED),
+            "overload_wait": float(env.get("PIXGATE_OVERLOAD_WAIT") or 5.0),
             "upstream_connections": _count(env, "PIXGATE_UPSTREAM_CONNECTIONS", 1024),
             "upstream_connections_per_host": _count(
                 env, "PIXGATE_UPSTREAM_CONNECTIONS_PER_HOST", 256
@@ -126,7 +137,19 @@ class Settings:
             "env": env,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check_buffered()
+        return settings
+
+    def check_buffered(self) -> None:
+        """The byte budget must fit one request's largest body or fetched image, else such
+        a request could never be served."""
+        largest = max(self.max_body, self.fetch_policy.max_bytes)
+        if self.max_buffered and self.max_buffered < largest:
+            raise ValueError(
+                f"PIXGATE_MAX_BUFFERED_BYTES ({self.max_buffered}) must be 0 or at least "
+                f"PIXGATE_MAX_BODY_BYTES and PIXGATE_FETCH_MAX_BYTES ({largest})"
+            )
 
     def exposure_problem(self, has_clients: bool = False) -> str | None:
         """Why serving would be unsafe (open to the network without client keys), or None.

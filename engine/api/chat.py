@@ -22,11 +22,12 @@ from ..dsl.spec import RouteSpec
 from ..runtime.calls.executor import ProgressFn
 from ..runtime.images.inputs import InputError, resolve
 from ..runtime.job import ImageJob, InputImage
+from ..runtime.lifecycle.overload import Overloaded
 from ..runtime.request import Outcome
 from ..runtime.routing.router import UnknownModel, serves
 from . import chat_reply, params, sse
 from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, overloaded
 from .images import check_counts, input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
 from .keys import MODEL, RELAY, REQUEST_ID, SNAPSHOT, STATE
@@ -186,6 +187,8 @@ async def _resolve(request: web.Request, found: list[FoundImage]) -> list[InputI
         return await resolve([(f.param, f.url) for f in found], input_context(request))
     except InputError as exc:
         raise bad_request(str(exc), exc.param) from None
+    except Overloaded as exc:  # no bytes free for a fetched image
+        raise overloaded(exc) from None
 
 
 async def run(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
+from ..runtime.lifecycle.overload import RETRY_AFTER, Overloaded
 from ..runtime.routing.failures import CLIENT_STATUS, UpstreamFailure
 
 
@@ -49,6 +50,17 @@ class ApiError(Exception):
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code=code)
+
+
+def overloaded(exc: Overloaded) -> ApiError:
+    """A 503 at one of the process's bounds: the openai SDKs retry it after Retry-After."""
+    return ApiError(
+        503,
+        exc.message,
+        type="server_error",
+        code="overloaded",
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
 
 
 def from_failure(failure: UpstreamFailure) -> ApiError:

@@ -13,12 +13,13 @@ from ..pricing import usd
 from ..runtime.calls.checkpoint import Journal
 from ..runtime.images.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
+from ..runtime.lifecycle.overload import Overloaded
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
 from . import imagestream, jobs, metering, params
 from .admission import admit
-from .errors import ApiError, bad_request, from_failure
+from .errors import ApiError, bad_request, from_failure, overloaded
 from .forms import ImageForm, read_image_form
 from .jobrequest import request_record
 from .jsonio import json_response
@@ -131,6 +132,8 @@ async def attach_images(request: web.Request, job: ImageJob, form: ImageForm) ->
         images = await resolve(sources, input_context(request))
     except InputError as exc:
         raise bad_request(str(exc), exc.param) from None
+    except Overloaded as exc:  # no bytes free for a fetched image
+        raise overloaded(exc) from None
     if form.mask is not None:
         job.mask = images.pop()
     job.images = images

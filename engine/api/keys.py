@@ -9,6 +9,7 @@ from ..clients.spec import ClientSpec
 from ..config.loader import ConfigSnapshot
 from ..metrics import GatewayMetrics
 from ..runtime.calls.waitclock import WaitClock
+from ..runtime.lifecycle.overload import Limits
 from ..runtime.lifecycle.reload import Reloader
 from ..runtime.lifecycle.state import GatewayState
 from ..settings import Settings
@@ -18,6 +19,7 @@ SETTINGS = web.AppKey("pixgate_settings", Settings)
 RELOADER = web.AppKey("pixgate_reloader", Reloader)
 METRICS = web.AppKey("pixgate_metrics", GatewayMetrics)
 ADMISSION = web.AppKey("pixgate_admission", Admission)
+LIMITS = web.AppKey("pixgate_limits", Limits)  # in-flight requests and buffered bytes
 
 # What one request carries between middleware and handlers.
 REQUEST_ID = web.RequestKey("pixgate_request_id", str)

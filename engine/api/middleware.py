@@ -16,9 +16,10 @@ from aiohttp import ClientPayloadError, web
 from ..panel.guard import check_admin
 from ..panel.keys import RECENT
 from ..runtime.lifecycle import bodygate
+from ..runtime.lifecycle.overload import Overloaded
 from . import bodywatch, clientnoise
 from .bearer import bearer_token
-from .errors import ApiError
+from .errors import ApiError, overloaded
 from .keys import (
     CLIENT,
     METRICS,
@@ -164,6 +165,8 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as err:
         return err.response()
+    except Overloaded as exc:  # an input fetch that found no bytes free
+        return overloaded(exc).response()
     except bodywatch.BodyTimeout as exc:
         response = ApiError(408, f"Request body too slow: {exc.reason}", code="request_timeout")
         shaped = response.response()

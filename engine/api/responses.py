@@ -13,8 +13,9 @@ from aiohttp import web
 from ..config.loader import ConfigSnapshot
 from ..runtime.images.inputs import InputError, Source, resolve
 from ..runtime.job import ImageJob
+from ..runtime.lifecycle.overload import Overloaded
 from . import params, responses_stream
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, overloaded
 from .images import check_counts, input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
 from .keys import MODEL, SNAPSHOT, STATE
@@ -74,6 +75,8 @@ async def make_job(
             images = await resolve(sources, input_context(request))
         except InputError as exc:
             raise bad_request(str(exc), exc.param) from None
+        except Overloaded as exc:  # no bytes free for a fetched image
+            raise overloaded(exc) from None
         if call.mask is not None:
             job.mask = images.pop()
         job.images = images

@@ -94,6 +94,29 @@ class GatewayMetrics:
             "pixgate_in_flight_requests", "Client requests being served",
             registry=reg, multiprocess_mode="livesum",
         )  # fmt: skip
+        # The overload bounds (runtime/lifecycle/overload.py); limits as gauges so that a
+        # dashboard can show saturation (with --workers, livesum adds the workers' up).
+        self.in_flight_limit = Gauge(
+            "pixgate_in_flight_limit", "PIXGATE_MAX_IN_FLIGHT (0: no bound)",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.buffered_bytes = Gauge(
+            "pixgate_buffered_bytes",
+            "Bytes of request bodies and fetched input images reserved by requests",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.buffered_bytes_limit = Gauge(
+            "pixgate_buffered_bytes_limit", "PIXGATE_MAX_BUFFERED_BYTES (0: no bound)",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.buffered_waiting = Gauge(
+            "pixgate_buffered_bytes_waiting", "Requests waiting for their bytes",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.overloaded = Counter(
+            "pixgate_overload_refusals", "Requests refused with a 503 at a bound, by bound "
+            "(in_flight, buffered_bytes)", ["reason"], registry=reg,
+        )  # fmt: skip
         self.polling = Gauge(
             "pixgate_polling_jobs", "Upstream attempts of polling providers in progress",
             registry=reg, multiprocess_mode="livesum",

@@ -33,6 +33,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from ..calls.clientlimits import client_limits
+from ..lifecycle.bodygate import known_length
+from ..lifecycle.overload import take_bytes
 from .addresses import address_refusal
 from .imagetypes import sniff
 
@@ -256,12 +258,17 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     too_big = f"image at URL is larger than {_human(max_bytes)}"
     if resp.content_length is not None and resp.content_length > max_bytes:
         raise FetchRefused(too_big)
+    length = known_length(resp)  # None when compressed: the decompressed size is unknown
+    if length is not None:  # the request's byte budget, before the bytes leave the socket
+        await take_bytes(length)
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(CHUNK):
         size += len(chunk)
         if size > max_bytes:
             raise FetchRefused(too_big)
+        if length is None:
+            await take_bytes(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -19,6 +19,7 @@ import aiohttp
 from ...storage.base import StorageError, is_name
 from ...storage.hub import StorageHub
 from ..job import InputImage
+from ..lifecycle.overload import take_bytes
 from .fetch import FetchPolicy, FetchRefused, fetch_image
 from .imagetypes import sniff
 
@@ -106,6 +107,7 @@ async def _load(source: Source, param: str, ctx: InputContext) -> tuple[bytes, s
             data = await ctx.storage.read(own, ctx.policy.max_bytes)
             if data is None:
                 raise InputError(f"'{param}' points at a gateway file that no longer exists", param)
+            await take_bytes(len(data))  # bounded by max_bytes as it was read
             return data, text
         try:
             data, _mime = await fetch_image(text, ctx.session, ctx.policy)

@@ -1,0 +1,103 @@
+"""Hold every API request to the process's bounds (runtime/lifecycle/overload.py): a place
+among PIXGATE_MAX_IN_FLIGHT, and its body's bytes from PIXGATE_MAX_BUFFERED_BYTES before the
+body is read. Beyond either, a 503 `overloaded` with Retry-After, and the connection closes
+(its body is never read). Health, metrics, admin and files are not counted: an operator can
+still look at a saturated gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..metrics import GatewayMetrics
+from ..runtime.lifecycle import overload
+from .errors import overloaded
+from .keys import LIMITS, SETTINGS
+from .middleware import Handler
+
+BOUNDED_PREFIX = "/v1/"
+CLIENT_CHECK = 0.1  # seconds between checks that a client waiting for bytes is still there
+
+
+@web.middleware
+async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(BOUNDED_PREFIX):
+        return await handler(request)
+    limits = request.app[LIMITS]
+    try:
+        limits.in_flight.enter()
+    except overload.Overloaded as exc:
+        return _refusal(exc)
+    charge = limits.charge()
+    token = overload.CURRENT.set(charge)
+    try:
+        size = _body_bytes(request)
+        if not charge.try_take(size):
+            try:
+                await _wait_for(request, charge, size)
+            except overload.Overloaded as exc:
+                return _refusal(exc)
+        return await handler(request)
+    finally:
+        charge.close()  # every reservation of the request, its tasks' too
+        overload.CURRENT.reset(token)
+        limits.in_flight.leave()
+
+
+async def _wait_for(request: web.Request, charge: overload.Charge, size: int) -> None:
+    """Wait for the body's bytes, but not for a client that has left meanwhile: aiohttp
+    does not cancel a handler when its connection drops, and a departed client at the head
+    of the queue would hold back every smaller request behind it until the wait ran out."""
+    take = asyncio.ensure_future(charge.take(size))
+    try:
+        while True:
+            done, _ = await asyncio.wait({take}, timeout=CLIENT_CHECK)
+            if done:
+                take.result()
+                return
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client left while its request waited for bytes")
+    finally:
+        take.cancel()  # a no-op once it is done; else the waiter leaves the queue
+
+
+def _body_bytes(request: web.Request) -> int:
+    """What reading the body will hold: its declared length; a body without one (chunked)
+    counts as the largest allowed. A body over the limit is refused with a 413 unread."""
+    if not request.body_exists:
+        return 0
+    limit = request.app[SETTINGS].max_body
+    length = request.content_length
+    if length is None:
+        return limit
+    return length if length <= limit else 0
+
+
+def _refusal(exc: overload.Overloaded) -> web.Response:
+    response = overloaded(exc).response()
+    response.force_close()  # the body stays unread: the connection cannot carry on
+    return response
+
+
+def publish(limits: overload.Limits, metrics: GatewayMetrics) -> None:
+    """The limits as gauges, and the byte budget's figures as they change."""
+    metrics.in_flight_limit.set(limits.in_flight.limit)
+    metrics.buffered_bytes_limit.set(limits.buffered.limit)
+
+    def changed(budget: overload.ByteBudget) -> None:
+        metrics.buffered_bytes.set(budget.used)
+        metrics.buffered_waiting.set(budget.waiting)
+
+    limits.buffered.on_change = changed
+    limits.in_flight.on_refuse = limits.buffered.on_refuse = _count_refusal(metrics)
+
+
+def _count_refusal(metrics: GatewayMetrics) -> Callable[[str], None]:
+    def refused(reason: str) -> None:
+        metrics.overloaded.labels(reason).inc()
+
+    return refused
