@@ -1,22 +1,30 @@
-"""Reload under load: 50 config rewrites while ~2,000 requests run; nothing fails."""
+"""Reload under load: 50 config rewrites while requests run all along; nothing fails.
+
+No speed is asserted (a loaded CI machine is slow): every wait is bounded by a generous
+SETTLE, and the load is proven to run alongside by construction: after each rewrite, the test
+waits until more requests have completed before it writes the next one."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from tests.e2e.test_reload import ADMIN, make_config, models, write_routes
 from tests.gateway import Gateway, run_gateway
 
-REQUESTS = 2000
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 WORKERS = 4
 PACE = 0.035  # seconds between one worker's requests: about 100 requests/s in all
 REWRITES = 50
-PERIOD = 0.4  # one rewrite every 0.4 s: 50 over about 20 s
+PERIOD = 0.4  # one rewrite every 0.4 s at most: 50 over about 20 s
+BETWEEN = 5  # requests completed after each rewrite before the next one
+SETTLE = 60.0  # bound of every wait: a failure, never a speed threshold
 
 
 async def load(
@@ -24,11 +32,9 @@ async def load(
     gw: Gateway,
     stop: asyncio.Event,
     seen: Counter[int],
-    budget: list[int],
 ) -> None:
     body = {"model": "demo", "prompt": "under load", "size": "64x64", "response_format": "b64_json"}
-    while not stop.is_set() and budget[0] > 0:
-        budget[0] -= 1
+    while not stop.is_set():
         async with http.post(f"{gw.v1}/images/generations", json=body) as resp:
             await resp.read()
             seen[resp.status] += 1
@@ -40,11 +46,27 @@ async def visible(
 ) -> float:
     started = time.monotonic()
     while (name in await models(http, gw)) != present:
-        assert time.monotonic() - started < 2.0, (
-            f"{name} not {'shown' if present else 'gone'} in 2s"
+        assert time.monotonic() - started < SETTLE, (
+            f"{name} not {'shown' if present else 'gone'} in {SETTLE:g}s"
         )
         await asyncio.sleep(0.02)
     return time.monotonic() - started
+
+
+async def progressed(seen: Counter[int], since: int, workers: list[asyncio.Task[None]]) -> None:
+    """Wait until BETWEEN more requests have completed than `since` (the load runs on)."""
+    started = time.monotonic()
+    while sum(seen.values()) < since + BETWEEN:
+        for worker in workers:
+            if worker.done():
+                worker.result()  # a worker that failed: its error, not a timeout
+        assert time.monotonic() - started < SETTLE, f"no load for {SETTLE:g}s: {seen}"
+        await asyncio.sleep(0.01)
+
+
+async def admin_config(http: aiohttp.ClientSession, gw: Gateway) -> dict[str, Any]:
+    async with http.get(f"{gw.url}/admin/config", headers=ADMIN_HEADERS) as resp:
+        return dict(await resp.json())
 
 
 async def test_fifty_rewrites_under_load(tmp_path: Path) -> None:
@@ -54,23 +76,29 @@ async def test_fifty_rewrites_under_load(tmp_path: Path) -> None:
     )
     async with run_gateway(root, tmp_path / "f", {"PIXGATE_ADMIN_KEY": ADMIN}, watch=True) as gw:
         connector = aiohttp.TCPConnector(limit=WORKERS * 2)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            stop, seen, budget = asyncio.Event(), Counter[int](), [REQUESTS]
-            workers = [
-                asyncio.create_task(load(http, gw, stop, seen, budget)) for _ in range(WORKERS)
-            ]
+        timeout = aiohttp.ClientTimeout(total=SETTLE)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            stop, seen = asyncio.Event(), Counter[int]()
+            workers = [asyncio.create_task(load(http, gw, stop, seen)) for _ in range(WORKERS)]
             delays: list[float] = []
             never_seen = True
             try:
                 for i in range(REWRITES):
                     next_at = time.monotonic() + PERIOD
+                    done = sum(seen.values())
                     if i == 20:  # invalid: names an unknown provider; must never be served
-                        (root / "routes.yaml").write_text(
+                        tmp = root / ".routes.yaml.tmp"  # saved whole, as write_routes does
+                        tmp.write_text(
                             "routes:\n  demo: {targets: [{provider: demo, model: demo-v1}]}\n"
                             "  never: {targets: [{provider: ghost, model: x}]}\n"
                         )
-                        await asyncio.sleep(0.8)
+                        os.replace(tmp, root / "routes.yaml")
+                        started = time.monotonic()  # until the watcher has tried and refused it
+                        while (await admin_config(http, gw))["reloads"]["failed"] < 1:
+                            assert time.monotonic() - started < SETTLE, "invalid config unseen"
+                            await asyncio.sleep(0.05)
                         never_seen = never_seen and "never" not in await models(http, gw)
+                        await progressed(seen, done, workers)
                         continue
                     if i == 30:  # a provider file appears, with a route using it
                         (root / "providers.d" / "extra.yaml").write_text(extra_provider)
@@ -82,25 +110,26 @@ async def test_fifty_rewrites_under_load(tmp_path: Path) -> None:
                             },
                         )
                         delays.append(await visible(http, gw, "extra"))
+                        await progressed(seen, done, workers)
                         continue
                     if i == 40:  # ... and goes away again
                         write_routes(root, {})
                         (root / "providers.d" / "extra.yaml").unlink()
                         delays.append(await visible(http, gw, "extra", present=False))
+                        await progressed(seen, done, workers)
                         continue
                     write_routes(root, {f"v{i}": "demo"})
                     delays.append(await visible(http, gw, f"v{i}"))
+                    await progressed(seen, done, workers)
                     await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             finally:
                 stop.set()
                 await asyncio.gather(*workers)
-            headers = {"Authorization": f"Bearer {ADMIN}"}
-            async with http.get(f"{gw.url}/admin/config", headers=headers) as resp:
-                cfg = await resp.json()
+            cfg = await admin_config(http, gw)
     assert never_seen
     assert (
         cfg["reloads"]["failed"] >= 1 and cfg["last_rejected"]["diagnostics"][0]["code"] == "E301"
     )
-    assert len(delays) == REWRITES - 1 and max(delays) < 2.0
-    assert sum(seen.values()) >= REQUESTS * 0.75, seen  # the load really ran alongside
+    assert len(delays) == REWRITES - 1  # each rewrite was served (within SETTLE)
+    assert sum(seen.values()) >= REWRITES * BETWEEN, seen  # the load ran alongside every one
     assert set(seen) == {200}, seen  # zero failed requests
