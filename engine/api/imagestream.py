@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from ..pricing import usd
 from ..runtime.images.imagetypes import sniff
 from ..runtime.job import ImageJob
+from ..runtime.lifecycle import bodygate
 from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
@@ -131,6 +132,8 @@ async def respond(
             await stream.send(
                 await _event(f"{prefix}.{kind}", image, job), event=f"{prefix}.{kind}"
             )
+            del item, image  # written: the megabytes go before the slot does
+            bodygate.event_written()
         try:
             outcome = task.result()
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ..runtime.job import ImageJob
+from ..runtime.lifecycle import bodygate
 from ..runtime.request import NoUpstream, Outcome, StreamImage
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
@@ -82,8 +83,10 @@ async def respond(
             kind, image = item
             if kind == "partial":
                 await events.partial(image)
+                del item, image  # written: the megabytes go before the slot does
+                bodygate.event_written()
             else:
-                await events.final(image)
+                await events.final(image)  # kept for response.completed: so is the slot
         try:
             outcome = task.result()
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:

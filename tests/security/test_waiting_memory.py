@@ -103,3 +103,67 @@ async def test_waiting_requests_do_not_buffer_their_answers(
             assert await asyncio.gather(*tasks) == [200] * WAITING
         assert gate.free == 1
         assert grown < BOUND[kind], f"{grown / 1024:.0f} KiB per waiting request"
+
+
+@pytest.fixture
+def stream_upstream() -> Iterator[str]:
+    """The same upstream: a streaming request gets a 2 MB `partial_image` line, then a
+    `completed` one, each a single `data:` line."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "bench.waiting_memory", "--upstream", str(port)]
+    proc = subprocess.Popen([*cmd, "--size", str(SIZE)], cwd=REPO)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_waiting_streams_do_not_buffer_their_events(
+    stream_upstream: str, tmp_path: Path
+) -> None:
+    """An image event stream's large event takes the large-body slot before it is read, and
+    gives it back once written: streaming clients beyond the slots hold the start of one line
+    each, not their events (before: about 1.5 MiB per client, growing with the clients)."""
+    await _up(stream_upstream)
+    env = {
+        "OPENAI_BASE_URL": f"{stream_upstream}/v1",
+        "OPENAI_API_KEYS": "sk-proj-" + "Q" * 40,
+        "PIXGATE_MAX_LARGE_BODIES": "1",
+    }
+    routes = single("openai", "gpt-image-1")
+    body = {"model": "m", "prompt": "x", "stream": True, "partial_images": 1}
+    async with (
+        run_gateway(config_dir(tmp_path, ["openai"], routes), tmp_path / "f", env) as gw,
+        aiohttp.ClientSession() as http,
+    ):
+        gate = gw.app[STATE].body_gate
+
+        async def ask() -> list[bytes]:
+            async with http.post(f"{gw.v1}/images/generations", json=body) as resp:
+                assert resp.status == 200
+                return [x for x in (await resp.read()).split(b"\n") if x.startswith(b"data:")]
+
+        assert len(await ask()) == 2  # warm; and a lone stream gets the slot back each time
+        assert gate.free == 1
+        blocker = gate.ticket()
+        await blocker.acquire()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            tasks = [asyncio.ensure_future(ask()) for _ in range(WAITING)]
+            for _ in range(1500):  # up to 30 s
+                if gate.waiting == WAITING:
+                    break
+                await asyncio.sleep(0.02)
+            assert gate.waiting == WAITING, f"{gate.waiting} streams wait for the slot"
+            await asyncio.sleep(0.5)  # whatever the loop will still read (stricter with time)
+            grown = (tracemalloc.get_traced_memory()[0] - before) / WAITING
+        finally:
+            tracemalloc.stop()
+        blocker.release()
+        async with asyncio.timeout(60):
+            for events in await asyncio.gather(*tasks):
+                assert len(events) == 2 and all(len(e) > SIZE for e in events)
+        assert gate.free == 1  # every event gave its slot back
+        assert grown < BOUND["chunked"], f"{grown / 1024:.0f} KiB per waiting stream"

@@ -4,7 +4,12 @@ Lines are split here, not by `StreamReader.readuntil`: that refuses a line longe
 the session's read buffer, and upstream sessions keep a small one (bodygate.READ_BUFFER) so
 that waiting requests buffer little. An image stream's line is one base64 image (OpenAI's
 `partial_image` events are often 1-3 MB), so a line may be as long as `max_line`; a longer one
-is refused with `LineTooLong` without reading further."""
+is refused with `LineTooLong` without reading further.
+
+A line that reaches `bodygate.UNSIZED_LARGE` takes its request's large-body slot before the
+rest is read (`bodygate.hold_event`): while the request waits for one, nothing more is read
+and the rest of the line stays in the socket. The client endpoint gives the slot back once it
+has written the event."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+
+from ..lifecycle import bodygate
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +36,7 @@ async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncItera
     buffer = bytearray()
     start = 0  # where the next line begins in `buffer`
     searched = 0  # bytes of `buffer` before this hold no LF
+    held = False  # this line holds a large-body slot
     while True:
         end = buffer.find(b"\n", max(start, searched))
         if end < 0:
@@ -37,7 +45,12 @@ async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncItera
             if len(buffer) > max_line + 1:  # + 1: the CR of a CRLF may wait for its LF
                 raise LineTooLong(f"an event-stream line is longer than {max_line} bytes")
             searched = len(buffer)
-            chunk = await content.readany()
+            if not held and len(buffer) >= bodygate.UNSIZED_LARGE:
+                held = True
+                await bodygate.hold_event()  # before reading the rest of it
+            # Small steps until a line holds a slot: a step past the threshold stays small,
+            # and what is not taken stays in the reader's buffer, not in a second copy here.
+            chunk = await (content.readany() if held else content.read(bodygate.WAIT_STEP))
             if not chunk:
                 if buffer:
                     yield bytes(buffer)
@@ -47,6 +60,9 @@ async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncItera
         if end - start > max_line + (end > start and buffer[end - 1] == 0x0D):
             raise LineTooLong(f"an event-stream line is longer than {max_line} bytes")
         stop = end - 1 if end > start and buffer[end - 1] == 0x0D else end
+        if not held and stop - start >= bodygate.UNSIZED_LARGE:
+            await bodygate.hold_event()  # it arrived in one read: it holds one all the same
+        held = False
         yield bytes(buffer[start:stop])
         start = end + 1
 

@@ -11,7 +11,14 @@ whose length says it is large, and while it waits aiohttp's flow control keeps t
 the body in the socket: upstream sessions use a small `READ_BUFFER` (aiohttp pauses the
 transport beyond twice that), so a waiting request holds one socket read (the event loop
 reads at most 256 KB at a time) and no more. A body of unknown length counts as large from
-`UNSIZED_LARGE` on, and is read in small steps until its request holds a slot."""
+`UNSIZED_LARGE` on, and is read in small steps until its request holds a slot.
+
+An event stream is long-lived, so holding a slot from its first large event to its end would
+let four image streams shut out everyone else for minutes. A large event-stream line takes
+the slot instead from `UNSIZED_LARGE` on (`hold_event`, before the rest is read) until the
+client endpoint has written the event (`event_written`); the request then gives the slot
+back, and takes it again for its next large event. The ticket counts the large events on
+their way through (`pending`): the slot goes back only when none is left."""
 
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ import aiohttp
 LARGE_BODY = 1024 * 1024
 UNSIZED_LARGE = 128 * 1024  # without a Content-Length, a body is large from here on
 READ_BUFFER = 16 * 1024  # `read_bufsize` of every upstream session (see the docstring)
-_WAIT_STEP = READ_BUFFER  # reads before the slot is held (a larger read raises the buffer)
+WAIT_STEP = READ_BUFFER  # reads before the slot is held (a larger read raises the buffer)
 _STEP = 1024 * 1024  # reads while it is held (or with no gate at all)
 
 
@@ -52,11 +59,12 @@ class BodyGate:
 class Ticket:
     """One request's claim on a slot; every task of the request shares it."""
 
-    __slots__ = ("_claim", "_slots")
+    __slots__ = ("_claim", "_slots", "pending")
 
     def __init__(self, slots: asyncio.Semaphore) -> None:
         self._slots = slots
         self._claim: asyncio.Future[Literal[True]] | None = None
+        self.pending = 0  # large stream events read but not yet written to the client
 
     @property
     def held(self) -> bool:
@@ -79,8 +87,32 @@ class Ticket:
         else:
             claim.cancel()
 
+    def event_written(self) -> None:
+        """One large event (or a downloaded image) reached the client: with no other large
+        event on its way, the slot goes back. A claim still waiting is left alone."""
+        if self.pending:
+            self.pending -= 1
+        if not self.pending and self.held:
+            self.release()
+
 
 CURRENT: ContextVar[Ticket | None] = ContextVar("pixgate_body_ticket", default=None)
+
+
+async def hold_event() -> None:
+    """A large event-stream line: its request holds (or waits for) a slot before reading the
+    rest, until `event_written`, or until the request ends."""
+    ticket = CURRENT.get()
+    if ticket is not None:
+        ticket.pending += 1
+        await ticket.acquire()
+
+
+def event_written() -> None:
+    """Call after writing an image event to the client (see the module docstring)."""
+    ticket = CURRENT.get()
+    if ticket is not None:
+        ticket.event_written()
 
 
 async def hold_for(size: int, *, sized: bool = True) -> None:
@@ -124,7 +156,7 @@ async def read_capped(
     chunks: list[bytes] = []
     size = 0
     while True:
-        step = _STEP if not gated or _holding() else _WAIT_STEP
+        step = _STEP if not gated or _holding() else WAIT_STEP
         chunk = await content.read(min(limit + 1 - size, step))
         if not chunk:
             return b"".join(chunks)
