@@ -1,5 +1,5 @@
 """The hooks a fleet shares beyond key health: rate-limit counters, usage totals and budget
-reservations, job records.
+reservations, job records (a part of RedisState).
 
 Each call is one Redis round trip (a Lua script or a pipeline), guarded like the rest: when
 Redis fails, this replica's memory state answers instead.
@@ -9,34 +9,22 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from . import scripts
+from .base import StateStats
 from .identity import Names
 from .memory import MemoryState
+from .redispart import RedisPart
 
-Guard = Callable[[Awaitable[Any]], Awaitable[Any]]
 
-
-class RedisRecords:
+class RedisRecords(RedisPart):
     def __init__(
-        self,
-        client: aioredis.Redis,
-        names: Names,
-        guard: Guard,
-        local: MemoryState,
-        degraded: Callable[[], bool],
+        self, client: aioredis.Redis, names: Names, local: MemoryState, stats: StateStats
     ) -> None:
-        self.client = client
-        self.names = names
-        self.guard = guard
-        self.local = local
-        self.degraded = degraded
-        self._hit = client.register_script(scripts.HIT)
-        self._reserve = client.register_script(scripts.RESERVE)
+        super().__init__(client, names, local, stats)
         # Usage and spend counted locally while Redis failed: added to Redis once it answers
         # again, so an outage's requests are not missing from the fleet's totals.
         self._unsent: dict[str, tuple[dict[str, float], float | None]] = {}
@@ -44,7 +32,7 @@ class RedisRecords:
     async def hit(self, name: str, window: float, amount: int = 1) -> int:
         index = int(time.time() // window)
         key = self.names.plain("hits", name, str(index))
-        count = await self.guard(self._hit(keys=[key], args=[amount, int(window * 2000)]))
+        count = await self.guard(self.lua.hit(keys=[key], args=[amount, int(window * 2000)]))
         if count is None:
             return await self.local.hit(name, window, amount)
         return int(count)
@@ -74,7 +62,7 @@ class RedisRecords:
         keys = [self.names.plain("usage", n) for n in names]
         args: list[str | int] = [field, repr(amount), int(ttl * 1000)]
         args += [repr(float(x)) for x in limits]
-        out = await self.guard(self._reserve(keys=keys, args=args))
+        out = await self.guard(self.lua.reserve(keys=keys, args=args))
         if out is None:
             done, before = await self.local.reserve(names, field, amount, limits, ttl)
             for name in names if done else ():

@@ -1,5 +1,5 @@
-"""Job leases, the set of active jobs and cancel flags in Redis (for RedisState; job records
-themselves are in records.py).
+"""Job leases, the set of active jobs and cancel flags in Redis (a part of RedisState; job
+records themselves are in records.py).
 
 Every call is one round trip, guarded like the rest: when Redis fails, this replica's memory
 state answers instead.
@@ -7,43 +7,20 @@ state answers instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import redis.asyncio as aioredis
-
-from . import scripts
-from .identity import Names
-from .memory import MemoryState
-from .records import Guard
+from .redispart import RedisPart
 
 
-class RedisJobLeases:
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        names: Names,
-        guard: Guard,
-        local: MemoryState,
-        degraded: Callable[[], bool],
-    ) -> None:
-        self.client = client
-        self.names = names
-        self.guard = guard
-        self.local = local
-        self.degraded = degraded
-        self._lease = client.register_script(scripts.JOB_LEASE)
-        self._release = client.register_script(scripts.JOB_RELEASE)
-
+class RedisJobLeases(RedisPart):
     async def lease_job(self, job_id: str, holder: str, ttl: float) -> bool:
         key = self.names.plain("joblease", job_id)
-        taken = await self.guard(self._lease(keys=[key], args=[holder, int(ttl * 1000)]))
+        taken = await self.guard(self.lua.job_lease(keys=[key], args=[holder, int(ttl * 1000)]))
         if taken is None:
             return await self.local.lease_job(job_id, holder, ttl)
         return bool(taken)
 
     async def release_job(self, job_id: str, holder: str) -> None:
         key = self.names.plain("joblease", job_id)
-        if await self.guard(self._release(keys=[key], args=[holder])) is None:
+        if await self.guard(self.lua.job_release(keys=[key], args=[holder])) is None:
             await self.local.release_job(job_id, holder)
 
     async def mark_active(self, job_id: str, active: bool) -> None:

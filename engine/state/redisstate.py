@@ -21,7 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Awaitable, Collection
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -45,15 +45,15 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.1, 5.0
 FAILURES = (RedisError, OSError, TimeoutError, ConnectionError)
 
 
-class RedisState:
+class RedisState(RedisRecords, RedisJobLeases):
+    """The state backend of a fleet; its hooks for counters, job records and job leases are
+    its parts (records.py, redisjobs.py)."""
+
     durable_jobs = True  # every replica reads the records: a job outlives its replica
 
     def __init__(self, config: RedisConfig, local: MemoryState | None = None) -> None:
         self.config = config
-        self.local = local or MemoryState()
-        self.stats = StateStats(backend="redis", extra={"prefix": config.prefix})
-        self.names = Names(config.prefix, KeyIds(config.secret))
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
+        client: aioredis.Redis = aioredis.Redis.from_url(
             config.url,
             socket_timeout=config.timeout,
             socket_connect_timeout=config.timeout,
@@ -61,20 +61,17 @@ class RedisState:
             decode_responses=True,
             retry_on_timeout=False,
         )
+        super().__init__(
+            client,
+            Names(config.prefix, KeyIds(config.secret)),
+            local or MemoryState(),
+            StateStats(backend="redis", extra={"prefix": config.prefix}),
+        )
         # The calls of every attempt (the scripts, the batched releases) share one pipelined
         # connection: a pooled call costs several times their CPU (multiplex.py).
-        self.line = Multiplexed(self.client.connection_pool)
-        self._acquire = self.client.register_script(scripts.ACQUIRE)
-        self._settle = self.client.register_script(scripts.SETTLE)
-        self._renew = self.client.register_script(scripts.RENEW)
-        self.cache = HealthCache(self.client, self.names, config.cache_ttl, config.timeout)
-        self.outbox = Outbox(self.line, self._guard, scripts.KEEP_ROWS_MS)
-        self.records = RedisRecords(
-            self.client, self.names, self._guard, self.local, lambda: self.stats.degraded
-        )
-        self.leases = RedisJobLeases(
-            self.client, self.names, self._guard, self.local, lambda: self.stats.degraded
-        )
+        self.line = Multiplexed(client.connection_pool)
+        self.cache = HealthCache(client, self.names, config.cache_ttl, config.timeout)
+        self.outbox = Outbox(self.line, self.guard, scripts.KEEP_ROWS_MS)
         self._held: dict[str, str] = {}  # token -> its key's lease set, renewed until settled
         self._cursor: dict[str, int] = {}  # round robin of the cached path, per provider
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -107,7 +104,7 @@ class RedisState:
             pipe = self.client.pipeline(transaction=False)
             for lease, token in leases:
                 pipe.zrem(lease, token)
-            await self._guard(pipe.execute())
+            await self.guard(pipe.execute())
         self._held.clear()
         await self.line.close()
         with contextlib.suppress(*FAILURES):
@@ -122,7 +119,7 @@ class RedisState:
 
     # --- failing open -------------------------------------------------------------------------
 
-    async def _guard(self, call: Awaitable[T]) -> T | None:
+    async def guard(self, call: Awaitable[T]) -> T | None:
         """The call's result, or None when Redis failed (and local state must serve)."""
         try:
             async with asyncio.timeout(self.config.timeout):
@@ -183,7 +180,7 @@ class RedisState:
             raise Denied(pid, "no_key")
         # Read (at most once per cache_ttl) even when a lease needs the script: the settle
         # of a success looks at it.
-        health = await self.cache.get(provider, self._guard)
+        health = await self.cache.get(provider, self.guard)
         if self.stats.degraded:  # the cache's read just failed
             return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
         if health is not None and not policy.max_concurrency_per_key:  # no lease to take
@@ -257,7 +254,7 @@ class RedisState:
         for lease, token in self.outbox.take_releases(self.names.of(pid, "lease")):
             names.append(lease)
             args.append(token)
-        return await self._guard(self.line.script(self._acquire, names, args))
+        return await self.guard(self.line.script(self.lua.acquire, names, args))
 
     async def settle(
         self,
@@ -315,7 +312,7 @@ class RedisState:
         args = scripts.settle_args(
             grant, self.config.replica, kind, retry_after, policy, self.names.channel
         )
-        changed = await self._guard(self.line.script(self._settle, names, args))
+        changed = await self.guard(self.line.script(self.lua.settle, names, args))
         if changed:  # ours at once; other replicas by the message the script published
             self.cache.drop(pid)
 
@@ -330,7 +327,7 @@ class RedisState:
             keys = [lease for _, lease in held]
             tokens: list[Any] = [token for token, _ in held]
             ttl_ms = int(self.config.lease_ttl * 1000)
-            await self._guard(self._renew(keys=keys, args=[*tokens, len(held), ttl_ms]))
+            await self.guard(self.lua.renew(keys=keys, args=[*tokens, len(held), ttl_ms]))
 
     # --- reading, for /admin/keys -----------------------------------------------------------
 
@@ -339,7 +336,7 @@ class RedisState:
         if self.stats.degraded:
             return self._local_report(providers)
         await self.outbox.flush()  # this replica's batched counts and releases first
-        answers = await self._guard(adminrows.ask(self.client, self.names, providers).execute())
+        answers = await self.guard(adminrows.ask(self.client, self.names, providers).execute())
         if answers is None:
             return self._local_report(providers)
         return adminrows.read(answers, providers)
@@ -356,7 +353,7 @@ class RedisState:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(health, mapping=fields)  # type: ignore[arg-type]
         pipe.publish(self.names.channel, provider)
-        await self._guard(pipe.execute())
+        await self.guard(pipe.execute())
         self.cache.drop(provider)
 
     def _local_report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
@@ -368,60 +365,3 @@ class RedisState:
     def retain(self, providers: dict[str, ProviderSpec]) -> None:
         self.local.retain(providers)
         self.names.forget({(pid, k) for pid, p in providers.items() for k in p.auth.keys})
-
-    # --- hooks: counters and job records (records.py) ---------------------------------------
-
-    async def hit(self, name: str, window: float, amount: int = 1) -> int:
-        return await self.records.hit(name, window, amount)
-
-    async def add_usage(
-        self, name: str, amounts: dict[str, float], ttl: float | None = None
-    ) -> dict[str, float]:
-        return await self.records.add_usage(name, amounts, ttl)
-
-    async def get_usage(self, name: str) -> dict[str, float]:
-        return await self.records.get_usage(name)
-
-    async def reserve(
-        self, names: Sequence[str], field: str, amount: float, limits: Sequence[float], ttl: float
-    ) -> tuple[bool, list[float]]:
-        return await self.records.reserve(names, field, amount, limits, ttl)
-
-    async def put_job(self, job_id: str, record: dict[str, Any], ttl: float) -> None:
-        await self.records.put_job(job_id, record, ttl)
-
-    async def get_job(self, job_id: str) -> dict[str, Any] | None:
-        return await self.records.get_job(job_id)
-
-    async def claim_job(
-        self, job_id: str, record: dict[str, Any], ttl: float
-    ) -> dict[str, Any] | None:
-        return await self.records.claim_job(job_id, record, ttl)
-
-    async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
-        await self.records.index_job(owner, job_id, created, ttl)
-
-    async def job_ids(
-        self, owner: str, before: float | None, limit: int
-    ) -> list[tuple[str, float]]:
-        return await self.records.job_ids(owner, before, limit)
-
-    # --- job leases (redisjobs.py) -----------------------------------------------------------
-
-    async def lease_job(self, job_id: str, holder: str, ttl: float) -> bool:
-        return await self.leases.lease_job(job_id, holder, ttl)
-
-    async def release_job(self, job_id: str, holder: str) -> None:
-        await self.leases.release_job(job_id, holder)
-
-    async def mark_active(self, job_id: str, active: bool) -> None:
-        await self.leases.mark_active(job_id, active)
-
-    async def active_jobs(self) -> list[str]:
-        return await self.leases.active_jobs()
-
-    async def flag_cancel(self, job_id: str, ttl: float) -> None:
-        await self.leases.flag_cancel(job_id, ttl)
-
-    async def cancel_flags(self, job_ids: list[str]) -> set[str]:
-        return await self.leases.cancel_flags(job_ids)

@@ -7,6 +7,8 @@ Cluster keeps them in one slot.
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
+
 from ..dsl.spec import ProviderPolicy
 from .base import Grant
 
@@ -247,3 +249,16 @@ JOB_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+class Lua:
+    """Every script, registered with a client: called by EVALSHA (loaded again on NOSCRIPT)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.acquire = client.register_script(ACQUIRE)
+        self.settle = client.register_script(SETTLE)
+        self.renew = client.register_script(RENEW)
+        self.hit = client.register_script(HIT)
+        self.reserve = client.register_script(RESERVE)
+        self.job_lease = client.register_script(JOB_LEASE)
+        self.job_release = client.register_script(JOB_RELEASE)
