@@ -21,7 +21,9 @@ Fn = Callable[[Any], Any]
 
 def is_false(value: Any) -> bool:
     """jmespath's falsy values: null, false, "", [] and {} (0 is true)."""
-    return value is None or value is False or value == "" or value == [] or value == {}
+    if value is None or value is False:
+        return True
+    return isinstance(value, str | list | dict) and not value
 
 
 def _number(x: Any) -> bool:
@@ -29,6 +31,8 @@ def _number(x: Any) -> bool:
 
 
 def _equals(x: Any, y: Any) -> bool:
+    if isinstance(x, bool) is isinstance(y, bool):  # both or neither a boolean: plain equality
+        return bool(x == y)
     if _number(x) and x in (0, 1) and isinstance(y, bool):
         return False
     if _number(y) and y in (0, 1) and isinstance(x, bool):
@@ -62,6 +66,9 @@ def compile_fast(node: dict[str, Any], call_function: Callable[[str, list[Any]],
         literal = node["value"]
         return lambda v: literal
     if kind in ("subexpression", "index_expression"):
+        names = [child["value"] for child in node["children"] if child["type"] == "field"]
+        if len(names) == len(kids):  # `a.b.c`, the commonest shape: one closure, not one a name
+            return _path(names)
         return _chain(kids)
     if kind == "index":
         index = node["value"]
@@ -97,6 +104,17 @@ def _chain(steps: list[Fn]) -> Fn:
     return run
 
 
+def _path(names: list[str]) -> Fn:
+    def run(v: Any) -> Any:
+        for name in names:
+            if not isinstance(v, dict):
+                return None
+            v = v.get(name)
+        return v
+
+    return run
+
+
 def _index(v: Any, index: int) -> Any:
     if not isinstance(v, list):
         return None
@@ -127,7 +145,7 @@ def _projection(base: Fn, each: Fn) -> Fn:
         found = base(v)
         if not isinstance(found, list):
             return None
-        return [x for x in (each(element) for element in found) if x is not None]
+        return [x for x in map(each, found) if x is not None]
 
     return run
 

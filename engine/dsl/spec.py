@@ -167,10 +167,12 @@ class TaskSpec:
     images_per_call: int = 1
     parallel: int = 4
     cancel: StepSpec | None = None  # sent when a client cancels the job mid-steps
+    # Some step polls or streams for long (the long deadline); read on every request, so
+    # computed once here.
+    polls: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def polls(self) -> bool:
-        return any(step.long_running for step in self.steps)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "polls", any(step.long_running for step in self.steps))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ keys, grants and deadlines are service.py's."""
 from __future__ import annotations
 
 import asyncio
-import secrets
+import contextlib
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -68,7 +68,9 @@ async def run_attempt(
         partial_images=info.partial_images,
     )
     counts = call_counts(job.n, model.images_per_call or task.images_per_call)
-    gate = asyncio.Semaphore(task.parallel)
+    # `parallel` calls at a time; no semaphore when all of them fit (one call, usually)
+    gated = len(counts) > task.parallel
+    gate = asyncio.Semaphore(task.parallel) if gated else contextlib.nullcontext()
     if journal is not None and journal.resume_from is None:
         index = key_index(provider, key, info)
         relayed = info.relay is not None
@@ -76,7 +78,7 @@ async def run_attempt(
 
     async def call(index: int, count: int) -> CallResult:
         async with gate:
-            seed: Any = secrets.randbelow(2**31)
+            seed: Any = svc.rng.getrandbits(31)  # a seed, not a secret: no system entropy
             hooks = None
             if journal is not None and journal.resume_from is not None:
                 seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
@@ -169,13 +171,14 @@ async def _normalise(
 def result_context(
     svc: ImageService, provider: ProviderSpec, key: str | None, base_url: str, info: RequestInfo
 ) -> ResultContext:
-    auth_headers = dict(svc.internal_headers) if provider.on_gateway else None
-    if key and provider.auth.header and provider.auth.value is not None:
-        auth_headers = {
-            **(auth_headers or {}),
-            provider.auth.header: str(provider.auth.value.render({"key": key})),
-        }
-    scope = DownloadScope(base_url, provider.auth.send_to, provider.private_origins, auth_headers)
+    scope = DownloadScope(
+        base_url,
+        provider.auth.send_to,
+        provider.private_origins,
+        provider.auth,
+        key,
+        svc.internal_headers if provider.on_gateway else None,
+    )
     return ResultContext(
         svc.session,
         svc.storage,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import itertools
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -31,6 +31,7 @@ class MemoryState:
         self._active_jobs: set[str] = set()
         self._cancels: dict[str, float] = {}  # job id -> until
         self.durable_jobs = False  # a restart loses every record: nothing to hand over
+        self._tokens = itertools.count(1)  # grant tokens: only told apart within this process
 
     async def start(self) -> None:
         return None
@@ -63,7 +64,7 @@ class MemoryState:
         permit = self.breakers.allow(pid, policy.breaker)
         if permit is None:
             raise Denied(pid, "circuit_open")
-        grant = Grant(pid, None, secrets.token_hex(8), probe=permit.probe, handle=permit)
+        grant = Grant(pid, None, f"m{next(self._tokens)}", probe=permit.probe, handle=permit)
         if not pool or not provider.auth.keys:
             return grant
         try:

@@ -93,8 +93,7 @@ class Executor:
     async def run(
         self, task: TaskSpec, ctx: dict[str, Any], hooks: CallHooks | None = None
     ) -> CallResult:
-        hooks = hooks or CallHooks()
-        ctx = {**ctx, "steps": dict(hooks.done)}
+        ctx = {**ctx, "steps": dict(hooks.done) if hooks is not None else {}}
         result = CallResult()
         try:
             await self._run_steps(task.steps, ctx, result, ran=False, hooks=hooks)
@@ -207,13 +206,13 @@ class Executor:
         self, step: StepSpec, ctx: dict[str, Any], result: CallResult, out: Outgoing | None = None
     ) -> Reply:
         out = out or self._render(step, ctx)
-        on_event = self._event_reader(step, result, str(out.url)) if step.stream else None
+        on_event = self._event_reader(step, result, out) if step.stream else None
         with self.clock.waiting():
             reply = await send(self.session, out, step, on_event)
         self._check(step, reply)
         return reply
 
-    def _event_reader(self, step: StepSpec, result: CallResult, request_url: str) -> EventFn | None:
+    def _event_reader(self, step: StepSpec, result: CallResult, out: Outgoing) -> EventFn | None:
         """Handles a stream's partial and image events while the stream is still open."""
         spec = step.stream
         if spec is None or (spec.partial_event is None and spec.image_event is None):
@@ -224,13 +223,13 @@ class Executor:
             nonlocal partials
             if name == spec.image_event and spec.image is not None:
                 usage = step.usage.search(data) if step.usage is not None else None
-                for ref in _image_refs(spec.image.search(data), step.image_kind, request_url):
+                for ref in _image_refs(spec.image.search(data), step.image_kind, str(out.url)):
                     self._add_image(result, ref, usage)
             elif name == spec.partial_event and spec.partial_image is not None:
                 count, partials = partials, partials + 1
                 if self.on_partial is None:
                     return  # nobody streams: previews are dropped
-                refs = _image_refs(spec.partial_image.search(data), step.image_kind, request_url)
+                refs = _image_refs(spec.partial_image.search(data), step.image_kind, str(out.url))
                 found = spec.partial_index.search(data) if spec.partial_index else None
                 index = found if _is_index(found) else count
                 for ref in refs[:1]:

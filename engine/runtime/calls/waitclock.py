@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 
 class WaitClock:
     """Wall time during which at least one upstream exchange was in flight, so the gateway can
-    report its own overhead (`x-pixgate-overhead-ms`) apart from the upstream's."""
+    report its own overhead (`x-pixgate-overhead-ms`) apart from the upstream's.
+
+    `with clock.waiting():` around each exchange; exchanges may overlap (n split into calls).
+    The clock is its own context manager: entered once per upstream exchange, a generator-based
+    one cost a generator and a wrapper object each time."""
 
     __slots__ = ("_inflight", "_since", "waited")
 
@@ -18,14 +21,20 @@ class WaitClock:
         self._since = 0.0
         self.waited = 0.0
 
-    @contextmanager
-    def waiting(self) -> Iterator[None]:
+    def waiting(self) -> WaitClock:
+        return self
+
+    def __enter__(self) -> None:
         if self._inflight == 0:
             self._since = time.perf_counter()
         self._inflight += 1
-        try:
-            yield
-        finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self.waited += time.perf_counter() - self._since
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            self.waited += time.perf_counter() - self._since

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
 from ...dsl.origins import OriginPattern, may_receive_key, origin_of
+from ...dsl.spec import AuthSpec
 from ..lifecycle.bodygate import known_length, read_capped
 from ..routing.failures import UpstreamFailure
 from .fetch import REDIRECT_STATUSES, FetchPolicy, FetchRefused, check_url, parse_url
@@ -34,7 +36,18 @@ class DownloadScope:
     base_url: str
     send_to: tuple[OriginPattern, ...] = ()  # more origins for the key (auth.send_to)
     private_origins: tuple[OriginPattern, ...] = ()  # fetched without the SSRF guard
-    auth_headers: dict[str, str] | None = None
+    auth: AuthSpec | None = None  # the provider's auth header, sent with `key`
+    key: str | None = None
+    extra_headers: Mapping[str, str] | None = None  # e.g. the on-gateway upstream's token
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers a hop that may receive the key carries: rendered only when a download
+        happens (most results are passed on without one)."""
+        headers = dict(self.extra_headers or {})
+        auth = self.auth
+        if self.key and auth is not None and auth.header and auth.value is not None:
+            headers[auth.header] = str(auth.value.render({"key": self.key}))
+        return headers
 
     def trusted(self, url: URL) -> bool:
         origin = origin_of(url)
@@ -87,8 +100,8 @@ async def _follow(
         if not trusted:
             check_url(url, policy.allow_loopback)  # scheme, credentials, literal addresses
         headers = (
-            scope.auth_headers
-            if scope.auth_headers and may_receive_key(url, scope.base_url, scope.send_to)
+            scope.auth_headers() or None
+            if may_receive_key(url, scope.base_url, scope.send_to)
             else None
         )
         client = session if trusted else guarded

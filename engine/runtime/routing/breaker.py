@@ -71,10 +71,10 @@ class Breakers:
 
     def record(self, provider: str, kind: str | None, policy: BreakerPolicy) -> None:
         """kind None means success. Any outcome settles the running probe."""
-        circuit = self._circuits.setdefault(provider, _Circuit())
-        if kind is None:
-            self._circuits[provider] = _Circuit()
+        if kind is None:  # closed, nothing counted: the state of a provider never seen
+            self._circuits.pop(provider, None)
             return
+        circuit = self._circuits.setdefault(provider, _Circuit())
         probing = circuit.probe is not None
         circuit.probe, circuit.probe_until = None, 0.0
         if kind not in TRIPPING_KINDS:
