@@ -25,7 +25,6 @@ import time
 from typing import Any
 
 from aiohttp import web
-from PIL import Image, UnidentifiedImageError
 
 from ..pricing import usd
 from ..runtime.images.imagetypes import sniff
@@ -229,6 +228,8 @@ async def describe(b64: str) -> tuple[str | None, str | None]:
 
 
 def _describe_now(b64: str) -> tuple[str | None, str | None]:
+    from ..pillow import Image, UnidentifiedImageError  # loaded on the first image, not at start
+
     try:
         data = base64.b64decode(b64, validate=False)
     except (binascii.Error, ValueError):

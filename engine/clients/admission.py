@@ -8,13 +8,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from typing import TYPE_CHECKING
 
 from ..usage.budget import Budgets, Hold
 from .spec import ClientSpec
+
+if TYPE_CHECKING:
+    from .counters import Counters
 
 log = logging.getLogger("pixgate.clients")
 CALL_TIMEOUT = 0.5  # a slow Redis must not hold requests up
@@ -60,21 +60,24 @@ class Ticket:
 
 class Admission:
     def __init__(self, redis_url: str | None = None, prefix: str = "pixgate") -> None:
-        self.storage: Storage
-        if redis_url:
-            self.storage = RedisStorage(
-                "async+" + redis_url,
-                implementation="redispy",
-                key_prefix=f"{prefix}:limits",
-                socket_timeout=CALL_TIMEOUT,
-                socket_connect_timeout=CALL_TIMEOUT,
-            )
-        else:
-            self.storage = MemoryStorage()
+        self.redis_url = redis_url
+        self.prefix = prefix
         self.shared = bool(redis_url)
-        self.moving = MovingWindowRateLimiter(self.storage)
-        self.fixed = FixedWindowRateLimiter(self.storage)
+        # Shared counters are set up at start like the rest of the Redis state; the memory
+        # store waits for the first counted limit (engine/clients/counters.py says why).
+        self._counters = self._open() if redis_url else None
         self._warned = 0.0
+
+    def _open(self) -> Counters:
+        from .counters import Counters  # loads `limits`: only once a count is needed
+
+        return Counters(self.redis_url, self.prefix, CALL_TIMEOUT)
+
+    @property
+    def counters(self) -> Counters:
+        if self._counters is None:
+            self._counters = self._open()
+        return self._counters
 
     async def admit(
         self, client: ClientSpec, names: tuple[str, ...], n: int, pixels: int | None
@@ -113,7 +116,7 @@ class Admission:
         lim = client.limits
         if lim.concurrent is not None:
             slot = f"concurrent:{client.name}"
-            now = await self.storage.incr(slot, int(LEASE))
+            now = await self.counters.incr(slot, int(LEASE))
             ticket.admission, ticket.slot = self, slot
             if now > lim.concurrent:
                 raise Refused(
@@ -123,42 +126,32 @@ class Admission:
                     headers={"Retry-After": "1"},
                 )
         if lim.rpm is not None:
-            item = RateLimitItemPerMinute(lim.rpm)
-            await self._hit(self.moving, item, client, "requests", 1, ticket)
+            await self._hit(False, lim.rpm, client, "requests", 1, ticket)
         if lim.images_per_minute is not None:
-            item = RateLimitItemPerMinute(lim.images_per_minute)
-            await self._hit(self.moving, item, client, "images", n, ticket)
+            await self._hit(False, lim.images_per_minute, client, "images", n, ticket)
         if lim.images_per_day is not None:
             day = time.strftime("%Y-%m-%d", time.gmtime())
-            daily = RateLimitItemPerDay(lim.images_per_day)
-            await self._hit(self.fixed, daily, client, f"images-day:{day}", n, ticket)
+            await self._hit(True, lim.images_per_day, client, f"images-day:{day}", n, ticket)
 
     async def _hit(
-        self,
-        limiter: MovingWindowRateLimiter | FixedWindowRateLimiter,
-        item: RateLimitItem,
-        client: ClientSpec,
-        what: str,
-        cost: int,
-        ticket: Ticket,
+        self, per_day: bool, limit: int, client: ClientSpec, what: str, cost: int, ticket: Ticket
     ) -> None:
-        ok = await limiter.hit(item, client.name, what, cost=cost)
-        stats = await limiter.get_window_stats(item, client.name, what)
-        reset = max(0.0, stats.reset_time - time.time())
+        window = await self.counters.hit(per_day, limit, client.name, what, cost)
+        reset = max(0.0, window.reset_time - time.time())
         if what == "requests":  # OpenAI's request headers describe the rpm limit
             ticket.headers.update(
                 {
-                    "x-ratelimit-limit-requests": str(item.amount),
-                    "x-ratelimit-remaining-requests": str(max(0, stats.remaining)),
+                    "x-ratelimit-limit-requests": str(window.amount),
+                    "x-ratelimit-remaining-requests": str(max(0, window.remaining)),
                     "x-ratelimit-reset-requests": f"{reset:.0f}s",
                 }
             )
-        if not ok:
-            per = "day" if "day" in what else "minute"
+        if not window.ok:
+            per = "day" if per_day else "minute"
             unit = "requests" if what == "requests" else "images"
             raise Refused(
                 429,
-                f"client '{client.name}' is over its limit of {item.amount} {unit} per {per}; "
+                f"client '{client.name}' is over its limit of {window.amount} {unit} per {per}; "
                 f"try again in {max(1, round(reset))} s",
                 "rate_limit_exceeded",
                 headers={"Retry-After": str(max(1, round(reset))), **ticket.headers},
@@ -166,7 +159,7 @@ class Admission:
 
     async def leave(self, slot: str) -> None:
         try:
-            await asyncio.wait_for(self.storage.incr(slot, int(LEASE), amount=-1), CALL_TIMEOUT)
+            await asyncio.wait_for(self.counters.incr(slot, int(LEASE), amount=-1), CALL_TIMEOUT)
         except (Exception, TimeoutError) as exc:  # the lease expires by itself
             self._degraded(exc)
 

@@ -6,7 +6,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from engine.demo.render import FORMATS
+from engine.demo.formats import FORMATS
 
 
 @dataclass(slots=True)

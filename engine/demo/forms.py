@@ -14,7 +14,7 @@ import orjson
 from aiohttp import BodyPartReader, web
 
 from engine.demo.errors import ApiError
-from engine.demo.render import image_size, normalize_format, render_image
+from engine.demo.formats import normalize_format
 
 MAX_PROMPT_CHARS: Final = 4000
 MIN_SIDE: Final = 64
@@ -42,6 +42,8 @@ class RenderJob:
     inputs: list[bytes] = field(default_factory=list)
 
     def render_all(self) -> list[bytes]:
+        from engine.demo.render import render_image  # Pillow: loaded on the first render
+
         base = self.seed if self.seed is not None else 0
         return [
             render_image(
@@ -240,6 +242,8 @@ def decode_image_list(payload: Mapping[str, Any]) -> list[bytes]:
 
 async def probe_inputs(images: Sequence[bytes], param: str) -> tuple[int, int] | None:
     """Check that every input is a readable image; return the first one's size."""
+    from engine.demo.render import image_size  # Pillow: loaded on the first input image
+
     first: tuple[int, int] | None = None
     for i, data in enumerate(images):
         try:

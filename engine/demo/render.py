@@ -18,7 +18,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Final
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from ..pillow import Image, ImageDraw, ImageFont, ImageOps
+from .formats import FORMATS, normalize_format
 
 __all__ = [
     "FORMATS",
@@ -37,23 +38,7 @@ MAX_SIDE: Final = 8192
 MAX_INPUT_PIXELS: Final = 40_000_000
 """Client images larger than this (decoded) are refused instead of being decoded."""
 
-FORMATS: Final[dict[str, str]] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-"""Supported output formats mapped to their MIME type."""
-
-_FORMAT_ALIASES: Final[dict[str, str]] = {"jpg": "jpeg"}
-
 _Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-
-def normalize_format(fmt: str) -> str:
-    """Return the canonical output-format name (``png``/``jpeg``/``webp``) or raise ValueError."""
-    key = fmt.strip().lower()
-    key = _FORMAT_ALIASES.get(key, key)
-    if key not in FORMATS:
-        raise ValueError(
-            f"unsupported output format {fmt!r}; expected one of: {', '.join(FORMATS)}"
-        )
-    return key
 
 
 def image_size(data: bytes) -> tuple[int, int]:

@@ -36,6 +36,7 @@ from aiohttp.typedefs import Handler
 
 from engine.demo.errors import ApiError, error_response, json_response
 from engine.demo.files import FileStore
+from engine.demo.formats import FORMATS
 from engine.demo.forms import (
     MAX_DELAY,
     MAX_INPUT_IMAGES,
@@ -53,7 +54,6 @@ from engine.demo.forms import (
     read_json_object,
     read_multipart,
 )
-from engine.demo.render import FORMATS
 from engine.demo.tasks import FAIL_MARKER, Task, TaskStore, run_task, task_progress
 
 __all__ = ["create_demo_app"]

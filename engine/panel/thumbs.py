@@ -8,21 +8,24 @@ import asyncio
 import io
 from collections import OrderedDict
 
-from PIL import Image
-
 SIDE = 256
 MAX_SOURCE = 50 * 1024 * 1024  # larger stored files get no thumbnail
 CACHE_BYTES = 32 * 1024 * 1024
-Image.MAX_IMAGE_PIXELS = 100_000_000  # a decompression bomb is refused, not rendered
 
 
 def render(data: bytes) -> bytes:
-    with Image.open(io.BytesIO(data)) as img:
-        img.thumbnail((SIDE, SIDE))
-        out = io.BytesIO()
-        rgb = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
-        rgb.save(out, "WEBP", quality=80)
-        return out.getvalue()
+    """A WebP thumbnail; OSError or ValueError when Pillow cannot (or may not) decode `data`."""
+    from ..pillow import Image  # loaded on the first thumbnail, not at start
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.thumbnail((SIDE, SIDE))
+            out = io.BytesIO()
+            rgb = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
+            rgb.save(out, "WEBP", quality=80)
+            return out.getvalue()
+    except Image.DecompressionBombError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class Thumbnails:

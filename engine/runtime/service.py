@@ -20,7 +20,6 @@ from ..storage.hub import StorageHub
 from .attempt import run_attempt
 from .calls.optimizer import OptimizerError, optimize
 from .images.fetch import FetchPolicy
-from .images.transforms import transform_job
 from .job import ImageJob
 from .redact import redact
 from .request import Outcome, RequestInfo
@@ -245,6 +244,8 @@ class ImageService:
         if spec is None or (not job.images and job.mask is None):
             return job
         if spec not in prepared:
+            from .images.transforms import transform_job  # Pillow: only with input images
+
             out = await asyncio.to_thread(transform_job, job, spec)
             for new, old in zip(out.images, job.images, strict=True):
                 if new is not old and old.public_url:

@@ -16,7 +16,6 @@ from ..dsl.spec import FanOutStep, ProviderSpec, StepSpec
 from ..runtime.calls.context import base_context, call_context, call_counts
 from ..runtime.calls.fanout import loop_vars
 from ..runtime.calls.upstream import Outgoing, build_request
-from ..runtime.images.transforms import transform_job
 from ..runtime.job import ImageJob
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.keys import mask_key
@@ -87,6 +86,8 @@ def render_steps(job: ImageJob, attempt: Attempt, base_url: str, key: str | None
     task = provider.tasks[attempt.task]
     converted = job
     if provider.inputs is not None:
+        from ..runtime.images.transforms import transform_job  # Pillow: only when needed
+
         try:
             converted = transform_job(job, provider.inputs)
         except UpstreamFailure as exc:

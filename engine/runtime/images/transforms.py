@@ -3,7 +3,8 @@
 Once per request and provider, before any call is rendered: convert the format, scale down to
 `max_side`, re-encode under `max_bytes`, and turn the client's mask (OpenAI's convention:
 transparent = edit here) into the provider's. An image that already fits is passed on byte for
-byte. CPU-bound: the service runs `transform_job` in a worker thread.
+byte. CPU-bound: the service runs `transform_job` in a worker thread. Its callers import this
+module when a job has input images to convert, so a gateway loads Pillow only then.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import io
 
-from PIL import Image, ImageOps
-
 from ...dsl.spec import InputsSpec
+from ...pillow import Image, ImageOps
 from ..job import ImageJob, InputImage
 from ..routing.failures import UpstreamFailure
 
