@@ -22,6 +22,7 @@ from .api import (
     gallery,
     health,
     images,
+    jobevents,
     metrics,
     responses,
     usage,
@@ -132,6 +133,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_post("/v1/images/variations", images.variations)
     app.router.add_post("/v1/images/blend", images.blend)
     image_jobs.install(app)
+    app.router.add_get("/v1/images/jobs/{id}/events", jobevents.job_events)
     app.router.add_post("/v1/chat/completions", chat.completions)
     app.router.add_post("/v1/responses", responses.create)
     app.router.add_get("/files/{name}", files.files)

@@ -40,9 +40,10 @@ PIXGATE_EXTRAS: Mapping[str, frozenset[str]] = {
     "ChatCompletionStreamResponseDelta": frozenset({"reasoning_content"}),
     # README "The API": the exact WxH of a streamed image (`size` keeps to OpenAI's enum)
     "ImageGenPartialImageEvent": frozenset({"pixgate_size"}),
-    "ImageGenCompletedEvent": frozenset({"pixgate_size"}),
+    # docs/jobs.md: an async job's events carry the URL of an image it handed out as one
+    "ImageGenCompletedEvent": frozenset({"pixgate_size", "url"}),
     "ImageEditPartialImageEvent": frozenset({"pixgate_size"}),
-    "ImageEditCompletedEvent": frozenset({"pixgate_size"}),
+    "ImageEditCompletedEvent": frozenset({"pixgate_size", "url"}),
     # docs/responses.md: an image call says what it made, as OpenAI's own answers do
     "ImageGenToolCall": frozenset(
         {"revised_prompt", "size", "quality", "background", "output_format"}

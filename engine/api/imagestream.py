@@ -129,7 +129,7 @@ async def respond(
                 started = True
             kind, image = item
             await stream.send(
-                await _event(f"{prefix}.{kind}", image, job), event=f"{prefix}.{kind}"
+                await stream_event(f"{prefix}.{kind}", image, job), event=f"{prefix}.{kind}"
             )
             del item, image  # written: the megabytes go before the slot does
             bodygate.event_written()
@@ -139,7 +139,7 @@ async def respond(
             error = images.service_error(request, exc)
             if not started:
                 raise error from None
-            await stream.send(_error_body(error), event="error")
+            await stream.send(error_event(error), event="error")
         else:
             request[PROVIDER] = outcome.provider
             if outcome.cost_usd is not None:  # the headers are long gone: a closing comment
@@ -157,7 +157,8 @@ async def respond(
     return stream.response
 
 
-def _error_body(error: ApiError) -> dict[str, Any]:
+def error_event(error: ApiError) -> dict[str, Any]:
+    """The `error` event that ends a stream (an async job's events too)."""
     return {
         "error": {
             "message": error.message,
@@ -168,7 +169,7 @@ def _error_body(error: ApiError) -> dict[str, Any]:
     }
 
 
-async def _event(kind: str, image: StreamImage, job: ImageJob) -> dict[str, Any]:
+async def stream_event(kind: str, image: StreamImage, job: ImageJob) -> dict[str, Any]:
     """One OpenAI stream event, valid against the spec's enums. `output_format` describes the
     image itself; `size` is its size when that is one of OpenAI's, else `auto`, and
     `pixgate_size` always holds the exact `WxH` when known. `quality` and `background` echo

@@ -4,7 +4,6 @@ and Idempotency-Key for every image POST."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +18,6 @@ from .bearer import bearer_token
 from .errors import ApiError
 from .jsonio import json_response
 from .keys import CLIENT, RELAY
-from .sse import KEEPALIVE_SECONDS, ClientGone, SseStream
 
 JOBS = web.AppKey("pixgate_jobs", JobManager)
 Sync = Callable[[], Awaitable[web.Response]]
@@ -146,12 +144,12 @@ def error_object(exc: BaseException) -> dict[str, Any]:
     return {"message": "the job failed", "type": "server_error", "param": None, "code": None}
 
 
-def _viewer(request: web.Request) -> str | None:
+def viewer(request: web.Request) -> str | None:
     """The owner whose jobs this request may see; None for the admin (every job)."""
     return None if request.path.startswith("/admin") else owner(request)
 
 
-def _not_found(job_id: str) -> ApiError:
+def not_found(job_id: str) -> ApiError:
     return ApiError(404, f"No image job found with id '{job_id}'.", param="id", code="not_found")
 
 
@@ -171,9 +169,9 @@ async def get_job(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
     manager = request.app[JOBS]
     wait = wait_seconds(request.query.get("wait"))
-    record = await manager.wait(job_id, _viewer(request), wait)
+    record = await manager.wait(job_id, viewer(request), wait)
     if record is None:
-        raise _not_found(job_id)
+        raise not_found(job_id)
     return json_response(_shown(request, record))
 
 
@@ -186,9 +184,9 @@ def _shown(request: web.Request, record: dict[str, Any]) -> dict[str, Any]:
 
 async def delete_job(request: web.Request) -> web.Response:
     job_id = request.match_info["id"]
-    record = await request.app[JOBS].cancel(job_id, _viewer(request))
+    record = await request.app[JOBS].cancel(job_id, viewer(request))
     if record is None:
-        raise _not_found(job_id)
+        raise not_found(job_id)
     return json_response(_shown(request, record))
 
 
@@ -210,42 +208,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-async def job_events(request: web.Request) -> web.StreamResponse:
-    """SSE: `image.job.progress` with the job on every change while it runs, then
-    `image.job.<final status>` with the final job (its result or error), then [DONE]."""
-    job_id = request.match_info["id"]
-    manager = request.app[JOBS]
-    viewer = _viewer(request)
-    record = await manager.get(job_id, viewer)
-    if record is None:
-        raise _not_found(job_id)
-    stream = SseStream(request)
-    await stream.start()
-    last: Any = None
-    deadline = time.monotonic() + manager.config.ttl
-    try:
-        while record is not None and time.monotonic() < deadline:
-            if record["status"] not in ACTIVE:
-                await stream.send(public(record), event=f"image.job.{record['status']}")
-                break
-            view = public(record)
-            if view != last:
-                await stream.send(view, event="image.job.progress")
-                last = view
-            else:
-                await stream.comment()
-            record = await manager.changes(job_id, viewer, KEEPALIVE_SECONDS)
-        await stream.done()
-    except ClientGone:
-        pass
-    return stream.response
-
-
 def install(app: web.Application) -> None:
     app.router.add_get("/v1/images/jobs", list_jobs)
     app.router.add_get("/v1/images/jobs/{id}", get_job)
     app.router.add_delete("/v1/images/jobs/{id}", delete_job)
-    app.router.add_get("/v1/images/jobs/{id}/events", job_events)
     app.router.add_get("/admin/jobs/{id}", get_job)
     app.router.add_delete("/admin/jobs/{id}", delete_job)
 

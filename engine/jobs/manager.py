@@ -205,8 +205,7 @@ class JobManager:
 
     async def _finish(self, job_id: str) -> None:
         record = self._records[job_id]
-        record.pop("checkpoint", None)  # only a running job needs them
-        record.pop("request", None)
+        record.pop("checkpoint", None)  # only a running job needs it (`request` renders events)
         with contextlib.suppress(Exception):
             await self._save(job_id)
             await self.store.mark_active(job_id, False)

@@ -5,112 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import openai
 import pytest
 import standardwebhooks
-import yaml
 from aiohttp import web
 
-from tests.gateway import Gateway, run_gateway
+from tests.e2e.jobs_upstream import Env, jobs_env
 from tests.upstreams import serve_upstream
 
 ASYNC = {"Prefer": "respond-async"}
 
 
-@dataclass
-class Upstream:
-    submits: int = 0
-    polls: int = 0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-UP = web.AppKey("up", Upstream)
-
-PROVIDER = {
-    "id": "slow",
-    "title": "jobs test: submit then poll",
-    "base_url": "${SLOW_BASE_URL}",
-    "auth": {"required": False},
-    "models": {"m": {}},
-    "tasks": {
-        "generate": {
-            "steps": [
-                {
-                    "name": "submit",
-                    "request": {"method": "POST", "path": "/submit"},
-                    "extract": {"id": "id"},
-                },
-                {
-                    "name": "poll",
-                    "request": {"method": "GET", "path": "/tasks/{{ steps.submit.id }}"},
-                    "until": "status == 'done'",
-                    "every": "20ms",
-                    "timeout": "30s",
-                    "progress": "progress",
-                    "images": "data[].url",
-                },
-            ]
-        }
-    },
-}
-
-
-async def _submit(request: web.Request) -> web.Response:
-    request.app[UP].submits += 1
-    return web.json_response({"id": "t1"})
-
-
-async def _task(request: web.Request) -> web.Response:
-    up = request.app[UP]
-    up.polls += 1
-    if not up.done.is_set():
-        return web.json_response({"status": "running", "progress": 40})
-    return web.json_response({"status": "done", "data": [{"url": "https://img.test/a.png"}]})
-
-
-@dataclass
-class Env:
-    gw: Gateway
-    up: Upstream
-    a: openai.AsyncOpenAI
-    b: openai.AsyncOpenAI
-    http: aiohttp.ClientSession
-
-
 @pytest.fixture
 async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    extra: dict[str, str] = getattr(request, "param", {})
-    root = tmp_path / "config"
-    (root / "providers.d").mkdir(parents=True)
-    (root / "providers.d" / "slow.yaml").write_text(yaml.safe_dump(PROVIDER, sort_keys=False))
-    routes = {"demo": False, "routes": {"slow": {"targets": [{"provider": "slow", "model": "m"}]}}}
-    (root / "routes.yaml").write_text(yaml.safe_dump(routes))
-    app = web.Application()
-    app[UP] = Upstream()
-    app.router.add_post("/submit", _submit)
-    app.router.add_get("/tasks/{id}", _task)
-    async with serve_upstream(app) as base:
-        genv = {
-            "SLOW_BASE_URL": base,
-            "PIXGATE_POLL_INTERVAL_SCALE": "1",
-            "PIXGATE_API_KEYS": "key-a,key-b",
-            "PIXGATE_ADMIN_KEY": "admin-key",
-            **extra,
-        }
-        async with run_gateway(root, tmp_path / "files", genv) as gw:
-            async with (
-                openai.AsyncOpenAI(base_url=gw.v1, api_key="key-a", max_retries=0, timeout=10) as a,
-                openai.AsyncOpenAI(base_url=gw.v1, api_key="key-b", max_retries=0, timeout=10) as b,
-                aiohttp.ClientSession(headers={"Authorization": "Bearer key-a"}) as http,
-            ):
-                yield Env(gw, app[UP], a, b, http)
+    async with jobs_env(tmp_path, getattr(request, "param", {})) as found:
+        yield found
 
 
 async def _submit_async(sdk: openai.AsyncOpenAI, **headers: str) -> Any:
@@ -306,29 +219,3 @@ async def test_callback_url_needs_https_and_a_secret(env: Env) -> None:
             extra_headers=ASYNC,
             extra_body={"callback_url": "http://hooks.example.test/x"},
         )
-
-
-async def test_events_stream_progress_then_the_result(env: Env) -> None:
-    job = (await _submit_async(env.a)).http_response.json()
-    events: list[tuple[str, dict[str, Any]]] = []
-    async with env.http.get(env.gw.v1 + f"/images/jobs/{job['id']}/events") as resp:
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        name = ""
-        async for line in resp.content:
-            text = line.decode().strip()
-            if text.startswith("event: "):
-                name = text[7:]
-            elif text == "data: [DONE]":
-                break
-            elif text.startswith("data: "):
-                events.append((name, json.loads(text[6:])))
-                if events[-1][1].get("progress") == 40:
-                    env.up.done.set()  # the upstream reported its progress: finish now
-    assert events[0][0] == "image.job.progress"
-    assert any(data["progress"] == 40 for _, data in events)
-    final, data = events[-1]
-    assert final == "image.job.succeeded"
-    assert data["result"]["data"][0]["url"] == "https://img.test/a.png"
-    url = env.gw.v1 + f"/images/jobs/{job['id']}/events"
-    async with env.http.get(url, headers={"Authorization": "Bearer key-b"}) as other:
-        assert other.status == 404  # another client's key
