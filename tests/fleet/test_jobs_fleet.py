@@ -8,7 +8,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from tests.e2e.test_jobs_sdk import PROVIDER, UP, Upstream, _submit, _task
+from tests.e2e.jobs_upstream import PROVIDER, UP, Upstream, _submit, _task
 from tests.gateway import run_gateway
 from tests.services.redis import redis_server
 from tests.upstreams import serve_upstream
