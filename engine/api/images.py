@@ -192,7 +192,7 @@ async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release, 
         cost = usd(outcome.cost_usd) if outcome.cost_usd is not None else None
         return body, {"cost_usd": cost}
 
-    return work, ticket.release, request_record(request, job, info.public_url)
+    return work, ticket.release, request_record(request, job, info.public_url, ticket.hold)
 
 
 async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:

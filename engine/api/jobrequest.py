@@ -1,7 +1,8 @@
 """What an async job's record keeps of its request, so another replica can run it on.
 
 The canonical job without its input images (they are not kept), the request's id, public URL
-and client name, and for a relayed request the provider; never a key.
+and client name, for a relayed request the provider, and what metering needs to settle the job
+on another replica (its usage name and budget reservation); never a key.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from aiohttp import web
 
 from .. import rawtext
 from ..runtime.job import ImageJob
+from ..usage.budget import Hold
 from .keys import CLIENT, RELAY, REQUEST_ID
+from .metering import who
 
 KEPT = tuple(f.name for f in dataclasses.fields(ImageJob) if f.name not in ("images", "mask"))
 
 
-def request_record(request: web.Request, job: ImageJob, public_url: str) -> dict[str, Any]:
+def request_record(
+    request: web.Request, job: ImageJob, public_url: str, hold: Hold | None
+) -> dict[str, Any]:
     client = request.get(CLIENT)
     relay = request.get(RELAY)
     fields = {name: getattr(job, name) for name in KEPT}
@@ -29,6 +34,8 @@ def request_record(request: web.Request, job: ImageJob, public_url: str) -> dict
         "public_url": public_url,
         "client": client.name if client is not None else None,
         "relay": relay[0] if relay else None,  # the provider only: the key is never kept
+        "usage_client": who(request),
+        "hold": None if hold is None else [list(hold.names), list(hold.ttls), hold.reserved],
     }
 
 
@@ -37,3 +44,12 @@ def job_of(saved: dict[str, Any]) -> ImageJob:
     if isinstance(fields.get("size"), list):
         fields["size"] = tuple(fields["size"])
     return ImageJob(**fields)
+
+
+def hold_of(saved: dict[str, Any]) -> Hold | None:
+    """The budget reservation the request made (settled by whichever replica ends the job)."""
+    found = saved.get("hold")
+    if not isinstance(found, list) or len(found) != 3:
+        return None
+    names, ttls, reserved = found
+    return Hold(tuple(names), tuple(float(t) for t in ttls), int(reserved))

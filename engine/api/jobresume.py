@@ -17,15 +17,15 @@ from ..jobs.manager import Failure, JobLost, Progress, Work
 from ..pricing import usd
 from ..runtime.calls.checkpoint import Journal, NotResumable
 from ..runtime.job import ImageJob
-from ..runtime.request import NoUpstream, RequestInfo
+from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.resume import resumable_attempt, resume
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
-from .cost import outcome_cost
 from .images import images_response, service_error
-from .jobrequest import job_of
+from .jobrequest import hold_of, job_of
 from .jobs import error_object
 from .keys import SETTINGS, STATE
+from .metering import METER, OTHER, metered
 
 
 def recoverer(app: web.Application) -> Any:
@@ -58,10 +58,10 @@ def recoverer(app: web.Application) -> Any:
             except NotResumable as why:
                 _may_resubmit(record, saved, job, snapshot, state.service, str(why))
             else:
-                return _work(app, job, info, checkpoint), error_object
+                return _work(app, job, info, saved, checkpoint), error_object
         elif saved.get("images"):
             raise JobLost("The replica running this job stopped; its input images are not kept.")
-        return _work(app, job, info, None), error_object
+        return _work(app, job, info, saved, None), error_object
 
     return recover
 
@@ -93,26 +93,35 @@ def _may_resubmit(
 
 
 def _work(
-    app: web.Application, job: ImageJob, info: RequestInfo, checkpoint: dict[str, Any] | None
+    app: web.Application,
+    job: ImageJob,
+    info: RequestInfo,
+    saved: dict[str, Any],
+    checkpoint: dict[str, Any] | None,
 ) -> Work:
     async def work(progress: Progress, journal: Journal) -> tuple[dict[str, Any], dict[str, Any]]:
         state = app[STATE]
+        snapshot = state.snapshot
         info.on_progress = progress
         info.journal = journal
         journal.resume_from = checkpoint
-        try:
+
+        async def call() -> Outcome:
             if checkpoint is not None:
-                outcome = await resume(state.service, job, state.snapshot, info)
-            else:
-                outcome = await state.service.run(job, state.snapshot, info)
+                return await resume(state.service, job, snapshot, info)
+            return await state.service.run(job, snapshot, info)
+
+        # Usage and budget are settled here, as the replica that took the request would
+        # have (once per job: metering.metered).
+        client = str(saved.get("usage_client") or OTHER)
+        try:
+            outcome = await metered(app[METER], client, job, snapshot, info, hold_of(saved), call)
         except NotResumable as why:  # the config changed since the check
             raise JobLost(f"The job cannot be resumed here ({why}).") from None
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
             raise service_error(None, exc) from None
         body: dict[str, Any] = rawtext.plain(images_response(outcome))
-        # The cost is kept as for a job that never moved; usage rows and budgets are counted
-        # only by the replica that took the request (metering needs it).
-        cost = outcome_cost(state.snapshot, job, outcome)
+        cost = outcome.cost_usd
         return body, {"cost_usd": usd(cost) if cost is not None else None}
 
     return work

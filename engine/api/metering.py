@@ -5,6 +5,7 @@ an answer, an error, a background job, a stream)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -62,17 +63,15 @@ def who(request: web.Request) -> str:
     return "(api-keys)" if bearer_token(request) else "(anonymous)"
 
 
-def row_of(
-    request: web.Request, snapshot: ConfigSnapshot, job: ImageJob, provider: str, model: str
-) -> Row:
-    """Names from the config only, so that usage and metrics stay bounded."""
+def row_of(snapshot: ConfigSnapshot, job: ImageJob, client: str, provider: str, model: str) -> Row:
+    """Names from the config only, so that usage and metrics stay bounded (`client`: who)."""
     route = route_of(snapshot, job) or OTHER
     spec = snapshot.providers.get(provider)
     if spec is None:
         provider, model = ("-", "-") if provider == "-" else (OTHER, OTHER)
     elif model != "-" and model not in spec.models:
         model = OTHER
-    return Row(who(request), route, provider, model)
+    return Row(client, route, provider, model)
 
 
 async def run(
@@ -83,34 +82,60 @@ async def run(
     hold: Hold | None,
 ) -> Outcome:
     """`service.run`, then the cost on the outcome, charged to the budget and counted."""
-    meter = request.app[METER]
+    service = request.app[STATE].service
+    return await metered(
+        request.app[METER], who(request), job, snapshot, info, hold,
+        lambda: service.run(job, snapshot, info),
+    )  # fmt: skip
+
+
+async def metered(
+    meter: Meter,
+    client: str,
+    job: ImageJob,
+    snapshot: ConfigSnapshot,
+    info: RequestInfo,
+    hold: Hold | None,
+    call: Callable[[], Awaitable[Outcome]],
+) -> Outcome:
+    """`call()`, then its cost charged to the budget and its usage counted as `client`'s. A
+    durable job is settled once, by whichever replica ends it (its journal's claim)."""
     try:
-        outcome = await request.app[STATE].service.run(job, snapshot, info)
+        outcome = await call()
     except asyncio.CancelledError:
         # The upstream may still bill what it was doing: the estimate stays charged.
         if hold is not None:
             hold.settled = True
-        _count_failure(meter, request, snapshot, job, info, None)
+        if await _first(info):
+            _count_failure(meter, client, snapshot, job, info, None)
         raise
     except Exception as exc:
-        # No images: the shipped providers bill no failure (docs/clients.md): given back.
-        if hold is not None:
-            await meter.budgets.settle(hold, 0.0)
-        failure = exc if isinstance(exc, UpstreamFailure) else None
-        _count_failure(meter, request, snapshot, job, info, failure)
+        if await _first(info):
+            # No images: the shipped providers bill no failure (docs/clients.md): given back.
+            if hold is not None:
+                await meter.budgets.settle(hold, 0.0)
+            failure = exc if isinstance(exc, UpstreamFailure) else None
+            _count_failure(meter, client, snapshot, job, info, failure)
         raise
     outcome.cost_usd = outcome_cost(snapshot, job, outcome)
+    if not await _first(info):
+        return outcome
     cost = outcome.cost_usd or 0.0
     if hold is not None:
         await meter.budgets.settle(hold, cost)
     amounts = Amounts(images=len(outcome.data), cost_usd=cost, upstream_seconds=info.clock.waited)
-    meter.record(row_of(request, snapshot, job, outcome.provider, outcome.model), amounts)
+    meter.record(row_of(snapshot, job, client, outcome.provider, outcome.model), amounts)
     return outcome
+
+
+async def _first(info: RequestInfo) -> bool:
+    """Whether this run settles the request (always, but for a durable job settled before)."""
+    return info.journal is None or await info.journal.first_settlement()
 
 
 def _count_failure(
     meter: Meter,
-    request: web.Request,
+    client: str,
     snapshot: ConfigSnapshot,
     job: ImageJob,
     info: RequestInfo,
@@ -118,4 +143,4 @@ def _count_failure(
 ) -> None:
     provider = (failure.provider if failure is not None else None) or "-"
     amounts = Amounts(failures=1, upstream_seconds=info.clock.waited)
-    meter.record(row_of(request, snapshot, job, provider, "-"), amounts)
+    meter.record(row_of(snapshot, job, client, provider, "-"), amounts)

@@ -107,7 +107,11 @@ class JobManager:
             record["checkpoint"] = data
             await self._save(job_id)
 
-        self._journals[job_id] = Journal(checkpoint)
+        async def claim() -> bool:  # the one settlement of usage and budget (metering)
+            mark = {"object": "image.job.settlement"}
+            return await self.store.claim_job(f"{job_id}:settled", mark, self.config.ttl) is None
+
+        self._journals[job_id] = Journal(checkpoint, claim=claim)
         self._tasks[job_id] = asyncio.create_task(self._run(job_id, work, failure, release))
 
     async def adopt(self, record: dict[str, Any]) -> None:

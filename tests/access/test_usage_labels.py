@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp.test_utils import make_mocked_request
 
 from engine.api.keys import RELAY
-from engine.api.metering import row_of
+from engine.api.metering import row_of, who
 from engine.config.loader import build_snapshot
 from engine.runtime.job import ImageJob
 from tests.gateway import REPO
@@ -22,12 +22,12 @@ def test_unknown_names_collapse_and_callers_without_a_name_are_fixed_names() -> 
     relayed = make_mocked_request("POST", "/v1/images/generations")
     relayed[RELAY] = ("openai", "sk-relayed")
     made_up = ImageJob(task="generate", prompt="x", model="made-up-model-" + "x" * 50)
-    row = row_of(anonymous, snapshot, made_up, "ghost-provider", "ghost-model")
+    row = row_of(snapshot, made_up, who(anonymous), "ghost-provider", "ghost-model")
     assert (row.client, row.route, row.provider, row.model) == (
         "(anonymous)", "other", "other", "other"
     )  # fmt: skip
     demo = ImageJob(task="generate", prompt="x", model="demo")
-    row = row_of(keyed, snapshot, demo, "demo", "any-id-a-relay-client-sent")
+    row = row_of(snapshot, demo, who(keyed), "demo", "any-id-a-relay-client-sent")
     assert (row.client, row.route, row.provider, row.model) == (
         "(api-keys)",
         "demo",
@@ -35,5 +35,5 @@ def test_unknown_names_collapse_and_callers_without_a_name_are_fixed_names() -> 
         "other",
     )
     assert "some-key" not in repr(row)
-    row = row_of(relayed, snapshot, demo, "demo", "demo-v1")
+    row = row_of(snapshot, demo, who(relayed), "demo", "demo-v1")
     assert (row.client, row.model) == ("(relay)", "demo-v1")

@@ -6,8 +6,9 @@ It speaks Replicate's predictions protocol (provider-apis.md §9), Bearer keys:
 * ``POST /v1/predictions`` ``{"input": {"prompt": ...}}`` -> 201 ``{"id", "status": "starting",
   "urls": {"get", "cancel"}}`` (a *submit*, counted per prompt);
 * ``GET /v1/predictions/{id}`` -> ``processing`` until the test calls ``release()``, then
-  ``succeeded`` with ``output`` (a data URI of a PNG); ``canceled`` once cancelled (a *poll*,
-  counted per prompt);
+  ``succeeded`` with ``output`` (a data URI of a PNG), or ``failed`` after ``fail()``;
+  ``canceled`` once cancelled (a *poll*, counted per prompt). A prediction belongs to the
+  account of the key that created it: another key gets 404, as on Replicate;
 * ``POST /v1/predictions/{id}/cancel`` -> the prediction, ``canceled`` (counted per prompt).
 
 and one synchronous endpoint, ``POST /v1/sync`` ``{"prompt"}``, that answers
@@ -34,6 +35,7 @@ from tests.upstreams.common import image_bytes
 
 PNG = base64.b64encode(image_bytes("png", 8, 8)).decode()
 KEY = "pk-durable-0123456789abcdef"
+OTHER_KEYS = ("pk-durable-first-0123456789", "pk-durable-second-0123456789")
 
 
 @dataclass
@@ -44,7 +46,9 @@ class PollingUpstream:
     cancels: Counter[str] = field(default_factory=Counter)
     syncs: Counter[str] = field(default_factory=Counter)
     released: set[str] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)
     _prompts: dict[str, str] = field(default_factory=dict)  # prediction id -> prompt
+    _owners: dict[str, str] = field(default_factory=dict)  # prediction id -> its key
     _cancelled: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ServerThread = field(default_factory=ServerThread)
@@ -56,6 +60,10 @@ class PollingUpstream:
     def release(self, prompt: str) -> None:
         with self._lock:
             self.released.add(prompt)
+
+    def fail(self, prompt: str) -> None:
+        with self._lock:
+            self.failing.add(prompt)
 
     def count(self, counter: Counter[str], prompt: str) -> int:
         with self._lock:
@@ -74,12 +82,21 @@ class PollingUpstream:
         body["urls"] = {"get": base, "cancel": base + "/cancel"}
         if pid in self._cancelled:
             body["status"] = "canceled"
+        elif prompt in self.failing:
+            body.update(status="failed", error="the model failed")
         elif prompt in self.released:
             body.update(status="succeeded", output=[f"data:image/png;base64,{PNG}"])
         return body
 
     def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {KEY}"
+        return self._key(request) in (KEY, *OTHER_KEYS)
+
+    def _key(self, request: web.Request) -> str:
+        return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+    def _mine(self, request: web.Request, pid: str) -> bool:
+        """The prediction exists and belongs to the key's account."""
+        return self._owners.get(pid) == self._key(request)
 
     async def create(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
@@ -89,6 +106,7 @@ class PollingUpstream:
         with self._lock:
             self.submits[prompt] += 1
             self._prompts[pid] = prompt
+            self._owners[pid] = self._key(request)
             body = {**self._prediction(pid), "status": "starting"}
         return web.json_response(body, status=201)
 
@@ -97,7 +115,7 @@ class PollingUpstream:
             return web.json_response({"detail": "Unauthenticated"}, status=401)
         pid = request.match_info["id"]
         with self._lock:
-            if pid not in self._prompts:
+            if not self._mine(request, pid):
                 return web.json_response({"detail": "Not found."}, status=404)
             self.polls[self._prompts[pid]] += 1
             return web.json_response(self._prediction(pid))
@@ -107,7 +125,7 @@ class PollingUpstream:
             return web.json_response({"detail": "Unauthenticated"}, status=401)
         pid = request.match_info["id"]
         with self._lock:
-            if pid not in self._prompts:
+            if not self._mine(request, pid):
                 return web.json_response({"detail": "Not found."}, status=404)
             self.cancels[self._prompts[pid]] += 1
             self._cancelled.add(pid)

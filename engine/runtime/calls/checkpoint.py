@@ -20,6 +20,7 @@ from ...dsl.spec import StepSpec, TaskSpec
 from .executor import CallHooks
 
 Save = Callable[[dict[str, Any]], Awaitable[None]]
+Claim = Callable[[], Awaitable[bool]]
 
 
 class NotResumable(Exception):
@@ -32,6 +33,15 @@ class Journal:
     resume_from: dict[str, Any] | None = None  # the checkpoint another replica left
     client_cancelled: bool = False  # a cancellation is the client's: run the cancel step
     data: dict[str, Any] = field(default_factory=dict)
+    # True for the first run to settle the job's usage and budget, fleet-wide (None: always)
+    claim: Claim | None = None
+    settled: bool | None = None
+
+    async def first_settlement(self) -> bool:
+        """Whether this run settles the job: once per job, whichever replica ends it."""
+        if self.settled is None:
+            self.settled = True if self.claim is None else await self.claim()
+        return self.settled
 
     async def attempt(
         self, route: str, provider: str, model: str, task: str, key_index: int | None, relay: bool
