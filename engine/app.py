@@ -52,7 +52,7 @@ from .runtime.lifecycle.state import GatewayState
 from .runtime.routing.keys import KeyPools
 from .runtime.service import ImageService
 from .settings import Settings
-from .state import MemoryState, StateConfigError, build_state, redis_config
+from .state import MemoryState, StateConfigError, build_state, key_ids, redis_config
 from .storage.hub import StorageHub
 from .usage.meter import Meter
 from .usage.persist import UsageFile
@@ -220,6 +220,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
             poll_scale=app[SETTINGS].poll_scale,
             internal_headers={INTERNAL_HEADER: state.internal_token},
             metrics=app[METRICS],
+            key_ids=key_ids(state.shared),
         ),
         fetch_session,
     )

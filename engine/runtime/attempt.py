@@ -72,9 +72,9 @@ async def run_attempt(
     gated = len(counts) > task.parallel
     gate = asyncio.Semaphore(task.parallel) if gated else contextlib.nullcontext()
     if journal is not None and journal.resume_from is None:
-        index = key_index(provider, key, info)
+        kid = key_id(svc, provider, key, info)
         relayed = info.relay is not None
-        await journal.attempt(attempt.route, provider.id, model.name, attempt.task, index, relayed)
+        await journal.attempt(attempt.route, provider.id, model.name, attempt.task, kid, relayed)
 
     async def call(index: int, count: int) -> CallResult:
         async with gate:
@@ -191,11 +191,14 @@ def result_context(
     )
 
 
-def key_index(provider: ProviderSpec, key: str | None, info: RequestInfo) -> int | None:
-    """Which pool key an attempt uses, as a checkpoint may name it (None: none, or relayed)."""
+def key_id(
+    svc: ImageService, provider: ProviderSpec, key: str | None, info: RequestInfo
+) -> str | None:
+    """Which pool key an attempt uses, as a checkpoint names it: its non-reversible id, the
+    same on every replica whatever the key's place in the list (None: none, or relayed)."""
     if key is None or info.relay is not None or key not in provider.auth.keys:
         return None
-    return provider.auth.keys.index(key)
+    return svc.key_ids(provider.id, key)
 
 
 async def settled(awaitables: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -15,7 +16,7 @@ import aiohttp
 from ..config.loader import ConfigSnapshot
 from ..dsl.spec import InputsSpec, ProviderPolicy, RouteSpec
 from ..metrics import GatewayMetrics
-from ..state import RELEASED, Denied, Grant, StateBackend
+from ..state import RELEASED, Denied, Grant, KeyIds, StateBackend
 from ..storage.hub import StorageHub
 from .attempt import run_attempt
 from .calls.optimizer import OptimizerError, optimize
@@ -53,6 +54,8 @@ class ImageService:
     # Headers for on-gateway upstreams (the demo): they answer only the gateway itself.
     internal_headers: dict[str, str] = field(default_factory=dict)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    # Names a pool key in a job's checkpoint without the key (state.key_ids)
+    key_ids: KeyIds = field(default_factory=lambda: KeyIds(secrets.token_hex(16)))
 
     def check_counts(
         self, job: ImageJob, snapshot: ConfigSnapshot, relay: str | None, images: int

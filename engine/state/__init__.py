@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..dsl.spec import StateSpec
 from .base import RELEASED, Denied, Grant, StateBackend, StateStats
 from .config import StateConfigError, redis_config
+from .identity import KeyIds
 from .memory import MemoryState
 
 if TYPE_CHECKING:
@@ -17,12 +19,14 @@ __all__ = [
     "RELEASED",
     "Denied",
     "Grant",
+    "KeyIds",
     "MemoryState",
     "StateBackend",
     "StateConfigError",
     "StateStats",
     "build_state",
     "fleet_board",
+    "key_ids",
     "redis_config",
 ]
 
@@ -48,3 +52,14 @@ def fleet_board(backend: StateBackend) -> FleetBoard | None:
     assert isinstance(backend, RedisState)
     config = backend.config
     return FleetBoard(backend.client, config, backend.stats)
+
+
+def key_ids(backend: StateBackend) -> KeyIds:
+    """Provider keys' non-reversible ids: with Redis the fleet's own (an HMAC with
+    PIXGATE_STATE_SECRET, the same on every replica), else one of this process."""
+    if backend.stats.backend != "redis":
+        return KeyIds(secrets.token_hex(16))
+    from .redisstate import RedisState
+
+    assert isinstance(backend, RedisState)
+    return backend.names.ids

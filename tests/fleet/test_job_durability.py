@@ -71,9 +71,9 @@ def test_kill_9_mid_poll_resumes_on_b_without_a_second_submit(cluster: Cluster) 
 
     store = redis.Redis.from_url(cluster.redis.url)
     raw = store.get(f"dur:job:{polled}")
-    assert raw is not None and KEY.encode() not in raw  # the checkpoint names keys by index
+    assert raw is not None and KEY.encode() not in raw  # the checkpoint names keys by id
     checkpoint = json.loads(raw)["checkpoint"]
-    assert checkpoint["attempt"]["key_index"] == 0
+    assert len(checkpoint["attempt"]["key_id"]) == 32  # an HMAC of the key, never the key
     assert checkpoint["calls"]["0"]["step"] == 1  # polling, with the submit's values
     assert checkpoint["calls"]["0"]["steps"]["submit"]["id"]
 

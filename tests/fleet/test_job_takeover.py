@@ -18,20 +18,25 @@ from typing import Any
 import pytest
 
 from engine.clients.spec import digest
-from tests.fleet.durable import CLIENT, POLLER, Cluster, Gateway, write_config
-from tests.fleet.polling_upstream import PollingUpstream
+from tests.fleet.durable import AUTH, CLIENT, POLLER, Cluster, Gateway, write_config
+from tests.fleet.polling_upstream import OTHER_KEYS, PollingUpstream
 from tests.services.redis import redis_server
 
 ADMIN = "takeover-admin-key-0123456789"
 PRICE = 0.25
+FIRST, SECOND = OTHER_KEYS
+LIMITER = {**POLLER, "id": "limiter"}
+KEYED = {**POLLER, "id": "keyed", "auth": {**AUTH, "keys": "${KEYED_KEYS}"}}
+PAID = {"targets": [{"provider": "poller", "model": "m"}], "pricing": {"per_image": PRICE}}
 ROUTES = {
     "demo": False,
     "routes": {
-        "paid": {
-            "targets": [{"provider": "poller", "model": "m"}],
-            "pricing": {"per_image": PRICE},
-        },
+        "paid": PAID,
+        "poll": {"targets": [{"provider": "poller", "model": "m"}]},
+        "limited": {"targets": [{"provider": "limiter", "model": "m"}]},
+        "keyed": {"targets": [{"provider": "keyed", "model": "m"}]},
     },
+    "providers": {"limiter": {"max_concurrency_per_key": 1}},
 }
 CLIENTS = f"""clients:
   - name: durable
@@ -43,12 +48,14 @@ CLIENTS = f"""clients:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("takeover")
-    write_config(root, [POLLER], ROUTES, CLIENTS)
+    write_config(root, [POLLER, LIMITER, KEYED], ROUTES, CLIENTS)
     upstream = PollingUpstream()
     upstream.start()
     try:
         with redis_server(root) as server:
-            cluster = Cluster(root, server, upstream, PIXGATE_ADMIN_KEY=ADMIN, PIXGATE_API_KEYS="")
+            env = {"PIXGATE_ADMIN_KEY": ADMIN, "PIXGATE_API_KEYS": "", "PIXGATE_LEASE_TTL": "1"}
+            # B lists the keyed provider's keys the other way round from A
+            cluster = Cluster(root, server, upstream, KEYED_KEYS=f"{SECOND},{FIRST}", **env)
             try:
                 cluster.b = cluster.start("B")
                 yield cluster
@@ -68,6 +75,10 @@ def submit(gateway: Gateway, model: str, prompt: str) -> str:
 def kill(gateway: Gateway) -> None:
     gateway.proc.send_signal(signal.SIGKILL)
     gateway.proc.wait(timeout=10)
+
+
+def polled(up: PollingUpstream, prompt: str, times: int = 2) -> None:
+    up.wait_for(lambda: up.count(up.polls, prompt) >= times, 30, f"{prompt!r} never polled")
 
 
 def admin_usage(gateway: Gateway, requests: int) -> dict[str, Any]:
@@ -90,8 +101,8 @@ def test_the_replica_that_finishes_a_job_settles_usage_and_budget(cluster: Clust
     a, b = cluster.start("A"), cluster.survivor
     made = submit(a, "paid", "paid and made")
     failed = submit(a, "paid", "paid and failed")
-    for prompt in ("paid and made", "paid and failed"):
-        up.wait_for(lambda p=prompt: up.count(up.polls, p) >= 2, 30, "A never polled")
+    polled(up, "paid and made")
+    polled(up, "paid and failed")
     kill(a)
     polls = up.count(up.polls, "paid and made")
     up.wait_for(lambda: up.count(up.polls, "paid and made") > polls, 30, "B never polled")
@@ -108,3 +119,36 @@ def test_the_replica_that_finishes_a_job_settles_usage_and_budget(cluster: Clust
     assert row["cost_usd"] == PRICE
     # Each job reserved its estimate on A; B settled them: the image made, the failure freed.
     assert report["budgets"]["durable"]["spent_today_usd"] == PRICE
+
+
+def test_a_resumed_job_holds_a_lease_on_its_key(cluster: Cluster) -> None:
+    up = cluster.upstream
+    a, b = cluster.start("A2"), cluster.survivor
+    first = submit(a, "limited", "limited first")
+    up.wait_for(lambda: up.count(up.polls, "limited first") >= 2, 30, "A never polled")
+    kill(a)
+    polls = up.count(up.polls, "limited first")
+    up.wait_for(lambda: up.count(up.polls, "limited first") > polls, 30, "B never polled")
+    second = submit(b, "limited", "limited second")
+    time.sleep(1.5)  # fifteen poll intervals, and A's own key lease (1 s) has lapsed
+    assert up.count(up.submits, "limited second") == 0  # max_concurrency_per_key: 1
+    up.release("limited first")
+    up.wait_for(lambda: up.count(up.submits, "limited second") == 1, 30, "never sent")
+    up.release("limited second")
+    for job in (first, second):
+        assert b.call("GET", f"/v1/images/jobs/{job}?wait=20s")["status"] == "succeeded"
+
+
+def test_a_resume_uses_the_same_key_wherever_the_list_now_has_it(cluster: Cluster) -> None:
+    up = cluster.upstream
+    a, b = cluster.start("A3", KEYED_KEYS=f"{FIRST},{SECOND}"), cluster.survivor
+    jobs = [submit(a, "keyed", f"keyed {i}") for i in range(2)]  # both keys, most likely
+    polled(up, "keyed 0")
+    polled(up, "keyed 1")
+    kill(a)
+    for i, job in enumerate(jobs):
+        up.release(f"keyed {i}")  # B's first poll finds it done, if it asks with the right key
+        done = b.call("GET", f"/v1/images/jobs/{job}?wait=20s")
+        assert done["status"] == "succeeded", done
+        assert up.count(up.submits, f"keyed {i}") == 1
+

@@ -114,7 +114,7 @@ async def test_a_call_is_journaled_and_resumes_at_its_poll_without_a_second_subm
         spec = provider(base)
         task = spec.tasks["generate"]
         journal = Journal(save)
-        await journal.attempt("r", "cp", "m", "generate", 0, False)
+        await journal.attempt("r", "cp", "m", "generate", "kid-0", False)
         run = Executor(session, spec, base, KEY).run(task, {}, journal.hooks(0, 1, 7, KEY))
         running = asyncio.create_task(run)
         await polls(app, 3)
@@ -124,7 +124,7 @@ async def test_a_call_is_journaled_and_resumes_at_its_poll_without_a_second_subm
         checkpoint = journal.data
         assert saved[-1] == {"step": 1, "steps": {"submit": {"id": "t1"}}}
         assert checkpoint["calls"]["0"]["polls"] >= 3
-        assert checkpoint["attempt"]["key_index"] == 0
+        assert checkpoint["attempt"]["key_id"] == "kid-0"
         assert KEY not in str(checkpoint)
         assert app[SEEN]["cancel:t1"] == 0  # not the client's cancel: the upstream is not told
 
@@ -143,7 +143,7 @@ async def test_a_client_cancel_sends_the_cancel_step_once() -> None:
     async with serve_upstream(app) as base, aiohttp.ClientSession() as session:
         spec = provider(base)
         journal = Journal(lambda data: asyncio.sleep(0))
-        await journal.attempt("r", "cp", "m", "generate", 0, False)
+        await journal.attempt("r", "cp", "m", "generate", "kid-0", False)
         executor = Executor(session, spec, base, KEY, cancelling=lambda: journal.client_cancelled)
         running = asyncio.create_task(
             executor.run(spec.tasks["generate"], {}, journal.hooks(0, 1, 7, KEY))
@@ -162,7 +162,7 @@ async def test_values_holding_the_key_are_not_kept_and_cannot_resume() -> None:
         spec = provider(base, echo_key=True)  # a (hostile) upstream echoes the key back
         task = spec.tasks["generate"]
         journal = Journal(lambda data: asyncio.sleep(0))
-        await journal.attempt("r", "cp", "m", "generate", 0, False)
+        await journal.attempt("r", "cp", "m", "generate", "kid-0", False)
         running = asyncio.create_task(
             Executor(session, spec, base, KEY).run(task, {}, journal.hooks(0, 1, 7, KEY))
         )

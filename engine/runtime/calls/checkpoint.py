@@ -1,11 +1,11 @@
 """A durable job's progress through its upstream calls, kept so another replica can resume.
 
 The checkpoint is plain JSON in the job record: the attempt (route, provider, model, task and
-the index of the pool key, never the key), and per call its share of n, its seeds, the
-top-level step it is at, the values the steps before it extracted, and how often it polled.
-A call resumes from the last polling step at or before where it was (polling again is safe);
-a call that was inside a step that does not poll (a submit) cannot be resumed without
-sending that step again.
+the pool key's id, an HMAC that cannot give the key back), and per call its share of n, its
+seeds, the top-level step it is at, the values the steps before it extracted, and how often
+it polled. A call resumes from the last polling step at or before where it was (polling
+again is safe); a call that was inside a step that does not poll (a submit) cannot be
+resumed without sending that step again.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Journal:
         return self.settled
 
     async def attempt(
-        self, route: str, provider: str, model: str, task: str, key_index: int | None, relay: bool
+        self, route: str, provider: str, model: str, task: str, key_id: str | None, relay: bool
     ) -> None:
         """A new attempt begins: what earlier attempts did no longer matters."""
         self.data = {
@@ -53,7 +53,7 @@ class Journal:
                 "provider": provider,
                 "model": model,
                 "task": task,
-                "key_index": key_index,
+                "key_id": key_id,
                 "relay": relay,
             },
             "calls": {},
