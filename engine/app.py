@@ -30,7 +30,7 @@ from .api import (
 from .api import jobs as image_jobs
 from .api.clientnoise import quiet_aiohttp
 from .api.errors import ApiError
-from .api.jobresume import recoverer
+from .api.jobresume import canceller, recoverer
 from .api.keys import ADMISSION, LIMITS, METRICS, RELOADER, SETTINGS, STATE
 from .api.metering import METER
 from .api.middleware import client_auth, request_context
@@ -254,6 +254,7 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
     if saved is not None:
         await saved.start()
     manager.recover = recoverer(app)
+    manager.cancel_upstream = canceller(app)
     keeper = Keeper(manager)  # leases of the jobs run here; adopts jobs of dead replicas
     keeper.start()
     try:

@@ -8,6 +8,7 @@ run it from the start (nothing had been sent upstream yet, or the route sets
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from .. import rawtext
 from ..jobs.manager import Failure, JobLost, Progress, Work
 from ..pricing import usd
 from ..runtime.calls.checkpoint import Journal, NotResumable
+from ..runtime.cancel import cancel_upstream
 from ..runtime.job import ImageJob
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.resume import resumable_attempt, resume
@@ -26,6 +28,8 @@ from .jobrequest import hold_of, job_of
 from .jobs import error_object
 from .keys import SETTINGS, STATE
 from .metering import METER, OTHER, metered
+
+log = logging.getLogger("pixgate.jobs")
 
 
 def recoverer(app: web.Application) -> Any:
@@ -64,6 +68,31 @@ def recoverer(app: web.Application) -> Any:
         return _work(app, job, info, saved, None), error_object
 
     return recover
+
+
+def canceller(app: web.Application) -> Any:
+    """`JobManager.cancel_upstream` for this app."""
+
+    async def cancel(record: dict[str, Any]) -> None:
+        saved = record.get("request")
+        if not isinstance(saved, dict) or saved.get("relay"):
+            return
+        state = app[STATE]
+        self_url = state.internal_url or f"http://127.0.0.1:{app[SETTINGS].port}"
+        request_id = str(saved.get("request_id") or record["id"])
+        try:
+            await cancel_upstream(
+                state.service,
+                job_of(saved),
+                state.snapshot,
+                record.get("checkpoint") or {},
+                request_id,
+                self_url,
+            )
+        except NotResumable as why:
+            log.warning("job %s: no upstream cancel sent (%s)", record["id"], why)
+
+    return cancel
 
 
 def _may_resubmit(

@@ -30,6 +30,8 @@ Failure = Callable[[BaseException], dict[str, Any]]  # an exception -> an OpenAI
 Finished = Callable[[dict[str, Any]], Awaitable[None]]  # e.g. the webhook delivery
 # A lost job's record -> how to go on with it (resume or resubmit); raises JobLost.
 Recover = Callable[[dict[str, Any]], Awaitable[tuple[Work, Failure]]]
+# A cancelled job's record whose replica died -> its provider's cancel step, sent from here.
+CancelUpstream = Callable[[dict[str, Any]], Awaitable[None]]
 HANDOFF, ABANDON = "handoff", "abandon"  # a local run stops, the job goes on elsewhere
 
 
@@ -58,6 +60,7 @@ class JobManager:
         self._stopping: dict[str, str] = {}  # job id -> HANDOFF | ABANDON
         self.on_finished: Finished | None = None
         self.recover: Recover | None = None
+        self.cancel_upstream: CancelUpstream | None = None
 
     def local_ids(self) -> list[str]:
         return list(self._tasks)
@@ -123,7 +126,8 @@ class JobManager:
         self._records[job_id] = record
         log.warning("job %s: its replica stopped; this replica takes it over", job_id)
         if job_id in await self.store.cancel_flags([job_id]):
-            record["status"] = "cancelled"
+            record["status"] = "cancelled"  # asked on a replica that could not end it then
+            await self._tell_upstream(record)
         elif self.recover is None:
             record.update(status="failed", error=lost_error("the job's replica stopped"))
         else:
@@ -306,11 +310,21 @@ class JobManager:
                 return await self.get(job_id, owner)  # its replica will, at its next renewal
         if self.is_local(job_id):  # this replica's sweeper adopted it meanwhile
             return await self.cancel(job_id, owner)
-        # Nobody runs it (its replica died): end it here.
+        # Nobody runs it (its replica died): end it here, and tell the upstream.
         record.update(status="cancelled", finished_at=int(time.time()))
         self._records[job_id] = record
+        await self._tell_upstream(record)
         await self._finish(job_id)
         return await self.get(job_id, owner)
+
+    async def _tell_upstream(self, record: dict[str, Any]) -> None:
+        """The client's cancel of a job whose replica died: the provider's cancel step."""
+        if self.cancel_upstream is None or not record.get("checkpoint"):
+            return
+        try:
+            await self.cancel_upstream(record)
+        except Exception:  # best effort, as on the replica running it: the job ends anyway
+            log.exception("job %s: the upstream cancel failed", record["id"])
 
     async def list(
         self, owner: str, before: float | None, limit: int

@@ -152,3 +152,17 @@ def test_a_resume_uses_the_same_key_wherever_the_list_now_has_it(cluster: Cluste
         assert done["status"] == "succeeded", done
         assert up.count(up.submits, f"keyed {i}") == 1
 
+
+def test_a_cancel_after_the_owner_died_sends_the_upstream_cancel(cluster: Cluster) -> None:
+    up = cluster.upstream
+    a, b = cluster.start("A4"), cluster.survivor
+    job = submit(a, "poll", "cancel when dead")
+    polled(up, "cancel when dead")
+    kill(a)
+    b.call("DELETE", f"/v1/images/jobs/{job}")  # at once: A's lease may not have lapsed yet
+    end = time.monotonic() + 30
+    while b.call("GET", f"/v1/images/jobs/{job}")["status"] != "cancelled":
+        assert time.monotonic() < end, "the job was never cancelled"
+        time.sleep(0.1)
+    up.wait_for(lambda: up.count(up.cancels, "cancel when dead") == 1, 10, "no upstream cancel")
+    assert up.count(up.submits, "cancel when dead") == 1

@@ -105,6 +105,12 @@ class Executor:
             raise UpstreamFailure("upstream", "the upstream answered without any image")
         return result
 
+    async def cancel(self, task: TaskSpec, ctx: dict[str, Any], done: dict[str, Any]) -> None:
+        """The task's cancel step for a call another process ran (`done`: the values its
+        steps extracted, from its checkpoint), when the client cancels the job."""
+        if task.cancel is not None:
+            await self._cancel_upstream(task.cancel, {**ctx, "steps": dict(done)})
+
     async def _cancel_upstream(self, step: StepSpec, ctx: dict[str, Any]) -> None:
         """Once, bounded, and only after a step answered: a failure is logged, not raised."""
         if not ctx["steps"] or (step.when is not None and not step.when.truthy(ctx)):
