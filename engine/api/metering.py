@@ -103,6 +103,12 @@ async def metered(
     try:
         outcome = await call()
     except asyncio.CancelledError:
+        if info.journal is not None and info.journal.handed_over:
+            # The job goes on elsewhere: the replica that ends it settles the reservation,
+            # which stays as it is until then (not given back when this admission ends).
+            if hold is not None:
+                hold.settled = True
+            raise
         # The upstream may still bill what it was doing: the estimate stays charged.
         if hold is not None:
             hold.settled = True

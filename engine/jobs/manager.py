@@ -203,6 +203,7 @@ class JobManager:
             self._journals[job_id].client_cancelled = True
         else:
             self._stopping[job_id] = how
+            self._journals[job_id].handed_over = True  # not settled here: where it ends
         task.cancel()
 
     async def save_running(self) -> None:

@@ -120,6 +120,19 @@ def test_the_replica_that_finishes_a_job_settles_usage_and_budget(cluster: Clust
     # Each job reserved its estimate on A; B settled them: the image made, the failure freed.
     assert report["budgets"]["durable"]["spent_today_usd"] == PRICE
 
+    # A graceful hand-over (SIGTERM) is not the end of the job either: B settles it.
+    c = cluster.start("C")
+    handed = submit(c, "paid", "paid and handed over")
+    polled(up, "paid and handed over")
+    c.proc.send_signal(signal.SIGTERM)
+    c.proc.wait(timeout=30)
+    up.release("paid and handed over")
+    assert b.call("GET", f"/v1/images/jobs/{handed}?wait=20s")["status"] == "succeeded"
+    report = admin_usage(b, 3)
+    row = report["data"][0]
+    assert (row["requests"], row["images"], row["failures"]) == (3, 2, 1)
+    assert report["budgets"]["durable"]["spent_today_usd"] == 2 * PRICE
+
 
 def test_a_resumed_job_holds_a_lease_on_its_key(cluster: Cluster) -> None:
     up = cluster.upstream

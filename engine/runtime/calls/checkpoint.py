@@ -32,6 +32,7 @@ class Journal:
     save: Save  # persists `data` (the job record's `checkpoint`)
     resume_from: dict[str, Any] | None = None  # the checkpoint another replica left
     client_cancelled: bool = False  # a cancellation is the client's: run the cancel step
+    handed_over: bool = False  # the run stops here and the job goes on on another replica
     data: dict[str, Any] = field(default_factory=dict)
     # True for the first run to settle the job's usage and budget, fleet-wide (None: always)
     claim: Claim | None = None
