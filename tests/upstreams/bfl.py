@@ -30,7 +30,6 @@ from typing import Any, ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -43,6 +42,7 @@ from .common import (
     malformed_json_response,
     new_id,
     record_of,
+    retry_after,
 )
 
 SIZED: Final = frozenset({"flux-pro-1.1", "flux-dev", "flux-pro"})
@@ -89,8 +89,7 @@ class BflState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            return json_response({"detail": msg or "Too many active tasks"}, 429, headers)
+            return json_response({"detail": msg or "Too many active tasks"}, 429, retry_after())
         if kind == "bad_key":
             return json_response({"detail": msg or "Not authenticated - Invalid API key"}, 403)
         if kind == "malformed":

@@ -30,7 +30,6 @@ from aiohttp import web
 
 from .common import (
     GENERIC_FAILURES,
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -44,6 +43,8 @@ from .common import (
     new_id,
     origin,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 # Gemini's image sizes per aspect ratio (what OpenRouter's Gemini image models return).
@@ -71,9 +72,7 @@ class ChatImagesState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            return chat_error(
-                429, msg or "Rate limit exceeded", {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            )
+            return chat_error(429, msg or "Rate limit exceeded", retry_after())
         if kind == "bad_key":
             return chat_error(401, msg or "No auth credentials found")
         if kind == "server_error":
@@ -106,7 +105,7 @@ def create_app(
     )
     app = make_app(st, STATE)
     app.router.add_post("/v1/chat/completions", _chat, name="chat")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files(), name="files")
     return app
 
 
@@ -186,10 +185,3 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         uri = "data:image/png;base64," + base64.b64encode(data).decode()
         message["images"] = [{"type": "image_url", "image_url": {"url": uri}, "index": 0}]
     return json_response(_completion(rec, message, "stop"))
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="not found")
-    return web.Response(body=stored.data, content_type=stored.content_type)

@@ -28,7 +28,6 @@ from typing import Any, ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -39,6 +38,7 @@ from .common import (
     make_app,
     malformed_json_response,
     record_of,
+    retry_after,
 )
 
 FLUX: Final = "black-forest-labs/flux-1-schnell"
@@ -67,8 +67,7 @@ class CloudflareState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            return cf_error(429, 3040, msg or "Capacity temporarily exceeded", headers)
+            return cf_error(429, 3040, msg or "Capacity temporarily exceeded", retry_after())
         if kind == "bad_key":
             return cf_error(401, 10000, msg or "Authentication error")
         if kind == "server_error":

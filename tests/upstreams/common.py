@@ -41,6 +41,11 @@ GENERIC_FAILURES: Final = frozenset(
 RETRY_AFTER_SECONDS: Final = 7
 
 
+def retry_after() -> dict[str, str]:
+    """The headers of a scripted ``rate_limit``: ``Retry-After`` in seconds."""
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
 _DEFAULT_COLOR: Final = (64, 128, 192)
 _MAX_BODY: Final = 128 * 1024 * 1024
 _SIZE_RE: Final = re.compile(r"^([1-9][0-9]{0,5})[xX]([1-9][0-9]{0,5})$")
@@ -434,6 +439,10 @@ class FakeUpstream:
         raise NotImplementedError
 
 
+#: Every fake's state, whatever its own key (for handlers that fakes share).
+UPSTREAM_KEY: Final = web.AppKey("fake_upstream", FakeUpstream)
+
+
 def bearer_token(request: web.Request) -> str | None:
     value = request.headers.get("Authorization")
     if value is None:
@@ -498,6 +507,7 @@ def make_app(state: FakeUpstream, key: web.AppKey[Any]) -> web.Application:
 
     app = web.Application(middlewares=[upstream_middleware], client_max_size=_MAX_BODY)
     app[key] = state
+    app[UPSTREAM_KEY] = state
     app.on_shutdown.append(state._on_shutdown)
     return app
 
@@ -513,3 +523,16 @@ def failure_of(request: web.Request) -> ScriptedFailure | None:
 def origin(request: web.Request) -> str:
     """``http://127.0.0.1:PORT`` as the client addressed us (used to build absolute URLs)."""
     return str(request.url.origin())
+
+
+def serve_files(not_found: str = "not found") -> Handler:
+    """The endpoint that serves the files a fake stored (``store_file``) by the ``{name}`` in
+    its route; a 404 with the provider's own text for any other name."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        stored = request.app[UPSTREAM_KEY].files.get(request.match_info["name"])
+        if stored is None:
+            return web.Response(status=404, text=not_found)
+        return web.Response(body=stored.data, content_type=stored.content_type)
+
+    return serve

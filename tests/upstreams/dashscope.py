@@ -28,7 +28,6 @@ from aiohttp import web
 
 from .common import (
     GENERIC_FAILURES,
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -41,6 +40,8 @@ from .common import (
     new_id,
     origin,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 _SIZE: Final = re.compile(r"^([0-9]{3,4})\*([0-9]{3,4})$")
@@ -81,9 +82,8 @@ class DashScopeState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
             return ds_error(
-                429, "Throttling.RateQuota", msg or "Requests rate limit exceeded.", headers
+                429, "Throttling.RateQuota", msg or "Requests rate limit exceeded.", retry_after()
             )
         if kind == "bad_key":
             return ds_error(401, "InvalidApiKey", msg or "Invalid API-key provided.")
@@ -109,7 +109,7 @@ def create_app(*, expected_key: str | None = None, pending_polls: int = 2) -> we
     app = make_app(DashScopeState(expected_key=expected_key, pending_polls=pending_polls), STATE)
     app.router.add_post("/api/v1/services/aigc/text2image/image-synthesis", _submit, name="submit")
     app.router.add_get("/api/v1/tasks/{task_id}", _poll, name="poll")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files("NoSuchKey"), name="files")
     return app
 
 
@@ -203,10 +203,3 @@ async def _poll(request: web.Request) -> web.StreamResponse:
     if task.status == "SUCCEEDED":
         body["usage"] = {"image_count": task.n}
     return json_response(body)
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="NoSuchKey")
-    return web.Response(body=stored.data, content_type=stored.content_type)

@@ -33,7 +33,6 @@ from aiohttp import web
 
 from .common import (
     GENERIC_FAILURES,
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -48,6 +47,8 @@ from .common import (
     new_id,
     origin,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 APPS: Final = {
@@ -100,8 +101,7 @@ class FalState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            return json_response({"detail": msg or "Too many requests"}, 429, headers)
+            return json_response({"detail": msg or "Too many requests"}, 429, retry_after())
         if kind == "bad_key":
             return json_response({"detail": msg or "No user found for Key ID and Secret"}, 401)
         if kind == "server_error":
@@ -127,7 +127,7 @@ def state(app: web.Application) -> FalState:
 def create_app(*, expected_key: str | None = None, pending_polls: int = 1) -> web.Application:
     st = FalState(expected_key=expected_key, pending_polls=pending_polls)
     app = make_app(st, STATE)
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files(), name="files")
     app.router.add_get("/{owner}/{app}/requests/{id}/status", _status, name="status")
     app.router.add_get("/{owner}/{app}/requests/{id}", _result, name="result")
     app.router.add_post("/{owner}/{app}/{subpath:.*}", _submit, name="submit")
@@ -230,10 +230,3 @@ async def _result(request: web.Request) -> web.StreamResponse:
     body = {"images": images, "timings": {"inference": 0.01}, "seed": 15860307465884635512,
             "has_nsfw_concepts": [flagged] * len(images), "prompt": job.body["prompt"]}  # fmt: skip
     return json_response(body)
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="not found")
-    return web.Response(body=stored.data, content_type=stored.content_type)

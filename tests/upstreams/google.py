@@ -27,7 +27,6 @@ from typing import Any, ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -39,6 +38,7 @@ from .common import (
     make_app,
     malformed_json_response,
     record_of,
+    retry_after,
 )
 
 GEMINI_SIZES: Final = {
@@ -71,12 +71,11 @@ class GoogleState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
             return rpc_error(
                 429,
                 "RESOURCE_EXHAUSTED",
                 msg or "Resource has been exhausted (e.g. check quota).",
-                headers,
+                retry_after(),
             )
         if kind == "bad_key":
             return rpc_error(

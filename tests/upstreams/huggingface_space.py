@@ -42,7 +42,6 @@ from typing import Any, ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -55,6 +54,7 @@ from .common import (
     new_id,
     origin,
     record_of,
+    retry_after,
 )
 
 #: Positional inputs of a typical FLUX.1-schnell Space ``/infer`` endpoint.
@@ -132,7 +132,7 @@ class GradioState(FakeUpstream):
             return json_response(
                 {"error": msg or "Too Many Requests: rate limit exceeded, please retry later."},
                 429,
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after(),
             )
         if kind == "bad_key":
             return json_response(

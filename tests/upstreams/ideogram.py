@@ -30,7 +30,6 @@ from PIL import Image
 
 from .common import (
     GENERIC_FAILURES,
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -44,6 +43,8 @@ from .common import (
     origin,
     parse_size,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 _W_H: Final = (
@@ -79,8 +80,7 @@ class IdeogramState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            return json_response({"error": msg or "Too many requests"}, 429, headers)
+            return json_response({"error": msg or "Too many requests"}, 429, retry_after())
         if kind == "bad_key":
             return json_response({"error": msg or "Not authorized"}, 401)
         if kind == "server_error":
@@ -103,7 +103,7 @@ def create_app(*, expected_key: str | None = None) -> web.Application:
     app = make_app(IdeogramState(expected_key=expected_key), STATE)
     app.router.add_post("/v1/ideogram-v3/generate", _generate, name="generate")
     app.router.add_post("/v1/ideogram-v3/edit", _edit, name="edit")
-    app.router.add_get("/api/images/ephemeral/{name}", _file, name="files")
+    app.router.add_get("/api/images/ephemeral/{name}", serve_files("Not Found"), name="files")
     return app
 
 
@@ -180,10 +180,3 @@ async def _edit(request: web.Request) -> web.StreamResponse:
         st.reject(f"edit: {exc}")
         return json_response({"error": str(exc)}, 400)
     return _answer(st, request, form, size)
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="Not Found")
-    return web.Response(body=stored.data, content_type=stored.content_type)

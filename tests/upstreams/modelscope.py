@@ -25,7 +25,6 @@ from typing import Any, ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -39,6 +38,8 @@ from .common import (
     origin,
     parse_size,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 ALLOWED_FIELDS: Final = frozenset(
@@ -102,7 +103,7 @@ class ModelScopeState(FakeUpstream):
             return ms_error(
                 429,
                 msg or "Request rate limit exceeded: you have reached today's API call quota.",
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after(),
             )
         if kind == "bad_key":
             return ms_error(
@@ -147,7 +148,7 @@ def create_app(
     app = make_app(st, STATE)
     app.router.add_post("/v1/images/generations", _submit, name="submit")
     app.router.add_get("/v1/tasks/{task_id}", _poll, name="poll")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files("NoSuchKey"), name="files")
     return app
 
 
@@ -291,10 +292,3 @@ async def _poll(request: web.Request) -> web.StreamResponse:
     if task.status == "FAILED" and task.error is not None:
         body["errors"] = task.error
     return json_response(body)
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="NoSuchKey")
-    return web.Response(body=stored.data, content_type=stored.content_type)

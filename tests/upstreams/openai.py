@@ -43,6 +43,8 @@ from .common import (
     origin,
     parse_size,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 GPT_PREFIXES: Final = ("gpt-image", "chatgpt-image")
@@ -109,7 +111,7 @@ class OpenAIState(FakeUpstream):
                 type_="requests",
                 code="rate_limit_exceeded",
                 status=429,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                headers=retry_after(),
             )
         if kind == "bad_key":
             presented = self.presented_key(request)
@@ -171,7 +173,7 @@ def create_app(*, expected_key: str | None = None, hang_seconds: float = 30.0) -
     app = make_app(st, STATE)
     app.router.add_post("/v1/images/generations", _generations, name="generations")
     app.router.add_post("/v1/images/edits", _edits, name="edits")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", file_handler, name="files")
     app.on_response_prepare.append(_add_request_id)
     return app
 
@@ -759,15 +761,8 @@ def _json_edit_images(body: dict[str, Any]) -> tuple[int, int]:
     return first or (1024, 1024)
 
 
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="BlobNotFound")
-    return web.Response(body=stored.data, content_type=stored.content_type)
-
-
 # For fakes that serve this same API under other paths (Azure's deployments).
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 generations_handler: Final[Handler] = _generations
 edits_handler: Final[Handler] = _edits
-file_handler: Final[Handler] = _file
+file_handler: Final[Handler] = serve_files("BlobNotFound")

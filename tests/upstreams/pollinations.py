@@ -25,7 +25,6 @@ from typing import ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -34,6 +33,7 @@ from .common import (
     image_bytes,
     json_response,
     make_app,
+    retry_after,
 )
 
 DEFAULT_MODELS: Final = ("flux", "turbo", "gptimage", "kontext", "seedream", "nanobanana", "zimage")
@@ -72,7 +72,7 @@ class PollinationsState(FakeUpstream):
                 429,
                 "RATE_LIMITED",
                 msg or "Too many requests. Please wait before making another request.",
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after(),
             )
         if kind == "bad_key":
             return pollinations_error(

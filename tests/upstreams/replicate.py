@@ -43,6 +43,8 @@ from .common import (
     new_id,
     origin,
     record_of,
+    retry_after,
+    serve_files,
 )  # fmt: skip
 
 RATIOS: Final = {
@@ -96,9 +98,7 @@ class ReplicateState(FakeUpstream):
                 msg
                 or f"Request was throttled. Expected available in {RETRY_AFTER_SECONDS} seconds."
             )
-            return problem(
-                429, "Request was throttled", detail, {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            )
+            return problem(429, "Request was throttled", detail, retry_after())
         if kind == "bad_key":
             return problem(
                 401, "Unauthenticated", msg or "You did not pass a valid authentication token"
@@ -124,7 +124,7 @@ def create_app(
     app = make_app(st, STATE)
     app.router.add_post("/v1/models/{owner}/{name}/predictions", _create, name="create")
     app.router.add_get("/v1/predictions/{id}", _get, name="get")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files(), name="files")
     return app
 
 
@@ -249,10 +249,3 @@ async def _get(request: web.Request) -> web.StreamResponse:
     if pred.output is None:
         _finish(request, pred)
     return json_response(_view(pred, pred.outcome))
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="not found")
-    return web.Response(body=stored.data, content_type=stored.content_type)

@@ -23,7 +23,6 @@ from typing import Any, ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -38,6 +37,8 @@ from .common import (
     origin,
     parse_size,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 DEFAULT_MODELS: Final = (
@@ -83,7 +84,7 @@ class SiliconFlowState(FakeUpstream):
                     "data": None,
                 },
                 429,
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after(),
             )
         if kind == "bad_key":
             return sf_error(401, 20003, msg or "Invalid token")
@@ -120,7 +121,7 @@ def create_app(
     st = SiliconFlowState(expected_key=expected_key, hang_seconds=hang_seconds, models=models)
     app = make_app(st, STATE)
     app.router.add_post("/v1/images/generations", _generations, name="generations")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files("NoSuchKey"), name="files")
     app.on_response_prepare.append(_add_trace_id)
     return app
 
@@ -237,10 +238,3 @@ async def _generations(request: web.Request) -> web.StreamResponse:
         images.append({"url": f"{origin(request)}/files/{name}?Expires=3600&Signature=fake"})
     elapsed = round(time.perf_counter() - started, 4)
     return json_response({"images": images, "timings": {"inference": elapsed}, "seed": job["seed"]})
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="NoSuchKey")
-    return web.Response(body=stored.data, content_type=stored.content_type)

@@ -26,7 +26,6 @@ from aiohttp import web
 
 from .common import (
     GENERIC_FAILURES,
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -38,6 +37,7 @@ from .common import (
     malformed_json_response,
     new_id,
     record_of,
+    retry_after,
 )
 
 ASPECT_SIZES: Final = {
@@ -79,13 +79,12 @@ class StabilityState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
             return stability_error(
                 429,
                 "rate_limit_exceeded",
                 msg
                 or "You have exceeded the rate limit of 150 requests within a 10 second period.",
-                headers,
+                retry_after(),
             )
         if kind == "bad_key":
             return stability_error(

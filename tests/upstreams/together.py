@@ -23,7 +23,6 @@ from typing import Any, ClassVar, Final
 from aiohttp import web
 
 from .common import (
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -37,6 +36,8 @@ from .common import (
     new_id,
     origin,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 FIELDS: Final = frozenset(
@@ -60,7 +61,7 @@ class TogetherState(FakeUpstream):
         if kind == "rate_limit":
             return together_error(
                 429, msg or "Rate limit exceeded", "rate_limit_exceeded",
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after(),
             )  # fmt: skip
         if kind == "bad_key":
             return together_error(401, msg or "Invalid API key provided.", "invalid_api_key")
@@ -84,7 +85,7 @@ def create_app(*, expected_key: str | None = None, hang_seconds: float = 30.0) -
     st = TogetherState(expected_key=expected_key, hang_seconds=hang_seconds)
     app = make_app(st, STATE)
     app.router.add_post("/v1/images/generations", _generations, name="generations")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files(), name="files")
     return app
 
 
@@ -150,10 +151,3 @@ async def _generations(request: web.Request) -> web.StreamResponse:
             item["url"] = f"{origin(request)}/files/{name}"
         data.append(item)
     return json_response({"id": new_id(), "model": job["model"], "object": "list", "data": data})
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="not found")
-    return web.Response(body=stored.data, content_type=stored.content_type)

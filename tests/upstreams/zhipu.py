@@ -24,7 +24,6 @@ from aiohttp import web
 
 from .common import (
     GENERIC_FAILURES,
-    RETRY_AFTER_SECONDS,
     FakeUpstream,
     RecordedRequest,
     ScriptedFailure,
@@ -37,6 +36,8 @@ from .common import (
     origin,
     parse_size,
     record_of,
+    retry_after,
+    serve_files,
 )
 
 FIELDS: Final = frozenset({"model", "prompt", "size", "quality", "user_id", "watermark_enabled"})
@@ -54,8 +55,9 @@ class ZhipuState(FakeUpstream):
     ) -> web.StreamResponse | None:
         kind, msg = failure.kind, failure.message
         if kind == "rate_limit":
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            return zp_error(429, "1302", msg or "High concurrency usage of this API.", headers)
+            return zp_error(
+                429, "1302", msg or "High concurrency usage of this API.", retry_after()
+            )
         if kind == "arrears":
             return zp_error(429, "1113", msg or "Your account is in arrears, please recharge.")
         if kind == "bad_key":
@@ -81,7 +83,7 @@ def state(app: web.Application) -> ZhipuState:
 def create_app(*, expected_key: str | None = None) -> web.Application:
     app = make_app(ZhipuState(expected_key=expected_key), STATE)
     app.router.add_post("/api/paas/v4/images/generations", _generate, name="generate")
-    app.router.add_get("/files/{name}", _file, name="files")
+    app.router.add_get("/files/{name}", serve_files("Not Found"), name="files")
     return app
 
 
@@ -126,10 +128,3 @@ async def _generate(request: web.Request) -> web.StreamResponse:
             "content_filter": [{"role": "assistant", "level": 3}],
         }
     )
-
-
-async def _file(request: web.Request) -> web.StreamResponse:
-    stored = state(request.app).files.get(request.match_info["name"])
-    if stored is None:
-        return web.Response(status=404, text="Not Found")
-    return web.Response(body=stored.data, content_type=stored.content_type)
