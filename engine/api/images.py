@@ -13,6 +13,7 @@ from ..pricing import usd
 from ..runtime.calls.checkpoint import Journal
 from ..runtime.images.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
+from ..runtime.lifecycle import bodygate
 from ..runtime.lifecycle.overload import Overloaded
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.routing.failures import UpstreamFailure
@@ -184,7 +185,8 @@ async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release, 
         info.on_progress = progress
         info.journal = journal  # checkpoints: another replica can go on if this one dies
         try:
-            outcome = await metering.run(request, job, snapshot, info, ticket.hold)
+            with bodygate.own_ticket(state.body_gate):  # the request's went with its 202
+                outcome = await metering.run(request, job, snapshot, info, ticket.hold)
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
             raise service_error(request, exc) from None
         body: dict[str, Any] = rawtext.plain(images_response(outcome))

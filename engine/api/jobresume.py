@@ -19,6 +19,7 @@ from ..pricing import usd
 from ..runtime.calls.checkpoint import Journal, NotResumable
 from ..runtime.cancel import cancel_upstream
 from ..runtime.job import ImageJob
+from ..runtime.lifecycle import bodygate
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.resume import resumable_attempt, resume
 from ..runtime.routing.failures import UpstreamFailure
@@ -136,9 +137,10 @@ def _work(
         journal.resume_from = checkpoint
 
         async def call() -> Outcome:
-            if checkpoint is not None:
-                return await resume(state.service, job, snapshot, info)
-            return await state.service.run(job, snapshot, info)
+            with bodygate.own_ticket(state.body_gate):  # large bodies wait for a slot here too
+                if checkpoint is not None:
+                    return await resume(state.service, job, snapshot, info)
+                return await state.service.run(job, snapshot, info)
 
         # Usage and budget are settled here, as the replica that took the request would
         # have (once per job: metering.metered).

@@ -20,7 +20,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from engine.api.keys import LIMITS
+from engine.api.keys import LIMITS, STATE
 from engine.runtime.lifecycle.overload import ByteBudget, Overloaded
 from tests.e2e.providers import config_dir, single
 from tests.gateway import Gateway, run_gateway
@@ -34,12 +34,13 @@ GENERATE = {"model": "m", "prompt": "x", "response_format": "b64_json"}
 
 
 class Held:
-    """An OpenAI images upstream whose answers wait until `release` (at most 30 s)."""
+    """An OpenAI images upstream whose answers wait until `go` is set (at most 30 s);
+    `pad` makes its image that many bytes (a large answer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pad: int = 0) -> None:
         self.arrived = 0
         self.go = asyncio.Event()
-        self.image = base64.b64encode(png_bytes(8, 8)).decode()
+        self.image = base64.b64encode(png_bytes(8, 8).ljust(pad, b"\0")).decode()
 
     async def generations(self, request: web.Request) -> web.Response:
         await request.read()
@@ -51,8 +52,10 @@ class Held:
 
 
 @contextlib.asynccontextmanager
-async def gateway(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[tuple[Gateway, Held]]:
-    held = Held()
+async def gateway(
+    tmp_path: Path, env: dict[str, str], pad: int = 0
+) -> AsyncIterator[tuple[Gateway, Held]]:
+    held = Held(pad)
     app = web.Application()
     app.router.add_post("/v1/images/generations", held.generations)
     async with serve_upstream(app) as base:
@@ -229,3 +232,29 @@ async def test_the_budget_is_first_come_first_served_and_settles_on_cancel() -> 
     with pytest.raises(Overloaded) as refused:
         await quick.take(1)
     assert refused.value.reason == "buffered_bytes" and quick.waiting == 0
+
+
+async def test_an_async_job_gives_its_large_body_slot_back(tmp_path: Path) -> None:
+    """A job runs after its request has ended: it takes a large-body slot of its own and gives
+    it back when it ends (it used to claim the finished request's, which nobody released:
+    one slot lost for good per job with a big answer)."""
+    env = {"PIXGATE_MAX_LARGE_BODIES": "1"}
+    async with (
+        gateway(tmp_path, env, pad=1_200_000) as (gw, held),
+        aiohttp.ClientSession() as http,
+    ):
+        gate = gw.app[STATE].body_gate
+        headers = {"Prefer": "respond-async"}
+        async with http.post(f"{gw.v1}/images/generations", json=GENERATE, headers=headers) as r:
+            assert r.status == 202
+            location = r.headers["Location"]
+        held.go.set()  # the big answer arrives after the 202
+        async with http.get(f"{gw.url}{location}", params={"wait": "30s"}) as resp:
+            job = await resp.json()
+        assert job["status"] == "succeeded", job
+        await until(lambda: gate.free == 1, "the job's slot given back")
+        async with asyncio.timeout(30):  # a sync big answer still gets the slot
+            async with http.post(f"{gw.v1}/images/generations", json=GENERATE) as resp:
+                assert resp.status == 200
+                assert len((await resp.json())["data"][0]["b64_json"]) > 1_500_000
+        assert gate.free == 1

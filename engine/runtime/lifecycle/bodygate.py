@@ -23,6 +23,8 @@ their way through (`pending`): the slot goes back only when none is left."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Literal
 
@@ -97,6 +99,20 @@ class Ticket:
 
 
 CURRENT: ContextVar[Ticket | None] = ContextVar("pixgate_body_ticket", default=None)
+
+
+@contextlib.contextmanager
+def own_ticket(gate: BodyGate) -> Iterator[Ticket]:
+    """For work that outlives its request (an async job): a ticket of its own, released
+    when the work ends. It must not claim its request's: the request released that with its
+    `202`, and a claim made after that would never be released, a slot lost for good."""
+    ticket = gate.ticket()
+    token = CURRENT.set(ticket)
+    try:
+        yield ticket
+    finally:
+        ticket.release()
+        CURRENT.reset(token)
 
 
 async def hold_event() -> None:
