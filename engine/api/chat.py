@@ -85,7 +85,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     request[MODEL] = model or "auto"
     state = request.app[STATE]
     snapshot: ConfigSnapshot = request.get(SNAPSHOT) or state.snapshot
-    relay = request[RELAY][0] if RELAY in request else None
+    relay = relayed[0] if (relayed := request.get(RELAY)) is not None else None
     route = _route(request, snapshot, model, "generate")
     context_edit = (
         not chat.images

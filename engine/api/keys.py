@@ -26,8 +26,10 @@ REQUEST_ID = web.RequestKey("pixgate_request_id", str)
 SNAPSHOT = web.RequestKey("pixgate_snapshot", ConfigSnapshot)  # one config to the end
 MODEL = web.RequestKey("pixgate_model", str)  # for the access log
 PROVIDER = web.RequestKey("pixgate_provider", str)  # for the access log
-RELAY: web.RequestKey[tuple[str, str]] = web.RequestKey("pixgate_relay")  # (provider, key)
+# Who called: client_auth sets both on every request it lets through (None when not that
+# kind of caller), so that the many readers after it find them without a KeyError.
+RELAY: web.RequestKey[tuple[str, str] | None] = web.RequestKey("pixgate_relay")  # provider, key
+CLIENT: web.RequestKey[ClientSpec | None] = web.RequestKey("pixgate_client")  # clients.yaml's
 WAIT_CLOCK = web.RequestKey("pixgate_wait_clock", WaitClock)
-CLIENT = web.RequestKey("pixgate_client", ClientSpec)  # the clients.yaml entry, when one
 # OpenAI's x-ratelimit-* headers for the client's rpm limit, added to the answer.
 RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("pixgate_rate_headers")

@@ -227,6 +227,7 @@ async def client_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     keys = request.app[SETTINGS].api_keys
     snapshot = request.app[STATE].snapshot
     request[SNAPSHOT] = snapshot  # the request keeps this one config to its end
+    request[CLIENT] = request[RELAY] = None  # until a clients.yaml key or a relay key says
     routes = snapshot.routes
     token = bearer_token(request)
     if token and keys and routes.backend and _matches(token, keys):
