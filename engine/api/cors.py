@@ -23,9 +23,10 @@ def _spec(request: web.Request) -> CorsSpec:
 
 @web.middleware
 async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method != "OPTIONS":
+        return await handler(request)
     origin = request.headers.get("Origin")
-    asked = request.headers.get("Access-Control-Request-Method")
-    if request.method != "OPTIONS" or origin is None or asked is None:
+    if origin is None or request.headers.get("Access-Control-Request-Method") is None:
         return await handler(request)
     cors = _spec(request)
     if not cors.applies(request.path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -296,9 +297,7 @@ def public_url(request: web.Request) -> str:
         return settings.public_url
     local = _local_address(request)
     host = request.host.lower()
-    allowed = settings.allowed_hosts or (
-        (f"127.0.0.1:{local[1]}", f"localhost:{local[1]}", f"[::1]:{local[1]}") if local else ()
-    )
+    allowed = settings.allowed_hosts or (_loopback_names(local[1]) if local else ())
     if host in allowed:
         return f"{request.scheme}://{request.host}"
     if local is None:
@@ -309,6 +308,11 @@ def public_url(request: web.Request) -> str:
         if ":" in address
         else (f"{request.scheme}://{address}:{port}")
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _loopback_names(port: int) -> tuple[str, ...]:
+    return (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}")
 
 
 def _local_address(request: web.Request) -> tuple[str, int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -55,13 +56,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     overhead: float | None = None
     sent = 0
     error: str | None = None
-    metrics = request.app[METRICS]
+    app = request.app
+    metrics = app[METRICS]
     counted = request.path.startswith("/v1/")
     if counted:
         metrics.in_flight.inc()
-    ticket = request.app[STATE].body_gate.ticket()
+    ticket = app[STATE].body_gate.ticket()
     token = bodygate.CURRENT.set(ticket)
-    settings = request.app[SETTINGS]
+    settings = app[SETTINGS]
     watcher = bodywatch.watch(request, settings.body_timeout, settings.body_min_rate)
     try:
         response = await _shaped(request, handler)
@@ -88,7 +90,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             route, model = _route_model(request)
             elapsed = time.perf_counter() - started
             metrics.request(_endpoint(request), route, model, status, elapsed, overhead, sent)
-            recent = request.app.get(RECENT)
+            recent = app.get(RECENT)
             if recent is not None:  # the admin panel's overview
                 provider = request.get(PROVIDER, "-")
                 recent.record(route, provider, status, elapsed, overhead, error)
@@ -263,4 +265,11 @@ async def _with_rate_headers(request: web.Request, handler: Handler) -> web.Stre
 
 
 def _matches(token: str, keys: tuple[str, ...]) -> bool:
-    return any(hmac.compare_digest(token.encode(), k.encode()) for k in keys)
+    given = token.encode()
+    return any(hmac.compare_digest(given, key) for key in _encoded(keys))
+
+
+@functools.lru_cache(maxsize=4)
+def _encoded(keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The gateway's keys as bytes, once (compare_digest takes str only when it is ASCII)."""
+    return tuple(key.encode() for key in keys)
