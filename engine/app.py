@@ -59,8 +59,9 @@ from .usage.persist import UsageFile
 
 log = logging.getLogger("pixgate")
 SERVER_NAME = "pixgate"
-# Responses aiohttp makes before any handler runs (a malformed request line) never reach
-# on_response_prepare: its module default names the Python and aiohttp versions.
+# `Server: pixgate` on every response, not aiohttp's default with the Python and aiohttp
+# versions: the module default is what aiohttp prepares every response with (those it makes
+# before any handler runs too), so no response signal is needed for it.
 aiohttp.web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
 INTERNAL_HEADER = "x-pixgate-internal"
 
@@ -114,7 +115,6 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     )
     app.cleanup_ctx.append(_shared_state)
     app.on_shutdown.append(_draining)
-    app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_hot_reload)
@@ -183,11 +183,6 @@ def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamRespo
         return await handler(request)
 
     return switch
-
-
-async def _server_header(_: web.Request, response: web.StreamResponse) -> None:
-    """`Server: pixgate`, not aiohttp's default with the Python and aiohttp versions."""
-    response.headers["Server"] = SERVER_NAME
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
