@@ -38,10 +38,14 @@ class SseStream:
         await self.response.prepare(self.request)
 
     async def send(self, data: Any, event: str | None = None) -> None:
-        payload = data if isinstance(data, bytes | str) else orjson.dumps(data)
-        text = payload.decode() if isinstance(payload, bytes) else payload
-        frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
-        await self._write(frame.encode())
+        """One event. Built as bytes in one join: an image event is megabytes, and each text
+        round trip (decode, format, encode) was another copy while it holds its slot."""
+        if isinstance(data, str):
+            payload = data.encode()
+        else:
+            payload = data if isinstance(data, bytes) else orjson.dumps(data)
+        head = f"event: {event}\ndata: " if event else "data: "
+        await self._write(b"".join((head.encode(), payload, b"\n\n")))
 
     async def comment(self, text: str = "keep-alive") -> None:
         await self._write(f": {text}\n\n".encode())
