@@ -1,6 +1,7 @@
 """GET /v1/images/jobs/{id}/events sends what an image stream sends: read with the official
 SDK's own stream reader (as it reads `images.generate(stream=True)`), every event's JSON
-checked against OpenAI's ImageGenStreamEvent schema, and the raw frames with aiohttp."""
+checked against OpenAI's ImageGenStreamEvent schema (ImageEditStreamEvent for edits,
+variations and blends), and the raw frames with aiohttp."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import openai
 import pytest
 from openai.types import ImageGenStreamEvent
 
+from engine.api.jobevents import completed_events
 from tests.e2e.jobs_upstream import PNG, Env, jobs_env
 from tests.openapi import validate_component
 
@@ -127,3 +129,25 @@ async def test_cancelled_job_ends_with_image_job_cancelled(env: Env) -> None:
     url = env.gw.v1 + f"/images/jobs/{job['id']}/events"
     async with env.http.get(url, headers={"Authorization": "Bearer key-b"}) as other:
         assert other.status == 404  # another client's key
+
+
+@pytest.mark.parametrize("task", ["edit", "variation", "blend"])
+async def test_edit_variation_and_blend_jobs_end_with_image_edit_completed(
+    task: str, openai_spec: dict[str, Any]
+) -> None:
+    usage = {
+        "total_tokens": 9, "input_tokens": 4, "output_tokens": 5,
+        "input_tokens_details": {"text_tokens": 3, "image_tokens": 1},
+    }  # fmt: skip
+    b64 = base64.b64encode(PNG).decode()
+    record = {
+        "status": "succeeded",
+        "request": {"job": {"task": task, "prompt": "x", "background": "opaque"}},
+        "result": {"created": 1, "data": [{"b64_json": b64}, {"b64_json": b64}], "usage": usage},
+    }
+    events = await completed_events(record)
+    assert [e["type"] for e in events] == ["image_edit.completed"] * 2
+    for event in events:
+        validate_component(openai_spec, "ImageEditStreamEvent", event)
+    assert events[0]["usage"] == usage and events[1]["usage"]["total_tokens"] == 0  # once
+    assert events[0]["background"] == "opaque" and events[0]["pixgate_size"] == "8x8"
