@@ -66,8 +66,9 @@ async def download(
     policy: FetchPolicy,
     limit: int,
     seconds: float,
-) -> bytes:
-    """The image at an upstream's result URL, or UpstreamFailure (detail in the log only)."""
+) -> bytes | bytearray:
+    """The image at an upstream's result URL, or UpstreamFailure (detail in the log only).
+    A bytearray when its length was known: the buffer it was read into, not a copy (1 MB+)."""
     try:
         async with asyncio.timeout(seconds):
             data = await _follow(parse_url(url), scope, session, guarded, policy, limit)
@@ -94,7 +95,7 @@ async def _follow(
     guarded: aiohttp.ClientSession,
     policy: FetchPolicy,
     limit: int,
-) -> bytes:
+) -> bytes | bytearray:
     for _ in range(policy.max_redirects + 1):
         trusted = scope.trusted(url)
         if not trusted:
@@ -114,7 +115,7 @@ async def _follow(
     raise FetchRefused(f"result URL refused: more than {policy.max_redirects} redirects")
 
 
-async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes | bytearray:
     if resp.status >= 400:
         raise UpstreamFailure(
             "upstream", f"downloading the result failed: HTTP {resp.status}", resp.status
@@ -125,4 +126,4 @@ async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     data = await read_capped(resp.content, limit, known_length(resp))
     if data is None:
         raise too_big
-    return bytes(data) if isinstance(data, bytearray) else data
+    return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
-def sniff(data: bytes) -> str | None:
+def sniff(data: bytes | bytearray) -> str | None:
     head = data[:16]
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"

@@ -56,7 +56,7 @@ async def to_client(
         return {"url": str(ref.value)}
     kind = "generated"
     if ref.kind == "url":
-        data = await download(str(ref.value), ctx)
+        data = bytes(await download(str(ref.value), ctx))  # storage keeps immutable bytes
         kind = "rehosted"
     elif ref.kind == "b64":
         data = decode_b64(ref.value if isinstance(ref.value, RawText) else str(ref.value))
@@ -72,7 +72,7 @@ async def to_client(
     return {"url": url}
 
 
-async def download(url: str, ctx: ResultContext) -> bytes:
+async def download(url: str, ctx: ResultContext) -> bytes | bytearray:
     """An upstream result URL's image, through the SSRF guard (download.py)."""
     with ctx.clock.waiting():
         return await guarded_download(
