@@ -12,7 +12,7 @@ import orjson
 from yarl import URL
 
 from ... import rawtext
-from ...dsl.origins import OriginPattern, may_receive_key
+from ...dsl.origins import OriginPattern, may_receive_key, origin_of
 from ...dsl.spec import AuthSpec, RequestSpec, StepSpec
 from ..images.imagetypes import sniff
 from ..job import InputImage
@@ -71,7 +71,7 @@ def build_request(
         url = URL(target, encoded=True)
         if not url.is_absolute():
             url = URL(base_url + "/", encoded=True).join(url)
-    else:
+    else:  # a path under base_url: on its origin whatever the path holds
         path = str(spec.path.render(ctx)) if spec.path is not None else ""
         url = URL(base_url + ("" if path.startswith("/") else "/") + path, encoded=True)
     # HTTP forbids line breaks in header values: a prompt's become spaces
@@ -80,7 +80,9 @@ def build_request(
     # The key goes only to base_url's origin and the origins listed for it: never to a
     # presigned upload, a CDN or a polling URL on a host nobody named.
     origins = (*auth.send_to, *spec.auth_to)
-    send_key = key is not None and spec.auth and may_receive_key(url, base_url, origins)
+    on_base = spec.url is None and origin_of(base_url) is not None  # no URL to parse
+    may_send = on_base or may_receive_key(url, base_url, origins)
+    send_key = key is not None and spec.auth and may_send
     auth_header = None
     if send_key and key is not None:
         if auth.header and auth.value is not None:
