@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import logging
 import re
@@ -401,7 +400,8 @@ def _raw_image_ref(item: RawText, kind: str, request_url: str) -> ImageRef | Non
 
 
 def decode_b64(value: str | RawText) -> bytes:
+    """binascii directly: base64.b64decode first copies a buffer it is given into bytes."""
     try:
-        return base64.b64decode(value.view if isinstance(value, RawText) else value, validate=False)
+        return binascii.a2b_base64(value.view if isinstance(value, RawText) else value)
     except (binascii.Error, ValueError) as exc:
         raise UpstreamFailure("upstream", f"upstream sent invalid base64: {exc}") from None
