@@ -90,7 +90,8 @@ class KeyPools:
         else:
             start = self._cursor.get(provider.id, 0) % len(healthy)
             self._cursor[provider.id] = start + 1
-            healthy = healthy[start:] + healthy[:start]
+            if start:
+                healthy = healthy[start:] + healthy[:start]
         limit = policy.max_concurrency_per_key
         if limit is not None:
             free = [k for k in healthy if self.health(provider.id, k).in_flight < limit]
@@ -111,7 +112,8 @@ class KeyPools:
         for key in order:
             health = self.health(provider.id, key)
             if limit is None or health.in_flight < limit:
-                self.take(provider.id, key)
+                health.in_flight += 1  # as take() does, without looking the key up again
+                health.last_used = self.clock()
                 return key
         raise KeysBusy(provider.id)
 

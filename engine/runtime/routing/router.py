@@ -129,6 +129,8 @@ class Router:
         """A random order where earlier places go to heavier targets (weight 0 last; skipped)."""
         live = [t for t in targets if t.weight > 0]
         dead = [t for t in targets if t.weight <= 0]
+        if len(live) < 2:  # one order only: no draw
+            return live + dead
         # Efraimidis-Spirakis: sort by u^(1/w), a weighted random permutation in one pass.
         keyed = sorted(live, key=lambda t: self.rng.random() ** (1.0 / t.weight), reverse=True)
         return keyed + dead
