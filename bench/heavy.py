@@ -4,7 +4,9 @@
 - `poll-long`: 10,000 polling jobs (done after 30 s, polled every 2 s), through the floor and
   pixgate;
 - `store`: a 1.5 MB b64_json answer that a client asks for as `url`, so pixgate stores it:
-  on local disk and in S3 (a SeaweedFS it starts on loopback).
+  on local disk and in S3 (a SeaweedFS it starts on loopback);
+- `redis`: the small answer with the provider key under `max_concurrency_per_key`, through
+  pixgate with memory state and with Redis state (a redis-server it starts on loopback).
 
 Each batch opens its clients at a steady rate over a ramp instead of in one burst: real clients
 do not arrive in the same millisecond, and a burst of thousands measures the kernel's accept
@@ -20,10 +22,13 @@ import shutil
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import procstat, s3server
-from .procs import Proc, pinned
+import yaml
+
+from . import procstat, redisserver, s3server
+from .procs import Proc, free_port, pinned
 from .scenarios import (
     CLIENT_KEY,
     MANY_OPEN,
@@ -32,6 +37,7 @@ from .scenarios import (
     MANY_POLL_SCENARIO,
     OPENAI_KEY,
     POLL,
+    REDIS,
     STORE,
     Scenario,
 )
@@ -45,6 +51,8 @@ MANY_OPEN_ROUNDS = 3
 MANY_OPEN_RAMP_S = 10.0
 MANY_POLL_RAMP_S = 10.0  # 1,000 new jobs a second
 STORE_CELL_S = 4.0  # short: every request writes a 1.1 MB image to storage
+REDIS_CELL_S = 8.0  # a full run's cells are 12 s; four of 8 s keep the scenario near a minute
+REDIS_KEY_LIMIT = 64  # above the cells' concurrency, so no request waits for a slot
 # pixgate's defaults cap upstream connections at 256 per host (README: many open requests);
 # the bench lifts both caps, as a deployment holding thousands of requests open must.
 OPEN_CAPS = {"PIXGATE_UPSTREAM_CONNECTIONS": "0", "PIXGATE_UPSTREAM_CONNECTIONS_PER_HOST": "0"}
@@ -58,6 +66,8 @@ def run(bench: Bench, scenarios: tuple[Scenario, ...]) -> None:
             many_poll(bench)
         elif scenario is STORE:
             store(bench)
+        elif scenario is REDIS:
+            redis_state(bench)
 
 
 def _log(message: str) -> None:
@@ -218,6 +228,72 @@ def store(bench: Bench) -> None:
         finally:
             bench.stop(proc)
     finally:
+        bench.stop(server)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(folder)
+
+
+def limited_config(bench: Bench) -> Path:
+    """The run's config with the openai key under `max_concurrency_per_key`, so every attempt
+    takes a lease (with Redis state, one script call per attempt)."""
+    config = bench.run_dir / "config-limited"
+    if not config.exists():
+        shutil.copytree(bench.gateway_config(Path(bench.args.pixgate_root).resolve()), config)
+        routes = yaml.safe_load((config / "routes.yaml").read_text())
+        providers = routes.setdefault("providers", {})
+        providers.setdefault("openai", {})["max_concurrency_per_key"] = REDIS_KEY_LIMIT
+        (config / "routes.yaml").write_text(yaml.safe_dump(routes, sort_keys=False))
+    return config
+
+
+def redis_state(bench: Bench) -> None:
+    """The redis scenario: pixgate with memory state and with Redis state (redis-server on the
+    load core), the same limited config. Both gateways stay up and the cells alternate at each
+    concurrency, so a shared machine's drift falls on both alike."""
+    info = bench.systems.setdefault("pixgate-redis", {})
+    binary = redisserver.binary()
+    if binary is None:
+        info["status"] = f"redis-server not installed ({redisserver.INSTALL})"
+        bench.notes.append(f"redis state: {info['status']}: the redis cells were not run")
+        _log(f"redis state: {info['status']}: skipped")
+        return
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {CLIENT_KEY}"}
+    config = limited_config(bench)
+    folder = bench.run_dir / "redis"
+    port = free_port()
+    server = bench.start(
+        "redis-server", pinned(redisserver.command(binary, port, folder), bench.load_cpus)
+    )
+    gateways: list[tuple[str, str, Proc]] = []
+    try:
+        try:
+            ready = redisserver.wait_ready(server, port)
+        except RuntimeError as exc:
+            info["status"] = f"redis-server did not start: {exc}"
+            bench.notes.append(f"redis state: {info['status']}")
+            return
+        _log(f"redis-server on 127.0.0.1:{port} after {ready:.2f} s")
+        for system, env in (("pixgate", None), ("pixgate-redis", redisserver.gateway_env(port))):
+            proc = bench.start_pixgate(REDIS.name, system, env=env, config=config)
+            if proc is None:
+                return
+            url = bench.systems[system]["url"] + "/v1/images/generations"
+            gateways.append((system, url, proc))
+        seconds = min(bench.cell_s, REDIS_CELL_S)
+        for c in REDIS.concurrencies("pixgate", bench.quick):
+            for system, url, proc in gateways:
+                bench.cell(system, REDIS, url, headers, c, proc, seconds=seconds)
+        for system, _, proc in gateways:
+            rss = procstat.tree_kib(procstat.tree(proc.pid), "VmRSS") / 1024
+            final = bench.systems[system].get("final_rss_mib", 0.0)
+            bench.systems[system]["final_rss_mib"] = max(final, rss)
+        keys = redisserver.key_count(port)
+        _log(f"redis-server holds {keys} keys after the cells")
+        if not keys:  # the gateway did not keep its state there: its cells compare nothing
+            bench.notes.append("redis state: pixgate-redis left no key in Redis")
+    finally:
+        for _, _, proc in gateways:
+            bench.stop(proc)
         bench.stop(server)
         with contextlib.suppress(OSError):
             shutil.rmtree(folder)

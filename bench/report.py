@@ -313,6 +313,31 @@ def heavy_targets(cells: list[Cell], systems: dict[str, Any]) -> list[Target]:
         )
         bad = _clean(s3, local)
         out.append(Target(name, threshold, measured, "fail" if bad else "reported", bad))
+    return out + redis_targets(cells, systems)
+
+
+def redis_targets(cells: list[Cell], systems: dict[str, Any]) -> list[Target]:
+    """Redis state against memory state, the key under max_concurrency_per_key (issue 19)."""
+    out: list[Target] = []
+    rows = (
+        ("p50", 1, "<= 0.3 ms p50 over memory state", 0.3),
+        ("CPU/req", 16, "<= 0.05 ms CPU/req over memory state", 0.05),
+    )
+    for measure, c, threshold, bound in rows:
+        name = f"Redis state: added {measure}, small c={c}, max_concurrency_per_key"
+        redis, memory = find(cells, "redis", "pixgate-redis", c), find(cells, "redis", "pixgate", c)
+        if redis is None or memory is None:
+            status = systems.get("pixgate-redis", {}).get("status", "not run")
+            out.append(Target(name, threshold, "not measured", "n/a", f"cell missing ({status})"))
+            continue
+        if measure == "p50":
+            ours, theirs = float(redis["p50_ms"]), float(memory["p50_ms"])
+        else:
+            ours, theirs = _cpu(redis), _cpu(memory)
+        added, bad = ours - theirs, _clean(redis, memory)
+        measured = f"{added:+.3f} ms ({ours:.3f} vs {theirs:.3f} ms)"
+        ok = added <= bound and not bad
+        out.append(Target(name, threshold, measured, _verdict(ok), bad, f"memory: {theirs:.3f} ms"))
     return out
 
 
@@ -365,7 +390,7 @@ def markdown(results: dict[str, Any]) -> str:
         "RSS at the end (MiB) | pinned to |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("pixgate", "pixgate-2w", "pixgate-s3", "floor", "litellm"):
+    for name in ("pixgate", "pixgate-2w", "pixgate-s3", "pixgate-redis", "floor", "litellm"):
         s = systems.get(name, {})
         lines.append(
             f"| {name} | {s.get('status', 'skipped')} | {s.get('version', '-')} | "

@@ -39,7 +39,7 @@ ROOT = BENCH.parent
 GATEWAY_CPUS, LOAD_CPUS = "0", "1"
 WORKERS_SYSTEM = "pixgate-2w"  # `pixgate serve --workers 2`
 MIB = 1024.0
-BENCH_MODELS = ("small", "b64", "slow", "long", "store", "download")  # openai models
+BENCH_MODELS = ("small", "b64", "slow", "long", "store", "redis", "download")  # openai models
 KEYS_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*_API_KEYS?)\b")
 DUMMY_KEY = "bench-dummy-key-0123456789abcdef0123456789"
 
@@ -454,10 +454,12 @@ class Bench:
         workers: int = 1,
         cpus: str | None = None,
         env: Mapping[str, str] | None = None,
+        config: Path | None = None,
     ) -> Proc | None:
         """A fresh pixgate: one per scenario, so a scenario's failures (circuit breaker, key
         cooldowns) or memory cannot leak into the next. Every start is a start-up sample; the
-        first one also gives the idle RSS (1 s after healthy, before any image request)."""
+        first one also gives the idle RSS (1 s after healthy, before any image request).
+        `config` replaces the run's assembled config (a variant of it)."""
         cpus = cpus or self.gw_cpus
         info = self.systems.setdefault(system, {})
         info.setdefault("startup_s", [])
@@ -470,7 +472,7 @@ class Bench:
             "engine",
             "serve",
             "--config",
-            str(self.gateway_config(root)),
+            str(config or self.gateway_config(root)),
             "--port",
             str(port),
             "--log-level",

@@ -124,7 +124,18 @@ STORE = Scenario(
     quick=(1, 8),
     direct=False,
 )
-HEAVY: tuple[Scenario, ...] = (MANY_OPEN_SCENARIO, MANY_POLL_SCENARIO, STORE)
+# The small answer on its own route, through pixgate with memory state and with Redis state,
+# the openai key limited by max_concurrency_per_key (a lease in Redis per attempt): c=1 for
+# the added p50, c=16 for the added CPU per request (issue 19).
+REDIS = Scenario(
+    "redis",
+    "url",
+    "small answer, max_concurrency_per_key set: memory state against Redis state",
+    cells=(1, 16),
+    quick=(1, 16),
+    direct=False,
+)
+HEAVY: tuple[Scenario, ...] = (MANY_OPEN_SCENARIO, MANY_POLL_SCENARIO, STORE, REDIS)
 
 
 def by_name(names: str | None, quick: bool = False) -> tuple[Scenario, ...]:

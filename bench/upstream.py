@@ -10,6 +10,7 @@ request's `model` field, or by the path prefix `/s/<scenario>/v1/images/generati
 | `slow`     | like `small`, after a fixed 1 s delay                                          |
 | `long`     | like `small`, after a fixed 10 s delay (many open requests)                    |
 | `store`    | the `b64` answer, for a client that asks for `url`: the gateway stores it      |
+| `redis`    | the `small` answer (pixgate with memory state, then with Redis state)          |
 | `download` | a URL to a ~1.1 MB PNG that this server serves at `/files/big.png`            |
 | `poll`     | `POST /v1/poll/tasks` -> `{"task_id"}`; `GET /v1/poll/tasks/<id>` is `running` |
 |            | until 1 s after submit, then `succeeded` with `data[].url`                     |
@@ -45,7 +46,7 @@ LONG_DELAY = 10.0
 POLL_DONE_AFTER = {"poll": 1.0, "poll-long": 30.0}  # by the submitted model
 POLL_KEEP = 120.0  # finished tasks are forgotten after this many seconds
 IMAGE_WIDTH, IMAGE_HEIGHT = 640, 576  # random RGB: a ~1.1 MB PNG, ~1.5 MB as base64
-SCENARIOS = ("small", "b64", "slow", "long", "store", "download", "poll", "poll-long")
+SCENARIOS = ("small", "b64", "slow", "long", "store", "redis", "download", "poll", "poll-long")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -136,7 +137,7 @@ class Upstream:
         if scenario in ("slow", "long"):
             await asyncio.sleep(SLOW_DELAY if scenario == "slow" else LONG_DELAY)
             return _ok(self.small_body)
-        if scenario == "small":
+        if scenario in ("small", "redis"):
             return _ok(self.small_body)
         if scenario in ("b64", "store"):
             return _ok(self.b64_body)
