@@ -233,12 +233,11 @@ def store(bench: Bench) -> None:
             shutil.rmtree(folder)
 
 
-def limited_config(bench: Bench) -> Path:
-    """The run's config with the openai key under `max_concurrency_per_key`, so every attempt
-    takes a lease (with Redis state, one script call per attempt)."""
-    config = bench.run_dir / "config-limited"
+def limited_config(base: Path, config: Path) -> Path:
+    """A copy of the config `base` with the openai key under `max_concurrency_per_key`, so
+    every attempt takes a lease (with Redis state, one script call per attempt)."""
     if not config.exists():
-        shutil.copytree(bench.gateway_config(Path(bench.args.pixgate_root).resolve()), config)
+        shutil.copytree(base, config)
         routes = yaml.safe_load((config / "routes.yaml").read_text())
         providers = routes.setdefault("providers", {})
         providers.setdefault("openai", {})["max_concurrency_per_key"] = REDIS_KEY_LIMIT
@@ -258,7 +257,8 @@ def redis_state(bench: Bench) -> None:
         _log(f"redis state: {info['status']}: skipped")
         return
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {CLIENT_KEY}"}
-    config = limited_config(bench)
+    root = Path(bench.args.pixgate_root).resolve()
+    config = limited_config(bench.gateway_config(root), bench.run_dir / "config-limited")
     folder = bench.run_dir / "redis"
     port = free_port()
     server = bench.start(

@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenarios",
         help="comma-separated subset: small,b64,slow,download,poll and the heavy long,poll-long,"
-        "store (a full run has all; --quick leaves out the heavy ones unless named)",
+        "store,redis (a full run has all; --quick leaves out the heavy ones unless named)",
     )
     parser.add_argument("--out", default=str(BENCH / "out"), help="output directory")
     parser.add_argument(

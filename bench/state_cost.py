@@ -13,9 +13,10 @@ in Redis per attempt. Back to back, a lease's release rides on the next acquire;
 gateway), so the release goes out in a write of its own, as with one request at a time.
 
 Needs `redis-server` on PATH; it starts one on a free loopback port and stops it. A
-whole-gateway cell under wrk would add HTTP noise to a difference of tens of microseconds, so
-this measures the state calls alone. To measure another tree's engine, run this file with
-that tree first on PYTHONPATH.
+whole-gateway cell under wrk adds HTTP noise to a difference of tens of microseconds, so this
+measures the state calls alone; the `redis` scenario of `python -m bench.run` is that
+whole-gateway cell. To measure another tree's engine, run this file with that tree first on
+PYTHONPATH.
 """
 
 from __future__ import annotations

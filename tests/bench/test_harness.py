@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bench import load, nullproxy, run, upstream
+from bench import heavy, load, nullproxy, run, upstream
 from bench.scenarios import SMALL
 from engine.config.loader import build_snapshot
 from tests.gateway import free_port
@@ -32,7 +32,20 @@ def test_the_bench_config_loads_every_shipped_provider_with_a_key(tmp_path: Path
     assert result.snapshot is not None, [d.format() for d in result.diagnostics.sorted()]
     loaded = set(result.snapshot.providers)
     assert shipped <= loaded and {"bench-poll", "bench-poll-long"} <= loaded
-    assert {"long", "store", "download"} <= set(result.snapshot.providers["openai"].models)
+    assert {"long", "store", "redis", "download"} <= set(result.snapshot.providers["openai"].models)
+    assert result.snapshot.routes.policies.get("openai") is None  # no limit but in `redis`
+
+
+def test_the_redis_scenario_config_limits_the_openai_key(tmp_path: Path) -> None:
+    """Every attempt of the `redis` cells takes a lease (a Redis call per attempt)."""
+    base = run.assemble_config(REPO, tmp_path / "config")
+    config = heavy.limited_config(base, tmp_path / "config-limited")
+    env = {**run.dummy_keys(config), "OPENAI_API_KEYS": "sk-proj-bench" + "0" * 24}
+    result = build_snapshot(config, env)
+    assert result.snapshot is not None, [d.format() for d in result.diagnostics.sorted()]
+    limit = result.snapshot.routes.policies["openai"].max_concurrency_per_key
+    assert limit == heavy.REDIS_KEY_LIMIT
+    assert "redis" in result.snapshot.routes.routes
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The heavy targets (issue 19: many open requests, many polling jobs; issue 14: url with S3
-storage) are judged from their cells, and a missing or incomplete cell is never a pass."""
+"""The heavy targets (issue 19: many open requests, many polling jobs, Redis state; issue 14:
+url with S3 storage) are judged from their cells, and a missing or incomplete cell is never a
+pass."""
 
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def test_missing_heavy_cells_are_not_passes() -> None:
         ("n/a", "cell missing"),
         ("n/a", "cell missing"),
         ("n/a", "weed not installed"),
+        ("n/a", "cell missing (not run)"),
+        ("n/a", "cell missing (not run)"),
     ]
 
 
@@ -82,8 +85,34 @@ def test_s3_storage_is_reported_beside_local_per_concurrency() -> None:
         _batch("store", "pixgate", 1, 100, p50_ms=8.0, cpu_ms_per_req=8.0, peak_rss_mib=70.0),
         _batch("store", "pixgate-s3", 1, 100, p50_ms=20.5, cpu_ms_per_req=9.5, peak_rss_mib=90.0),
     ]
-    (row,) = report.heavy_targets(cells, {})[2:]
+    (row,) = report.heavy_targets(cells, {})[2:3]
     assert row.name == "url with S3 storage, c=1" and row.result == "reported"
     assert row.measured.startswith("+12.50 ms p50 (20.50 vs 8.00 ms), +1.500 ms CPU/req")
     cells[1]["errors"] = 3
     assert report.heavy_targets(cells, {})[2].result == "fail"
+
+
+def _redis(**redis: Any) -> list[report.Target]:
+    cells = [
+        _batch("redis", "pixgate", 1, 900, p50_ms=0.70, cpu_ms_per_req=0.60),
+        _batch("redis", "pixgate-redis", 1, 900, p50_ms=0.95, cpu_ms_per_req=0.80),
+        _batch("redis", "pixgate", 16, 4000, p50_ms=10.0, cpu_ms_per_req=0.40),
+        _batch("redis", "pixgate-redis", 16, 4000, p50_ms=12.0) | redis,
+    ]
+    return report.redis_targets(cells, {})
+
+
+def test_redis_state_is_judged_against_memory_state() -> None:
+    p50, cpu = _redis(cpu_ms_per_req=0.44)
+    assert p50.name.startswith("Redis state: added p50, small c=1") and p50.result == "pass"
+    assert p50.measured == "+0.250 ms (0.950 vs 0.700 ms)" and p50.floor == "memory: 0.700 ms"
+    assert cpu.result == "pass" and cpu.measured.startswith("+0.040 ms (0.440 vs 0.400 ms)")
+    assert _redis(cpu_ms_per_req=0.46)[1].result == "fail"
+    assert _redis(cpu_ms_per_req=0.44, errors=2)[1].result == "fail"
+
+
+def test_redis_state_without_redis_server_is_not_a_pass() -> None:
+    status = {"pixgate-redis": {"status": "redis-server not installed"}}
+    rows = report.redis_targets([], status)
+    assert [t.result for t in rows] == ["n/a", "n/a"]
+    assert "redis-server not installed" in rows[0].note
