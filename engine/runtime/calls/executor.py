@@ -284,6 +284,7 @@ class Executor:
                     return reply
                 if step.progress is not None and self.on_progress is not None:
                     self.on_progress(step.progress.search(reply.body))
+                del reply  # thousands of jobs wait at once: none keeps its last answer
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise UpstreamFailure(
