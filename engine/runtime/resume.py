@@ -16,6 +16,7 @@ from typing import Any
 from ..config.loader import ConfigSnapshot
 from ..dsl.spec import ProviderPolicy
 from ..state import RELEASED, Denied, Grant
+from .attempt import run_attempt
 from .calls.checkpoint import NotResumable, check_resumable
 from .job import ImageJob
 from .redact import redact
@@ -82,7 +83,7 @@ async def resume(
         async with asyncio.timeout(deadline):
             grant = await _lease(service, attempt, policy, key)
             try:
-                outcome = await service.attempt(job, attempt, key, info)
+                outcome = await run_attempt(service, job, attempt, key, info)
             except UpstreamFailure as failure:
                 await service.state.settle(grant, policy, failure.kind, failure.retry_after)
                 raise

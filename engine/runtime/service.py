@@ -195,7 +195,7 @@ class ImageService:
             info.attempts += 1
             started = time.perf_counter()
             try:
-                outcome = await self.attempt(job, attempt, key, info)
+                outcome = await run_attempt(self, job, attempt, key, info)
             except UpstreamFailure as failure:
                 self.metrics.attempt(pid, failure.kind, time.perf_counter() - started)
                 # What the client is told to wait is bounded as the key's cooldown is.
@@ -275,12 +275,6 @@ class ImageService:
             failure.kind,
             failure.message,
         )
-
-    async def attempt(
-        self, job: ImageJob, attempt: Attempt, key: str | None, info: RequestInfo
-    ) -> Outcome:
-        """One target with one key (attempt.py); a durable job's journal checkpoints it."""
-        return await run_attempt(self, job, attempt, key, info)
 
 
 def denied_failure(exc: Denied) -> UpstreamFailure:

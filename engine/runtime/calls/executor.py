@@ -92,7 +92,9 @@ class Executor:
     async def run(
         self, task: TaskSpec, ctx: dict[str, Any], hooks: CallHooks | None = None
     ) -> CallResult:
-        ctx = {**ctx, "steps": dict(hooks.done) if hooks is not None else {}}
+        """`ctx`: this call's own context (call_context builds one per call); the steps'
+        values are added to it, not to a copy: a polling job holds it for minutes."""
+        ctx["steps"] = dict(hooks.done) if hooks is not None else {}
         result = CallResult()
         try:
             await self._run_steps(task.steps, ctx, result, ran=False, hooks=hooks)
