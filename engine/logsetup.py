@@ -2,9 +2,9 @@
 
 Every request writes an access line, so what a record costs counts. The format prints no
 caller, thread or process, so logging is told not to collect them per record (the switches
-the logging HOWTO names under "Optimization"), and the time stamp's date and clock part is
-formatted once a second instead of once a line. The lines are the same as with
-`logging.basicConfig(format=FORMAT)`.
+the logging HOWTO names under "Optimization"), the time stamp's date and clock part is
+formatted once a second instead of once a line, and the line is put together directly. The
+lines are the same as with `logging.basicConfig(format=FORMAT)`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,23 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class LineFormatter(logging.Formatter):
-    """logging.Formatter's default asctime (`2026-12-06 02:37:45,123`, local time), with the
-    part up to the second kept while the second lasts."""
+    """FORMAT's lines, with logging.Formatter's default asctime (`2026-12-06 02:37:45,123`,
+    local time) whose part up to the second is kept while the second lasts."""
 
-    def __init__(self, fmt: str = FORMAT) -> None:
-        super().__init__(fmt)
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
         self._second = -1
         self._stamp = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """FORMAT's line, put together directly rather than by %-formatting the record's
+        dict; a record with a traceback or a stack goes through logging.Formatter, which
+        appends them."""
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
+        return f"{record.asctime} {record.levelname} {record.name} {record.message}"
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:

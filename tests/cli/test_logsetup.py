@@ -29,6 +29,9 @@ def test_lines_match_the_stock_formatter_across_seconds() -> None:
     assert ours.format(_record(1765000002.5, exc=True)) == stock.format(
         _record(1765000002.5, exc=True)
     )
+    stacked, stock_stacked = _record(1765000003.5), _record(1765000003.5)
+    stacked.stack_info = stock_stacked.stack_info = "Stack (most recent call last):\n  here"
+    assert ours.format(stacked) == stock.format(stock_stacked)
 
 
 def test_an_explicit_date_format_is_honoured() -> None:
