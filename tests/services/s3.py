@@ -9,7 +9,6 @@ an access key and secret, allowed everything. Tests make their own buckets.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import signal
 import socket
@@ -25,6 +24,8 @@ import aiohttp
 import botocore.session
 import pytest
 from aiohttp import web
+
+from bench import s3server
 
 from . import require
 
@@ -118,36 +119,16 @@ def _wait_ready(server: S3Server) -> None:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     weed = require("weed", INSTALL)
     root = tmp_path_factory.mktemp("seaweedfs")
-    access, secret = f"AK{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24)
-    config = root / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "pixgate-tests",
-                        "credentials": [{"accessKey": access, "secretKey": secret}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    (root / "data").mkdir()
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
-    args = [
-        weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-        # small volumes and no preallocation: start-up and disk stay small
-        "-volume.max=0", "-master.volumeSizeLimitMB=64", "-master.volumePreallocate=false",
-    ]  # fmt: skip
+    # bench/s3server.py owns the command line; 64 MB volumes keep the tests' disk small.
+    args, endpoint = s3server.command(weed, root, "pixgate-tests", volume_mb=64)
     log_path = root / "weed.log"
     server = S3Server(
-        f"http://127.0.0.1:{s3}", access, secret, _spawn(args, log_path), args, log_path
+        endpoint.url,
+        endpoint.access_key,
+        endpoint.secret_key,
+        _spawn(args, log_path),
+        args,
+        log_path,
     )
     try:
         _wait_ready(server)
