@@ -1,8 +1,9 @@
 """Hold every API request to the process's bounds (runtime/lifecycle/overload.py): a place
 among PIXGATE_MAX_IN_FLIGHT, and its body's bytes from PIXGATE_MAX_BUFFERED_BYTES before the
 body is read. Beyond either, a 503 `overloaded` with Retry-After, and the connection closes
-(its body is never read). Health, metrics, admin and files are not counted: an operator can
-still look at a saturated gateway.
+(its body is never read). A body declared over PIXGATE_MAX_BODY_BYTES gets its 413 here,
+unread too: reading it would buffer up to that limit outside the byte budget. Health,
+metrics, admin and files are not counted: an operator can still look at a saturated gateway.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from ..metrics import GatewayMetrics
 from ..runtime.lifecycle import overload
-from .errors import overloaded
+from .errors import ApiError, overloaded, too_large
 from .keys import LIMITS, SETTINGS
 from .middleware import Handler
 
@@ -26,6 +27,10 @@ CLIENT_CHECK = 0.1  # seconds between checks that a client waiting for bytes is 
 async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(BOUNDED_PREFIX):
         return await handler(request)
+    limit = request.app[SETTINGS].max_body
+    length = request.content_length
+    if length is not None and length > limit:
+        return _unread(too_large(limit))
     limits = request.app[LIMITS]
     try:
         limits.in_flight.enter()
@@ -34,7 +39,7 @@ async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
     charge = limits.charge()
     token = overload.CURRENT.set(charge)
     try:
-        size = _body_bytes(request)
+        size = _body_bytes(request, limit)
         if not charge.try_take(size):
             try:
                 await _wait_for(request, charge, size)
@@ -65,20 +70,21 @@ async def _wait_for(request: web.Request, charge: overload.Charge, size: int) ->
         take.cancel()  # a no-op once it is done; else the waiter leaves the queue
 
 
-def _body_bytes(request: web.Request) -> int:
-    """What reading the body will hold: its declared length; a body without one (chunked)
-    counts as the largest allowed. A body over the limit is refused with a 413 unread."""
+def _body_bytes(request: web.Request, limit: int) -> int:
+    """What reading the body will hold: its declared length (at most `limit`, checked
+    before); a body without one (chunked) counts as the largest allowed."""
     if not request.body_exists:
         return 0
-    limit = request.app[SETTINGS].max_body
     length = request.content_length
-    if length is None:
-        return limit
-    return length if length <= limit else 0
+    return limit if length is None else length
 
 
 def _refusal(exc: overload.Overloaded) -> web.Response:
-    response = overloaded(exc).response()
+    return _unread(overloaded(exc))
+
+
+def _unread(error: ApiError) -> web.Response:
+    response = error.response()
     response.force_close()  # the body stays unread: the connection cannot carry on
     return response
 

@@ -52,6 +52,13 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return ApiError(400, message, param=param, code=code)
 
 
+def too_large(limit: int) -> ApiError:
+    """A request body over PIXGATE_MAX_BODY_BYTES."""
+    return ApiError(
+        413, f"request body is larger than the {limit} byte limit", code="request_too_large"
+    )
+
+
 def overloaded(exc: Overloaded) -> ApiError:
     """A 503 at one of the process's bounds: the openai SDKs retry it after Retry-After."""
     return ApiError(

@@ -12,7 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..runtime.images.inputs import Source
 from . import params
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, too_large
 from .keys import SETTINGS
 
 # aiohttp reports a malformed Content-Disposition with warnings.warn, quoting the client's
@@ -120,12 +120,6 @@ async def _read_parts(request: web.Request, limit: int) -> ImageForm:
             continue
         form.fields[name] = _coerce(name, bytes(data).decode("utf-8", errors="replace"))
     return form
-
-
-def too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, f"request body is larger than the {limit} byte limit", code="request_too_large"
-    )
 
 
 def malformed(detail: str) -> ApiError:

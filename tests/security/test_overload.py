@@ -258,3 +258,29 @@ async def test_an_async_job_gives_its_large_body_slot_back(tmp_path: Path) -> No
                 assert resp.status == 200
                 assert len((await resp.json())["data"][0]["b64_json"]) > 1_500_000
         assert gate.free == 1
+
+
+async def test_a_body_declared_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    """A JSON body whose Content-Length is over PIXGATE_MAX_BODY_BYTES reserves no bytes, so
+    it must not be read at all: aiohttp's read() would buffer up to the limit before its 413,
+    outside the byte budget, once per such client."""
+    async with gateway(tmp_path, BUDGET) as (gw, _held):
+        host, port = gw.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(
+                b"POST /v1/images/generations HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{"
+            )
+            await writer.drain()
+            async with asyncio.timeout(10):  # unfixed, the gateway waits for the body
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert head.startswith(b"HTTP/1.1 413"), head
+        assert b"connection: close" in head.lower()
+        assert b'"code":"request_too_large"' in body.replace(b" ", b"")
+        assert gw.app[LIMITS].buffered.used == 0
