@@ -145,7 +145,12 @@ def _doctor(args: argparse.Namespace) -> int:
         print("config: does not build (see above)")
         return 1
     print(f"config: ok (version {result.snapshot.version})")
-    ok, line = asyncio.run(check_storage(result.snapshot.storage, Settings.from_env().storage_dir))
+    try:
+        storage_dir = Settings.from_env().storage_dir
+    except ValueError as exc:  # a PIXGATE_* value out of range: one line, as serve says it
+        print(f"pixgate: {exc}", file=sys.stderr)
+        return 2
+    ok, line = asyncio.run(check_storage(result.snapshot.storage, storage_dir))
     print(line)
     return 0 if ok else 1
 
