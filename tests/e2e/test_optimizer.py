@@ -8,6 +8,7 @@ provider is the fake OpenAI Images API, so the prompt the upstream received can 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,14 +44,20 @@ auth:
 """
 
 CALLS = web.AppKey("calls", list[dict[str, Any]])
+CLOSING = web.AppKey("closing", asyncio.Event)
+
+
+async def _closing(app: web.Application) -> None:
+    app[CLOSING].set()
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     request.app[CALLS].append({"body": body, "auth": request.headers.get("Authorization")})
     model = body["model"]
-    if model == "slow":
-        await asyncio.sleep(5)
+    if model == "slow":  # far past the route's 200 ms; ends early when the server shuts down
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(request.app[CLOSING].wait(), 5)
     if model == "broken":
         return web.json_response(
             {"error": {"message": f"engine exploded for key {LLM_KEY}", "type": "server_error"}},
@@ -97,6 +104,8 @@ class Setup:
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     chat = web.Application()
     chat[CALLS] = []
+    chat[CLOSING] = asyncio.Event()
+    chat.on_shutdown.append(_closing)
     chat.router.add_post("/v1/chat/completions", _chat)
     images = fake_openai.create_app(expected_key=OPENAI_KEY)
     routes = {
