@@ -1,6 +1,7 @@
 """An idle gateway does not load what only some configs or requests need (issue 19's idle
-RSS): Pillow (input image rules, the demo renderer, thumbnails, stream image headers) and
-`limits` (counted client limits) come in on first use."""
+RSS): Pillow (input image rules, the demo renderer, thumbnails, stream image headers),
+`limits` (counted client limits) and the dry-run tools (the panel's explain) come in on first
+use."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from engine.panel.thumbs import render
 from tests.gateway import REPO
 
-LAZY = ("PIL", "limits")
+LAZY = ("PIL", "limits", "engine.tools.explain")
 
 SCRIPT = textwrap.dedent(
     """
