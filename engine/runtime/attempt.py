@@ -14,7 +14,8 @@ from ..dsl.sizes import Size, fit_size
 from ..dsl.spec import ProviderSpec
 from .calls.checkpoint import resumed_call, resumed_hooks
 from .calls.context import base_context, call_context, call_counts, response_format
-from .calls.executor import CallResult, Executor, ImageRef
+from .calls.executor import CallResult, Executor
+from .calls.imagerefs import ImageRef
 from .calls.streamsink import StreamSink
 from .images.download import DownloadScope
 from .images.results import ClientItem, ResultContext, to_client

@@ -1,5 +1,6 @@
 """Classifying upstream answers (calls/executor.py, routing/failures.py): provider error rules,
-HTTP status defaults, Retry-After, error messages, and reading result image references."""
+HTTP status defaults, Retry-After, error messages, and reading result image references
+(calls/imagerefs.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ import pytest
 
 from engine.dsl.provider import DEFAULT_ERROR_MESSAGE, compile_provider
 from engine.dsl.spec import ProviderSpec, StepSpec
-from engine.runtime.calls.executor import (
-    CallResult,
-    Executor,
-    ImageRef,
-    _image_ref,
-    decode_b64,
-)
+from engine.runtime.calls.executor import CallResult, Executor
+from engine.runtime.calls.imagerefs import ImageRef, decode_b64, image_ref
 from engine.runtime.calls.upstream import MalformedBody, Reply
 from engine.runtime.routing import retryafter
 from engine.runtime.routing.failures import (
@@ -314,13 +310,13 @@ REQ = "https://api.test/v1/gradio_api/call/infer/abc"
         ({"url": "", "b64_json": B64_PNG}, "auto", ImageRef("b64", B64_PNG)),
     ],
 )  # fmt: skip
-def test_image_ref(item: Any, kind: str, ref: ImageRef) -> None:
-    assert _image_ref(item, kind, REQ) == ref
+def testimage_ref(item: Any, kind: str, ref: ImageRef) -> None:
+    assert image_ref(item, kind, REQ) == ref
 
 
 @pytest.mark.parametrize("item", [None, "", 5, [], {}, {"other": "x"}, {"url": None}])
 def test_image_ref_ignores_non_images(item: Any) -> None:
-    assert _image_ref(item, "auto", REQ) is None
+    assert image_ref(item, "auto", REQ) is None
 
 
 def test_collect_reads_images_revised_prompt_and_usage() -> None:

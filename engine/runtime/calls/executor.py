@@ -3,44 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
-from urllib.parse import urljoin
 
 import aiohttp
 
 from ...dsl.origins import may_receive_key
 from ...dsl.spec import FanOutStep, ProviderSpec, StepSpec, TaskSpec
 from ...dsl.templates import RenderError
-from ...rawtext import RawText, plain
+from ...rawtext import plain
 from ..redact import redact
 from ..routing import retryafter
 from ..routing.failures import UpstreamFailure, kind_for_status
 from .fanout import fan_out
+from .imagerefs import ImageRef, image_refs
 from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock
 
-_B64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 ProgressFn = Callable[[Any], None]
 
 # A poll that hits a transient upstream error tries again this many times before giving up.
 POLL_RETRIES = 2
 CANCEL_TIMEOUT = 10.0
 log = logging.getLogger("pixgate.executor")
-
-
-@dataclass(slots=True)
-class ImageRef:
-    """One result image as the upstream gave it."""
-
-    kind: str  # "url" | "b64" | "bytes"
-    value: str | bytes | RawText  # RawText: base64 still in the upstream's body
-    mime: str | None = None
 
 
 # A preview image from a stream's `partial_event`, with its 0-based partial index.
@@ -230,13 +218,13 @@ class Executor:
             nonlocal partials
             if name == spec.image_event and spec.image is not None:
                 usage = step.usage.search(data) if step.usage is not None else None
-                for ref in _image_refs(spec.image.search(data), step.image_kind, str(out.url)):
+                for ref in image_refs(spec.image.search(data), step.image_kind, str(out.url)):
                     self._add_image(result, ref, usage)
             elif name == spec.partial_event and spec.partial_image is not None:
                 count, partials = partials, partials + 1
                 if self.on_partial is None:
                     return  # nobody streams: previews are dropped
-                refs = _image_refs(spec.partial_image.search(data), step.image_kind, str(out.url))
+                refs = image_refs(spec.partial_image.search(data), step.image_kind, str(out.url))
                 found = spec.partial_index.search(data) if spec.partial_index else None
                 index = found if _is_index(found) else count
                 for ref in refs[:1]:
@@ -354,57 +342,9 @@ class Executor:
         if reply.raw is not None:
             self._add_image(result, ImageRef("bytes", reply.raw, reply.mime), usage)
         elif step.images is not None:
-            for ref in _image_refs(step.images.search(reply.body), step.image_kind, reply.url):
+            for ref in image_refs(step.images.search(reply.body), step.image_kind, reply.url):
                 self._add_image(result, ref, usage)
 
 
 def _is_index(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _image_refs(found: Any, kind: str, request_url: str) -> list[ImageRef]:
-    items = found if isinstance(found, list) else [found] if found is not None else []
-    refs = (_image_ref(item, kind, request_url) for item in items)
-    return [ref for ref in refs if ref is not None]
-
-
-def _image_ref(item: Any, kind: str, request_url: str) -> ImageRef | None:
-    if isinstance(item, dict):
-        item = item.get("url") or item.get("b64_json") or item.get("path")
-    if isinstance(item, RawText):
-        return _raw_image_ref(item, kind, request_url)
-    if not isinstance(item, str) or not item:
-        return None
-    if kind == "base64":
-        return ImageRef("b64", item)
-    if item.startswith(("http://", "https://")):
-        return ImageRef("url", item)
-    if item.startswith("data:"):
-        header, _, payload = item.partition(",")
-        mime = header[5:].split(";")[0] or None
-        return ImageRef("b64", payload, mime)
-    if kind == "auto" and len(item) >= 64 and _B64.match(item[:256]):
-        return ImageRef("b64", item)
-    return ImageRef("url", urljoin(request_url, item))
-
-
-def _raw_image_ref(item: RawText, kind: str, request_url: str) -> ImageRef | None:
-    """A long string: base64 or a data URI, decided as for a str but without copying it."""
-    if kind == "base64":
-        return ImageRef("b64", item)
-    if item.startswith(b"data:"):
-        header, comma, _ = item.head(256).partition(b",")
-        if comma:
-            mime = header[5:].split(b";")[0].decode("ascii", "replace") or None
-            return ImageRef("b64", item.tail_after(len(header) + 1), mime)
-    if kind == "auto" and _B64.match(item.head(256).decode("ascii", "replace")):
-        return ImageRef("b64", item)
-    return _image_ref(str(item), kind, request_url)
-
-
-def decode_b64(value: str | RawText) -> bytes:
-    """binascii directly: base64.b64decode first copies a buffer it is given into bytes."""
-    try:
-        return binascii.a2b_base64(value.view if isinstance(value, RawText) else value)
-    except (binascii.Error, ValueError) as exc:
-        raise UpstreamFailure("upstream", f"upstream sent invalid base64: {exc}") from None

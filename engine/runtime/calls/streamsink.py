@@ -10,7 +10,7 @@ from typing import Any
 from ..images.results import ClientItem, ResultContext, to_client
 from ..request import RequestInfo, StreamImage
 from ..routing.failures import UpstreamFailure
-from .executor import ImageRef
+from .imagerefs import ImageRef
 
 log = logging.getLogger("pixgate.service")
 

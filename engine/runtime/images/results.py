@@ -11,7 +11,7 @@ import aiohttp
 from ...rawtext import RawText
 from ...storage.base import StorageError
 from ...storage.hub import StorageHub
-from ..calls.executor import ImageRef, decode_b64
+from ..calls.imagerefs import ImageRef, decode_b64
 from ..calls.waitclock import WaitClock
 from ..routing.failures import UpstreamFailure
 from .download import DownloadScope
