@@ -14,7 +14,7 @@ import pytest
 from engine import rawtext
 from engine.dsl.expressions import Expr
 from engine.rawtext import RawBody, RawText
-from engine.runtime.calls.executor import ImageRef, _image_ref, decode_b64
+from engine.runtime.calls.imagerefs import ImageRef, decode_b64, image_ref
 
 B64 = base64.b64encode(random.Random(1).randbytes(100_000)).decode()
 
@@ -154,12 +154,12 @@ async def test_the_body_writes_its_pieces_in_order() -> None:
 def test_image_refs_from_raw_text_keep_the_view() -> None:
     uri = "data:image/webp;base64," + B64
     tree = rawtext.loads(body({"a": B64, "b": uri, "c": "  " + B64 + " "}))
-    ref = _image_ref(tree["b"], "auto", "http://up/")
+    ref = image_ref(tree["b"], "auto", "http://up/")
     assert ref is not None and ref.kind == "b64" and ref.mime == "image/webp"
     assert isinstance(ref.value, RawText) and str(ref.value) == B64
     assert decode_b64(ref.value) == base64.b64decode(B64)
     for kind in ("auto", "base64"):
-        assert _image_ref(tree["a"], kind, "") == ImageRef("b64", tree["a"])
+        assert image_ref(tree["a"], kind, "") == ImageRef("b64", tree["a"])
     assert str(tree["c"].strip()) == B64
 
 
@@ -167,7 +167,7 @@ def test_a_long_non_base64_string_is_resolved_as_before() -> None:
     url = "https://cdn.example/" + "x" * 70_000
     tree = rawtext.loads(body({"url": url}))
     assert isinstance(tree["url"], RawText)
-    assert _image_ref(tree["url"], "auto", "") == ImageRef("url", url)
+    assert image_ref(tree["url"], "auto", "") == ImageRef("url", url)
 
 
 async def test_a_body_lets_go_of_its_bytes_once_written_or_when_the_client_left() -> None:
