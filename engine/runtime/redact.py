@@ -11,6 +11,10 @@ in a debug field), where the key may sit at any byte offset of the encoded strin
   characters shared with the neighbours differ, the middle does not), in the standard and the
   URL-safe alphabet, with or without padding (padding is outside the run). Those runs are
   masked for the raw, percent-encoded and JSON-escaped key alike.
+
+Every encoded form of a character starts with `%`, `\\` or `+`, so a text without those can
+only hold the key itself, and a plain `str.replace` does the regex's work (the panel masks
+every log line with every key: ~0.85 us a key a line by regex, ~0.1 us by replace).
 """
 
 from __future__ import annotations
@@ -41,11 +45,16 @@ def _masker(secret: str) -> functools.partial[str]:
     masked = mask_key(secret)
     pattern = re.compile("".join(_char_pattern(c) for c in secret))
     runs = sorted(_base64_runs(secret), key=len, reverse=True)
-    return functools.partial(_apply, pattern, tuple(runs), masked)
+    return functools.partial(_apply, secret, pattern, tuple(runs), masked)
 
 
-def _apply(pattern: re.Pattern[str], runs: tuple[str, ...], masked: str, text: str) -> str:
-    text = pattern.sub(lambda _: masked, text)  # the mask is text, not a template
+def _apply(
+    secret: str, pattern: re.Pattern[str], runs: tuple[str, ...], masked: str, text: str
+) -> str:
+    if "%" in text or "\\" in text or "+" in text:
+        text = pattern.sub(lambda _: masked, text)  # the mask is text, not a template
+    else:  # every encoded form of a character starts with one of those: only the key itself
+        text = text.replace(secret, masked)  # can be here (the panel masks every log line)
     for run in runs:
         if run in text:
             text = text.replace(run, masked)

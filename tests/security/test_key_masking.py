@@ -228,3 +228,37 @@ async def test_a_relayed_key_echoed_back_never_reaches_the_client_or_the_log(
     assert not leaks(text, key), text
     logged = "\n".join(relay.logs)
     assert not leaks(logged, key), logged
+
+
+def _regex_only(text: str, key: str) -> str:
+    """What `redact` did before its plain-text shortcut: the key's regex on every text."""
+    from engine.runtime.redact import _masker
+
+    _secret, pattern, runs, masked = _masker(key).args
+    text = pattern.sub(lambda _: masked, text)
+    for run in runs:
+        text = text.replace(run, masked)
+    return text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key=st.one_of(
+        st.text(min_size=8, max_size=24),
+        st.text(alphabet="abcXYZ019 -_", min_size=8, max_size=24),  # encodes without %
+    ),
+    pieces=st.lists(
+        st.one_of(st.text(max_size=12), st.sampled_from(["%", "\\", "+", " ", "%2B", "\\u0041"])),
+        max_size=6,
+    ),
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    data=st.data(),
+)
+def test_the_plain_text_shortcut_masks_as_the_regex_does(
+    key: str, pieces: list[str], encoding: str, data: st.DataObject
+) -> None:
+    """Texts with and without `%`, `\\` or `+`, holding the key raw or encoded anywhere."""
+    encoded = ENCODINGS[encoding](key, b"", b"")
+    at = data.draw(st.integers(0, len(pieces)))
+    for text in ("".join(pieces), "".join([*pieces[:at], encoded, *pieces[at:]])):
+        assert redact(text, key) == _regex_only(text, key)
