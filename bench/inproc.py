@@ -37,6 +37,18 @@ BODY = b'{"model":"small","prompt":"a fox","size":"1024x1024"}'
 HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
 
 
+def gateway_env(upstream: str, tmp: Path) -> dict[str, str]:
+    """The environment an in-process pixgate gets: the bench's keys, every provider pointed
+    at the test upstream, files under `tmp`."""
+    return {
+        "OPENAI_API_KEYS": OPENAI_KEY,
+        "OPENAI_BASE_URL": upstream + "/v1",
+        "BENCH_POLL_BASE_URL": upstream + "/v1",
+        "PIXGATE_API_KEYS": CLIENT_KEY,
+        "PIXGATE_STORAGE_DIR": str(tmp / "files"),
+    }
+
+
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -67,13 +79,7 @@ async def measure(rounds: int, requests: int, concurrency: int, log_file: Path) 
     ports = [free_port() for _ in range(3)]
     upstream = f"http://127.0.0.1:{ports[0]}"
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "OPENAI_API_KEYS": OPENAI_KEY,
-            "OPENAI_BASE_URL": upstream + "/v1",
-            "BENCH_POLL_BASE_URL": upstream + "/v1",
-            "PIXGATE_API_KEYS": CLIENT_KEY,
-            "PIXGATE_STORAGE_DIR": str(Path(tmp) / "files"),
-        }
+        env = gateway_env(upstream, Path(tmp))
         config = assemble_config(ROOT, Path(tmp) / "config")
         settings = Settings.from_env(env, config_dir=config, watch=False)
         runners = [

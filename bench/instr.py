@@ -55,10 +55,10 @@ async def _drive(tree: Path, system: str, scenario: str, requests: int, concurre
     from engine.settings import Settings
 
     from . import nullproxy
-    from .inproc import HEADERS, _serve
+    from .inproc import HEADERS, _serve, gateway_env
     from .procs import free_port
     from .run import assemble_config
-    from .scenarios import CLIENT_KEY, OPENAI_KEY, by_name
+    from .scenarios import by_name
     from .upstream import Upstream
 
     logging.basicConfig(level="INFO", filename=os.devnull)  # pixgate logs as it would serving
@@ -66,13 +66,7 @@ async def _drive(tree: Path, system: str, scenario: str, requests: int, concurre
     ports = [free_port() for _ in range(2)]
     upstream = f"http://127.0.0.1:{ports[0]}"
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "OPENAI_API_KEYS": OPENAI_KEY,
-            "OPENAI_BASE_URL": upstream + "/v1",
-            "BENCH_POLL_BASE_URL": upstream + "/v1",
-            "PIXGATE_API_KEYS": CLIENT_KEY,
-            "PIXGATE_STORAGE_DIR": str(Path(tmp) / "files"),
-        }
+        env = gateway_env(upstream, Path(tmp))
         if system == "floor":
             app = nullproxy.make_app(upstream)
         else:

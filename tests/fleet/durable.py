@@ -164,3 +164,12 @@ class Cluster:
                 gateway.proc.wait(timeout=5)
             if gateway.proc.stderr:
                 gateway.proc.stderr.close()
+
+
+def submit(gateway: Gateway, model: str, prompt: str) -> str:
+    """An async generation on `gateway`: the new job's id."""
+    job = gateway.call(
+        "POST", "/v1/images/generations?async=true", {"model": model, "prompt": prompt}
+    )
+    assert job["status"] in ("queued", "running"), job
+    return str(job["id"])

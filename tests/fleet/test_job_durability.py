@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.fleet.durable import POLLER, SYNCER, Cluster, Gateway, write_config
+from tests.fleet.durable import POLLER, SYNCER, Cluster, submit, write_config
 from tests.fleet.polling_upstream import KEY, PollingUpstream
 from tests.services.redis import redis_server
 
@@ -49,14 +49,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 cluster.stop()
     finally:
         upstream.stop()
-
-
-def submit(gateway: Gateway, model: str, prompt: str) -> str:
-    job = gateway.call(
-        "POST", "/v1/images/generations?async=true", {"model": model, "prompt": prompt}
-    )
-    assert job["status"] in ("queued", "running"), job
-    return str(job["id"])
 
 
 def test_kill_9_mid_poll_resumes_on_b_without_a_second_submit(cluster: Cluster) -> None:

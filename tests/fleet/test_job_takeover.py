@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from engine.clients.spec import digest
-from tests.fleet.durable import AUTH, CLIENT, POLLER, Cluster, Gateway, write_config
+from tests.fleet.durable import (
+    AUTH,
+    CLIENT,
+    POLLER,
+    Cluster,
+    Gateway,
+    submit,
+    write_config,
+)
 from tests.fleet.polling_upstream import OTHER_KEYS, PollingUpstream
 from tests.services.redis import redis_server
 
@@ -63,13 +71,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 cluster.stop()
     finally:
         upstream.stop()
-
-
-def submit(gateway: Gateway, model: str, prompt: str) -> str:
-    job = gateway.call(
-        "POST", "/v1/images/generations?async=true", {"model": model, "prompt": prompt}
-    )
-    return str(job["id"])
 
 
 def kill(gateway: Gateway) -> None:
