@@ -112,41 +112,54 @@ async def metered(
         # The upstream may still bill what it was doing: the estimate stays charged.
         if hold is not None:
             hold.settled = True
-        if await _first(info):
-            _count_failure(meter, client, snapshot, job, info, None)
+
+        row, amounts = _failure(snapshot, job, client, info, None)
+
+        async def cancelled() -> None:
+            meter.record(row, amounts)
+
+        await _settle(info, cancelled)
         raise
     except Exception as exc:
-        if await _first(info):
+        failure = exc if isinstance(exc, UpstreamFailure) else None
+        row, amounts = _failure(snapshot, job, client, info, failure)
+
+        async def failed() -> None:
             # No images: the shipped providers bill no failure (docs/clients.md): given back.
             if hold is not None:
                 await meter.budgets.settle(hold, 0.0)
-            failure = exc if isinstance(exc, UpstreamFailure) else None
-            _count_failure(meter, client, snapshot, job, info, failure)
+            meter.record(row, amounts)
+
+        await _settle(info, failed)
         raise
     outcome.cost_usd = outcome_cost(snapshot, job, outcome)
-    if not await _first(info):
-        return outcome
     cost = outcome.cost_usd or 0.0
-    if hold is not None:
-        await meter.budgets.settle(hold, cost)
+    row = row_of(snapshot, job, client, outcome.provider, outcome.model)
     amounts = Amounts(images=len(outcome.data), cost_usd=cost, upstream_seconds=info.clock.waited)
-    meter.record(row_of(snapshot, job, client, outcome.provider, outcome.model), amounts)
+
+    async def succeeded() -> None:
+        if hold is not None:
+            await meter.budgets.settle(hold, cost)
+        meter.record(row, amounts)
+
+    await _settle(info, succeeded)
     return outcome
 
 
-async def _first(info: RequestInfo) -> bool:
-    """Whether this run settles the request (always, but for a durable job settled before)."""
-    return info.journal is None or await info.journal.first_settlement()
+async def _settle(info: RequestInfo, settle: Callable[[], Awaitable[None]]) -> None:
+    """Settle the request (a durable job: once, whichever replica ends it; `settle` holds
+    only what it counts, not the request or its images, as it may wait for Redis)."""
+    await (settle() if info.journal is None else info.journal.settle(settle))
 
 
-def _count_failure(
-    meter: Meter,
-    client: str,
+def _failure(
     snapshot: ConfigSnapshot,
     job: ImageJob,
+    client: str,
     info: RequestInfo,
     failure: UpstreamFailure | None,
-) -> None:
+) -> tuple[Row, Amounts]:
+    """A failed request's usage row: under the provider that failed last."""
     provider = (failure.provider if failure is not None else None) or "-"
     amounts = Amounts(failures=1, upstream_seconds=info.clock.waited)
-    meter.record(row_of(snapshot, job, client, provider, "-"), amounts)
+    return row_of(snapshot, job, client, provider, "-"), amounts

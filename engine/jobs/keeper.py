@@ -42,6 +42,10 @@ class Keeper:
                 await self.renew()
             except Exception:
                 log.exception("jobs: renewing leases failed")
+            try:
+                await self.manager.settle_pending()
+            except Exception:
+                log.exception("jobs: settling jobs ended during a Redis outage failed")
 
     async def _sweeping(self) -> None:
         while True:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..runtime.calls.checkpoint import Journal
+from ..runtime.calls.checkpoint import Journal, Settle
 from ..state.base import JobStore
 from .config import JobConfig
 from .records import ACTIVE, FINAL, new_id, new_record
@@ -58,6 +58,9 @@ class JobManager:
         self._changed: dict[str, asyncio.Event] = {}
         self._journals: dict[str, Journal] = {}
         self._stopping: dict[str, str] = {}  # job id -> HANDOFF | ABANDON
+        # Settlements of jobs ended while the shared state could not be asked whether they
+        # were the job's first: claimed again at every lease renewal (keeper.py).
+        self._unsettled: dict[str, Settle] = {}
         self.on_finished: Finished | None = None
         self.recover: Recover | None = None
         self.cancel_upstream: CancelUpstream | None = None
@@ -110,11 +113,13 @@ class JobManager:
             record["checkpoint"] = data
             await self._save(job_id)
 
-        async def claim() -> bool:  # the one settlement of usage and budget (metering)
-            mark = {"object": "image.job.settlement"}
-            return await self.store.claim_job(f"{job_id}:settled", mark, self.config.ttl) is None
+        async def settle_once(settle: Settle) -> None:  # usage and budget, once (metering)
+            if not await self._settle_first(job_id, settle):
+                return
+            log.warning("job %s: Redis unreachable: its settlement waits until it is", job_id)
+            self._unsettled[job_id] = settle
 
-        self._journals[job_id] = Journal(checkpoint, claim=claim)
+        self._journals[job_id] = Journal(checkpoint, settle_once=settle_once)
         self._tasks[job_id] = asyncio.create_task(self._run(job_id, work, failure, release))
 
     async def adopt(self, record: dict[str, Any]) -> None:
@@ -227,6 +232,22 @@ class JobManager:
                 log.exception("job %s: after-finish hook failed", job_id)
         self._records.pop(job_id, None)
         self._changed.pop(job_id, None)
+
+    async def _settle_first(self, job_id: str, settle: Settle) -> bool:
+        """Run `settle` if this is the job's first settlement fleet-wide; True when the state
+        cannot tell now (each replica's memory would say first: a job settled twice)."""
+        mark = {"object": "image.job.settlement"}
+        first = await self.store.claim_first(f"{job_id}:settled", mark, self.config.ttl)
+        if first:
+            await settle()
+        return first is None
+
+    async def settle_pending(self) -> None:
+        """Claim again the settlements that waited for the shared state (keeper.py)."""
+        for job_id, settle in list(self._unsettled.items()):
+            if await self._settle_first(job_id, settle):
+                return  # still unreachable: the rest wait too
+            del self._unsettled[job_id]
 
     def _touch(self, job_id: str) -> None:
         """Progress: wake local waiters now; the store gets it with the next save."""
@@ -348,6 +369,14 @@ class JobManager:
             self.stop_local(job_id, HANDOFF if self.store.durable_jobs else None)
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        with contextlib.suppress(Exception):
+            await self.settle_pending()  # a last try
+        if self._unsettled:
+            log.warning(
+                "%d jobs ended while Redis was unreachable stay unsettled (their usage and "
+                "budget); their records in Redis, if any, let another replica settle them",
+                len(self._unsettled),
+            )
 
 
 async def _nothing() -> None:

@@ -96,7 +96,15 @@ class Jobs(Protocol):
         self, job_id: str, record: dict[str, Any], ttl: float
     ) -> dict[str, Any] | None:
         """Store `record` only if no record has this id: None when stored, else the one there
-        (one winner among concurrent duplicates, e.g. of an Idempotency-Key)."""
+        (one winner among concurrent duplicates, e.g. of an Idempotency-Key). With Redis
+        unreachable, this replica's memory answers (an Idempotency-Key holds per replica)."""
+        ...
+
+    async def claim_first(self, job_id: str, record: dict[str, Any], ttl: float) -> bool | None:
+        """Store `record` only if no record has this id: True when stored, False when one was
+        there, None when the shared state cannot tell now (Redis unreachable: ask again
+        later). Never answered from one replica's memory when the state is shared: two
+        replicas would both be first (a job's settlement, docs/jobs.md)."""
         ...
 
     async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:

@@ -219,6 +219,9 @@ class MemoryState:
         await self.put_job(job_id, record, ttl)
         return None
 
+    async def claim_first(self, job_id: str, record: dict[str, Any], ttl: float) -> bool | None:
+        return await self.claim_job(job_id, record, ttl) is None
+
     async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
         jobs = self._job_index.setdefault(owner, {})
         jobs[job_id] = created

@@ -123,14 +123,21 @@ class RedisRecords(RedisPart):
     async def claim_job(
         self, job_id: str, record: dict[str, Any], ttl: float
     ) -> dict[str, Any] | None:
-        payload = json.dumps(record, separators=(",", ":"))
-        key = self.names.plain("job", job_id)
-        stored = await self.guard(self.client.set(key, payload, px=int(ttl * 1000), nx=True))
-        if stored is None and self.degraded():
+        stored = await self.claim_first(job_id, record, ttl)
+        if stored is None:  # an Idempotency-Key holds per replica meanwhile (fail open)
             return await self.local.claim_job(job_id, record, ttl)
         if stored:
             return None
         return await self.get_job(job_id) or record  # lost the race (or it just expired)
+
+    async def claim_first(self, job_id: str, record: dict[str, Any], ttl: float) -> bool | None:
+        # No fallback to memory: each replica would be first in its own (None: ask later).
+        return await self.guard(self._set_new(job_id, record, ttl))
+
+    async def _set_new(self, job_id: str, record: dict[str, Any], ttl: float) -> bool:
+        payload = json.dumps(record, separators=(",", ":"))
+        key = self.names.plain("job", job_id)
+        return bool(await self.client.set(key, payload, px=int(ttl * 1000), nx=True))
 
     async def index_job(self, owner: str, job_id: str, created: float, ttl: float) -> None:
         key = self.names.plain("jobs", owner)

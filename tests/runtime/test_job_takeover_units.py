@@ -12,7 +12,7 @@ import pytest
 
 from engine.api.metering import metered
 from engine.config.loader import build_snapshot
-from engine.runtime.calls.checkpoint import Journal, NotResumable
+from engine.runtime.calls.checkpoint import Journal, NotResumable, Settle
 from engine.runtime.job import ImageJob
 from engine.runtime.request import Outcome, RequestInfo
 from engine.runtime.resume import saved_key
@@ -45,14 +45,16 @@ async def test_a_job_is_settled_once_whichever_runs_end_it() -> None:
     meter = Meter(store)
     job = ImageJob(task="generate", prompt="x", model="demo")
 
-    async def claim() -> bool:  # as JobManager claims it: set-if-absent in the state backend
-        return await store.claim_job("imgjob_x:settled", {"object": "mark"}, 60) is None
+    async def settle_once(settle: Settle) -> None:  # as JobManager: set-if-absent in the state
+        if await store.claim_first("imgjob_x:settled", {"object": "mark"}, 60):
+            await settle()
 
     async def made() -> Outcome:
         return Outcome([{"url": "https://img.test/a.png"}], "demo", "demo", "demo-v1", 1)
 
     for _ in range(2):  # the replica that died after settling, then the one that took over
-        info = RequestInfo("r", "http://gw", "http://gw", journal=Journal(_save, claim=claim))
+        journal = Journal(_save, settle_once=settle_once)
+        info = RequestInfo("r", "http://gw", "http://gw", journal=journal)
         hold = Hold(("budget:{c}:day:x",), (60.0,), 250_000)
         await metered(meter, "c", job, snapshot, info, hold, made)
     rows = await meter.usage.query(*_today(meter), ("client",))

@@ -20,7 +20,8 @@ from ...dsl.spec import StepSpec, TaskSpec
 from .executor import CallHooks
 
 Save = Callable[[dict[str, Any]], Awaitable[None]]
-Claim = Callable[[], Awaitable[bool]]
+Settle = Callable[[], Awaitable[None]]  # charge the budget and count the usage of one run
+SettleOnce = Callable[[Settle], Awaitable[None]]
 
 
 class NotResumable(Exception):
@@ -34,15 +35,13 @@ class Journal:
     client_cancelled: bool = False  # a cancellation is the client's: run the cancel step
     handed_over: bool = False  # the run stops here and the job goes on on another replica
     data: dict[str, Any] = field(default_factory=dict)
-    # True for the first run to settle the job's usage and budget, fleet-wide (None: always)
-    claim: Claim | None = None
-    settled: bool | None = None
+    # Runs a run's settlement of the job's usage and budget if it is the job's first,
+    # fleet-wide: now, never, or later (None: always now)
+    settle_once: SettleOnce | None = None
 
-    async def first_settlement(self) -> bool:
-        """Whether this run settles the job: once per job, whichever replica ends it."""
-        if self.settled is None:
-            self.settled = True if self.claim is None else await self.claim()
-        return self.settled
+    async def settle(self, settle: Settle) -> None:
+        """Settle the job once, whichever replica ends it."""
+        await (settle() if self.settle_once is None else self.settle_once(settle))
 
     async def attempt(
         self, route: str, provider: str, model: str, task: str, key_id: str | None, relay: bool
