@@ -18,6 +18,7 @@ from types import FrameType
 from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
+from . import logsetup
 from .api.keys import STATE
 from .app import create_app
 from .config.loader import ConfigSnapshot
@@ -113,8 +114,11 @@ def _worker(
 ) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
-    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_run_worker(settings, index, snapshot))
+    try:
+        with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_run_worker(settings, index, snapshot))
+    finally:
+        logsetup.flush()  # multiprocessing ends a worker with os._exit: no logging.shutdown
     sys.exit(0)
 
 
