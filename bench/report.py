@@ -1,47 +1,16 @@
-"""Judge the targets and render the results as Markdown."""
+"""Judge the targets and render the results as Markdown (the heavy scenarios' targets are
+judged in report_heavy.py)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-from .scenarios import MANY_OPEN, MANY_POLL, POLL_JOBS
-
-Cell = dict[str, Any]
-MIB = 1024.0
-
-
-@dataclass(slots=True)
-class Target:
-    name: str
-    threshold: str
-    measured: str
-    result: str  # "pass" | "fail" | "n/a"
-    note: str = ""
-    floor: str = "-"  # the aiohttp floor's value for the same measure, measured in the same run
-
-
-def find(cells: list[Cell], scenario: str, target: str, c: int) -> Cell | None:
-    for cell in cells:
-        if cell["scenario"] == scenario and cell["target"] == target and cell["c"] == c:
-            return cell
-    return None
-
-
-def _verdict(ok: bool) -> str:
-    return "pass" if ok else "fail"
-
-
-def _clean(*cells: Cell | None) -> str:
-    """Why a cell cannot be trusted for a target ('' when it can)."""
-    bad = [c for c in cells if c is not None and c.get("errors")]
-    return "; ".join(
-        f"{c['target']} had {c['errors']} errors"
-        + (f" ({c['sample_error']})" if c.get("sample_error") else "")
-        for c in bad
-    )
+from .judging import Cell, Target, clean, cpu, find, verdict
+from .report_heavy import heavy_targets
+from .scenarios import POLL_JOBS
 
 
 def _poll_figures(cell: Cell) -> str:
@@ -56,19 +25,15 @@ def _poll_figures(cell: Cell) -> str:
 Judged = tuple[str, bool, str, str]
 
 
-def _cpu(cell: Cell | None) -> float:
-    return float((cell or {}).get("cpu_ms_per_req") or 0.0)
-
-
 def _vs_litellm(gw: Cell | None, ll: Cell | None, floor: Cell | None) -> Judged:
     """CPU per request, the steadier measure (LiteLLM's req/s moved 83-167 across runs)."""
     assert gw is not None and ll is not None
-    ratio = _cpu(ll) / _cpu(gw) if _cpu(gw) else 0.0
+    ratio = cpu(ll) / cpu(gw) if cpu(gw) else 0.0
     return (
-        f"{ratio:.1f}x lower ({_cpu(gw):.3f} vs {_cpu(ll):.3f} ms)",
+        f"{ratio:.1f}x lower ({cpu(gw):.3f} vs {cpu(ll):.3f} ms)",
         ratio >= 30 and not gw["errors"],
-        _clean(gw, ll),
-        f"{_cpu(floor):.3f} ms" if floor else "-",
+        clean(gw, ll),
+        f"{cpu(floor):.3f} ms" if floor else "-",
     )
 
 
@@ -84,7 +49,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             out.append(Target(name, threshold, "not measured", "n/a", "cell missing"))
             return
         measured, ok, note, floor = judge()
-        out.append(Target(name, threshold, measured, _verdict(ok), note, floor))
+        out.append(Target(name, threshold, measured, verdict(ok), note, floor))
 
     gw64 = find(cells, "small", "pixgate", 64)
     fl64 = find(cells, "small", "floor", 64)
@@ -96,7 +61,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         return (
             f"{ratio:.2f}x ({gw:.3f} ms)",
             ratio <= 2.0 and not gw64["errors"],
-            _clean(gw64, fl64),
+            clean(gw64, fl64),
             f"{fl:.3f} ms",
         )
 
@@ -121,7 +86,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         return (
             f"{added:.3f} ms ({gw1['p50_ms']:.3f} vs {di1['p50_ms']:.3f} ms)",
             added <= 1.0 and not gw1["errors"],
-            _clean(gw1, di1),
+            clean(gw1, di1),
             f"{fl1['p50_ms'] - di1['p50_ms']:.3f} ms" if fl1 else "-",
         )
 
@@ -134,7 +99,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         return (
             f"{b16['rps']:.0f} req/s, {b16['errors']} errors",
             b16["rps"] >= 250 and not b16["errors"],
-            _clean(b16),
+            clean(b16),
             f"{fb16['rps']:.0f} req/s" if fb16 else "-",
         )
 
@@ -147,7 +112,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         return (
             f"{b64c['peak_rss_mib']:.0f} MiB",
             b64c["peak_rss_mib"] <= 300 and not b64c["errors"],
-            _clean(b64c) or ("" if b64c["requests"] else "no successful request"),
+            clean(b64c) or ("" if b64c["requests"] else "no successful request"),
             f"{fb64['peak_rss_mib']:.0f} MiB" if fb64 else "-",
         )
 
@@ -164,12 +129,12 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
 
     def download() -> Judged:
         gw, fl = dl[-1]
-        ratio = _cpu(gw) / _cpu(fl) if _cpu(fl) else float("inf")
+        ratio = cpu(gw) / cpu(fl) if cpu(fl) else float("inf")
         return (
-            f"{ratio:.2f}x ({_cpu(gw):.3f} ms at c={gw['c']})",
+            f"{ratio:.2f}x ({cpu(gw):.3f} ms at c={gw['c']})",
             ratio <= 1.5 and not gw["errors"],
-            _clean(gw, fl),
-            f"{_cpu(fl):.3f} ms",
+            clean(gw, fl),
+            f"{cpu(fl):.3f} ms",
         )
 
     need(
@@ -191,7 +156,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             f"c/mean latency; wrk {s256['rps']:.1f} vs {d256['rps']:.1f}), "
             f"p99 {s256['p99_ms']:.0f} ms",
             ratio >= 0.98 and s256["p99_ms"] < 1300 and not s256["errors"],
-            _clean(s256, d256),
+            clean(s256, d256),
             f"p99 {f256['p99_ms']:.0f} ms" if f256 else "-",
         )
 
@@ -211,7 +176,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         # The floor doing the same submit and polls shows whether the target is within reach
         # of aiohttp at all.
         floor = _poll_figures(poll_floor) if poll_floor else "-"
-        return _poll_figures(poll), ok, _clean(poll, poll_floor), floor
+        return _poll_figures(poll), ok, clean(poll, poll_floor), floor
 
     need(
         f"{POLL_JOBS} concurrent polling jobs",
@@ -242,102 +207,6 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             [],
             lambda: (f"{started:.2f} s (median of {runs}){loaded}", started <= 1.5, "", fl_start),
         )
-    return out
-
-
-def heavy_targets(cells: list[Cell], systems: dict[str, Any]) -> list[Target]:
-    """Many open requests, many polling jobs (issue 19) and url with S3 storage (issue 14)."""
-    out: list[Target] = []
-    name = f"many open requests ({MANY_OPEN} x 10 s)"
-    threshold = ">= 0.98x direct throughput, p99 <= 10.6 s, RSS <= 400 MiB, no errors"
-    gw, di = find(cells, "long", "pixgate", MANY_OPEN), find(cells, "long", "direct", MANY_OPEN)
-    if gw is None or di is None:
-        out.append(Target(name, threshold, "not measured", "n/a", "cell missing"))
-    else:
-        ratio = gw["rps"] / di["rps"] if di["rps"] else 0.0
-        little = di["mean_ms"] / gw["mean_ms"] if gw["mean_ms"] else 0.0
-        complete = gw["requests"] == gw.get("expected", gw["requests"])
-        ok = (
-            ratio >= 0.98
-            and gw["p99_ms"] <= 10_600
-            and gw["peak_rss_mib"] <= 400
-            and not gw["errors"]
-            and complete
-        )
-        measured = (
-            f"{ratio:.3f}x ({gw['rps']:.0f} vs {di['rps']:.0f} req/s over the batch; "
-            f"{little:.3f}x by mean latency), p99 {gw['p99_ms'] / 1000:.2f} s, "
-            f"{gw['peak_rss_mib']:.0f} MiB, {gw['errors']} errors, "
-            f"{gw['requests']}/{gw.get('expected', '?')} done, "
-            f"upstream held {gw.get('upstream_peak_open', '?')} at once"
-        )
-        floor = f"direct: p99 {di['p99_ms'] / 1000:.2f} s, {di.get('upstream_peak_open', '?')} open"
-        out.append(Target(name, threshold, measured, _verdict(ok), _clean(gw, di), floor))
-
-    name = f"many polling jobs ({MANY_POLL}, 30 s, polled every 2 s)"
-    threshold = "all complete, RSS <= 300 MiB, CPU/job <= 1.1x the floor's"
-    gw = find(cells, "poll-long", "pixgate", MANY_POLL)
-    fl = find(cells, "poll-long", "floor", MANY_POLL)
-    if gw is None or fl is None:
-        out.append(Target(name, threshold, "not measured", "n/a", "cell missing"))
-    else:
-        ratio = _cpu(gw) / _cpu(fl) if _cpu(fl) else float("inf")
-        complete = gw["requests"] == gw.get("expected", gw["requests"])
-        ok = complete and not gw["errors"] and gw["peak_rss_mib"] <= 300 and ratio <= 1.1
-        measured = (
-            f"{gw['requests']}/{gw.get('expected', '?')} done in {gw['duration_s']:.0f} s, "
-            f"{_cpu(gw):.2f} ms CPU/job ({ratio:.2f}x the floor), {gw['peak_rss_mib']:.0f} MiB"
-        )
-        floor = (
-            f"{fl['requests']}/{fl.get('expected', '?')} done, {_cpu(fl):.2f} ms CPU/job, "
-            f"{fl['peak_rss_mib']:.0f} MiB"
-        )
-        out.append(Target(name, threshold, measured, _verdict(ok), _clean(gw, fl), floor))
-
-    s3_cells = [c for c in cells if c["scenario"] == "store" and c["target"] == "pixgate-s3"]
-    threshold = "reported beside local storage (no bound)"
-    if not s3_cells:
-        status = systems.get("pixgate-s3", {}).get("status", "not run")
-        out.append(Target("url with S3 storage", threshold, "not measured", "n/a", status))
-    for s3 in s3_cells:
-        local = find(cells, "store", "pixgate", s3["c"])
-        name = f"url with S3 storage, c={s3['c']}"
-        if local is None:
-            out.append(Target(name, threshold, "not measured", "n/a", "local cell missing"))
-            continue
-        measured = (
-            f"{s3['p50_ms'] - local['p50_ms']:+.2f} ms p50 ({s3['p50_ms']:.2f} vs "
-            f"{local['p50_ms']:.2f} ms), {_cpu(s3) - _cpu(local):+.3f} ms CPU/req "
-            f"({_cpu(s3):.3f} vs {_cpu(local):.3f} ms), peak RSS {s3['peak_rss_mib']:.0f} vs "
-            f"{local['peak_rss_mib']:.0f} MiB"
-        )
-        bad = _clean(s3, local)
-        out.append(Target(name, threshold, measured, "fail" if bad else "reported", bad))
-    return out + redis_targets(cells, systems)
-
-
-def redis_targets(cells: list[Cell], systems: dict[str, Any]) -> list[Target]:
-    """Redis state against memory state, the key under max_concurrency_per_key (issue 19)."""
-    out: list[Target] = []
-    rows = (
-        ("p50", 1, "<= 0.3 ms p50 over memory state", 0.3),
-        ("CPU/req", 16, "<= 0.05 ms CPU/req over memory state", 0.05),
-    )
-    for measure, c, threshold, bound in rows:
-        name = f"Redis state: added {measure}, small c={c}, max_concurrency_per_key"
-        redis, memory = find(cells, "redis", "pixgate-redis", c), find(cells, "redis", "pixgate", c)
-        if redis is None or memory is None:
-            status = systems.get("pixgate-redis", {}).get("status", "not run")
-            out.append(Target(name, threshold, "not measured", "n/a", f"cell missing ({status})"))
-            continue
-        if measure == "p50":
-            ours, theirs = float(redis["p50_ms"]), float(memory["p50_ms"])
-        else:
-            ours, theirs = _cpu(redis), _cpu(memory)
-        added, bad = ours - theirs, _clean(redis, memory)
-        measured = f"{added:+.3f} ms ({ours:.3f} vs {theirs:.3f} ms)"
-        ok = added <= bound and not bad
-        out.append(Target(name, threshold, measured, _verdict(ok), bad, f"memory: {theirs:.3f} ms"))
     return out
 
 

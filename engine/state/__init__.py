@@ -56,7 +56,10 @@ def fleet_board(backend: StateBackend) -> FleetBoard | None:
 
 def key_ids(backend: StateBackend) -> KeyIds:
     """Provider keys' non-reversible ids: with Redis the fleet's own (an HMAC with
-    PIXGATE_STATE_SECRET, the same on every replica), else one of this process."""
+    PIXGATE_STATE_SECRET, the same on every replica), else this process's own. The backend's,
+    so a reload that removes a key drops its id (`retain`)."""
+    if isinstance(backend, MemoryState):
+        return backend.key_ids
     if backend.stats.backend != "redis":
         return KeyIds(secrets.token_hex(16))
     from .redisstate import RedisState

@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+# Acquire KEYS lists kept per replica: one per provider and set of candidate keys, and a
+# retry's candidates leave out the keys it tried, so the sets could reach 2^keys.
+ATTEMPTS_KEPT = 1024
+
 
 class KeyIds:
     def __init__(self, secret: str) -> None:
@@ -60,6 +64,8 @@ class Names:
             names.append(self.of(provider, "cursor"))
             for key in keys:
                 names.extend(self.key(provider, key))
+            if len(self._attempts) >= ATTEMPTS_KEPT:  # the oldest goes (rebuilt if needed)
+                del self._attempts[next(iter(self._attempts))]
             found = self._attempts[(provider, keys)] = tuple(names)
         return found
 

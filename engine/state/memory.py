@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -12,6 +13,7 @@ from ..runtime.routing.breaker import Breakers, Permit
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.keys import KeyPools, KeysBusy, NoHealthyKey
 from .base import RELEASED, Denied, Grant, StateStats
+from .identity import KeyIds
 
 
 class MemoryState:
@@ -32,6 +34,8 @@ class MemoryState:
         self._cancels: dict[str, float] = {}  # job id -> until
         self.durable_jobs = False  # a restart loses every record: nothing to hand over
         self._tokens = itertools.count(1)  # grant tokens: only told apart within this process
+        # Pool keys' ids in job checkpoints (state.key_ids): this process's own secret.
+        self.key_ids = KeyIds(secrets.token_hex(16))
 
     async def start(self) -> None:
         return None
@@ -134,6 +138,7 @@ class MemoryState:
 
     def retain(self, providers: dict[str, ProviderSpec]) -> None:
         self.keys.retain(providers)
+        self.key_ids.forget({(pid, k) for pid, p in providers.items() for k in p.auth.keys})
 
     async def hit(self, name: str, window: float, amount: int = 1) -> int:
         index = int(time.time() // window)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report
+from bench import report_heavy
+from bench.judging import Target
 from bench.scenarios import MANY_OPEN, MANY_POLL
 
 OPEN = f"many open requests ({MANY_OPEN} x 10 s)"
@@ -33,12 +34,12 @@ def _batch(scenario: str, target: str, c: int, expected: int, **kw: Any) -> dict
     return cell | kw
 
 
-def _open(**gateway: Any) -> dict[str, report.Target]:
+def _open(**gateway: Any) -> dict[str, Target]:
     cells = [
         _batch("long", "direct", MANY_OPEN, 2 * MANY_OPEN, rps=495.0, mean_ms=10_010.0),
         _batch("long", "pixgate", MANY_OPEN, 2 * MANY_OPEN, **gateway),
     ]
-    return {t.name: t for t in report.heavy_targets(cells, {})}
+    return {t.name: t for t in report_heavy.heavy_targets(cells, {})}
 
 
 def test_many_open_requests_pass_and_each_bound_fails_it() -> None:
@@ -52,12 +53,12 @@ def test_many_open_requests_pass_and_each_bound_fails_it() -> None:
     assert _open(requests=2 * MANY_OPEN - 1)[OPEN].result == "fail"  # one never came back
 
 
-def _polls(gateway_cpu: float, **gateway: Any) -> report.Target:
+def _polls(gateway_cpu: float, **gateway: Any) -> Target:
     cells = [
         _batch("poll-long", "floor", MANY_POLL, MANY_POLL, cpu_ms_per_req=2.0),
         _batch("poll-long", "pixgate", MANY_POLL, MANY_POLL, cpu_ms_per_req=gateway_cpu, **gateway),
     ]
-    return {t.name: t for t in report.heavy_targets(cells, {})}[POLLS]
+    return {t.name: t for t in report_heavy.heavy_targets(cells, {})}[POLLS]
 
 
 def test_many_polling_jobs_are_judged_against_the_floor_cpu_per_job() -> None:
@@ -70,7 +71,7 @@ def test_many_polling_jobs_are_judged_against_the_floor_cpu_per_job() -> None:
 
 
 def test_missing_heavy_cells_are_not_passes() -> None:
-    rows = report.heavy_targets([], {"pixgate-s3": {"status": "weed not installed"}})
+    rows = report_heavy.heavy_targets([], {"pixgate-s3": {"status": "weed not installed"}})
     assert [(t.result, t.note) for t in rows] == [
         ("n/a", "cell missing"),
         ("n/a", "cell missing"),
@@ -85,21 +86,21 @@ def test_s3_storage_is_reported_beside_local_per_concurrency() -> None:
         _batch("store", "pixgate", 1, 100, p50_ms=8.0, cpu_ms_per_req=8.0, peak_rss_mib=70.0),
         _batch("store", "pixgate-s3", 1, 100, p50_ms=20.5, cpu_ms_per_req=9.5, peak_rss_mib=90.0),
     ]
-    (row,) = report.heavy_targets(cells, {})[2:3]
+    (row,) = report_heavy.heavy_targets(cells, {})[2:3]
     assert row.name == "url with S3 storage, c=1" and row.result == "reported"
     assert row.measured.startswith("+12.50 ms p50 (20.50 vs 8.00 ms), +1.500 ms CPU/req")
     cells[1]["errors"] = 3
-    assert report.heavy_targets(cells, {})[2].result == "fail"
+    assert report_heavy.heavy_targets(cells, {})[2].result == "fail"
 
 
-def _redis(**redis: Any) -> list[report.Target]:
+def _redis(**redis: Any) -> list[Target]:
     cells = [
         _batch("redis", "pixgate", 1, 900, p50_ms=0.70, cpu_ms_per_req=0.60),
         _batch("redis", "pixgate-redis", 1, 900, p50_ms=0.95, cpu_ms_per_req=0.80),
         _batch("redis", "pixgate", 16, 4000, p50_ms=10.0, cpu_ms_per_req=0.40),
         _batch("redis", "pixgate-redis", 16, 4000, p50_ms=12.0) | redis,
     ]
-    return report.redis_targets(cells, {})
+    return report_heavy.redis_targets(cells, {})
 
 
 def test_redis_state_is_judged_against_memory_state() -> None:
@@ -113,6 +114,6 @@ def test_redis_state_is_judged_against_memory_state() -> None:
 
 def test_redis_state_without_redis_server_is_not_a_pass() -> None:
     status = {"pixgate-redis": {"status": "redis-server not installed"}}
-    rows = report.redis_targets([], status)
+    rows = report_heavy.redis_targets([], status)
     assert [t.result for t in rows] == ["n/a", "n/a"]
     assert "redis-server not installed" in rows[0].note
