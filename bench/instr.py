@@ -7,23 +7,33 @@ request executes does not. This runs one process holding a client, the test upst
 measured requests (`callgrind_control -i on/off`, while the loop is blocked so no request is
 half done). Start-up and warm-up are not counted; the client and upstream are, as in
 bench/inproc.py, so subtract the floor's figure to see pixgate's own.
+
+`--scenario redis` counts the `redis` scenario of bench/run.py: the small answer with the
+openai key under `max_concurrency_per_key`, through pixgate with memory state and with Redis
+state (a `redis-server` started on a free loopback port for each count, outside valgrind, so
+Redis's own work is not counted), and prints what Redis state adds per request.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # scenario: (requests, concurrency); the download scenario moves ~1.5 MB per request.
-DEFAULTS = {"small": (640, 64), "download": (160, 16)}
+DEFAULTS = {"small": (640, 64), "download": (160, 16), "redis": (640, 16)}
+SYSTEMS = ("pixgate", "pixgate-redis", "floor")
 
 
 def real_python() -> str:
@@ -44,7 +54,9 @@ def _toggle(state: str) -> None:
     )
 
 
-async def _drive(tree: Path, system: str, scenario: str, requests: int, concurrency: int) -> None:
+async def _drive(
+    tree: Path, system: str, scenario: str, requests: int, concurrency: int, redis_port: int
+) -> None:
     """The measured process: engine imported from `tree`, bench from this checkout."""
     import logging
 
@@ -54,7 +66,8 @@ async def _drive(tree: Path, system: str, scenario: str, requests: int, concurre
     from engine.gctune import tune
     from engine.settings import Settings
 
-    from . import nullproxy
+    from . import nullproxy, redisserver
+    from .heavy import limited_config
     from .inproc import HEADERS, _serve, gateway_env
     from .procs import free_port
     from .run import assemble_config
@@ -71,6 +84,10 @@ async def _drive(tree: Path, system: str, scenario: str, requests: int, concurre
             app = nullproxy.make_app(upstream)
         else:
             config = assemble_config(tree, Path(tmp) / "config")
+            if scenario == "redis":  # the key limited, as in bench/run.py's redis scenario
+                config = limited_config(config, Path(tmp) / "config-limited")
+            if system == "pixgate-redis":
+                env.update(redisserver.gateway_env(redis_port))
             app = create_app(Settings.from_env(env, config_dir=config, watch=False))
         runners = [await _serve(Upstream(upstream).app(), ports[0]), await _serve(app, ports[1])]
         tune()  # as `pixgate serve` does once it has started
@@ -95,9 +112,40 @@ async def _drive(tree: Path, system: str, scenario: str, requests: int, concurre
     print(f"engine from {Path(sys.modules['engine.app'].__file__ or '').parent}", file=sys.stderr)
 
 
+@contextmanager
+def _redis_server(folder: Path) -> Iterator[int]:
+    """A redis-server on a free loopback port (stopped on exit): its port."""
+    from . import redisserver
+    from .procs import free_port
+
+    binary = redisserver.binary()
+    if binary is None:
+        raise SystemExit(f"--scenario redis needs redis-server ({redisserver.INSTALL})")
+    port = free_port()
+    server = subprocess.Popen(
+        redisserver.command(binary, port, folder / "redis"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(500):  # 10 s
+            if redisserver.answers(port) or server.poll() is not None:
+                break
+            time.sleep(0.02)
+        if not redisserver.answers(port):
+            raise SystemExit("redis-server did not start")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def measure(tree: Path, system: str, scenario: str, requests: int, concurrency: int) -> float:
-    """Instructions per request of `system` ('pixgate' or 'floor') with `tree`'s engine."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """Instructions per request of `system` (one of SYSTEMS) with `tree`'s engine."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        redis_port = 0
+        if system == "pixgate-redis":
+            redis_port = stack.enter_context(_redis_server(Path(tmp)))
         out = Path(tmp) / "callgrind.out"
         cmd = [
             "valgrind",
@@ -117,6 +165,8 @@ def measure(tree: Path, system: str, scenario: str, requests: int, concurrency: 
             str(concurrency),
             "--pixgate-root",
             str(tree),
+            "--redis-port",
+            str(redis_port),
         ]
         env = {
             **os.environ,
@@ -140,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pixgate-root", type=Path, default=ROOT, help="engine tree (A)")
     parser.add_argument("--compare", type=Path, metavar="DIR", help="a second engine tree (B)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor's figure")
-    parser.add_argument("--child", choices=["pixgate", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--redis-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     requests = args.requests or DEFAULTS[args.scenario][0]
     concurrency = args.concurrency or DEFAULTS[args.scenario][1]
@@ -151,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=loop_factory("uvloop")[0]) as runner:
             runner.run(
                 _drive(
-                    args.pixgate_root.resolve(), args.child, args.scenario, requests, concurrency
+                    args.pixgate_root.resolve(),
+                    args.child,
+                    args.scenario,
+                    requests,
+                    concurrency,
+                    args.redis_port,
                 )
             )
         return 0
@@ -161,17 +217,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.scenario}: {requests} requests at concurrency {concurrency}, "
         "instructions per request (client + upstream + system, one process)"
     )
+    # The redis scenario: each tree with Redis state, and with memory state for what it adds.
+    system = "pixgate-redis" if args.scenario == "redis" else "pixgate"
     results: dict[str, float] = {}
     trees = [args.pixgate_root] + ([args.compare] if args.compare else [])
     for tree in trees:
-        results[str(tree)] = measure(
-            tree.resolve(), "pixgate", args.scenario, requests, concurrency
-        )
-        print(f"  pixgate {tree}: {results[str(tree)]:,.0f}", flush=True)
+        results[str(tree)] = measure(tree.resolve(), system, args.scenario, requests, concurrency)
+        print(f"  {system} {tree}: {results[str(tree)]:,.0f}", flush=True)
+        if system == "pixgate-redis":
+            memory = measure(tree.resolve(), "pixgate", args.scenario, requests, concurrency)
+            added = results[str(tree)] - memory
+            print(f"    with memory state: {memory:,.0f}; Redis state adds {added:+,.0f}")
     if args.compare:
         a, b = results[str(trees[0])], results[str(trees[1])]
         print(f"  difference (B - A): {b - a:+,.0f} ({(b - a) / a:+.1%})")
-    if not args.no_floor:
+    if not args.no_floor and system == "pixgate":
         floor = measure(trees[0].resolve(), "floor", args.scenario, requests, concurrency)
         first = results[str(trees[0])]
         print(
