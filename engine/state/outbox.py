@@ -3,9 +3,10 @@
 A release goes out on the next turn of the event loop, with every other release made by then
 in the same write, unless an acquire of its provider takes it along first; a late release only
 keeps a slot taken a little longer, so the fleet-wide limit still holds. Success counters
-(shown by /admin/keys) are summed here and sent at most `counter_delay` later, or sooner with
-releases. One flush runs at a time; when one fails, the leases it carried expire by their TTL
-and its counts are lost (they are only statistics).
+(shown by /admin/keys) are summed here and sent `counter_delay` (1 s) after the first of them,
+all in one write: a busy gateway sends them once a second, not with every release (a report
+sends them first). One flush runs at a time; when one fails, the leases it carried expire by
+their TTL and its counts are lost (they are only statistics).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Outbox:
         self._flushing: asyncio.Task[None] | None = None
         self._kicked = False  # a look at the releases is due on the next turn of the loop
         self._counting: asyncio.TimerHandle | None = None  # the counters' send is due then
+        self._owed = False  # the counters' send is due now
 
     def release(self, lease: str, token: str) -> None:
         self._releases.append((lease, token))
@@ -67,24 +69,26 @@ class Outbox:
 
     def _counters_due(self) -> None:
         self._counting = None
-        if self._flushing is None:
+        self._owed = True
+        if self._flushing is None:  # else the running flush sends them next
             self._flushing = asyncio.create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
         try:
-            await self._send()  # counters ride along with releases
-            while self._releases:  # made while that was out
-                await self._send()
+            while self._releases or self._owed:  # also those made while a send was out
+                await self._send(counters=self._owed)
         finally:
             self._flushing = None
             if self._releases:  # the loop was cancelled
                 self._kick_soon()
-            if self._successes:
+            if self._successes:  # counted while that was out (or not due yet)
                 self._count_later()
 
-    async def _send(self) -> None:
+    async def _send(self, counters: bool = True) -> None:
         releases, self._releases = self._releases, []
-        successes, self._successes = self._successes, {}
+        successes: dict[str, int] = {}
+        if counters:
+            successes, self._successes, self._owed = self._successes, {}, False
         if successes and self._counting is not None:
             self._counting.cancel()
             self._counting = None

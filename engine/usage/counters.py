@@ -6,9 +6,10 @@ and measure, so a day holds as many fields as the config has combinations (every
 row comes from the config, never from a client's free text). Redis when configured: every
 replica adds to the same hash. Memory otherwise, flushed to a file (usage/persist.py).
 
-No request waits for its count: counts are summed here and sent on the next turn of the
-event loop, those of every request finished by then in one call (with Redis, one pipeline).
-A query sends what is pending first.
+No request waits for its count: counts are summed here and sent at most `delay` (1 s) after
+the first of them, those of every request finished by then in one call (with Redis, one
+MULTI..EXEC), so a busy gateway writes its counts once a second, not once per request. A query
+and shutdown send what is pending first.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def day_name(day: str) -> str:
 
 
 class Usage:
-    def __init__(self, store: Counters, clock: Clock = wall_clock) -> None:
+    def __init__(self, store: Counters, clock: Clock = wall_clock, delay: float = 1.0) -> None:
         self.store = store
         self.clock = clock
+        self.delay = delay
         self._pending: dict[str, dict[str, float]] = {}  # day's name -> field -> amount
         self._sending: asyncio.Task[None] | None = None
+        self._due: asyncio.TimerHandle | None = None  # the send of what is pending
 
     def record(self, row: Row, amounts: Amounts) -> None:
         prefix = SEP.join(row) + SEP
@@ -73,15 +76,21 @@ class Usage:
             if value:
                 field = prefix + measure
                 pending[field] = pending.get(field, 0.0) + value
+        if self._due is None and self._sending is None:  # else the running send looks after
+            self._due = asyncio.get_running_loop().call_later(self.delay, self._start)
+
+    def _start(self) -> None:
+        self._due = None
         if self._sending is None:
             self._sending = asyncio.ensure_future(self._send_loop())
 
     async def _send_loop(self) -> None:
         try:
-            while self._pending:
-                await self._send()
+            await self._send()
         finally:
             self._sending = None
+            if self._pending and self._due is None:  # counted while that was out
+                self._due = asyncio.get_running_loop().call_later(self.delay, self._start)
 
     async def _send(self) -> None:
         pending, self._pending = self._pending, {}
@@ -93,6 +102,9 @@ class Usage:
 
     async def flush(self) -> None:
         """Send what is pending now (before a query, at shutdown)."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
         if self._sending is not None:
             await asyncio.wait([self._sending], timeout=5)
         await self._send()

@@ -109,3 +109,29 @@ async def test_success_counters_reach_the_fleet_without_a_report(replicas: Repli
     while sum(r["successes"] for r in (await b.report({"p": p}))["p"]["keys"]) < 3:
         assert time.monotonic() < end, "a's counts never left a"
         await asyncio.sleep(0.02)
+
+
+async def test_a_release_goes_out_at_once_and_success_counts_only_when_due(
+    replicas: Replica, redis: RedisServer
+) -> None:
+    """Releases free fleet-wide slots, so they leave on the next turn of the loop; success
+    counts are statistics, sent once per counter_delay rather than with every release."""
+    a = replicas("a")
+    await a.start()
+    end = time.monotonic() + 5
+    while not a.cache.live:  # with the cache, a clean success is counted in the outbox
+        assert time.monotonic() < end, "the change channel was not subscribed"
+        await asyncio.sleep(0.01)
+    a.outbox.counter_delay = 3600  # not due during the test
+    p = provider(KEYS[0])
+    for _ in range(3):
+        await a.settle(await a.acquire(p, LIMITED), LIMITED, None, wait=False)
+    leases = a.names.of("p", "lease")
+    direct = sync_redis.Redis.from_url(redis.url)
+    end = time.monotonic() + 5
+    while any(direct.zcard(k) for k in direct.scan_iter(f"{leases}*")):
+        assert time.monotonic() < end, "the release never left a"
+        await asyncio.sleep(0.01)
+    assert sum(a.outbox._successes.values()) == 3  # still here: not sent with the release
+    report = await a.report({"p": p})  # a report sends them first
+    assert report["p"]["keys"][0]["successes"] == 3
