@@ -114,6 +114,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
         state, settings.config_dir, settings.env, polling=settings.watch_polling
     )
     app.cleanup_ctx.append(_shared_state)
+    app.cleanup_ctx.append(_live_gauges)
     app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_storage)
@@ -224,6 +225,19 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     finally:
         await session.close()
         await fetch_session.close()
+
+
+async def _live_gauges(app: web.Application) -> AsyncIterator[None]:
+    """With --workers, this worker's live gauges go to the shared files each second."""
+    metrics = app[METRICS]
+    task = asyncio.create_task(metrics.refreshing()) if metrics.has_live else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _draining(app: web.Application) -> None:

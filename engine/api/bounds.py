@@ -90,15 +90,12 @@ def _unread(error: ApiError) -> web.Response:
 
 
 def publish(limits: overload.Limits, metrics: GatewayMetrics) -> None:
-    """The limits as gauges, and the byte budget's figures as they change."""
+    """The limits as gauges, and what is held against them, read when metrics are asked."""
     metrics.in_flight_limit.set(limits.in_flight.limit)
     metrics.buffered_bytes_limit.set(limits.buffered.limit)
-
-    def changed(budget: overload.ByteBudget) -> None:
-        metrics.buffered_bytes.set(budget.used)
-        metrics.buffered_waiting.set(budget.waiting)
-
-    limits.buffered.on_change = changed
+    metrics.live(metrics.in_flight, lambda: limits.in_flight.count)
+    metrics.live(metrics.buffered_bytes, lambda: limits.buffered.used)
+    metrics.live(metrics.buffered_waiting, lambda: limits.buffered.waiting)
     limits.in_flight.on_refuse = limits.buffered.on_refuse = _count_refusal(metrics)
 
 

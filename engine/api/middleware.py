@@ -59,8 +59,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     app = request.app
     metrics = app[METRICS]
     counted = request.path.startswith("/v1/")
-    if counted:
-        metrics.in_flight.inc()
     ticket = app[STATE].body_gate.ticket()
     token = bodygate.CURRENT.set(ticket)
     settings = app[SETTINGS]
@@ -86,7 +84,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         ticket.release()
         bodygate.CURRENT.reset(token)
         if counted:
-            metrics.in_flight.dec()
             route, model = _route_model(request)
             elapsed = time.perf_counter() - started
             metrics.request(_endpoint(request), route, model, status, elapsed, overhead, sent)

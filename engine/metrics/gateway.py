@@ -8,9 +8,11 @@ each worker writes its values to a shared directory and a scrape sums them.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.metrics import MetricWrapperBase
@@ -20,6 +22,7 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 OTHER = "other"
+LIVE_REFRESH = 1.0  # seconds: how stale a worker's live gauges may be in a --workers scrape
 M = TypeVar("M", bound=MetricWrapperBase)
 
 
@@ -59,6 +62,13 @@ class Children(Generic[M]):
         return child
 
 
+class _RequestSeries(NamedTuple):
+    requests: Counter
+    duration: Histogram
+    overhead: Histogram
+    bytes_out: Counter
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get(ENV) or None
 
@@ -91,7 +101,8 @@ class GatewayMetrics:
             ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=reg,
         )  # fmt: skip
         self.in_flight = Gauge(
-            "pixgate_in_flight_requests", "Client requests being served",
+            "pixgate_in_flight_requests",
+            "Client requests being served (those PIXGATE_MAX_IN_FLIGHT counts)",
             registry=reg, multiprocess_mode="livesum",
         )  # fmt: skip
         # The overload bounds (runtime/lifecycle/overload.py); limits as gauges so that a
@@ -164,23 +175,14 @@ class GatewayMetrics:
             "pixgate_response_bytes", "Bytes of response bodies sent to clients, by endpoint",
             ["endpoint"], registry=reg,
         )  # fmt: skip
-        self._requests = Children(self.requests)
-        self._duration = Children(self.duration)
-        self._overhead = Children(self.overhead)
-        self._bytes_out = Children(self.bytes_out)
+        # One lookup per request for its series (endpoint, route, model, status) and one per
+        # usage row: the children of every metric it moves, together.
+        self._request_series: dict[tuple[str, str, str, int], _RequestSeries] = {}
+        self._usage_series: dict[tuple[str, str, str, str], tuple[Counter, ...]] = {}
+        self._live: list[tuple[Gauge, Callable[[], float]]] = []
         self._attempts = Children(self.attempts)
         self._upstream_latency = Children(self.upstream_latency)
         self._images = Children(self.images)
-        self._usage = tuple(
-            Children(m)
-            for m in (
-                self.client_requests,
-                self.client_images,
-                self.client_failures,
-                self.client_cost,
-                self.client_upstream,
-            )
-        )
 
     def request(
         self,
@@ -192,12 +194,46 @@ class GatewayMetrics:
         overhead: float | None,
         sent: int,
     ) -> None:
-        self._requests(endpoint, route, model, str(status)).inc()
-        self._duration(endpoint).observe(seconds)
+        key = (endpoint, route, model, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = _RequestSeries(
+                self.requests.labels(endpoint, route, model, str(status)),
+                self.duration.labels(endpoint),
+                self.overhead.labels(endpoint),
+                self.bytes_out.labels(endpoint),
+            )
+        series.requests.inc()
+        series.duration.observe(seconds)
         if overhead is not None:
-            self._overhead(endpoint).observe(overhead)
+            series.overhead.observe(overhead)
         if sent:
-            self._bytes_out(endpoint).inc(sent)
+            series.bytes_out.inc(sent)
+
+    def live(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """A gauge that reads its value from the live state when asked, instead of being
+        set at every change (a request moved three gauges up and down, each call a lock).
+        One process: read at each scrape. With --workers the value has to be in the
+        shared files: `refresh` copies it there (each second, and at a scrape)."""
+        if self.registry is not None:
+            gauge.set_function(read)
+        else:
+            self._live.append((gauge, read))
+
+    @property
+    def has_live(self) -> bool:
+        """Whether live gauges need `refresh` (multi-process mode)."""
+        return bool(self._live)
+
+    def refresh(self) -> None:
+        for gauge, read in self._live:
+            gauge.set(read())
+
+    async def refreshing(self, every: float = LIVE_REFRESH) -> None:
+        """Refresh the live gauges until cancelled (multi-process mode)."""
+        while True:
+            self.refresh()
+            await asyncio.sleep(every)
 
     def storage_event(self, event: str) -> None:
         self.storage_events.labels(event).inc()
@@ -205,6 +241,18 @@ class GatewayMetrics:
     def usage(self, row: UsageRow, amounts: UsageAmounts) -> None:
         """Every series of the row exists from its first request on; adding 0 changes none."""
         labels = (row.client, row.route, row.provider, row.model)
+        series = self._usage_series.get(labels)
+        if series is None:
+            series = self._usage_series[labels] = tuple(
+                metric.labels(*labels)
+                for metric in (
+                    self.client_requests,
+                    self.client_images,
+                    self.client_failures,
+                    self.client_cost,
+                    self.client_upstream,
+                )
+            )
         measures = (
             amounts.requests,
             amounts.images,
@@ -212,8 +260,7 @@ class GatewayMetrics:
             amounts.cost_usd,
             amounts.upstream_seconds,
         )
-        for children, amount in zip(self._usage, measures, strict=True):
-            child = children(*labels)
+        for child, amount in zip(series, measures, strict=True):
             if amount:
                 child.inc(amount)
 

@@ -73,8 +73,7 @@ class ByteBudget:
         self.used = 0
         self.refused = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self.on_change: Callable[[ByteBudget], None] | None = None  # the metrics' gauges
-        self.on_refuse: Callable[[str], None] | None = None  # ... and counter
+        self.on_refuse: Callable[[str], None] | None = None  # the metrics' counter
 
     @property
     def waiting(self) -> int:
@@ -86,7 +85,6 @@ class ByteBudget:
             return True
         if not self.limit or (not self._waiters and self.used + size <= self.limit):
             self.used += size
-            self._changed()
             return True
         return False
 
@@ -99,7 +97,6 @@ class ByteBudget:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (size, future)
         self._waiters.append(entry)
-        self._changed()
         try:
             async with asyncio.timeout(self.wait):
                 await future
@@ -119,12 +116,10 @@ class ByteBudget:
         entry[1].cancel()
         self._waiters.remove(entry)
         self._grant()  # it may have been the head blocking smaller ones
-        self._changed()
 
     def give(self, size: int) -> None:
         self.used -= size
         self._grant()
-        self._changed()
 
     def _grant(self) -> None:
         while self._waiters:
@@ -134,10 +129,6 @@ class ByteBudget:
             self._waiters.popleft()
             self.used += size
             future.set_result(None)
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self)
 
     def _refuse(self, size: int) -> None:
         self.refused += 1

@@ -1,0 +1,60 @@
+"""Gauges of what requests hold (in flight, buffered bytes) are read from the live limits when
+metrics are asked, not set at every change: the figures a scrape shows are those of that
+moment, with one process and (refreshed) with several."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import values
+
+from engine.api.bounds import publish
+from engine.metrics import GatewayMetrics, render
+from engine.metrics.gateway import ENV, enable_multiprocess
+from engine.runtime.lifecycle.overload import Limits
+
+
+def _value(text: str, name: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith(name + " "))
+    return float(line.split()[1])
+
+
+def _scrape(metrics: GatewayMetrics) -> str:
+    empty = {"keys": {}, "circuits": {}, "config_version": "v", "config_loaded_at": 0.0,
+             "reloads": {}}  # fmt: skip
+    return render(metrics, lambda: empty).decode()
+
+
+def _hold(limits: Limits) -> None:
+    limits.in_flight.enter()
+    limits.in_flight.enter()
+    charge = limits.charge()
+    assert charge.try_take(700)
+
+
+def test_one_process_reads_the_limits_at_the_scrape() -> None:
+    metrics, limits = GatewayMetrics(), Limits(10, 1000, 1.0)
+    publish(limits, metrics)
+    assert _value(_scrape(metrics), "pixgate_in_flight_requests") == 0
+    _hold(limits)
+    text = _scrape(metrics)
+    assert _value(text, "pixgate_in_flight_requests") == 2
+    assert _value(text, "pixgate_buffered_bytes") == 700
+    assert _value(text, "pixgate_buffered_bytes_limit") == 1000
+
+
+def test_workers_copy_the_limits_into_the_shared_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # put back afterwards
+    enable_multiprocess(tmp_path)
+    metrics, limits = GatewayMetrics(), Limits(10, 1000, 1.0)
+    publish(limits, metrics)
+    assert metrics.has_live
+    _hold(limits)
+    metrics.refresh()  # each second, and at a scrape (api/metrics.py)
+    text = _scrape(metrics)
+    assert _value(text, "pixgate_in_flight_requests") == 2
+    assert _value(text, "pixgate_buffered_bytes") == 700
