@@ -33,7 +33,7 @@ from .api.errors import ApiError
 from .api.jobresume import canceller, recoverer
 from .api.keys import ADMISSION, LIMITS, METRICS, RELOADER, SETTINGS, STATE
 from .api.metering import METER
-from .api.middleware import client_auth, request_context
+from .api.middleware import request_context
 from .api.protocolerrors import json_protocol_errors
 from .clients.admission import Admission
 from .config.loader import ConfigSnapshot, build_snapshot
@@ -88,8 +88,7 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     snapshot = snapshot or load_config(settings)
     quiet_aiohttp()
     app = web.Application(
-        # bounded after client_auth: requests refused for their key never count
-        middlewares=[request_context, cors.preflight, client_auth, bounds.bounded],
+        middlewares=[request_context],  # preflight, auth and bounds in turn (middleware.py)
         client_max_size=settings.max_body,
     )
     json_protocol_errors(app)  # an unparseable request gets an OpenAI error, not plain text

@@ -17,39 +17,63 @@ from ..metrics import GatewayMetrics
 from ..runtime.lifecycle import overload
 from .errors import ApiError, overloaded, too_large
 from .keys import LIMITS, SETTINGS
-from .middleware import Handler
 
 BOUNDED_PREFIX = "/v1/"
 CLIENT_CHECK = 0.1  # seconds between checks that a client waiting for bytes is still there
 
 
-@web.middleware
-async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+class Refused(Exception):
+    """The request is refused at a bound with `response` (its body unread)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def admit(request: web.Request) -> Admitted | None:
+    """The request's place among PIXGATE_MAX_IN_FLIGHT (None: its path is not bounded), or
+    Refused. The caller closes it when the request ends, however it ends."""
     if not request.path.startswith(BOUNDED_PREFIX):
-        return await handler(request)
+        return None
     limit = request.app[SETTINGS].max_body
     length = request.content_length
     if length is not None and length > limit:
-        return _unread(too_large(limit))
+        raise Refused(_unread(too_large(limit)))
     limits = request.app[LIMITS]
     try:
         limits.in_flight.enter()
     except overload.Overloaded as exc:
-        return _refusal(exc)
-    charge = limits.charge()
-    token = overload.CURRENT.set(charge)
-    try:
-        size = _body_bytes(request, limit)
-        if not charge.try_take(size):
-            try:
-                await _wait_for(request, charge, size)
-            except overload.Overloaded as exc:
-                return _refusal(exc)
-        return await handler(request)
-    finally:
-        charge.close()  # every reservation of the request, its tasks' too
-        overload.CURRENT.reset(token)
-        limits.in_flight.leave()
+        raise Refused(_refusal(exc)) from None
+    return Admitted(limits, _body_bytes(request, limit))
+
+
+class Admitted:
+    """An admitted request: its place in flight and its bytes (`charge`: the body's, and
+    those its tasks take, found through overload.CURRENT)."""
+
+    __slots__ = ("_limits", "_token", "body", "charge")
+
+    def __init__(self, limits: overload.Limits, body: int) -> None:
+        self._limits = limits
+        self.body = body
+        self.charge = limits.charge()
+        self._token = overload.CURRENT.set(self.charge)
+
+    def took_body(self) -> bool:
+        """Reserve the body's bytes if they are free now (the common case)."""
+        return self.charge.try_take(self.body)
+
+    async def wait_for_body(self, request: web.Request) -> None:
+        """Wait for the body's bytes; Refused when they are not free in time."""
+        try:
+            await _wait_for(request, self.charge, self.body)
+        except overload.Overloaded as exc:
+            raise Refused(_refusal(exc)) from None
+
+    def close(self) -> None:
+        self.charge.close()  # every reservation of the request, its tasks' too
+        overload.CURRENT.reset(self._token)
+        self._limits.in_flight.leave()
 
 
 async def _wait_for(request: web.Request, charge: overload.Charge, size: int) -> None:

@@ -1,9 +1,10 @@
 """CORS: browser pages on other origins may call the API (routes.yaml `cors:`, CorsSpec).
 
-A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered here, before client
-auth: browsers send it without the Authorization header. Every other response to a CORS
-request gets its `Access-Control-*` headers just before its headers go out, so streams and
-errors (a 401 the page should be able to read) carry them too. `/admin` never does.
+A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered here (the middleware
+asks `preflight` first), before client auth: browsers send it without the Authorization
+header. Every other response to a CORS request gets its `Access-Control-*` headers just
+before its headers go out, so streams and errors (a 401 the page should be able to read)
+carry them too. `/admin` never does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from aiohttp import web
 from ..dsl.spec import CorsSpec
 from .errors import ApiError
 from .keys import SNAPSHOT, STATE
-from .middleware import Handler
 
 
 def _spec(request: web.Request) -> CorsSpec:
@@ -21,16 +21,17 @@ def _spec(request: web.Request) -> CorsSpec:
     return snapshot.routes.cors
 
 
-@web.middleware
-async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+def preflight(request: web.Request) -> web.Response | None:
+    """The answer to a CORS preflight, or None when the request is not one (any other
+    request, or one for a path CORS does not cover, goes on as usual)."""
     if request.method != "OPTIONS":
-        return await handler(request)
+        return None
     origin = request.headers.get("Origin")
     if origin is None or request.headers.get("Access-Control-Request-Method") is None:
-        return await handler(request)
+        return None
     cors = _spec(request)
     if not cors.applies(request.path):
-        return await handler(request)
+        return None
     if not cors.allows(origin):
         raise ApiError(
             403,

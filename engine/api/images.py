@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -163,14 +164,15 @@ def input_context(request: web.Request) -> InputContext:
     return InputContext(state.fetch_session, state.storage, settings.fetch_policy, own, publish)
 
 
-async def respond(request: web.Request, job: ImageJob) -> web.Response:
-    """Now, or as a background job (Prefer: respond-async); once per Idempotency-Key."""
+def respond(request: web.Request, job: ImageJob) -> Coroutine[Any, Any, web.Response]:
+    """Now, or as a background job (Prefer: respond-async); once per Idempotency-Key. (It
+    hands over jobs.respond's coroutine: no frame of its own while the request waits.)"""
 
     async def now() -> web.Response:
         outcome = await run_job(request, job)
         return json_response(images_response(outcome), headers=outcome_headers(outcome))
 
-    return await jobs.respond(request, job, now, lambda: detached(request, job))
+    return jobs.respond(request, job, now, lambda: detached(request, job))
 
 
 async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release, dict[str, Any]]:

@@ -5,7 +5,8 @@ an answer, an error, a background job, a stream)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -74,16 +75,17 @@ def row_of(snapshot: ConfigSnapshot, job: ImageJob, client: str, provider: str, 
     return Row(client, route, provider, model)
 
 
-async def run(
+def run(
     request: web.Request,
     job: ImageJob,
     snapshot: ConfigSnapshot,
     info: RequestInfo,
     hold: Hold | None,
-) -> Outcome:
-    """`service.run`, then the cost on the outcome, charged to the budget and counted."""
+) -> Coroutine[Any, Any, Outcome]:
+    """`service.run`, then the cost on the outcome, charged to the budget and counted. (It
+    hands over metered's coroutine: no frame of its own while the request waits.)"""
     service = request.app[STATE].service
-    return await metered(
+    return metered(
         request.app[METER], who(request), job, snapshot, info, hold,
         lambda: service.run(job, snapshot, info),
     )  # fmt: skip

@@ -1,9 +1,8 @@
-"""Request id, access log, client auth and error shaping for every request."""
+"""Request id, access log, CORS preflight, client auth, bounds and error shaping for every
+request: the gateway's one middleware."""
 
 from __future__ import annotations
 
-import functools
-import hmac
 import logging
 import re
 import secrets
@@ -14,23 +13,19 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import ClientPayloadError, web
 
-from ..panel.guard import check_admin
 from ..panel.keys import RECENT
 from ..runtime.lifecycle import bodygate
 from ..runtime.lifecycle.overload import Overloaded
-from . import bodywatch, clientnoise
-from .bearer import bearer_token
+from . import bodywatch, bounds, clientnoise, cors
+from .auth import authenticate
 from .errors import ApiError, overloaded
 from .keys import (
-    CLIENT,
     METRICS,
     MODEL,
     PROVIDER,
     RATE_HEADERS,
-    RELAY,
     REQUEST_ID,
     SETTINGS,
-    SNAPSHOT,
     STATE,
     WAIT_CLOCK,
 )
@@ -40,9 +35,6 @@ log = logging.getLogger("pixgate.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-# Paths that need no client key: health, hosted files (unguessable names), the demo upstream.
-# /metrics checks PIXGATE_METRICS_KEY itself.
-PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/", "/metrics")
 CLIENT_CLOSED = 499  # nginx's "client closed request", for the access log
 
 
@@ -160,15 +152,32 @@ async def _write_now(request: web.Request, response: web.StreamResponse) -> None
 
 
 async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request through a CORS preflight, client auth and the process's bounds to its
+    handler, in that order, as calls in this one frame rather than a middleware each (a
+    waiting request holds fewer frames); whatever they raise becomes an OpenAI error."""
+    admitted: bounds.Admitted | None = None
     try:
-        return await handler(request)
+        answer = cors.preflight(request)
+        if answer is not None:
+            return answer
+        authenticate(request)
+        admitted = bounds.admit(request)  # after auth: a request refused for its key never counts
+        if admitted is not None and not admitted.took_body():
+            await admitted.wait_for_body(request)
+        response = await handler(request)
+        headers = request.get(RATE_HEADERS)  # a limited client's x-ratelimit-* headers
+        if headers and not response.prepared:  # (streams set them before they start)
+            response.headers.update(headers)
+        return response
+    except bounds.Refused as refused:
+        return refused.response
     except ApiError as err:
         return err.response()
     except Overloaded as exc:  # an input fetch that found no bytes free
         return overloaded(exc).response()
     except bodywatch.BodyTimeout as exc:
-        response = ApiError(408, f"Request body too slow: {exc.reason}", code="request_timeout")
-        shaped = response.response()
+        error = ApiError(408, f"Request body too slow: {exc.reason}", code="request_timeout")
+        shaped = error.response()
         shaped.force_close()  # the rest of the body is not coming: free the connection
         return shaped
     except web.HTTPRequestEntityTooLarge:
@@ -205,6 +214,9 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
             type="server_error",
             code="internal_error",
         ).response()
+    finally:
+        if admitted is not None:
+            admitted.close()
 
 
 def _client_left(request: web.Request, exc: Exception) -> bool:
@@ -213,60 +225,3 @@ def _client_left(request: web.Request, exc: Exception) -> bool:
         return False
     transport = request.transport
     return transport is None or transport.is_closing()
-
-
-@web.middleware
-async def client_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """backend: a gateway key (or none configured); relay: a provider's own key, by pattern."""
-    if request.path.startswith(PUBLIC_PREFIXES) or request.path == "/":
-        return await handler(request)
-    if request.path.startswith("/admin"):
-        check_admin(request)
-        return await handler(request)
-    keys = request.app[SETTINGS].api_keys
-    snapshot = request.app[STATE].snapshot
-    request[SNAPSHOT] = snapshot  # the request keeps this one config to its end
-    request[CLIENT] = request[RELAY] = None  # until a clients.yaml key or a relay key says
-    routes = snapshot.routes
-    token = bearer_token(request)
-    if token and keys and routes.backend and _matches(token, keys):
-        return await handler(request)
-    clients = snapshot.clients
-    if token and clients and routes.backend:
-        client = clients.find(token)
-        if client is not None:
-            request[CLIENT] = client
-            return await _with_rate_headers(request, handler)
-    if token and routes.relay:
-        provider = snapshot.relay_provider(token)
-        if provider is not None:
-            request[RELAY] = (provider.id, token)
-            return await handler(request)
-    if not keys and not clients and routes.backend:
-        return await handler(request)  # an open gateway (loopback, or --allow-anonymous)
-    if not token:
-        raise ApiError(
-            401, "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
-        )
-    raise ApiError(401, "Incorrect API key provided", code="invalid_api_key")
-
-
-async def _with_rate_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A limited client's answers carry OpenAI's x-ratelimit-* headers (streams set them
-    before they start)."""
-    response = await handler(request)
-    headers = request.get(RATE_HEADERS)
-    if headers and not response.prepared:
-        response.headers.update(headers)
-    return response
-
-
-def _matches(token: str, keys: tuple[str, ...]) -> bool:
-    given = token.encode()
-    return any(hmac.compare_digest(given, key) for key in _encoded(keys))
-
-
-@functools.lru_cache(maxsize=4)
-def _encoded(keys: tuple[str, ...]) -> tuple[bytes, ...]:
-    """The gateway's keys as bytes, once (compare_digest takes str only when it is ASCII)."""
-    return tuple(key.encode() for key in keys)

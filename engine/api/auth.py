@@ -1,0 +1,65 @@
+"""Client auth for every request: backend, a gateway key (or none configured); relay, a
+provider's own key, by pattern. Runs after a CORS preflight (browsers send that without the
+key) and before the process's bounds (a request refused for its key never counts)."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+
+from aiohttp import web
+
+from ..panel.guard import check_admin
+from .bearer import bearer_token
+from .errors import ApiError
+from .keys import CLIENT, RELAY, SETTINGS, SNAPSHOT, STATE
+
+# Paths that need no client key: health, hosted files (unguessable names), the demo upstream.
+# /metrics checks PIXGATE_METRICS_KEY itself.
+PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/", "/metrics")
+
+
+def authenticate(request: web.Request) -> None:
+    """Let the request through (noting who called it), or raise the 401 (403 for /admin)."""
+    if request.path.startswith(PUBLIC_PREFIXES) or request.path == "/":
+        return
+    if request.path.startswith("/admin"):
+        check_admin(request)
+        return
+    keys = request.app[SETTINGS].api_keys
+    snapshot = request.app[STATE].snapshot
+    request[SNAPSHOT] = snapshot  # the request keeps this one config to its end
+    request[CLIENT] = request[RELAY] = None  # until a clients.yaml key or a relay key says
+    routes = snapshot.routes
+    token = bearer_token(request)
+    if token and keys and routes.backend and _matches(token, keys):
+        return
+    clients = snapshot.clients
+    if token and clients and routes.backend:
+        client = clients.find(token)
+        if client is not None:
+            request[CLIENT] = client
+            return
+    if token and routes.relay:
+        provider = snapshot.relay_provider(token)
+        if provider is not None:
+            request[RELAY] = (provider.id, token)
+            return
+    if not keys and not clients and routes.backend:
+        return  # an open gateway (loopback, or --allow-anonymous)
+    if not token:
+        raise ApiError(
+            401, "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+        )
+    raise ApiError(401, "Incorrect API key provided", code="invalid_api_key")
+
+
+def _matches(token: str, keys: tuple[str, ...]) -> bool:
+    given = token.encode()
+    return any(hmac.compare_digest(given, key) for key in _encoded(keys))
+
+
+@functools.lru_cache(maxsize=4)
+def _encoded(keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The gateway's keys as bytes, once (compare_digest takes str only when it is ASCII)."""
+    return tuple(key.encode() for key in keys)
