@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,6 +50,16 @@ class Amounts:
     upstream_seconds: float = 0.0
 
 
+@functools.lru_cache(maxsize=1024)
+def _fields(row: Row) -> tuple[str, ...]:
+    """The row's five field names, in the order of `record`'s values (rows repeat: the
+    names come from the config)."""
+    prefix = SEP.join(row) + SEP
+    return tuple(
+        prefix + m for m in ("requests", "images", "failures", STORED_COST, "upstream_seconds")
+    )
+
+
 def day_name(day: str) -> str:
     return f"day:{day}"
 
@@ -63,18 +74,16 @@ class Usage:
         self._due: asyncio.TimerHandle | None = None  # the send of what is pending
 
     def record(self, row: Row, amounts: Amounts) -> None:
-        prefix = SEP.join(row) + SEP
         values = (
-            ("requests", amounts.requests),
-            ("images", amounts.images),
-            ("failures", amounts.failures),
-            (STORED_COST, round(amounts.cost_usd * MICRO)),
-            ("upstream_seconds", round(amounts.upstream_seconds, 6)),
+            amounts.requests,
+            amounts.images,
+            amounts.failures,
+            round(amounts.cost_usd * MICRO),
+            round(amounts.upstream_seconds, 6),
         )
         pending = self._pending.setdefault(day_name(day_of(self.clock())), {})
-        for measure, value in values:
+        for field, value in zip(_fields(row), values, strict=True):
             if value:
-                field = prefix + measure
                 pending[field] = pending.get(field, 0.0) + value
         if self._due is None and self._sending is None:  # else the running send looks after
             self._due = asyncio.get_running_loop().call_later(self.delay, self._start)
