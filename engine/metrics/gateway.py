@@ -17,6 +17,8 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.metrics import MetricWrapperBase
 
+from .loopvalue import use_loop_values
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Image requests last from a fraction of a second to many minutes (polling providers).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900)
@@ -86,6 +88,8 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = None if multiprocess_dir() else CollectorRegistry(auto_describe=True)
+        if self.registry is not None:
+            use_loop_values()  # counted on the event loop's thread only: no lock per update
         reg = self.registry
         self.requests = Counter(
             "pixgate_requests", "Client requests by endpoint, route, model and status",

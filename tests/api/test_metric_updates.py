@@ -1,6 +1,7 @@
-"""Gauges of what requests hold (in flight, buffered bytes) are read from the live limits when
-metrics are asked, not set at every change: the figures a scrape shows are those of that
-moment, with one process and (refreshed) with several."""
+"""What a request updates in the metrics, cheaply: gauges of what requests hold (in flight,
+buffered bytes) are read from the live limits when metrics are asked, not set at every
+change; one process counts in values without a lock; with --workers every value goes to the
+shared files, the live gauges refreshed into them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prometheus_client import values
 from engine.api.bounds import publish
 from engine.metrics import GatewayMetrics, render
 from engine.metrics.gateway import ENV, enable_multiprocess
+from engine.metrics.loopvalue import LoopValue
 from engine.runtime.lifecycle.overload import Limits
 
 
@@ -58,3 +60,21 @@ def test_workers_copy_the_limits_into_the_shared_files(
     text = _scrape(metrics)
     assert _value(text, "pixgate_in_flight_requests") == 2
     assert _value(text, "pixgate_buffered_bytes") == 700
+
+
+def test_one_process_counts_without_locks_and_workers_keep_the_shared_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(values, "ValueClass", values.MutexValue)  # as prometheus-client starts
+    metrics = GatewayMetrics()
+    assert values.ValueClass is LoopValue
+    for _ in range(3):
+        metrics.request("/v1/images/generations", "r", "m", 200, 0.2, 0.001, 10)
+    text = _scrape(metrics)
+    assert 'pixgate_requests_total{endpoint="/v1/images/generations",model="m",route="r",' \
+        'status="200"} 3.0' in text  # fmt: skip
+    assert 'pixgate_response_bytes_total{endpoint="/v1/images/generations"} 30.0' in text
+    monkeypatch.setenv(ENV, str(tmp_path))
+    enable_multiprocess(tmp_path)
+    GatewayMetrics()
+    assert values.ValueClass is not LoopValue  # --workers: every value in the shared files
