@@ -92,6 +92,8 @@ class BatchedLines(logging.StreamHandler[TextIO]):
         try:
             self._timer_loop = None
             self._write_pending()
+        except Exception:  # a failing stream: the next emit reports it (handleError)
+            pass
         finally:
             self.release()
 

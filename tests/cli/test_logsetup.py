@@ -136,3 +136,29 @@ def test_a_stop_with_sigterm_writes_every_access_line(tmp_path: Path, workers: i
     lines = err.decode().splitlines()
     for request_id in ids:
         assert sum(f"request_id={request_id} " in line for line in lines) == 1
+
+
+class _Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("stderr is gone")
+
+
+async def test_a_failing_stream_on_the_timer_does_not_reach_the_event_loop() -> None:
+    handler = BatchedLines(_Broken())
+    logger = logging.getLogger("test.batched.broken")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        logger.info("lost")
+        for _ in range(200):  # until the timer has run (the wait is bounded)
+            if handler._timer_loop is None:
+                break
+            await asyncio.sleep(0.01)
+        assert handler._timer_loop is None and errors == []
+    finally:
+        loop.set_exception_handler(None)
+        logger.removeHandler(handler)
