@@ -8,7 +8,7 @@ lines are the same as with `logging.basicConfig(format=FORMAT)`.
 
 Lines logged on the event loop at INFO and below are written together, at most FLUSH_DELAY
 after the first of them (BatchedLines): with one request at a time, a write() per access line
-cost about 15-20 µs of CPU a request in bench/, more than formatting it.
+cost about 12-26 µs of CPU a request in bench/ (making and formatting the line about as much).
 """
 
 from __future__ import annotations
