@@ -241,12 +241,16 @@ def _regex_only(text: str, key: str) -> str:
     return text
 
 
+SHORTCUT_KEYS = st.one_of(
+    st.text(min_size=8, max_size=24),
+    st.text(alphabet="abcXYZ019 -_", min_size=8, max_size=24),  # encodes without %
+)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    key=st.one_of(
-        st.text(min_size=8, max_size=24),
-        st.text(alphabet="abcXYZ019 -_", min_size=8, max_size=24),  # encodes without %
-    ),
+    key=SHORTCUT_KEYS,
+    other=SHORTCUT_KEYS,
     pieces=st.lists(
         st.one_of(st.text(max_size=12), st.sampled_from(["%", "\\", "+", " ", "%2B", "\\u0041"])),
         max_size=6,
@@ -254,11 +258,18 @@ def _regex_only(text: str, key: str) -> str:
     encoding=st.sampled_from(sorted(ENCODINGS)),
     data=st.data(),
 )
-def test_the_plain_text_shortcut_masks_as_the_regex_does(
-    key: str, pieces: list[str], encoding: str, data: st.DataObject
+def test_the_shortcuts_mask_as_the_regex_does(
+    key: str, other: str, pieces: list[str], encoding: str, data: st.DataObject
 ) -> None:
-    """Texts with and without `%`, `\\` or `+`, holding the key raw or encoded anywhere."""
+    """Texts with and without `%`, `\\` or `+`, holding one key or two, raw or encoded
+    anywhere: neither the plain-text replace nor looking for base64 runs only where a stretch
+    of base64 characters is long enough changes what is masked."""
     encoded = ENCODINGS[encoding](key, b"", b"")
     at = data.draw(st.integers(0, len(pieces)))
-    for text in ("".join(pieces), "".join([*pieces[:at], encoded, *pieces[at:]])):
+    with_key = [*pieces[:at], encoded, *pieces[at:]]
+    also = ENCODINGS[data.draw(st.sampled_from(sorted(ENCODINGS)))](other, b"", b"")
+    where = data.draw(st.integers(0, len(with_key)))
+    both = [*with_key[:where], also, *with_key[where:]]
+    for text in ("".join(pieces), "".join(with_key), "".join(both)):
         assert redact(text, key) == _regex_only(text, key)
+        assert redact(text, key, other) == _regex_only(_regex_only(text, key), other)
