@@ -170,3 +170,26 @@ def test_relay_keeps_only_the_key_owners_targets(tmp_path: Path) -> None:
     plan = Router().plan(snap, "r", "generate", relay="modelscope")
     # modelscope has no pool keys, but in relay mode the client brought one
     assert [a.provider.id for a in plan.attempts] == ["modelscope"]
+
+
+def test_a_reload_is_never_planned_with_the_last_snapshots_verdicts(tmp_path: Path) -> None:
+    """The router keeps each snapshot's target verdicts: a new snapshot (a reload) gets its
+    own, and requests still on the old one keep theirs, whatever order they come in."""
+    routes = {"routes": {"r": {"targets": targets((*OPENAI, 1, 1), (*SF, 1, 0))}}}
+    keyed = snapshot(tmp_path / "a", routes)
+    keyless = snapshot(tmp_path / "b", routes, env={"SILICONFLOW_API_KEYS": "k"})
+    router = Router()
+    for _ in range(2):
+        assert [a.provider.id for a in router.plan(keyed, "r", "generate").attempts] == [
+            "openai",
+            "siliconflow",
+        ]
+        reloaded = router.plan(keyless, "r", "generate")
+        assert [a.provider.id for a in reloaded.attempts] == ["siliconflow"]
+        assert [s.reason for s in reloaded.skipped] == ["no keys configured"]
+    # per task and per relay too: one snapshot, different answers
+    assert router.plan(keyed, "r", "edit").attempts[0].provider.id == "openai"
+    assert [a.provider.id for a in router.plan(keyed, "r", "generate", "siliconflow").attempts] == [
+        "siliconflow"
+    ]
+    assert len(router.plan(keyed, "r", "generate").attempts) == 2

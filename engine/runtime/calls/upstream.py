@@ -86,7 +86,9 @@ def build_request(
     auth_header = None
     if send_key and key is not None:
         if auth.header and auth.value is not None:
-            headers[auth.header] = str(auth.value.render({**ctx, "key": key}))
+            # a call's context names its key already (base_context): no copy then
+            keyed = ctx if ctx.get("key") == key else {**ctx, "key": key}
+            headers[auth.header] = str(auth.value.render(keyed))
             auth_header = auth.header
         if auth.query:
             query[auth.query] = key

@@ -42,12 +42,26 @@ class UnknownModel(LookupError):
     pass
 
 
+# What one target of a route is for a request: an attempt, or why it is skipped.
+Verdict = Attempt | Skipped
+# A route chain's verdicts for one (first route, task, relay): per route name, per target (by
+# identity: the snapshot holds every TargetSpec for as long as the table lives).
+VerdictTable = dict[str, dict[int, Verdict]]
+
+
 class Router:
-    """Holds the little runtime state routing needs (round-robin cursors, an RNG)."""
+    """Holds the little runtime state routing needs (round-robin cursors, an RNG), and the
+    verdicts of the last config snapshot's targets: whether a target can take a task depends
+    on the snapshot alone, so it is worked out once per snapshot, not per request. Only the
+    order is drawn per request."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
         self._rr: dict[tuple[str, int], Iterator[int]] = {}
+        # Keyed on the snapshot object itself: a reload makes a new one, and so a new table.
+        self._tables: tuple[
+            ConfigSnapshot | None, dict[tuple[str, str, str | None], VerdictTable]
+        ] = (None, {})
 
     def route_name(self, snapshot: ConfigSnapshot, model: str | None, task: str) -> str:
         if model in (None, "", "auto"):
@@ -67,51 +81,38 @@ class Router:
         """Ordered attempts. With `relay` (a provider id), only that provider's targets count
         and it needs no keys of its own: the client brought one."""
         relayed = relay_route(snapshot, model, relay)
-        if relayed is not None:
+        if relayed is not None:  # a route of its own, made for this request
             plan = Plan(relayed)
             for target in relayed.targets:
-                self._add(plan, snapshot, relayed, target, task, relay)
+                _add(plan, verdict(snapshot, relayed, relayed, target, task, relay))
             return plan
         first = self.route_name(snapshot, model, task)
+        table = self._table(snapshot, first, task, relay)
         plan = Plan(snapshot.route(first))
         for name in snapshot.chain(first):
-            route = snapshot.route(name)
-            for target in self.order(route):
-                self._add(plan, snapshot, route, target, task, relay)
+            verdicts = table[name]
+            for target in self.order(snapshot.route(name)):
+                _add(plan, verdicts[id(target)])
         return plan
 
-    def _add(
-        self,
-        plan: Plan,
-        snapshot: ConfigSnapshot,
-        route: RouteSpec,
-        target: TargetSpec,
-        task: str,
-        relay: str | None,
-    ) -> None:
-        provider = snapshot.providers.get(target.provider)
-        model = provider.model(target.model) if provider else None
-        if provider is None or model is None:
-            plan.skipped.append(Skipped(target, "provider or model not loaded"))
-        elif relay is not None and provider.id != relay:
-            plan.skipped.append(Skipped(target, f"relay mode: the client's key is for {relay}"))
-        elif target.weight <= 0:
-            plan.skipped.append(Skipped(target, "weight 0 (disabled)"))
-        elif not provider.available and relay is None:
-            plan.skipped.append(Skipped(target, "no keys configured"))
-        elif provider.on_gateway and not snapshot.routes.demo:
-            plan.skipped.append(Skipped(target, "the built-in demo upstream is off (demo: false)"))
-        elif (runs := serves(route, provider, model, task)) is None:
-            plan.skipped.append(Skipped(target, f"does not support {task}"))
-        else:
-            prompt = route.variation_prompt if runs != task else None
-            fmt = plan.route.response_format or model.response_format or "url"
-            rehost = (
-                route.rehost or snapshot.routes.policy(provider.id).rehost or provider.rehost_urls
-            )
-            plan.attempts.append(
-                Attempt(route.name, target, provider, model, runs, prompt, fmt, rehost)
-            )
+    def _table(
+        self, snapshot: ConfigSnapshot, first: str, task: str, relay: str | None
+    ) -> VerdictTable:
+        """The verdicts of the chain from `first`, from this snapshot's cache. Its keys are
+        names the snapshot defines (routes, tasks, provider ids), so it stays bounded."""
+        if self._tables[0] is not snapshot:
+            self._tables = (snapshot, {})
+        tables = self._tables[1]
+        table = tables.get((first, task, relay))
+        if table is None:
+            head = snapshot.route(first)
+            table = tables[(first, task, relay)] = {}
+            for name in snapshot.chain(first):
+                route = snapshot.route(name)
+                table[name] = {
+                    id(t): verdict(snapshot, head, route, t, task, relay) for t in route.targets
+                }
+        return table
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = list(route.targets)
@@ -134,6 +135,44 @@ class Router:
         # Efraimidis-Spirakis: sort by u^(1/w), a weighted random permutation in one pass.
         keyed = sorted(live, key=lambda t: self.rng.random() ** (1.0 / t.weight), reverse=True)
         return keyed + dead
+
+
+def _add(plan: Plan, found: Verdict) -> None:
+    if isinstance(found, Attempt):
+        plan.attempts.append(found)
+    else:
+        plan.skipped.append(found)
+
+
+def verdict(
+    snapshot: ConfigSnapshot,
+    head: RouteSpec,
+    route: RouteSpec,
+    target: TargetSpec,
+    task: str,
+    relay: str | None,
+) -> Verdict:
+    """What `target` of `route` is for `task` (`head`: the route the client named, whose
+    response_format comes first). Depends on the snapshot alone, never on the request."""
+    provider = snapshot.providers.get(target.provider)
+    model = provider.model(target.model) if provider else None
+    if provider is None or model is None:
+        return Skipped(target, "provider or model not loaded")
+    if relay is not None and provider.id != relay:
+        return Skipped(target, f"relay mode: the client's key is for {relay}")
+    if target.weight <= 0:
+        return Skipped(target, "weight 0 (disabled)")
+    if not provider.available and relay is None:
+        return Skipped(target, "no keys configured")
+    if provider.on_gateway and not snapshot.routes.demo:
+        return Skipped(target, "the built-in demo upstream is off (demo: false)")
+    runs = serves(route, provider, model, task)
+    if runs is None:
+        return Skipped(target, f"does not support {task}")
+    prompt = route.variation_prompt if runs != task else None
+    fmt = head.response_format or model.response_format or "url"
+    rehost = route.rehost or snapshot.routes.policy(provider.id).rehost or provider.rehost_urls
+    return Attempt(route.name, target, provider, model, runs, prompt, fmt, rehost)
 
 
 def relay_route(snapshot: ConfigSnapshot, model: str | None, relay: str | None) -> RouteSpec | None:
