@@ -1,15 +1,18 @@
-"""Plain-Python evaluation of the common template expression shapes.
+"""Plain Python for the common template expression shapes, generated once at load.
 
 Building a Jinja Context per field was most of a request's template cost (about 100 µs for
-an OpenAI request). Names, attribute and item chains, constants, not/and/or, one comparison,
-`is none`, list/tuple/dict literals and conditional expressions are evaluated here directly,
-through the sandbox's own getattr/getitem; anything else, and any evaluation that raises, is
-left to Jinja, so results and errors stay Jinja's (tests/dsl/test_templates_fast_path.py
-checks every shipped template).
+an OpenAI request), and calling one small closure per node of an expression was most of what
+was left. Names, attribute and item chains, constants, not/and/or, one comparison, `is none`,
+list/tuple/dict literals and conditional expressions are written out here as Python source,
+with attribute and item access through the sandbox's own getattr/getitem; a whole mapping of
+templates (a JSON body) becomes one function (engine/dsl/trees.py). Anything else, and any
+evaluation that raises, is left to Jinja, so results and errors stay Jinja's
+(tests/dsl/test_templates_fast_path.py checks every shipped template).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +23,7 @@ Getter = Callable[[Mapping[str, Any]], Any]
 
 
 class _Undefined:
-    """What a fast getter returns where Jinja would have an undefined: falsy, equal to nothing,
+    """What fast code yields where Jinja would have an undefined: falsy, equal to nothing,
     `is none` false. `render` turns it into None, as it does Jinja's undefined."""
 
     __slots__ = ()
@@ -33,81 +36,12 @@ class _Undefined:
 
 
 UNDEFINED = _Undefined()
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b,
-    "gt": lambda a, b: a > b,
-    "gteq": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lteq": lambda a, b: a <= b,
-}
+_COMPARE = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<="}
 
 
-def fast_getter(env: jinja2.Environment, node: nodes.Node) -> Getter | None:
-    """A plain-Python evaluator for the common expression shapes, or None for anything else.
-
-    Names, `a.b`, `a['k']`, constants, `not`, `and`, `or`, one comparison (`==`, `!=`, `<`,
-    `<=`, `>`, `>=`), `is none`, and conditional expressions. Attribute and item access go
-    through the sandbox's own `getattr`/`getitem`, so the rules are Jinja's. When an evaluation
-    raises (e.g. comparing an undefined), `render` runs Jinja itself, so errors stay Jinja's.
-    Building a Jinja Context per expression is most of a request's template cost; this skips it.
-    """
-    if isinstance(node, nodes.Const):
-        value = node.value
-        return lambda ctx: value
-    if isinstance(node, nodes.Name) and node.ctx == "load":
-        name = node.name
-        return lambda ctx: ctx.get(name, UNDEFINED)
-    if isinstance(node, nodes.Getattr | nodes.Getitem):
-        return _member_getter(env, node)
-    if isinstance(node, nodes.Not):
-        negated = fast_getter(env, node.node)
-        if negated is None:
-            return None
-        return lambda ctx: not negated(ctx)
-    if isinstance(node, nodes.And | nodes.Or):
-        left, right = fast_getter(env, node.left), fast_getter(env, node.right)
-        if left is None or right is None:
-            return None
-        if isinstance(node, nodes.And):
-            return lambda ctx: left(ctx) and right(ctx)
-        return lambda ctx: left(ctx) or right(ctx)
-    if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
-        first, second = fast_getter(env, node.expr), fast_getter(env, node.ops[0].expr)
-        compare = _COMPARE[node.ops[0].op]
-        if first is None or second is None:
-            return None
-        return lambda ctx: compare(_defined(first(ctx)), _defined(second(ctx)))
-    if isinstance(node, nodes.Test) and node.name == "none" and not node.args:
-        tested = fast_getter(env, node.node)
-        if tested is None:
-            return None
-        return lambda ctx: tested(ctx) is None
-    if isinstance(node, nodes.List | nodes.Tuple):
-        items = [fast_getter(env, item) for item in node.items]
-        if any(item is None for item in items):
-            return None
-        getters = [item for item in items if item is not None]
-        build: Callable[[Any], Any] = list if isinstance(node, nodes.List) else tuple
-        return lambda ctx: build(plain(get(ctx)) for get in getters)
-    if isinstance(node, nodes.Dict):
-        pairs = [(fast_getter(env, p.key), fast_getter(env, p.value)) for p in node.items]
-        if any(k is None or v is None for k, v in pairs):
-            return None
-        entries = [(k, v) for k, v in pairs if k is not None and v is not None]
-        return lambda ctx: {plain(k(ctx)): plain(v(ctx)) for k, v in entries}
-    if isinstance(node, nodes.CondExpr):
-        test = fast_getter(env, node.test)
-        then = fast_getter(env, node.expr1)
-        other = fast_getter(env, node.expr2) if node.expr2 is not None else _undefined
-        if test is None or then is None or other is None:
-            return None
-        return lambda ctx: then(ctx) if test(ctx) else other(ctx)
-    return None
-
-
-def _undefined(ctx: Mapping[str, Any]) -> Any:
-    return UNDEFINED
+class NotFast(Exception):
+    """The fast code cannot answer like Jinja would (e.g. comparing an undefined): Jinja
+    answers instead."""
 
 
 def plain(value: Any) -> Any:
@@ -117,61 +51,191 @@ def plain(value: Any) -> Any:
 def _defined(value: Any) -> Any:
     """Comparisons: Jinja's undefined equals nothing and cannot be ordered; so here."""
     if value is UNDEFINED:
-        raise _NotFast()
+        raise NotFast()
     return value
 
 
-class _NotFast(Exception):
-    """The fast path cannot answer like Jinja would; let Jinja answer."""
+class Emitter:
+    """Writes Python source for template expressions of one environment; the names that
+    source uses (helpers, constants) collect in `namespace`. `function` compiles it."""
 
+    def __init__(self, env: jinja2.Environment) -> None:
+        self.env = env
+        self.namespace: dict[str, Any] = dict(_helpers(env))
+        self._names = 0
 
-def _member_getter(env: jinja2.Environment, node: nodes.Getattr | nodes.Getitem) -> Getter | None:
-    inner = fast_getter(env, node.node)
-    if inner is None:
+    def name(self, value: Any) -> str:
+        """A namespace name bound to `value` (a constant, or a slow path to call)."""
+        self._names += 1
+        name = f"_k{self._names}"
+        self.namespace[name] = value
+        return name
+
+    def temp(self) -> str:
+        self._names += 1
+        return f"_t{self._names}"
+
+    def function(self, source: str) -> Callable[..., Any]:
+        """`source` defines `fn`; compiled once, at load. It is written by this module from a
+        parsed template: identifiers, operators and repr() literals; every other value is
+        bound by name in the namespace, never spelt out."""
+        code = compile(source, "<pixgate template>", "exec")
+        exec(code, self.namespace)
+        fn: Callable[..., Any] = self.namespace.pop("fn")
+        return fn
+
+    def expression(self, node: nodes.Node) -> str | None:
+        """Python source evaluating `node` against `ctx` (UNDEFINED where Jinja would have an
+        undefined), or None for a shape left to Jinja."""
+        if isinstance(node, nodes.Const):
+            return self.name(node.value)
+        if isinstance(node, nodes.Name) and node.ctx == "load":
+            return f"ctx.get({node.name!r}, U)"
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            return self._member(node)
+        if isinstance(node, nodes.Not):
+            inner = self.expression(node.node)
+            return None if inner is None else f"(not {inner})"
+        if isinstance(node, nodes.And | nodes.Or):
+            left, right = self.expression(node.left), self.expression(node.right)
+            if left is None or right is None:
+                return None
+            return f"({left} {'and' if isinstance(node, nodes.And) else 'or'} {right})"
+        if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
+            first, second = self.expression(node.expr), self.expression(node.ops[0].expr)
+            if first is None or second is None:
+                return None
+            return f"(_d({first}) {_COMPARE[node.ops[0].op]} _d({second}))"
+        if isinstance(node, nodes.Test) and node.name == "none" and not node.args:
+            tested = self.expression(node.node)
+            return None if tested is None else f"({tested} is None)"
+        if isinstance(node, nodes.List | nodes.Tuple):
+            items = [self.expression(item) for item in node.items]
+            if any(item is None for item in items):
+                return None
+            inside = "".join(f"_p({item}), " for item in items)
+            return f"[{inside}]" if isinstance(node, nodes.List) else f"({inside})"
+        if isinstance(node, nodes.Dict):
+            pairs = [(self.expression(p.key), self.expression(p.value)) for p in node.items]
+            if any(k is None or v is None for k, v in pairs):
+                return None
+            return "{" + "".join(f"_p({k}): _p({v}), " for k, v in pairs) + "}"
+        if isinstance(node, nodes.CondExpr):
+            test, then = self.expression(node.test), self.expression(node.expr1)
+            other = self.expression(node.expr2) if node.expr2 is not None else "U"
+            if test is None or then is None or other is None:
+                return None
+            return f"({then} if {test} else {other})"
         return None
-    if isinstance(node, nodes.Getattr):
-        attr = node.attr
-        if hasattr(dict, attr):
-            lookup: Callable[[Any], Any] = lambda obj: env.getattr(obj, attr)  # noqa: E731
-        else:
-            # What Jinja does for a dict (no such attribute, so the item), without the
-            # sandbox's generic getattr; anything else still goes through it.
-            def lookup(obj: Any) -> Any:
-                if type(obj) is dict:
-                    return obj.get(attr, UNDEFINED)
-                return env.getattr(obj, attr)
 
-    elif isinstance(node.arg, nodes.Const):
-        key = node.arg.value
-        lookup = lambda obj: env.getitem(obj, key)  # noqa: E731
-    else:
+    def native(self, source: str) -> str | None:
+        """Python source for a template that is exactly one `{{ expr }}`: the expression's
+        value; else None."""
+        body = self._parse(source)
+        if body is None or len(body.nodes) != 1 or isinstance(body.nodes[0], nodes.TemplateData):
+            return None
+        return self.expression(body.nodes[0])
+
+    def output(self, source: str) -> str | None:
+        """Python source for a template that is only text and fast expressions: its text
+        (finalised as the environment does), else None."""
+        body = self._parse(source)
+        if body is None:
+            return None
+        parts: list[str] = []
+        for child in body.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append(repr(child.data))
+                continue
+            expr = self.expression(child)
+            if expr is None:
+                return None
+            parts.append(f"_s({expr})")
+        return " + ".join(parts) if parts else "''"
+
+    def _parse(self, source: str) -> nodes.Output | None:
+        """The template's one output node (text and expressions), else None."""
+        try:
+            body = self.env.parse(source).body
+        except jinja2.TemplateSyntaxError:
+            return None
+        return body[0] if len(body) == 1 and isinstance(body[0], nodes.Output) else None
+
+    def _member(self, node: nodes.Getattr | nodes.Getitem) -> str | None:
+        inner = self.expression(node.node)
+        if inner is None:
+            return None
+        if isinstance(node, nodes.Getattr):
+            attr = node.attr
+            if hasattr(dict, attr):  # `x.items`: Jinja's rules (the method, not the item)
+                return f"_ga({inner}, {attr!r})"
+            # A dict's item, as Jinja finds it (no such attribute), without the sandbox's
+            # generic getattr; anything else still goes through it.
+            held = self.temp()
+            return (
+                f"({held}.get({attr!r}, U) if type({held} := {inner}) is dict "
+                f"else _ga({held}, {attr!r}))"
+            )
+        if isinstance(node.arg, nodes.Const):
+            return f"_gi({inner}, {self.name(node.arg.value)})"
         return None
 
-    def member(ctx: Mapping[str, Any]) -> Any:
-        obj = inner(ctx)
+
+@functools.cache  # one set per environment (there are two: text and URL)
+def _helpers(env: jinja2.Environment) -> dict[str, Any]:
+    """What generated code calls: attribute and item access by the sandbox's rules, and an
+    interpolation's text as the environment finalises it."""
+
+    def getattr_(obj: Any, attr: str) -> Any:
         if obj is UNDEFINED or obj is None:
             return UNDEFINED  # Jinja: an (chainable) undefined
-        value = lookup(obj)
+        value = env.getattr(obj, attr)
         return UNDEFINED if isinstance(value, jinja2.Undefined) else value
 
-    return member
+    def getitem(obj: Any, key: Any) -> Any:
+        if obj is UNDEFINED or obj is None:
+            return UNDEFINED
+        value = env.getitem(obj, key)
+        return UNDEFINED if isinstance(value, jinja2.Undefined) else value
+
+    finalize = env.finalize or (lambda value: value)
+
+    def text(value: Any) -> str:
+        return str(finalize(None if value is UNDEFINED else value))
+
+    return {
+        "U": UNDEFINED,
+        "_p": plain,
+        "_d": _defined,
+        "_ga": getattr_,
+        "_gi": getitem,
+        "_s": text,
+    }
 
 
-def fast_output(env: jinja2.Environment, source: str) -> list[str | Getter] | None:
-    """A template that is only text and fast expressions, as its parts; else None."""
-    try:
-        body = env.parse(source).body
-    except jinja2.TemplateSyntaxError:
+# Compiled once per distinct template text: the shipped files repeat `{{ prompt }}`,
+# `{{ model }}`... hundreds of times (fewer functions to compile at load and to hold).
+@functools.lru_cache(maxsize=4096)
+def fast_expression(env: jinja2.Environment, source: str) -> Getter | None:
+    """A template that is one `{{ expr }}` as a compiled function of the context giving the
+    expression's value (UNDEFINED for Jinja's undefined), or None (left to Jinja)."""
+    emitter = Emitter(env)
+    expr = emitter.native(source)
+    if expr is None:
         return None
-    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+    getter: Getter = emitter.function(f"def fn(ctx):\n    return {expr}\n")
+    return getter
+
+
+@functools.lru_cache(maxsize=4096)
+def fast_output(env: jinja2.Environment, source: str) -> Callable[[Mapping[str, Any]], str] | None:
+    """A template that is only text and fast expressions, as a compiled function of the
+    context giving its text; else None."""
+    emitter = Emitter(env)
+    text = emitter.output(source)
+    if text is None:
         return None
-    parts: list[str | Getter] = []
-    for child in body[0].nodes:
-        if isinstance(child, nodes.TemplateData):
-            parts.append(child.data)
-            continue
-        getter = fast_getter(env, child)
-        if getter is None:
-            return None
-        parts.append(getter)
-    return parts
+    render: Callable[[Mapping[str, Any]], str] = emitter.function(
+        f"def fn(ctx):\n    return {text}\n"
+    )
+    return render

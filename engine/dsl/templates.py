@@ -18,7 +18,7 @@ from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .fastpath import UNDEFINED, fast_output, plain
+from .fastpath import UNDEFINED, Emitter, fast_expression, fast_output
 from .jsontext import from_json_filter
 
 # Every name a template may use. Documented in docs/providers.md; `lint` rejects others.
@@ -121,13 +121,19 @@ class Const:
 class NativeExpr:
     """`{{ expr }}` alone: evaluates to the expression's own value (list, number, object)."""
 
-    __slots__ = ("_fast", "_fn", "source")
+    __slots__ = ("_fast", "_fn", "_whole", "env", "source")
 
     def __init__(self, env: jinja2.Environment, expr: str, source: str) -> None:
         self.source = source
+        self.env = env
         self._fn = env.compile_expression(expr, undefined_to_none=False)
-        parts = fast_output(env, "{{" + expr + "}}")
-        self._fast = parts[0] if parts and len(parts) == 1 and callable(parts[0]) else None
+        self._whole = "{{" + expr + "}}"
+        self._fast = fast_expression(env, self._whole)
+
+    def emit(self, emitter: Emitter) -> str | None:
+        """Python source for the value (UNDEFINED where Jinja has an undefined), for code that
+        inlines this leaf; None when Jinja must evaluate it."""
+        return emitter.native(self._whole) if emitter.env is self.env else None
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
         if self._fast is not None:
@@ -137,6 +143,10 @@ class NativeExpr:
                 pass
             else:
                 return None if value is UNDEFINED else value
+        return self.jinja(ctx)
+
+    def jinja(self, ctx: Mapping[str, Any]) -> Any:
+        """Jinja's own answer: where the fast code cannot answer, and its errors."""
         try:
             value = self._fn(**ctx)
         except Exception as exc:  # TemplateError, but also TypeError, OverflowError...
@@ -157,24 +167,29 @@ def _defined(value: Any) -> Any:
 
 
 class TextTemplate:
-    __slots__ = ("_fast", "_finalize", "_tpl", "source")
+    __slots__ = ("_fast", "_tpl", "env", "source")
 
     def __init__(self, env: jinja2.Environment, source: str) -> None:
         self.source = source
+        self.env = env
         self._tpl = env.from_string(source)
         self._fast = fast_output(env, source)
-        self._finalize = env.finalize or (lambda value: value)
+
+    def emit(self, emitter: Emitter) -> str | None:
+        """Python source for the text, for code that inlines this leaf; None when Jinja must
+        render it."""
+        return emitter.output(self.source) if emitter.env is self.env else None
 
     def render(self, ctx: Mapping[str, Any]) -> str:
         if self._fast is not None:
-            fin = self._finalize
             try:
-                return "".join(
-                    part if isinstance(part, str) else str(fin(plain(part(ctx))))
-                    for part in self._fast
-                )
+                return self._fast(ctx)
             except Exception:
                 pass
+        return self.jinja(ctx)
+
+    def jinja(self, ctx: Mapping[str, Any]) -> str:
+        """Jinja's own answer: where the fast code cannot answer, and its errors."""
         try:
             return self._tpl.render(ctx)
         except Exception as exc:  # TemplateError, but also TypeError, OverflowError...

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .templates import CONTEXT_NAMES, Const, Renderable, TemplateError, compile_text
+from .fastpath import Emitter
+from .templates import (
+    CONTEXT_NAMES,
+    TEXT_ENV,
+    Const,
+    NativeExpr,
+    Renderable,
+    TemplateError,
+    TextTemplate,
+    compile_text,
+)
 
 FOR_EACH, AS, ITEM = "$for_each", "$as", "$item"
 DEFAULT_AS = "item"
@@ -26,16 +36,57 @@ OnError = Callable[[TreePath, TemplateError], None]
 
 @dataclass(frozen=True, slots=True)
 class MapNode:
+    """Entries that render to nothing (None or "") are left out. Rendered by one function
+    generated at load (`_map_function`): a JSON body's fields inline, not one call each."""
+
     items: tuple[tuple[str, Renderable], ...]
+    _render: Callable[[Mapping[str, Any]], dict[str, Any]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_render", _map_function(self.items))
 
     def render(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, node in self.items:
-            value = node.render(ctx)
-            if value is None or value == "":
-                continue
-            out[key] = value
-        return out
+        return self._render(ctx)
+
+
+def _map_function(
+    items: tuple[tuple[str, Renderable], ...],
+) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """`MapNode.render` as one Python function. A leaf with fast code (engine/dsl/fastpath.py)
+    is inlined, and Jinja answers when that code raises (the leaf's `jinja`), as the leaf's
+    own `render` does; any other node is called; a constant is known now."""
+    if not items:
+        return _empty  # most steps' headers and queries
+    emitter = Emitter(TEXT_ENV)
+    lines = ["def fn(ctx):", "    out = {}"]
+    for key, node in items:
+        if isinstance(node, Const):
+            if node.value is not None and node.value != "":
+                lines.append(f"    out[{key!r}] = {emitter.name(node.value)}")
+            continue
+        fast = node.emit(emitter) if isinstance(node, NativeExpr | TextTemplate) else None
+        if fast is None:
+            lines.append(f"    v = {emitter.name(node.render)}(ctx)")
+        else:
+            assert isinstance(node, NativeExpr | TextTemplate)
+            lines += [
+                "    try:",
+                f"        v = {fast}",
+                "    except Exception:",
+                f"        v = {emitter.name(node.jinja)}(ctx)",
+            ]
+        lines += ["    if v is not None and v is not U and v != '':", f"        out[{key!r}] = v"]
+    lines.append("    return out")
+    render: Callable[[Mapping[str, Any]], dict[str, Any]] = emitter.function(
+        "\n".join(lines) + "\n"
+    )
+    return render
+
+
+def _empty(ctx: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
