@@ -148,10 +148,11 @@ async def metered(
     return outcome
 
 
-async def _settle(info: RequestInfo, settle: Callable[[], Awaitable[None]]) -> None:
+def _settle(info: RequestInfo, settle: Callable[[], Awaitable[None]]) -> Awaitable[None]:
     """Settle the request (a durable job: once, whichever replica ends it; `settle` holds
-    only what it counts, not the request or its images, as it may wait for Redis)."""
-    await (settle() if info.journal is None else info.journal.settle(settle))
+    only what it counts, not the request or its images, as it may wait for Redis). It hands
+    over the coroutine: no frame of its own."""
+    return settle() if info.journal is None else info.journal.settle(settle)
 
 
 def _failure(
