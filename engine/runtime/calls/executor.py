@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -132,24 +133,19 @@ class Executor:
                 continue  # a skipped step extracts nothing and adds no images
             if isinstance(step, FanOutStep):
                 ctx["steps"][step.name] = await self._fan_out(step, ctx, result)
-            else:
+            else:  # the exchange is awaited here, not in a frame of its own: jobs wait in it
                 on_poll = hooks.on_poll if hooks is not None else None
-                ctx["steps"][step.name] = await self._run_step(step, ctx, result, not ran, on_poll)
+                reply = await (
+                    self._poll(step, ctx, result, not ran, on_poll)
+                    if step.polls
+                    else self._once(step, ctx, result)
+                )
+                ctx["steps"][step.name] = self._extract(step, reply, result)
+                del reply  # not held through the steps after it (a polling one waits minutes)
             ran = True
 
-    async def _run_step(
-        self,
-        step: StepSpec,
-        ctx: dict[str, Any],
-        result: CallResult,
-        first_step: bool,
-        on_poll: Callable[[], None] | None = None,
-    ) -> dict[str, Any]:
-        reply = await (
-            self._poll(step, ctx, result, first_step, on_poll)
-            if step.polls
-            else self._once(step, ctx, result)
-        )
+    def _extract(self, step: StepSpec, reply: Reply, result: CallResult) -> dict[str, Any]:
+        """The step's `extract` values from its answer, and its images into `result`."""
         values = {name: plain(expr.search(reply.body)) for name, expr in step.extract}
         missing = [name for name, value in values.items() if value in (None, "")]
         if missing:  # a later step would call a broken URL; say what the upstream said
@@ -254,7 +250,7 @@ class Executor:
         reusable = not isinstance(out.data, aiohttp.FormData)
         if (wait := step.first_wait(first_step)) > 0:
             with self.clock.waiting():
-                await asyncio.sleep(min(wait * self.poll_scale, step.timeout))
+                await _sleep(min(wait * self.poll_scale, step.timeout))
         while True:
             if on_poll is not None:
                 on_poll()
@@ -281,7 +277,7 @@ class Executor:
                     "timeout", f"step '{step.name}' did not finish within {step.timeout:g}s"
                 )
             with self.clock.waiting():  # the upstream is working; we are only waiting
-                await asyncio.sleep(min(interval * self.poll_scale, remaining))
+                await _sleep(min(interval * self.poll_scale, remaining))
             interval = min(interval * step.backoff, max(step.max_every, step.every))
 
     def _check(self, step: StepSpec, reply: Reply) -> None:
@@ -344,6 +340,24 @@ class Executor:
         elif step.images is not None:
             for ref in image_refs(step.images.search(reply.body), step.image_kind, reply.url):
                 self._add_image(result, ref, usage)
+
+
+def _sleep(delay: float) -> asyncio.Future[None]:
+    """asyncio.sleep for the wait between polls, without a coroutine frame and a copy of the
+    context per wait: thousands of jobs wait in it at once. A cancelled wait leaves its timer
+    to fire into the cancelled future (within one poll interval)."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    loop.call_later(delay, _wake, woken, context=_NO_CONTEXT)
+    return woken
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
+_NO_CONTEXT = contextvars.Context()  # _wake reads no context variable
 
 
 def _is_index(value: Any) -> TypeGuard[int]:
