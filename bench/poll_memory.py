@@ -160,6 +160,9 @@ async def _held(
         before = tracemalloc.take_snapshot()
     if args.mallocstats:
         heapwalk.mallocstats()
+    if not args.rss_only:
+        start_heap = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
     reset_peak(os.getpid())
     client.stdin.write("go\n")
     client.stdin.flush()
@@ -178,6 +181,11 @@ async def _held(
     if args.mallocstats:
         heapwalk.mallocstats()
     if not args.rss_only:
+        heap, peak_heap = tracemalloc.get_traced_memory()
+        print(
+            f"traced heap: {(heap - start_heap) / n:.0f} B/job held, at its peak "
+            f"{(peak_heap - start_heap) / n:.0f} B/job (what the submits and polls had at once)"
+        )
         after = tracemalloc.take_snapshot()
         types_after = heapwalk.types_now()
         heapwalk.chains(args.chain)
