@@ -52,7 +52,7 @@ class RedisRecords(RedisPart):
         if ttl is not None:
             commands.append(("PEXPIRE", key, int(ttl * 1000)))
         commands.append(("EXEC",))
-        answers = await self.guard(self.line.batch(commands))
+        answers = await self.guard(self.line.batch(commands), bounded=True)
         if answers is None:
             self._keep(name, amounts, ttl)
             return await self.local.add_usage(name, amounts, ttl)

@@ -36,5 +36,6 @@ class RedisPart(ABC):
         return self.stats.degraded
 
     @abstractmethod
-    async def guard(self, call: Awaitable[T]) -> T | None:
-        """The call's result, or None when Redis failed (and local state must serve)."""
+    async def guard(self, call: Awaitable[T], *, bounded: bool = False) -> T | None:
+        """The call's result, or None when Redis failed (and local state must serve).
+        `bounded`: the call bounds its own wait by the same timeout (those on `self.line`)."""

@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Collection
+from functools import partial
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -69,9 +70,9 @@ class RedisState(RedisRecords, RedisJobLeases):
         )
         # The calls of every attempt (the scripts, the batched releases) share one pipelined
         # connection: a pooled call costs several times their CPU (multiplex.py).
-        self.line = Multiplexed(client.connection_pool)
+        self.line = Multiplexed(client.connection_pool, config.timeout)
         self.cache = HealthCache(client, self.names, config.cache_ttl, config.timeout)
-        self.outbox = Outbox(self.line, self.guard, scripts.KEEP_ROWS_MS)
+        self.outbox = Outbox(self.line, partial(self.guard, bounded=True), scripts.KEEP_ROWS_MS)
         self._held: dict[str, str] = {}  # token -> its key's lease set, renewed until settled
         self._cursor: dict[str, int] = {}  # round robin of the cached path, per provider
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -119,9 +120,12 @@ class RedisState(RedisRecords, RedisJobLeases):
 
     # --- failing open -------------------------------------------------------------------------
 
-    async def guard(self, call: Awaitable[T]) -> T | None:
-        """The call's result, or None when Redis failed (and local state must serve)."""
+    async def guard(self, call: Awaitable[T], *, bounded: bool = False) -> T | None:
+        """The call's result, or None when Redis failed (and local state must serve).
+        `bounded`: the call bounds its own wait by the same timeout (those on `self.line`)."""
         try:
+            if bounded:
+                return await call
             async with asyncio.timeout(self.config.timeout):
                 return await call
         except FAILURES as exc:
@@ -254,7 +258,7 @@ class RedisState(RedisRecords, RedisJobLeases):
         for lease, token in self.outbox.take_releases(self.names.of(pid, "lease")):
             names.append(lease)
             args.append(token)
-        return await self.guard(self.line.script(self.lua.acquire, names, args))
+        return await self.guard(self.line.script(self.lua.acquire, names, args), bounded=True)
 
     async def settle(
         self,
@@ -312,7 +316,7 @@ class RedisState(RedisRecords, RedisJobLeases):
         args = scripts.settle_args(
             grant, self.config.replica, kind, retry_after, policy, self.names.channel
         )
-        changed = await self.guard(self.line.script(self.lua.settle, names, args))
+        changed = await self.guard(self.line.script(self.lua.settle, names, args), bounded=True)
         if changed:  # ours at once; other replicas by the message the script published
             self.cache.drop(pid)
 

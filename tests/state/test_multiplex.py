@@ -57,6 +57,26 @@ async def test_a_lost_connection_fails_its_waiting_calls_and_the_next_call_recon
         await client.aclose()
 
 
+async def test_a_call_without_an_answer_in_time_fails_all_waiting_and_the_next_reconnects(
+    redis: RedisServer,
+) -> None:
+    """One timer bounds every call on the line: when the oldest waits past the timeout, the
+    connection is stuck (answers come in order), so every call waiting on it fails."""
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    line = Multiplexed(client.connection_pool, timeout=0.2)
+    try:
+        assert await line.call("ECHO", "first") == "first"
+        stuck = asyncio.ensure_future(line.call("BLPOP", "never", 0))
+        behind = asyncio.ensure_future(line.call("ECHO", "behind"))
+        for waiting in (stuck, behind):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(waiting, 5)
+        assert await asyncio.wait_for(line.call("ECHO", "again"), 5) == "again"
+    finally:
+        await line.close()
+        await client.aclose()
+
+
 async def test_the_acquire_script_is_loaded_again_after_redis_lost_it(
     replicas: Replica, redis: RedisServer
 ) -> None:
