@@ -80,37 +80,48 @@ class KeyPools:
         keys = provider.auth.keys if among is None else among
         if not keys:
             return [None]
+        healthy = self._healthy(provider.id, policy, keys)
+        limit = policy.max_concurrency_per_key
+        if limit is None:
+            return [key for key, _ in healthy]
+        # busy keys only when nothing else is left
+        free = [key for key, health in healthy if health.in_flight < limit]
+        busy = [key for key, health in healthy if health.in_flight >= limit]
+        return [*free, *busy]
+
+    def _healthy(
+        self, provider: str, policy: ProviderPolicy, keys: Sequence[str]
+    ) -> list[tuple[str, KeyHealth]]:
+        """`keys` (not empty) in rotation order, those out of rotation left out, each with its
+        health. Moves the round-robin cursor. Raises NoHealthyKey."""
         now = self.clock()
-        healthy = [k for k in keys if self.health(provider.id, k).until <= now]
+        known = [(key, self.health(provider, key)) for key in keys]
+        healthy = [pair for pair in known if pair[1].until <= now]
         if not healthy:
-            soonest = min(self.health(provider.id, k).until for k in keys)
-            raise NoHealthyKey(provider.id, max(0.0, soonest - now))
+            soonest = min(health.until for _, health in known)
+            raise NoHealthyKey(provider, max(0.0, soonest - now))
         if policy.key_selection == "least_recently_used":
-            healthy.sort(key=lambda k: self.health(provider.id, k).last_used)
+            healthy.sort(key=lambda pair: pair[1].last_used)
         else:
-            start = self._cursor.get(provider.id, 0) % len(healthy)
-            self._cursor[provider.id] = start + 1
+            start = self._cursor.get(provider, 0) % len(healthy)
+            self._cursor[provider] = start + 1
             if start:
                 healthy = healthy[start:] + healthy[:start]
-        limit = policy.max_concurrency_per_key
-        if limit is not None:
-            free = [k for k in healthy if self.health(provider.id, k).in_flight < limit]
-            busy = [k for k in healthy if k not in free]
-            healthy = free + busy  # busy keys only when nothing else is left
-        return list(healthy)
+        return healthy
 
     def pick(
         self, provider: ProviderSpec, policy: ProviderPolicy, exclude: Collection[str] = ()
     ) -> str:
         """Take one healthy key under its concurrency limit (a hard limit): counted in flight
-        until `give`. Raises NoHealthyKey, or KeysBusy when every healthy key is full."""
-        keys = [k for k in provider.auth.keys if k not in exclude]
+        until `give`. The first in `order` that is not at its limit. Raises NoHealthyKey, or
+        KeysBusy when every healthy key is full."""
+        keys = (
+            [k for k in provider.auth.keys if k not in exclude] if exclude else provider.auth.keys
+        )
         if not keys:
             raise NoHealthyKey(provider.id, None)
-        order = [k for k in self.order(provider, policy, keys) if k is not None]
         limit = policy.max_concurrency_per_key
-        for key in order:
-            health = self.health(provider.id, key)
+        for key, health in self._healthy(provider.id, policy, keys):
             if limit is None or health.in_flight < limit:
                 health.in_flight += 1  # as take() does, without looking the key up again
                 health.last_used = self.clock()
