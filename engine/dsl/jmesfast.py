@@ -1,16 +1,20 @@
-"""JMESPath expressions compiled to plain Python closures, for the shapes provider files use.
+"""JMESPath expressions compiled to plain Python functions, for the shapes provider files use.
 
 jmespath's tree-walking interpreter costs ~18 µs per search; a request runs several (error
-rules on every response, images, usage, ...). Fields, sub-expressions, indexes, projections,
-flatten, filters, comparisons, and/or/not, literals and function calls are compiled here with
-jmespath's own semantics (its truthiness, its equality that keeps 0/1 apart from booleans,
-ordering only between numbers or strings); any other node leaves the expression to jmespath,
-and `Expr.search` falls back to jmespath whenever a closure raises, so answers and errors stay
-jmespath's (tests/dsl/test_jmesfast.py compares both on every shipped expression).
+rules on every response, images, usage, ...), and one closure per node still cost a call per
+node. Fields, sub-expressions, indexes, projections, flatten, filters, comparisons, and/or/not,
+literals and function calls are written out here as the statements of one function per
+expression, with jmespath's own semantics (its truthiness, its equality that keeps 0/1 apart
+from booleans, ordering only between numbers or strings); any other node leaves the expression
+to jmespath, and `Expr.search` falls back to jmespath whenever the function raises, so answers
+and errors stay jmespath's (tests/dsl/test_jmesfast.py compares both on every shipped
+expression).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import operator
 from collections.abc import Callable
 from numbers import Number
@@ -48,73 +52,6 @@ _ORDER: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def compile_fast(node: dict[str, Any], call_function: Callable[[str, list[Any]], Any]) -> Fn | None:
-    """A closure evaluating the parsed expression `node`, or None when a node is not covered."""
-    kind = node["type"]
-    if kind == "slice":  # its children are the numbers, not nodes: left to jmespath
-        return None
-    children = [compile_fast(child, call_function) for child in node.get("children", [])]
-    if any(child is None for child in children):
-        return None
-    kids: list[Fn] = [c for c in children if c is not None]
-    if kind == "field":
-        name = node["value"]
-        return lambda v: v.get(name) if isinstance(v, dict) else None
-    if kind in ("current", "identity"):
-        return lambda v: v
-    if kind == "literal":
-        literal = node["value"]
-        return lambda v: literal
-    if kind in ("subexpression", "index_expression"):
-        names = [child["value"] for child in node["children"] if child["type"] == "field"]
-        if len(names) == len(kids):  # `a.b.c`, the commonest shape: one closure, not one a name
-            return _path(names)
-        return _chain(kids)
-    if kind == "index":
-        index = node["value"]
-        return lambda v: _index(v, index)
-    if kind == "flatten":
-        return _flatten(kids[0])
-    if kind == "projection":
-        return _projection(kids[0], kids[1])
-    if kind == "filter_projection":
-        return _filter(kids[0], kids[1], kids[2])
-    if kind == "comparator":
-        return _comparator(node["value"], kids[0], kids[1])
-    if kind == "or_expression":
-        left, right = kids
-        return lambda v: right(v) if is_false(found := left(v)) else found
-    if kind == "and_expression":
-        left, right = kids
-        return lambda v: found if is_false(found := left(v)) else right(v)
-    if kind == "not_expression":
-        return _not(kids[0])
-    if kind == "function_expression":
-        name = node["value"]
-        return lambda v: call_function(name, [arg(v) for arg in kids])
-    return None
-
-
-def _chain(steps: list[Fn]) -> Fn:
-    def run(v: Any) -> Any:
-        for step in steps:
-            v = step(v)
-        return v
-
-    return run
-
-
-def _path(names: list[str]) -> Fn:
-    def run(v: Any) -> Any:
-        for name in names:
-            if not isinstance(v, dict):
-                return None
-            v = v.get(name)
-        return v
-
-    return run
-
-
 def _index(v: Any, index: int) -> Any:
     if not isinstance(v, list):
         return None
@@ -124,64 +61,185 @@ def _index(v: Any, index: int) -> Any:
         return None
 
 
-def _flatten(base: Fn) -> Fn:
-    def run(v: Any) -> Any:
-        found = base(v)
-        if not isinstance(found, list):
+def _flatten(found: Any) -> Any:
+    if not isinstance(found, list):
+        return None
+    merged: list[Any] = []
+    for element in found:
+        if isinstance(element, list):
+            merged.extend(element)
+        else:
+            merged.append(element)
+    return merged
+
+
+def _ordered(op: str, a: Any, b: Any) -> Any:
+    if not ((_number(a) or isinstance(a, str)) and (_number(b) or isinstance(b, str))):
+        return None
+    return _ORDER[op](a, b)
+
+
+def _not(found: Any) -> bool:
+    if _number(found) and found == 0:
+        return False  # jmespath: !0 is false; 0 is not a falsy value there
+    return not found
+
+
+_HELPERS = {
+    "_false": is_false,
+    "_eq": _equals,
+    "_ix": _index,
+    "_flat": _flatten,
+    "_ord": _ordered,
+    "_not": _not,
+}
+
+
+def compile_fast(node: dict[str, Any], call_function: Callable[[str, list[Any]], Any]) -> Fn | None:
+    """A function evaluating the parsed expression `node`, or None when a node is not
+    covered. One per distinct expression and function table (the same text recurs)."""
+    return _compiled(json.dumps(node), call_function)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(tree: str, call_function: Callable[[str, list[Any]], Any]) -> Fn | None:
+    writer = _Writer(call_function)
+    result = writer.node(json.loads(tree), "v", 1)
+    if result is None:
+        return None
+    source = "\n".join(["def fn(v):", *writer.lines, f"    return {result}", ""])
+    namespace = writer.namespace
+    # Written here from a parsed expression: identifiers, operators and repr() literals;
+    # literal values are bound by name in the namespace, never spelt out.
+    exec(compile(source, "<pixgate jmespath>", "exec"), namespace)
+    fn: Fn = namespace.pop("fn")
+    return fn
+
+
+class _Writer:
+    """The statements of one function: each node's value goes to a local variable."""
+
+    def __init__(self, call_function: Callable[[str, list[Any]], Any]) -> None:
+        self.namespace: dict[str, Any] = {**_HELPERS, "_call": call_function}
+        self.lines: list[str] = []
+        self._count = 0
+
+    def _var(self) -> str:
+        self._count += 1
+        return f"t{self._count}"
+
+    def _emit(self, depth: int, line: str) -> None:
+        self.lines.append("    " * depth + line)
+
+    def node(self, node: dict[str, Any], subject: str, depth: int) -> str | None:
+        """Write the statements that evaluate `node` on the variable `subject`, at `depth`;
+        the variable (or constant) holding its value, or None for a shape left to jmespath."""
+        kind = node["type"]
+        children = node.get("children", [])
+        if kind == "field":
+            out = self._var()
+            name = node["value"]
+            self._emit(
+                depth, f"{out} = {subject}.get({name!r}) if isinstance({subject}, dict) else None"
+            )
+            return out
+        if kind in ("current", "identity"):
+            return subject
+        if kind == "literal":
+            self._count += 1
+            name = f"k{self._count}"
+            self.namespace[name] = node["value"]
+            return name
+        if kind in ("subexpression", "index_expression"):
+            current = subject  # each child applies to what the one before it found
+            for child in children:
+                found = self.node(child, current, depth)
+                if found is None:
+                    return None
+                current = found
+            return current
+        if kind == "index":
+            out = self._var()
+            self._emit(depth, f"{out} = _ix({subject}, {int(node['value'])})")
+            return out
+        if kind == "flatten":
+            return self._call("_flat", children, subject, depth)
+        if kind in ("projection", "filter_projection"):
+            return self._projection(kind, children, subject, depth)
+        if kind == "comparator":
+            return self._comparator(node["value"], children, subject, depth)
+        if kind in ("or_expression", "and_expression"):
+            left = self.node(children[0], subject, depth)
+            if left is None:
+                return None
+            out = self._var()
+            # or: the right side only when the left is false; and: only when it is true
+            test = "" if kind == "or_expression" else "not "
+            self._emit(depth, f"if {test}_false({left}):")
+            right = self.node(children[1], subject, depth + 1)
+            if right is None:
+                return None
+            self._emit(depth + 1, f"{out} = {right}")
+            self._emit(depth, "else:")
+            self._emit(depth + 1, f"{out} = {left}")
+            return out
+        if kind == "not_expression":
+            return self._call("_not", children, subject, depth)
+        if kind == "function_expression":
+            args = [self.node(child, subject, depth) for child in children]
+            if any(arg is None for arg in args):
+                return None
+            out = self._var()
+            self._emit(depth, f"{out} = _call({node['value']!r}, [{', '.join(map(str, args))}])")
+            return out
+        return None  # slices and the rest: jmespath's
+
+    def _call(self, helper: str, children: list[Any], subject: str, depth: int) -> str | None:
+        found = self.node(children[0], subject, depth)
+        if found is None:
             return None
-        merged: list[Any] = []
-        for element in found:
-            if isinstance(element, list):
-                merged.extend(element)
-            else:
-                merged.append(element)
-        return merged
+        out = self._var()
+        self._emit(depth, f"{out} = {helper}({found})")
+        return out
 
-    return run
-
-
-def _projection(base: Fn, each: Fn) -> Fn:
-    def run(v: Any) -> Any:
-        found = base(v)
-        if not isinstance(found, list):
+    def _projection(self, kind: str, children: list[Any], subject: str, depth: int) -> str | None:
+        """Each element of the base list (that passes the filter), its value kept unless
+        null; null when the base is not a list."""
+        base = self.node(children[0], subject, depth)
+        if base is None:
             return None
-        return [x for x in map(each, found) if x is not None]
-
-    return run
-
-
-def _filter(base: Fn, each: Fn, keep: Fn) -> Fn:
-    def run(v: Any) -> Any:
-        found = base(v)
-        if not isinstance(found, list):
+        out, element = self._var(), self._var()
+        self._emit(depth, f"if isinstance({base}, list):")
+        self._emit(depth + 1, f"{out} = []")
+        self._emit(depth + 1, f"for {element} in {base}:")
+        inner = depth + 2
+        if kind == "filter_projection":
+            keep = self.node(children[2], element, inner)
+            if keep is None:
+                return None
+            self._emit(inner, f"if _false({keep}):")
+            self._emit(inner + 1, "continue")
+        each = self.node(children[1], element, inner)
+        if each is None:
             return None
-        kept = (each(element) for element in found if not is_false(keep(element)))
-        return [x for x in kept if x is not None]
+        self._emit(inner, f"if {each} is not None:")
+        self._emit(inner + 1, f"{out}.append({each})")
+        self._emit(depth, "else:")
+        self._emit(depth + 1, f"{out} = None")
+        return out
 
-    return run
-
-
-def _comparator(op: str, left: Fn, right: Fn) -> Fn:
-    if op == "eq":
-        return lambda v: _equals(left(v), right(v))
-    if op == "ne":
-        return lambda v: not _equals(left(v), right(v))
-    order = _ORDER[op]
-
-    def run(v: Any) -> Any:
-        a, b = left(v), right(v)
-        if not ((_number(a) or isinstance(a, str)) and (_number(b) or isinstance(b, str))):
+    def _comparator(self, op: str, children: list[Any], subject: str, depth: int) -> str | None:
+        left = self.node(children[0], subject, depth)
+        right = self.node(children[1], subject, depth) if left is not None else None
+        if left is None or right is None:
             return None
-        return order(a, b)
-
-    return run
-
-
-def _not(operand: Fn) -> Fn:
-    def run(v: Any) -> Any:
-        found = operand(v)
-        if _number(found) and found == 0:
-            return False  # jmespath: !0 is false; 0 is not a falsy value there
-        return not found
-
-    return run
+        out = self._var()
+        if op in ("eq", "ne"):
+            literal = [child["value"] for child in children if child["type"] == "literal"]
+            # against a string literal jmespath's equality is Python's: no call needed
+            plain = any(isinstance(value, str) for value in literal)
+            same = f"{left} == {right}" if plain else f"_eq({left}, {right})"
+            self._emit(depth, f"{out} = {same}" if op == "eq" else f"{out} = not {same}")
+        else:
+            self._emit(depth, f"{out} = _ord({op!r}, {left}, {right})")
+        return out
