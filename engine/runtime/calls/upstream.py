@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -154,20 +155,13 @@ async def send(
 ) -> Reply:
     """One exchange. Network problems become `timeout` / `upstream` failures. `on_event` sees
     the stream's `partial_event` and `image_event` events as they arrive."""
-    timeout = _timeout(out.timeout, step.stream is not None)
     try:
-        if out.auth_header is None or out.auth_header.lower() == "authorization":
-            # aiohttp drops Authorization itself when a redirect changes the origin
-            async with session.request(
-                out.method,
-                out.url,
-                headers=out.headers,
-                data=out.data,
-                timeout=timeout,
-                allow_redirects=True,
-            ) as resp:
-                return await _read(resp, step, on_event)
-        return await _send_following(session, out, timeout, step, on_event)
+        if step.stream is None:
+            return await _exchange(session, out, step, on_event, None)
+        # aiohttp bounds a stream by its quiet time only: an answer that is not an event
+        # stream (headers included) must still come within `timeout`, trickled or not
+        async with asyncio.timeout(out.timeout) as bound:
+            return await _exchange(session, out, step, on_event, bound)
     except TimeoutError:
         raise UpstreamFailure(
             "timeout", f"{out.describe()} timed out after {out.timeout:g}s"
@@ -178,12 +172,35 @@ async def send(
         ) from None
 
 
+async def _exchange(
+    session: aiohttp.ClientSession,
+    out: Outgoing,
+    step: StepSpec,
+    on_event: EventFn | None,
+    bound: asyncio.Timeout | None,
+) -> Reply:
+    timeout = _timeout(out.timeout, step.stream is not None)
+    if out.auth_header is None or out.auth_header.lower() == "authorization":
+        # aiohttp drops Authorization itself when a redirect changes the origin
+        async with session.request(
+            out.method,
+            out.url,
+            headers=out.headers,
+            data=out.data,
+            timeout=timeout,
+            allow_redirects=True,
+        ) as resp:
+            return await _read(resp, step, on_event, bound)
+    return await _send_following(session, out, timeout, step, on_event, bound)
+
+
 async def _send_following(
     session: aiohttp.ClientSession,
     out: Outgoing,
     limits: aiohttp.ClientTimeout,
     step: StepSpec,
     on_event: EventFn | None,
+    bound: asyncio.Timeout | None,
 ) -> Reply:
     """Redirects followed by hand, for a key in a header of the provider's own name (aiohttp
     would forward it anywhere): it follows only to origins that may receive the key."""
@@ -194,7 +211,7 @@ async def _send_following(
         ) as resp:
             location = resp.headers.get("Location")
             if resp.status not in REDIRECTS or not location:
-                return await _read(resp, step, on_event)
+                return await _read(resp, step, on_event, bound)
         try:
             url = url.join(URL(location))
         except ValueError:
@@ -233,7 +250,10 @@ def _client_error(exc: aiohttp.ClientError) -> str:
 
 
 async def _read(
-    resp: aiohttp.ClientResponse, step: StepSpec, on_event: EventFn | None = None
+    resp: aiohttp.ClientResponse,
+    step: StepSpec,
+    on_event: EventFn | None = None,
+    bound: asyncio.Timeout | None = None,
 ) -> Reply:
     headers = {k.lower(): v for k, v in resp.headers.items()}
     mime = resp.content_type or ""
@@ -242,6 +262,8 @@ async def _read(
     if mode == "auto":
         mode = _mode_for(mime)
     if mode == "sse" and resp.status < 400 and step.stream is not None:
+        if bound is not None:
+            bound.reschedule(None)  # an event stream may run long (never quiet for `timeout`)
         return await _read_sse(resp, step, headers, url, on_event)
     if resp.content_length is not None and resp.content_length > MAX_BODY:
         raise UpstreamFailure(

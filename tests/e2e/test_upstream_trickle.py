@@ -1,0 +1,104 @@
+"""An upstream that trickles its answer (a byte now and then, never quiet for long) is held
+to the step's `timeout`: on a step with a `stream:` spec a JSON answer is not an event
+stream, so it must finish within the exchange's timeout like any other answer, and the
+request goes on to the next target. An event stream may run longer than the timeout, as long
+as it is never quiet for that long."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import openai
+import yaml
+from aiohttp import web
+
+from tests.e2e.dsl_provider import provider_doc
+from tests.gateway import run_gateway
+from tests.upstreams import serve_upstream
+
+SEEN = web.AppKey("seen", list[str])
+PNG_URL = "https://img.test/fast.png"
+SSE_URL = b"https://img.test/streamed.png"
+
+
+async def _generate(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    request.app[SEEN].append(body["model"])
+    if body["model"] == "fast":
+        return web.json_response({"data": [{"url": PNG_URL}]})
+    if body["model"] == "sse":  # 1.5 s of events, one every 0.3 s
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for _ in range(5):
+            await resp.write(b"event: progress\ndata: {}\n\n")
+            await asyncio.sleep(0.3)
+        await resp.write(b'event: image.completed\ndata: {"data": [{"url": "%s"}]}\n\n' % SSE_URL)
+        return resp
+    # JSON, but one byte every 0.3 s: never quiet for the 1 s timeout, never done
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    for _ in range(100):
+        await resp.write(b" ")
+        await asyncio.sleep(0.3)
+    await resp.write(b'{"data": []}')
+    return resp
+
+
+STEPS = [
+    {"name": "generate",
+     "request": {"path": "/generate", "timeout": "1s",
+                 "json": {"model": "{{ model }}", "prompt": "{{ prompt }}"}},
+     "response": "auto",
+     "stream": {"image_event": "image.completed"},
+     "images": "data[].url"},
+]  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _sdk(tmp_path: Path, app: web.Application) -> AsyncIterator[openai.AsyncOpenAI]:
+    doc = provider_doc(STEPS)
+    doc["models"] = {name: {"tasks": ["generate"]} for name in ("slow", "fast", "sse")}
+    root = tmp_path / "config"
+    (root / "providers.d").mkdir(parents=True)
+    (root / "providers.d" / "t.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    targets = [
+        {"provider": "t", "model": "slow", "priority": 2},
+        {"provider": "t", "model": "fast", "priority": 1},
+    ]
+    routes = {
+        "demo": False,
+        "routes": {
+            "m": {"timeout": "5s", "targets": targets},
+            "s": {"timeout": "5s", "targets": [{"provider": "t", "model": "sse"}]},
+        },
+    }
+    (root / "routes.yaml").write_text(yaml.safe_dump(routes))
+    app[SEEN] = []
+    app.router.add_post("/generate", _generate)
+    async with (
+        serve_upstream(app) as base,
+        run_gateway(root, tmp_path / "files", {"T_BASE_URL": base}) as gw,
+        openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0, timeout=30) as sdk,
+    ):
+        yield sdk
+
+
+async def test_a_trickled_json_answer_times_out_and_the_next_target_answers(
+    tmp_path: Path,
+) -> None:
+    app = web.Application()
+    async with _sdk(tmp_path, app) as sdk:
+        result = await sdk.images.generate(model="m", prompt="a fox", response_format="url")
+    assert result.data is not None and result.data[0].url == PNG_URL
+    assert app[SEEN] == ["slow", "fast"]
+
+
+async def test_an_event_stream_may_run_longer_than_the_timeout(tmp_path: Path) -> None:
+    app = web.Application()
+    async with _sdk(tmp_path, app) as sdk:
+        result = await sdk.images.generate(model="s", prompt="a fox", response_format="url")
+    assert result.data is not None and result.data[0].url == SSE_URL.decode()
+    assert app[SEEN] == ["sse"]
