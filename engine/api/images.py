@@ -37,6 +37,7 @@ from .keys import (
     STATE,
     WAIT_CLOCK,
 )
+from .protocolerrors import JsonErrorHandler, socket_address
 
 KNOWN_FIELDS = frozenset(
     {
@@ -318,10 +319,11 @@ def _loopback_names(port: int) -> tuple[str, ...]:
 
 
 def _local_address(request: web.Request) -> tuple[str, int] | None:
-    sock = request.transport.get_extra_info("sockname") if request.transport else None
-    if isinstance(sock, tuple) and len(sock) >= 2:
-        return str(sock[0]), int(sock[1])
-    return None
+    """The (host, port) the request's connection arrived at."""
+    if isinstance(request.protocol, JsonErrorHandler):  # every runner of the gateway's app
+        return request.protocol.local_address  # read once per connection
+    transport = request.transport
+    return socket_address(transport.get_extra_info("sockname")) if transport else None
 
 
 def self_url(request: web.Request) -> str:
@@ -329,11 +331,11 @@ def self_url(request: web.Request) -> str:
     internal = request.app[STATE].internal_url
     if internal is not None:
         return internal
-    sock = request.transport.get_extra_info("sockname") if request.transport else None
-    if isinstance(sock, tuple) and len(sock) >= 2:
-        host = str(sock[0])
+    local = _local_address(request)
+    if local is not None:
+        host, port = local
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-        return f"http://[{host}]:{sock[1]}" if ":" in host else f"http://{host}:{sock[1]}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     settings = request.app[SETTINGS]
     return f"http://127.0.0.1:{settings.port}"
