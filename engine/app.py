@@ -227,9 +227,10 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _live_gauges(app: web.Application) -> AsyncIterator[None]:
-    """With --workers, this worker's live gauges go to the shared files each second."""
+    """With --workers, this worker's live gauges (and counts of work that ended without a
+    request) go to the shared files each second."""
     metrics = app[METRICS]
-    task = asyncio.create_task(metrics.refreshing()) if metrics.has_live else None
+    task = asyncio.create_task(metrics.refreshing()) if metrics.shared else None
     try:
         yield
     finally:

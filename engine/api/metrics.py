@@ -52,7 +52,7 @@ async def metrics(request: web.Request) -> web.Response:
     stats = request.app[RELOADER].stats
     reloads = {"applied": stats.succeeded, "rejected": stats.failed, "unchanged": stats.unchanged}
     now = await live_state(request.app[STATE], reloads)
-    request.app[METRICS].refresh()  # with --workers: this worker's live gauges, exact
+    request.app[METRICS].refresh()  # the counts summed so far (and live gauges) handed over
     # A multi-process scrape reads every worker's files: off the event loop.
     body = await asyncio.to_thread(render, request.app[METRICS], lambda: now)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -23,6 +23,7 @@ def _value(text: str, name: str) -> float:
 
 
 def _scrape(metrics: GatewayMetrics) -> str:
+    metrics.refresh()  # as GET /metrics does before it renders
     empty = {"keys": {}, "circuits": {}, "config_version": "v", "config_loaded_at": 0.0,
              "reloads": {}}  # fmt: skip
     return render(metrics, lambda: empty).decode()
@@ -54,7 +55,7 @@ def test_workers_copy_the_limits_into_the_shared_files(
     enable_multiprocess(tmp_path)
     metrics, limits = GatewayMetrics(), Limits(10, 1000, 1.0)
     publish(limits, metrics)
-    assert metrics.has_live
+    assert metrics.shared
     _hold(limits)
     metrics.refresh()  # each second, and at a scrape (api/metrics.py)
     text = _scrape(metrics)
@@ -76,5 +77,21 @@ def test_one_process_counts_without_locks_and_workers_keep_the_shared_files(
     assert 'pixgate_response_bytes_total{endpoint="/v1/images/generations"} 30.0' in text
     monkeypatch.setenv(ENV, str(tmp_path))
     enable_multiprocess(tmp_path)
-    GatewayMetrics()
+    shared = GatewayMetrics()
     assert values.ValueClass is not LoopValue  # --workers: every value in the shared files
+    shared.request("/v1/images/generations", "r", "m", 200, 0.2, 0.001, 10)
+    empty = {"keys": {}, "circuits": {}, "config_version": "v", "config_loaded_at": 0.0,
+             "reloads": {}}  # fmt: skip
+    text = render(shared, lambda: empty).decode()  # another worker's scrape: no refresh here
+    assert 'status="200"} 1.0' in text  # in the files as the request is answered
+
+
+def test_counts_reach_a_scrape_summed() -> None:
+    metrics = GatewayMetrics()
+    metrics.attempt("p", "success", 0.5)
+    metrics.attempt("p", "success", 0.5)
+    metrics.delivered("p", 3)
+    text = _scrape(metrics)
+    assert 'pixgate_upstream_attempts_total{outcome="success",provider="p"} 2.0' in text
+    assert 'pixgate_images_generated_total{provider="p"} 3.0' in text
+    assert 'pixgate_upstream_latency_seconds_count{provider="p"} 2.0' in text
