@@ -6,8 +6,7 @@ keys, grants and deadlines are service.py's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..dsl.sizes import Size, fit_size
@@ -70,30 +69,35 @@ async def run_attempt(
     )
     counts = call_counts(job.n, model.images_per_call or task.images_per_call)
     # `parallel` calls at a time; no semaphore when all of them fit (one call, usually)
-    gated = len(counts) > task.parallel
-    gate = asyncio.Semaphore(task.parallel) if gated else contextlib.nullcontext()
+    gate = asyncio.Semaphore(task.parallel) if len(counts) > task.parallel else None
     if journal is not None and journal.resume_from is None:
         kid = key_id(svc, provider, key, info)
         relayed = info.relay is not None
         await journal.attempt(attempt.route, provider.id, model.name, attempt.task, kid, relayed)
 
-    async def call(index: int, count: int) -> CallResult:
-        async with gate:
-            seed: Any = svc.rng.getrandbits(31)  # a seed, not a secret: no system entropy
-            hooks = None
-            if journal is not None and journal.resume_from is not None:
-                seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
-                hooks = resumed_hooks(journal, task, index, count, key)
-            elif journal is not None:
-                hooks = journal.hooks(index, count, seed, key)
-            ctx = call_context(base_ctx, job, index, count, seed)
-            return await executor.run(task, ctx, hooks)
+    def call(index: int, count: int) -> Coroutine[Any, Any, CallResult]:
+        """Call `index` as it begins: its seed, its checkpoint hooks, its context; the
+        executor's coroutine, awaited without a frame of this attempt's around it (a polling
+        job waits in it for minutes)."""
+        seed: Any = svc.rng.getrandbits(31)  # a seed, not a secret: no system entropy
+        hooks = None
+        if journal is not None and journal.resume_from is not None:
+            seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
+            hooks = resumed_hooks(journal, task, index, count, key)
+        elif journal is not None:
+            hooks = journal.hooks(index, count, seed, key)
+        return executor.run(task, call_context(base_ctx, job, index, count, seed), hooks)
+
+    async def in_turn(index: int, count: int) -> CallResult:
+        assert gate is not None
+        async with gate:  # the call begins once a slot is free
+            return await call(index, count)
 
     polling = svc.metrics.polling if task.polls else None
     if polling is not None:
         polling.inc()
     try:
-        results = await settled([call(i, c) for i, c in enumerate(counts)])
+        results = await settled(_begun(call if gate is None else in_turn, counts))
         images: list[ImageRef] = []
         failures: list[UpstreamFailure] = []
         for r in results:
@@ -200,6 +204,22 @@ def key_id(
     if key is None or info.relay is not None or key not in provider.auth.keys:
         return None
     return svc.key_ids(provider.id, key)
+
+
+def _begun(
+    call: Callable[[int, int], Coroutine[Any, Any, CallResult]], counts: list[int]
+) -> list[Coroutine[Any, Any, CallResult]]:
+    """The attempt's calls; when one cannot begin (its checkpoint does not resume), those
+    made before it are closed, never awaited."""
+    calls: list[Coroutine[Any, Any, CallResult]] = []
+    try:
+        for index, count in enumerate(counts):
+            calls.append(call(index, count))
+    except BaseException:
+        for made in calls:
+            made.close()
+        raise
+    return calls
 
 
 async def settled(awaitables: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
