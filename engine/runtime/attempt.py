@@ -17,7 +17,7 @@ from .calls.executor import CallResult, Executor
 from .calls.imagerefs import ImageRef
 from .calls.streamsink import StreamSink
 from .images.download import DownloadScope
-from .images.results import ClientItem, ResultContext, to_client
+from .images.results import ClientItem, ResultContext, passed_through, to_client
 from .job import ImageJob
 from .request import Outcome, RequestInfo
 from .routing.failures import UpstreamFailure
@@ -149,6 +149,11 @@ async def _normalise(
     images: list[ImageRef],
     info: RequestInfo,
 ) -> list[ClientItem]:
+    fmt = response_format(job, attempt)
+    rehost = attempt.rehost
+    direct = [i for ref in images if (i := passed_through(ref, fmt, rehost)) is not None]
+    if len(direct) == len(images):  # the common case: no download, no store, no context
+        return direct
     provider = attempt.provider
     ctx = result_context(svc, provider, key, base_url, info)
     ctx.meta = {
@@ -161,7 +166,6 @@ async def _normalise(
         "user": job.user,  # OpenAI's end-user id, as the caller sent it
         "prompt": job.prompt if svc.storage.config.store_prompts else None,
     }
-    fmt = response_format(job, attempt)
     outs = await settled([to_client(ref, fmt, attempt.rehost, ctx) for ref in images])
     data = [o for o in outs if isinstance(o, dict)]
     errors = [o for o in outs if isinstance(o, BaseException)]

@@ -42,18 +42,30 @@ class ResultContext:
 ClientItem = dict[str, str | RawText]
 
 
+def passed_through(ref: ImageRef, response_format: str, rehost: bool) -> ClientItem | None:
+    """The `data[]` item when the upstream's image already is what the client asked for
+    (base64 for b64_json, a URL kept as it is for url): nothing to fetch, encode or store.
+    None otherwise."""
+    if response_format == "b64_json":
+        if ref.kind != "b64":
+            return None
+        value = ref.value
+        return {"b64_json": value.strip() if isinstance(value, RawText) else str(value).strip()}
+    if ref.kind == "url" and not rehost:
+        return {"url": str(ref.value)}
+    return None
+
+
 async def to_client(
     ref: ImageRef, response_format: str, rehost: bool, ctx: ResultContext
 ) -> ClientItem:
     """One `data[]` item: `{"url": ...}` or `{"b64_json": ...}`."""
+    item = passed_through(ref, response_format, rehost)
+    if item is not None:
+        return item
     if response_format == "b64_json":
-        if ref.kind == "b64":
-            value = ref.value
-            return {"b64_json": value.strip() if isinstance(value, RawText) else str(value).strip()}
         data = ref.value if isinstance(ref.value, bytes) else await download(str(ref.value), ctx)
         return {"b64_json": RawText(memoryview(base64.b64encode(data)))}
-    if ref.kind == "url" and not rehost:
-        return {"url": str(ref.value)}
     kind = "generated"
     if ref.kind == "url":
         data = bytes(await download(str(ref.value), ctx))  # storage keeps immutable bytes
