@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
+from yarl import URL
+
 from ...rawtext import RawText
 from ..routing.failures import UpstreamFailure
 
@@ -25,13 +27,12 @@ class ImageRef:
     mime: str | None = None
 
 
-def image_refs(found: Any, kind: str, request_url: str) -> list[ImageRef]:
+def image_refs(found: Any, kind: str, request_url: str | URL) -> list[ImageRef]:
     items = found if isinstance(found, list) else [found] if found is not None else []
-    refs = (image_ref(item, kind, request_url) for item in items)
-    return [ref for ref in refs if ref is not None]
+    return [ref for item in items if (ref := image_ref(item, kind, request_url)) is not None]
 
 
-def image_ref(item: Any, kind: str, request_url: str) -> ImageRef | None:
+def image_ref(item: Any, kind: str, request_url: str | URL) -> ImageRef | None:
     if isinstance(item, dict):
         item = item.get("url") or item.get("b64_json") or item.get("path")
     if isinstance(item, RawText):
@@ -48,10 +49,10 @@ def image_ref(item: Any, kind: str, request_url: str) -> ImageRef | None:
         return ImageRef("b64", payload, mime)
     if kind == "auto" and len(item) >= 64 and _B64.match(item[:256]):
         return ImageRef("b64", item)
-    return ImageRef("url", urljoin(request_url, item))
+    return ImageRef("url", urljoin(str(request_url), item))  # relative to the request
 
 
-def _raw_image_ref(item: RawText, kind: str, request_url: str) -> ImageRef | None:
+def _raw_image_ref(item: RawText, kind: str, request_url: str | URL) -> ImageRef | None:
     """A long string: base64 or a data URI, decided as for a str but without copying it."""
     if kind == "base64":
         return ImageRef("b64", item)

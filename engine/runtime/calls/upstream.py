@@ -36,7 +36,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: Any
-    url: str
+    url: str | URL  # where the answer came from (redirects followed); text only when needed
     raw: bytes | None = None
     mime: str | None = None
     events: list[str] = field(default_factory=list)
@@ -257,7 +257,7 @@ async def _read(
 ) -> Reply:
     headers = {k.lower(): v for k, v in resp.headers.items()}
     mime = resp.content_type or ""
-    url = str(resp.url)
+    url = resp.url
     mode = step.response
     if mode == "auto":
         mode = _mode_for(mime)
@@ -306,7 +306,7 @@ async def _read_sse(
     resp: aiohttp.ClientResponse,
     step: StepSpec,
     headers: dict[str, str],
-    url: str,
+    url: URL,
     on_event: EventFn | None = None,
 ) -> Reply:
     """Read events until `done_event` (its data is the body) or `error_event`; with only an
