@@ -100,6 +100,7 @@ async def run_attempt(
         results = await settled(_begun(call if gate is None else in_turn, counts))
         images: list[ImageRef] = []
         failures: list[UpstreamFailure] = []
+        first: CallResult | None = None  # its revised prompt and usage are the answer's
         for r in results:
             if isinstance(r, UpstreamFailure):
                 failures.append(r)
@@ -107,6 +108,8 @@ async def run_attempt(
                 raise r
             else:
                 images.extend(r.images)
+                if first is None:
+                    first = r
         if not images:
             raise most_informative(failures)
         images = images[: job.n]
@@ -125,7 +128,7 @@ async def run_attempt(
             polling.dec()
         if sink is not None:
             sink.cancel()  # images of a failed attempt are not handed out late
-    first = next((r for r in results if isinstance(r, CallResult)), CallResult())
+    assert first is not None  # else no images: raised above
     return Outcome(
         data=data,
         route=attempt.route,
