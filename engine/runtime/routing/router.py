@@ -116,6 +116,8 @@ class Router:
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = list(route.targets)
+        if len(targets) < 2:  # one order only, whatever the strategy
+            return targets
         if route.strategy == "round_robin":
             cursor = self._rr.setdefault(
                 (route.name, len(targets)), itertools.cycle(range(len(targets)))
