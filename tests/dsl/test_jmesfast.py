@@ -1,4 +1,4 @@
-"""Compiled JMESPath closures must answer exactly like jmespath itself."""
+"""Compiled JMESPath functions must answer exactly like jmespath itself."""
 
 from __future__ import annotations
 
