@@ -58,15 +58,6 @@ async def run_attempt(
         extra_headers=svc.internal_headers if provider.on_gateway else None,
         cancelling=(lambda: journal.client_cancelled) if journal is not None else None,
     )
-    base_ctx = base_context(
-        job,
-        attempt,
-        size,
-        key,
-        info.request_id,
-        stream=info.streaming,
-        partial_images=info.partial_images,
-    )
     counts = call_counts(job.n, model.images_per_call or task.images_per_call)
     # `parallel` calls at a time; no semaphore when all of them fit (one call, usually)
     gate = asyncio.Semaphore(task.parallel) if len(counts) > task.parallel else None
@@ -86,7 +77,17 @@ async def run_attempt(
             hooks = resumed_hooks(journal, task, index, count, key)
         elif journal is not None:
             hooks = journal.hooks(index, count, seed, key)
-        return executor.run(task, call_context(base_ctx, job, index, count, seed), hooks)
+        # the attempt's part of the context is made per call, not kept beside the calls'
+        base = base_context(
+            job,
+            attempt,
+            size,
+            key,
+            info.request_id,
+            stream=info.streaming,
+            partial_images=info.partial_images,
+        )
+        return executor.run(task, call_context(base, job, index, count, seed), hooks)
 
     async def in_turn(index: int, count: int) -> CallResult:
         assert gate is not None
