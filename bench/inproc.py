@@ -56,21 +56,28 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
+async def post_all(
+    http: aiohttp.ClientSession, url: str, body: bytes, requests: int, concurrency: int
+) -> None:
+    """`requests` POSTs of `body` to `url`, `concurrency` at a time; any answer but 200 raises."""
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            async with http.post(url, data=body, headers=HEADERS) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
+                await resp.read()
+
+    await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+
+
 async def _cpu_per_request(
     http: aiohttp.ClientSession, port: int, requests: int, concurrency: int
 ) -> float:
     """CPU µs per request of the whole process while `requests` go through one system."""
     url = f"http://127.0.0.1:{port}/v1/images/generations"
-
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            async with http.post(url, data=BODY, headers=HEADERS) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
-                await resp.read()
-
     started = time.process_time()
-    await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+    await post_all(http, url, BODY, requests, concurrency)
     return (time.process_time() - started) / requests * 1e6
 
 

@@ -70,7 +70,7 @@ async def _drive(
 
     from . import nullproxy, redisserver
     from .heavy import limited_config
-    from .inproc import HEADERS, _serve, gateway_env
+    from .inproc import _serve, gateway_env, post_all
     from .procs import free_port
     from .run import assemble_config
     from .scenarios import by_name
@@ -99,17 +99,9 @@ async def _drive(
         url = f"http://127.0.0.1:{ports[1]}/v1/images/generations"
         try:
             async with aiohttp.ClientSession() as http:
-
-                async def worker(count: int) -> None:
-                    for _ in range(count):
-                        async with http.post(url, data=body, headers=HEADERS) as resp:
-                            if resp.status != 200:
-                                raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
-                            await resp.read()
-
-                await asyncio.gather(*(worker(5) for _ in range(concurrency)))  # warm-up
+                await post_all(http, url, body, 5 * concurrency, concurrency)  # warm-up
                 _toggle("on")
-                await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+                await post_all(http, url, body, requests, concurrency)
                 _toggle("off")
         finally:
             for runner in runners:
