@@ -64,6 +64,7 @@ async def _drive(
 
     import aiohttp
 
+    from engine import logsetup
     from engine.app import create_app
     from engine.gctune import tune
     from engine.settings import Settings
@@ -76,7 +77,11 @@ async def _drive(
     from .scenarios import by_name
     from .upstream import Upstream
 
-    logging.basicConfig(level="INFO", filename=os.devnull)  # pixgate logs as it would serving
+    logsetup.configure("INFO")  # pixgate logs as `pixgate serve` does (its handler, formatter)
+    devnull = open(os.devnull, "w")  # noqa: ASYNC230, SIM115 (before serving; for the process)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(devnull)
     body = by_name(scenario)[0].body()
     ports = [free_port() for _ in range(2)]
     upstream = f"http://127.0.0.1:{ports[0]}"

@@ -9,6 +9,8 @@ lines are the same as with `logging.basicConfig(format=FORMAT)`.
 Lines logged on the event loop at INFO and below are written together, at most FLUSH_DELAY
 after the first of them (BatchedLines): with one request at a time, a write() per access line
 cost about 12-26 µs of CPU a request in bench/ (making and formatting the line about as much).
+The access line skips the LogRecord when this handler is the only one to see it
+(engine/logline.py: `emit_info`, `LineFormatter.line`).
 """
 
 from __future__ import annotations
@@ -47,14 +49,23 @@ class LineFormatter(logging.Formatter):
         record.asctime = self.formatTime(record)
         return f"{record.asctime} {record.levelname} {record.name} {record.message}"
 
+    def line(self, created: float, levelname: str, name: str, message: str) -> str:
+        """The line format() makes of a record with these fields and no traceback (msecs
+        derived from `created` as LogRecord does), for a caller that makes no record."""
+        msecs = int((created - int(created)) * 1000)
+        return f"{self._time(created, msecs)} {levelname} {name} {message}"
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
+        return self._time(record.created, int(record.msecs))
+
+    def _time(self, created: float, msecs: int) -> str:
+        second = int(created)
         if second != self._second:
-            stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            stamp = time.strftime(self.default_time_format, self.converter(created))
             self._second, self._stamp = second, stamp
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return f"{self._stamp},{msecs:03d}"
 
 
 class BatchedLines(logging.StreamHandler[TextIO]):
@@ -72,20 +83,38 @@ class BatchedLines(logging.StreamHandler[TextIO]):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._pending.append(self.format(record) + self.terminator)
-            try:
-                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is None or record.levelno > logging.INFO or len(self._pending) >= MAX_PENDING:
-                self._write_pending()
-            elif self._timer_loop is not loop:
-                self._timer_loop = loop
-                loop.call_later(FLUSH_DELAY, self._due)
+            self._hold(self.format(record) + self.terminator, record.levelno)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def emit_info(self, formatter: LineFormatter, name: str, message: str) -> None:
+        """What handle() of an INFO record from logger `name` with this message does (this
+        handler's lock, emit, handleError) when `formatter` is this handler's and no filter
+        is set, without the record (see engine/logline.py)."""
+        self.acquire()
+        try:
+            line = formatter.line(time.time(), "INFO", name, message)
+            self._hold(line + self.terminator, logging.INFO)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.LogRecord(name, logging.INFO, "", 0, message, None, None))
+        finally:
+            self.release()
+
+    def _hold(self, line: str, levelno: int) -> None:
+        self._pending.append(line)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or levelno > logging.INFO or len(self._pending) >= MAX_PENDING:
+            self._write_pending()
+        elif self._timer_loop is not loop:
+            self._timer_loop = loop
+            loop.call_later(FLUSH_DELAY, self._due)
 
     def _due(self) -> None:
         self.acquire()

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import ClientPayloadError, web
 
+from .. import logline
 from ..panel.keys import RECENT
 from ..runtime.lifecycle import bodygate
 from ..runtime.lifecycle.overload import Overloaded
@@ -84,7 +85,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 provider = request.get(PROVIDER, "-")
                 recent.record(route, provider, status, elapsed, overhead, error)
         if not request.path.startswith("/_demo/"):
-            access_log.info(
+            logline.info(
+                access_log,
                 "request_id=%s method=%s path=%s model=%s provider=%s status=%s duration_ms=%.1f",
                 request_id,
                 request.method,
