@@ -18,6 +18,8 @@ import orjson
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
+from .jsonbytes import sized
+
 MIN_LENGTH = 64 * 1024  # shorter strings are parsed as usual
 MAX_STRINGS = 4096  # a body of many strings is parsed as usual (the scan would cost more)
 # In the reduced document each long string becomes this marker; the token is per process,
@@ -160,7 +162,7 @@ def dumps(obj: Any) -> bytes | RawBody:
 
     out = orjson.dumps(obj, default=default)
     if not texts:
-        return out
+        return sized(out)
     pieces: list[bytes | memoryview] = []
     start = 0
     for match in _MARK_SPLIT.finditer(out):

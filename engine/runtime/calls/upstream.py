@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from ... import rawtext
+from ... import jsonbytes, rawtext
 from ...dsl.origins import OriginPattern, may_receive_key, origin_of
 from ...dsl.spec import AuthSpec, RequestSpec, StepSpec
 from ..images.imagetypes import sniff
@@ -100,7 +100,7 @@ def build_request(
         url = url.update_query(query) if clash else url.extend_query(query)
     data: Any = None
     if spec.json is not None:
-        data = orjson.dumps(spec.json.render(ctx))
+        data = jsonbytes.dumps(spec.json.render(ctx))  # sized: a queued request keeps it
         headers.setdefault("Content-Type", "application/json")
     elif spec.form is not None:
         data = {k: _query_value(v) for k, v in spec.form.render(ctx).items()}
