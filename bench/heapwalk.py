@@ -117,6 +117,19 @@ def walk(baseline: set[int]) -> None:
 
 def mallocstats() -> None:
     """pymalloc's totals (sys._debugmallocstats) and glibc's (mallinfo2)."""
+    py, lib = allocators()
+    print(
+        f"pymalloc: {py['arenas']} arenas, {py['allocated']:,} B in allocated blocks, "
+        f"{py['available']:,} B in available blocks"
+    )
+    print(
+        f"glibc: arena {lib['arena'] >> 10} KiB, in use {lib['uordblks'] >> 10} KiB, free "
+        f"{lib['fordblks'] >> 10} KiB, mmapped {lib['hblkhd'] >> 10} KiB ({lib['hblks']} blocks)"
+    )
+
+
+def allocators() -> tuple[dict[str, int], dict[str, int]]:
+    """pymalloc's arenas and bytes in allocated and available blocks; glibc's mallinfo2."""
     with tempfile.TemporaryFile("w+") as out:
         saved = os.dup(2)
         os.dup2(out.fileno(), 2)
@@ -127,10 +140,17 @@ def mallocstats() -> None:
             os.close(saved)
         out.seek(0)
         lines = out.read().splitlines()
-    keep = ("# arenas allocated current", "# bytes in allocated blocks", "# bytes in available")
-    print(
-        "pymalloc: " + "; ".join(" ".join(line.split()) for line in lines if line.startswith(keep))
-    )
+    keys = {
+        "# arenas allocated current": "arenas",
+        "# bytes in allocated blocks": "allocated",
+        "# bytes in available blocks": "available",
+    }
+    py = {
+        name: int(line.split("=")[1].replace(",", ""))
+        for line in lines
+        for start, name in keys.items()
+        if line.startswith(start)
+    }
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [
@@ -144,10 +164,7 @@ def mallocstats() -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = MallInfo2
     mi = libc.mallinfo2()
-    print(
-        f"glibc: arena {mi.arena >> 10} KiB, in use {mi.uordblks >> 10} KiB, free "
-        f"{mi.fordblks >> 10} KiB, mmapped {mi.hblkhd >> 10} KiB ({mi.hblks} blocks)"
-    )
+    return py, {name: getattr(mi, name) for name, _ in MallInfo2._fields_}
 
 
 def report(

@@ -180,6 +180,8 @@ async def _held(
     )
     if args.mallocstats:
         heapwalk.mallocstats()
+    if args.timeline:
+        await _timeline(runner, idle)
     if not args.rss_only:
         heap, peak_heap = tracemalloc.get_traced_memory()
         print(
@@ -195,6 +197,27 @@ async def _held(
         heapwalk.report(before, after, types_before, types_after, n, args.top)
 
 
+async def _timeline(runner: web.AppRunner, idle: int, limit: float = 150.0) -> None:
+    """Every second until no request is in (at most `limit` s): RSS over idle, the peak so
+    far, pymalloc's blocks, and the collector's counts and collections per generation."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        await asyncio.sleep(1.0)
+        handling = await _handling(runner, 0)
+        rss, peak = status_kib(os.getpid(), "VmRSS"), status_kib(os.getpid(), "VmHWM")
+        runs = "/".join(str(s["collections"]) for s in gc.get_stats())
+        py, lib = heapwalk.allocators()
+        print(
+            f"  {time.monotonic() - start:5.1f} s {handling:5d} in  RSS {rss >> 10:3d} MiB "
+            f"(peak {peak >> 10})  pymalloc {py['arenas']} arenas, {py['allocated'] >> 20} "
+            f"MiB used, {py['available'] >> 20} free  glibc {lib['uordblks'] >> 20} MiB used, "
+            f"{lib['fordblks'] >> 20} free, {lib['hblkhd'] >> 20} mmapped  gc {runs}",
+            flush=True,
+        )
+        if not handling:
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=300)
@@ -203,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", action="store_true", help="the floor instead of pixgate")
     parser.add_argument("--rss-only", action="store_true", help="no tracemalloc")
     parser.add_argument("--mallocstats", action="store_true", help="the allocators' totals")
+    parser.add_argument("--timeline", action="store_true", help="RSS every s until done")
     parser.add_argument("--walk", action="store_true", help="what one request holds")
     parser.add_argument("--chain", action="store_true", help="the chain's frames and locals")
     parser.add_argument("--top", type=int, default=20)
