@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, valu
 from prometheus_client.metrics import MetricWrapperBase
 
 from .loopvalue import use_loop_values
+from .pending import Pending
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Image requests last from a fraction of a second to many minutes (polling providers).
@@ -184,8 +185,11 @@ class GatewayMetrics:
         self._request_series: dict[tuple[str, str, str, int], _RequestSeries] = {}
         self._usage_series: dict[tuple[str, str, str, str], tuple[Counter, ...]] = {}
         self._live: list[tuple[Gauge, Callable[[], float]]] = []
-        # Counter increments, summed per child until metrics are read (see `_add`).
-        self._pending: dict[Counter, float] = {}
+        # Counter increments and histogram observations, summed per child until metrics
+        # are read (pending.py): `flush` hands them over.
+        self._pending = Pending()
+        self._add = self._pending.add
+        self._observe = self._pending.observe
         self._attempts = Children(self.attempts)
         self._upstream_latency = Children(self.upstream_latency)
         self._images = Children(self.images)
@@ -210,26 +214,18 @@ class GatewayMetrics:
                 self.bytes_out.labels(endpoint),
             )
         self._add(series.requests, 1)
-        series.duration.observe(seconds)
+        self._observe(series.duration, seconds)
         if overhead is not None:
-            series.overhead.observe(overhead)
+            self._observe(series.overhead, overhead)
         if sent:
             self._add(series.bytes_out, sent)
         if self.shared:  # --workers: the shared files are exact when the request is answered
             self.flush()
 
-    def _add(self, child: Counter, amount: float) -> None:
-        """A counter's increment, summed here: prometheus-client's `inc` (argument checks
-        and its value's call) cost about 4,000 instructions each, eight times per request.
-        `flush` hands the sums over before metrics are read (a scrape), with --workers at
-        the end of every request too."""
-        pending = self._pending
-        pending[child] = pending.get(child, 0.0) + amount
-
     def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        for child, amount in pending.items():
-            child.inc(amount)
+        """Hand the summed counts and observations to prometheus-client: before metrics are
+        read (a scrape), with --workers at the end of every request too."""
+        self._pending.flush()
 
     def live(self, gauge: Gauge, read: Callable[[], float]) -> None:
         """A gauge that reads its value from the live state when asked, instead of being
@@ -291,7 +287,7 @@ class GatewayMetrics:
 
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
         self._add(self._attempts(provider, outcome), 1)
-        self._upstream_latency(provider).observe(seconds)
+        self._observe(self._upstream_latency(provider), seconds)
 
     def delivered(self, provider: str, images: int) -> None:
         self._add(self._images(provider), images)

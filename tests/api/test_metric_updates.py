@@ -6,13 +6,19 @@ shared files, the live gauges refreshed into them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from prometheus_client import values
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, values
 
 from engine.api.bounds import publish
 from engine.metrics import GatewayMetrics, render
-from engine.metrics.gateway import ENV, enable_multiprocess
+from engine.metrics.gateway import (
+    DURATION_BUCKETS,
+    ENV,
+    OVERHEAD_BUCKETS,
+    enable_multiprocess,
+)
 from engine.metrics.loopvalue import LoopValue
 from engine.runtime.lifecycle.overload import Limits
 
@@ -22,11 +28,14 @@ def _value(text: str, name: str) -> float:
     return float(line.split()[1])
 
 
+def _empty() -> dict[str, Any]:
+    return {"keys": {}, "circuits": {}, "config_version": "v", "config_loaded_at": 0.0,
+            "reloads": {}}  # fmt: skip
+
+
 def _scrape(metrics: GatewayMetrics) -> str:
     metrics.refresh()  # as GET /metrics does before it renders
-    empty = {"keys": {}, "circuits": {}, "config_version": "v", "config_loaded_at": 0.0,
-             "reloads": {}}  # fmt: skip
-    return render(metrics, lambda: empty).decode()
+    return render(metrics, _empty).decode()
 
 
 def _hold(limits: Limits) -> None:
@@ -95,3 +104,63 @@ def test_counts_reach_a_scrape_summed() -> None:
     assert 'pixgate_upstream_attempts_total{outcome="success",provider="p"} 2.0' in text
     assert 'pixgate_images_generated_total{provider="p"} 3.0' in text
     assert 'pixgate_upstream_latency_seconds_count{provider="p"} 2.0' in text
+
+
+# On a bucket's bound, between bounds, past the last (+Inf), and zero.
+DURATIONS = (0.1, 0.1000001, 0.3, 2.5, 1000.0, 0.0, 7.0)
+
+
+def _series(text: str, name: str) -> list[str]:
+    """The lines of one histogram, without their metric names' prefix (comparable)."""
+    return sorted(
+        line.split("{", 1)[1] if "{" in line else line
+        for line in text.splitlines()
+        if line.startswith(name) and "_created" not in line
+    )
+
+
+def _expected(
+    name: str, buckets: tuple[float, ...], label: str, value: str, scale: float = 1.0
+) -> list[str]:
+    """What prometheus-client shows for DURATIONS (times `scale`) observed one by one."""
+    registry = CollectorRegistry()
+    direct = Histogram(name, "d", [label], buckets=buckets, registry=registry)
+    for seconds in DURATIONS:
+        direct.labels(value).observe(seconds * scale)
+    return _series(generate_latest(registry).decode(), name)
+
+
+def test_summed_observations_reach_a_scrape_as_each_observed_alone() -> None:
+    metrics = GatewayMetrics()
+    for seconds in DURATIONS:
+        metrics.request("/v1/images/generations", "r", "m", 200, seconds, seconds * 0.001, 10)
+        metrics.attempt("p", "success", seconds)
+    unread = render(metrics, _empty).decode()  # summed, not handed over yet
+    assert 'pixgate_request_duration_seconds_count{endpoint="/v1/images/generations"} 0.0' in unread
+    text = _scrape(metrics)
+    endpoint = "/v1/images/generations"
+    for name, buckets, label, value, scale in (
+        ("pixgate_request_duration_seconds", DURATION_BUCKETS, "endpoint", endpoint, 1.0),
+        ("pixgate_overhead_seconds", OVERHEAD_BUCKETS, "endpoint", endpoint, 0.001),
+        ("pixgate_upstream_latency_seconds", DURATION_BUCKETS, "provider", "p", 1.0),
+    ):
+        assert _series(text, name) == _expected(name, buckets, label, value, scale)
+    # a second round adds to the first
+    metrics.attempt("p", "success", 0.2)
+    assert 'pixgate_upstream_latency_seconds_count{provider="p"} 8.0' in _scrape(metrics)
+
+
+def test_workers_find_each_observation_in_the_shared_files_when_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # put back afterwards
+    enable_multiprocess(tmp_path)
+    metrics = GatewayMetrics()
+    for seconds in DURATIONS:
+        metrics.request("/v1/images/generations", "r", "m", 200, seconds, None, 10)
+    text = render(metrics, _empty).decode()  # another worker's scrape: no refresh here
+    name = "pixgate_request_duration_seconds"
+    expected = _expected(name, DURATION_BUCKETS, "endpoint", "/v1/images/generations")
+    assert _series(text, name) == expected
+    assert 'pixgate_overhead_seconds_count{endpoint="/v1/images/generations"} 0.0' in text
