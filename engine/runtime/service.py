@@ -22,6 +22,7 @@ from .attempt import run_attempt
 from .calls.optimizer import OptimizerError, optimize
 from .images.fetch import FetchPolicy
 from .job import ImageJob
+from .lifecycle.deadline import deadline
 from .redact import redact
 from .request import Outcome, RequestInfo
 from .routing import retryafter
@@ -75,18 +76,18 @@ class ImageService:
         optimized = await self._optimize(job, plan.route, snapshot, info)
         if optimized is not None:
             job = dataclasses.replace(job, prompt=optimized)
-        deadline = plan.route.timeout or (
+        seconds = plan.route.timeout or (
             POLLING_DEADLINE
             if any(a.provider.tasks[a.task].polls for a in attempts)
             else SYNC_DEADLINE
         )
         try:
-            async with asyncio.timeout(deadline):
+            with deadline(seconds):
                 outcome = await self._failover(job, attempts, snapshot, info)
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout",
-                f"no upstream finished within the {deadline:g}s deadline" + last_reason(info),
+                f"no upstream finished within the {seconds:g}s deadline" + last_reason(info),
             ) from None
         if optimized is not None and not outcome.revised_prompt:
             outcome.revised_prompt = optimized  # an upstream's own revision says more

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from ...dsl.spec import AuthSpec, RequestSpec, StepSpec
 from ..images.imagetypes import sniff
 from ..job import InputImage
 from ..lifecycle.bodygate import known_length, read_capped
+from ..lifecycle.deadline import Deadline, deadline
 from ..routing.failures import UpstreamFailure
 from .sse import LineTooLong, iter_events
 
@@ -160,7 +160,7 @@ async def send(
             return await _exchange(session, out, step, on_event, None)
         # aiohttp bounds a stream by its quiet time only: an answer that is not an event
         # stream (headers included) must still come within `timeout`, trickled or not
-        async with asyncio.timeout(out.timeout) as bound:
+        with deadline(out.timeout) as bound:
             return await _exchange(session, out, step, on_event, bound)
     except TimeoutError:
         raise UpstreamFailure(
@@ -177,7 +177,7 @@ async def _exchange(
     out: Outgoing,
     step: StepSpec,
     on_event: EventFn | None,
-    bound: asyncio.Timeout | None,
+    bound: Deadline | None,
 ) -> Reply:
     timeout = _timeout(out.timeout, step.stream is not None)
     if out.auth_header is None or out.auth_header.lower() == "authorization":
@@ -200,7 +200,7 @@ async def _send_following(
     limits: aiohttp.ClientTimeout,
     step: StepSpec,
     on_event: EventFn | None,
-    bound: asyncio.Timeout | None,
+    bound: Deadline | None,
 ) -> Reply:
     """Redirects followed by hand, for a key in a header of the provider's own name (aiohttp
     would forward it anywhere): it follows only to origins that may receive the key."""
@@ -253,7 +253,7 @@ async def _read(
     resp: aiohttp.ClientResponse,
     step: StepSpec,
     on_event: EventFn | None = None,
-    bound: asyncio.Timeout | None = None,
+    bound: Deadline | None = None,
 ) -> Reply:
     headers = {k.lower(): v for k, v in resp.headers.items()}
     mime = resp.content_type or ""
@@ -263,7 +263,7 @@ async def _read(
         mode = _mode_for(mime)
     if mode == "sse" and resp.status < 400 and step.stream is not None:
         if bound is not None:
-            bound.reschedule(None)  # an event stream may run long (never quiet for `timeout`)
+            bound.clear()  # an event stream may run long (never quiet for `timeout`)
         return await _read_sse(resp, step, headers, url, on_event)
     if resp.content_length is not None and resp.content_length > MAX_BODY:
         raise UpstreamFailure(

@@ -1,0 +1,133 @@
+"""`with deadline(seconds):` asyncio.timeout's behaviour, for less work per use.
+
+A request sets two bounds on its way (its overall deadline, and the exchange's bound on a
+step with a `stream:` spec), each of minutes, and nearly always finishes long before either.
+`asyncio.timeout` arms and disarms a timer of its own per use (under uvloop a libuv timer,
+about as costly as the rest of the request's routing) and runs two coroutines to enter and
+leave. Here a bound of `COARSE_FROM` seconds or more instead joins the bucket of the whole
+second it ends in (the loop time rounded up, as aiohttp rounds its own timeouts from 5 s on,
+so it may fire up to a second late): one timer per second serves every bound ending in it,
+armed by the first to join, and leaving is a dict deletion. A shorter bound keeps an exact
+timer of its own.
+
+On expiry the task is cancelled, and the CancelledError that leaves the `with` block becomes
+TimeoutError, exactly as with asyncio.timeout: a cancellation from elsewhere (the client
+left, shutdown) stays a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import weakref
+from types import TracebackType
+
+COARSE_FROM = 5.0
+GRAIN = 1.0  # seconds: a coarse bound fires at the end of its bucket, at most this late
+_NO_CONTEXT = contextvars.Context()  # timers read no context variable, and hold none
+
+
+class Deadline:
+    """One bound on the current task (see the module docstring); `clear()` lifts it."""
+
+    __slots__ = ("_bucket", "_cancelling", "_delay", "_expired", "_handle", "_task")
+
+    def __init__(self, delay: float | None) -> None:
+        self._delay = delay
+        self._task: asyncio.Task[object] | None = None
+        self._cancelling = 0
+        self._bucket: dict[Deadline, None] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    def __enter__(self) -> Deadline:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("a deadline is set from within a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        delay = self._delay
+        if delay is not None:
+            when = loop.time() + delay
+            if delay >= COARSE_FROM:
+                self._bucket = _wheel(loop).join(loop, self, math.ceil(when / GRAIN))
+            else:
+                self._handle = loop.call_at(when, self._expire, context=_NO_CONTEXT)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.clear()
+        if self._expired:
+            assert self._task is not None
+            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
+
+    def expired(self) -> bool:
+        """The bound fired (as asyncio.Timeout.expired)."""
+        return self._expired
+
+    def clear(self) -> None:
+        """No bound any more (a bound that has already fired stays fired)."""
+        if self._bucket is not None:
+            self._bucket.pop(self, None)
+            self._bucket = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _expire(self) -> None:
+        self._bucket = self._handle = None
+        if self._task is not None and not self._expired:
+            self._expired = True
+            self._task.cancel()
+
+
+def deadline(delay: float | None) -> Deadline:
+    """A bound of `delay` seconds on the current task from the `with` on (None: none)."""
+    return Deadline(delay)
+
+
+class _Wheel:
+    """The buckets of one event loop: {end of bucket / GRAIN: bounds ending in it}. It holds
+    no reference to its loop (the loop is the key it is kept under, weakly)."""
+
+    __slots__ = ("buckets",)
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, dict[Deadline, None]] = {}
+
+    def join(
+        self, loop: asyncio.AbstractEventLoop, entry: Deadline, end: int
+    ) -> dict[Deadline, None]:
+        bucket = self.buckets.get(end)
+        if bucket is None:
+            bucket = self.buckets[end] = {}
+            loop.call_at(end * GRAIN, self._fire, end, context=_NO_CONTEXT)
+        bucket[entry] = None
+        return bucket
+
+    def _fire(self, end: int) -> None:
+        for entry in list(self.buckets.pop(end, ())):
+            entry._expire()
+
+
+_wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Wheel] | None = None  # one loop, usually
+
+
+def _wheel(loop: asyncio.AbstractEventLoop) -> _Wheel:
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]
+    wheel = _wheels.get(loop)
+    if wheel is None:
+        wheel = _wheels[loop] = _Wheel()
+    _last = (weakref.ref(loop), wheel)
+    return wheel
