@@ -37,6 +37,13 @@ async def _generate(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(0.3)
         await resp.write(b'event: image.completed\ndata: {"data": [{"url": "%s"}]}\n\n' % SSE_URL)
         return resp
+    if body["model"] == "quiet":  # an event, then quiet for 3 s (past the 1 s timeout)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: progress\ndata: {}\n\n")
+        await asyncio.sleep(3)
+        await resp.write(b'event: image.completed\ndata: {"data": [{"url": "%s"}]}\n\n' % SSE_URL)
+        return resp
     # JSON, but one byte every 0.3 s: never quiet for the 1 s timeout, never done
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
@@ -60,7 +67,7 @@ STEPS = [
 @contextlib.asynccontextmanager
 async def _sdk(tmp_path: Path, app: web.Application) -> AsyncIterator[openai.AsyncOpenAI]:
     doc = provider_doc(STEPS)
-    doc["models"] = {name: {"tasks": ["generate"]} for name in ("slow", "fast", "sse")}
+    doc["models"] = {name: {"tasks": ["generate"]} for name in ("slow", "fast", "sse", "quiet")}
     root = tmp_path / "config"
     (root / "providers.d").mkdir(parents=True)
     (root / "providers.d" / "t.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -73,6 +80,13 @@ async def _sdk(tmp_path: Path, app: web.Application) -> AsyncIterator[openai.Asy
         "routes": {
             "m": {"timeout": "5s", "targets": targets},
             "s": {"timeout": "5s", "targets": [{"provider": "t", "model": "sse"}]},
+            "q": {
+                "timeout": "5s",
+                "targets": [
+                    {"provider": "t", "model": "quiet", "priority": 2},
+                    {"provider": "t", "model": "fast", "priority": 1},
+                ],
+            },
         },
     }
     (root / "routes.yaml").write_text(yaml.safe_dump(routes))
@@ -102,3 +116,13 @@ async def test_an_event_stream_may_run_longer_than_the_timeout(tmp_path: Path) -
         result = await sdk.images.generate(model="s", prompt="a fox", response_format="url")
     assert result.data is not None and result.data[0].url == SSE_URL.decode()
     assert app[SEEN] == ["sse"]
+
+
+async def test_an_event_stream_quiet_for_longer_than_the_timeout_times_out(
+    tmp_path: Path,
+) -> None:
+    app = web.Application()
+    async with _sdk(tmp_path, app) as sdk:
+        result = await sdk.images.generate(model="q", prompt="a fox", response_format="url")
+    assert result.data is not None and result.data[0].url == PNG_URL  # the next target's
+    assert app[SEEN] == ["quiet", "fast"]

@@ -9,7 +9,11 @@ is refused with `LineTooLong` without reading further.
 A line that reaches `bodygate.UNSIZED_LARGE` takes its request's large-body slot before the
 rest is read (`bodygate.hold_event`): while the request waits for one, nothing more is read
 and the rest of the line stays in the socket. The client endpoint gives the slot back once it
-has written the event."""
+has written the event.
+
+`quiet`: the longest wait for the stream's next bytes (TimeoutError past it). The reader
+bounds it itself, rather than aiohttp's `sock_read`, which would re-arm a timer for every
+chunk of every answer on a step that may stream, streamed or not."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from ..lifecycle import bodygate
+from ..lifecycle.deadline import deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,9 @@ class LineTooLong(ValueError):
     """An event-stream line over the reader's bound."""
 
 
-async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncIterator[bytes]:
+async def iter_lines(
+    content: aiohttp.StreamReader, max_line: int, quiet: float | None = None
+) -> AsyncIterator[bytes]:
     """The stream's lines without their line break (LF or CRLF); the last one may lack it."""
     buffer = bytearray()
     start = 0  # where the next line begins in `buffer`
@@ -50,7 +57,8 @@ async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncItera
                 await bodygate.hold_event()  # before reading the rest of it
             # Small steps until a line holds a slot: a step past the threshold stays small,
             # and what is not taken stays in the reader's buffer, not in a second copy here.
-            chunk = await (content.readany() if held else content.read(bodygate.WAIT_STEP))
+            with deadline(quiet):
+                chunk = await (content.readany() if held else content.read(bodygate.WAIT_STEP))
             if not chunk:
                 if buffer:
                     yield bytes(buffer)
@@ -67,11 +75,13 @@ async def iter_lines(content: aiohttp.StreamReader, max_line: int) -> AsyncItera
         start = end + 1
 
 
-async def iter_events(content: aiohttp.StreamReader, max_line: int) -> AsyncIterator[SseEvent]:
+async def iter_events(
+    content: aiohttp.StreamReader, max_line: int, quiet: float | None = None
+) -> AsyncIterator[SseEvent]:
     """Yield events as they complete (blank-line separated); comments are skipped."""
     event = "message"
     data: list[str] = []
-    async for raw in iter_lines(content, max_line):
+    async for raw in iter_lines(content, max_line, quiet):
         line = raw.decode("utf-8", errors="replace")
         if not line:
             if data:

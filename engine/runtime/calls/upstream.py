@@ -158,8 +158,8 @@ async def send(
     try:
         if step.stream is None:
             return await _exchange(session, out, step, on_event, None)
-        # aiohttp bounds a stream by its quiet time only: an answer that is not an event
-        # stream (headers included) must still come within `timeout`, trickled or not
+        # An answer that is not an event stream (headers included) must come within
+        # `timeout`, trickled or not; an event stream must not go quiet for as long (_read_sse)
         with deadline(out.timeout) as bound:
             return await _exchange(session, out, step, on_event, bound)
     except TimeoutError:
@@ -228,11 +228,13 @@ async def _send_following(
 
 @functools.lru_cache(maxsize=64)
 def _timeout(seconds: float, stream: bool) -> aiohttp.ClientTimeout:
-    """A stream may run long but must not go quiet for `seconds`; anything else must finish
-    within them (no read timer as well: aiohttp re-arms it on every chunk)."""
+    """Anything but a stream must finish within `seconds`; a stream may run long but must not
+    go quiet for them. For a step that may stream, `send` bounds the exchange until it knows
+    (its `deadline`) and the event-stream reader bounds each wait (sse.py): aiohttp's
+    `sock_read` would re-arm a timer on every chunk of every answer."""
     connect = min(seconds, 15.0)
     if stream:
-        return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
+        return aiohttp.ClientTimeout(total=None, sock_connect=connect)
     return aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
 
 
@@ -264,7 +266,7 @@ async def _read(
     if mode == "sse" and resp.status < 400 and step.stream is not None:
         if bound is not None:
             bound.clear()  # an event stream may run long (never quiet for `timeout`)
-        return await _read_sse(resp, step, headers, url, on_event)
+        return await _read_sse(resp, step, headers, url, on_event, quiet=step.request.timeout)
     if resp.content_length is not None and resp.content_length > MAX_BODY:
         raise UpstreamFailure(
             "upstream", f"upstream answer too large ({resp.content_length} bytes)"
@@ -308,6 +310,7 @@ async def _read_sse(
     headers: dict[str, str],
     url: URL,
     on_event: EventFn | None = None,
+    quiet: float | None = None,
 ) -> Reply:
     """Read events until `done_event` (its data is the body) or `error_event`; with only an
     `image_event`, to the end of the stream (or `data: [DONE]`), the last image event's data
@@ -317,7 +320,7 @@ async def _read_sse(
     seen: list[str] = []
     last_image: Any = None
     try:
-        async for event in iter_events(resp.content, MAX_BODY):
+        async for event in iter_events(resp.content, MAX_BODY, quiet):
             seen.append(event.event)
             if event.event == spec.done_event:
                 return Reply(
