@@ -155,13 +155,25 @@ async def send(
 ) -> Reply:
     """One exchange. Network problems become `timeout` / `upstream` failures. `on_event` sees
     the stream's `partial_event` and `image_event` events as they arrive."""
+    stream = step.stream is not None
+    timeout = _timeout(out.timeout, stream)
     try:
-        if step.stream is None:
-            return await _exchange(session, out, step, on_event, None)
-        # An answer that is not an event stream (headers included) must come within
-        # `timeout`, trickled or not; an event stream must not go quiet for as long (_read_sse)
-        with deadline(out.timeout) as bound:
-            return await _exchange(session, out, step, on_event, bound)
+        # On a step that may stream, an answer that is not an event stream (headers included)
+        # must come within `timeout`, trickled or not; an event stream must not go quiet for
+        # as long (_read_sse). Other steps: aiohttp's own total timeout.
+        with deadline(out.timeout if stream else None) as bound:
+            if out.auth_header is None or out.auth_header.lower() == "authorization":
+                # aiohttp drops Authorization itself when a redirect changes the origin
+                async with session.request(
+                    out.method,
+                    out.url,
+                    headers=out.headers,
+                    data=out.data,
+                    timeout=timeout,
+                    allow_redirects=True,
+                ) as resp:
+                    return await _read(resp, step, on_event, bound)
+            return await _send_following(session, out, timeout, step, on_event, bound)
     except TimeoutError:
         raise UpstreamFailure(
             "timeout", f"{out.describe()} timed out after {out.timeout:g}s"
@@ -172,35 +184,13 @@ async def send(
         ) from None
 
 
-async def _exchange(
-    session: aiohttp.ClientSession,
-    out: Outgoing,
-    step: StepSpec,
-    on_event: EventFn | None,
-    bound: Deadline | None,
-) -> Reply:
-    timeout = _timeout(out.timeout, step.stream is not None)
-    if out.auth_header is None or out.auth_header.lower() == "authorization":
-        # aiohttp drops Authorization itself when a redirect changes the origin
-        async with session.request(
-            out.method,
-            out.url,
-            headers=out.headers,
-            data=out.data,
-            timeout=timeout,
-            allow_redirects=True,
-        ) as resp:
-            return await _read(resp, step, on_event, bound)
-    return await _send_following(session, out, timeout, step, on_event, bound)
-
-
 async def _send_following(
     session: aiohttp.ClientSession,
     out: Outgoing,
     limits: aiohttp.ClientTimeout,
     step: StepSpec,
     on_event: EventFn | None,
-    bound: Deadline | None,
+    bound: Deadline,
 ) -> Reply:
     """Redirects followed by hand, for a key in a header of the provider's own name (aiohttp
     would forward it anywhere): it follows only to origins that may receive the key."""
@@ -254,8 +244,8 @@ def _client_error(exc: aiohttp.ClientError) -> str:
 async def _read(
     resp: aiohttp.ClientResponse,
     step: StepSpec,
-    on_event: EventFn | None = None,
-    bound: Deadline | None = None,
+    on_event: EventFn | None,
+    bound: Deadline,
 ) -> Reply:
     headers = {k.lower(): v for k, v in resp.headers.items()}
     mime = resp.content_type or ""
@@ -264,13 +254,11 @@ async def _read(
     if mode == "auto":
         mode = _mode_for(mime)
     if mode == "sse" and resp.status < 400 and step.stream is not None:
-        if bound is not None:
-            bound.clear()  # an event stream may run long (never quiet for `timeout`)
+        bound.clear()  # an event stream may run long (never quiet for `timeout`)
         return await _read_sse(resp, step, headers, url, on_event, quiet=step.request.timeout)
-    if resp.content_length is not None and resp.content_length > MAX_BODY:
-        raise UpstreamFailure(
-            "upstream", f"upstream answer too large ({resp.content_length} bytes)"
-        )
+    length = resp.content_length
+    if length is not None and length > MAX_BODY:
+        raise UpstreamFailure("upstream", f"upstream answer too large ({length} bytes)")
     raw = await read_capped(resp.content, MAX_BODY, known_length(resp))
     if raw is None:
         raise UpstreamFailure("upstream", "upstream answer too large")

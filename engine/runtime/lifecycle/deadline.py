@@ -41,19 +41,20 @@ class Deadline:
         self._expired = False
 
     def __enter__(self) -> Deadline:
+        delay = self._delay
+        if delay is None:
+            return self  # no bound: nothing to arm, nothing to undo
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a deadline is set from within a task")
         self._task = task
         self._cancelling = task.cancelling()
-        delay = self._delay
-        if delay is not None:
-            when = loop.time() + delay
-            if delay >= COARSE_FROM:
-                self._bucket = _wheel(loop).join(loop, self, math.ceil(when / GRAIN))
-            else:
-                self._handle = loop.call_at(when, self._expire, context=_NO_CONTEXT)
+        when = loop.time() + delay
+        if delay >= COARSE_FROM:
+            self._bucket = _wheel(loop).join(loop, self, math.ceil(when / GRAIN))
+        else:
+            self._handle = loop.call_at(when, self._expire, context=_NO_CONTEXT)
         return self
 
     def __exit__(
