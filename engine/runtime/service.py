@@ -81,14 +81,29 @@ class ImageService:
             if any(a.provider.tasks[a.task].polls for a in attempts)
             else SYNC_DEADLINE
         )
+        outcome: Outcome | None = None
+        retries = 0
+        prepared: dict[InputsSpec, ImageJob] = {}  # input images per provider rule set
         try:
             with deadline(seconds):
-                outcome = await self._failover(job, attempts, snapshot, info)
+                for attempt in attempts:  # fail over until one answers
+                    target_job = job
+                    if job.images or job.mask is not None:
+                        target_job = await self._inputs_for(
+                            job, attempt.provider.inputs, prepared, info.public_url
+                        )
+                    outcome, retries = await self._target(
+                        target_job, attempt, snapshot, info, retries
+                    )
+                    if outcome is not None:
+                        break
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout",
                 f"no upstream finished within the {seconds:g}s deadline" + last_reason(info),
             ) from None
+        if outcome is None:
+            raise most_informative(info.failures)
         if optimized is not None and not outcome.revised_prompt:
             outcome.revised_prompt = optimized  # an upstream's own revision says more
         self.metrics.delivered(outcome.provider, len(outcome.data))
@@ -149,20 +164,6 @@ class ImageService:
             info.request_id, route.name, provider.id, spec.model, len(job.prompt), len(rewritten),
         )  # fmt: skip
         return rewritten
-
-    async def _failover(
-        self, job: ImageJob, attempts: list[Attempt], snapshot: ConfigSnapshot, info: RequestInfo
-    ) -> Outcome:
-        retries = 0
-        prepared: dict[InputsSpec, ImageJob] = {}  # input images per provider rule set
-        for attempt in attempts:
-            target_job = await self._inputs_for(
-                job, attempt.provider.inputs, prepared, info.public_url
-            )
-            outcome, retries = await self._target(target_job, attempt, snapshot, info, retries)
-            if outcome is not None:
-                return outcome
-        raise most_informative(info.failures)
 
     async def _target(
         self,
@@ -244,8 +245,9 @@ class ImageService:
     ) -> ImageJob:
         """The job's input images as this provider's `inputs:` wants them, converted once per
         request (Pillow, in a worker thread: big images would stall the event loop). A
-        converted image that had a public URL (inputs are published) gets one of its own."""
-        if spec is None or (not job.images and job.mask is None):
+        converted image that had a public URL (inputs are published) gets one of its own.
+        Called for a job with input images (or a mask)."""
+        if spec is None:
             return job
         if spec not in prepared:
             from .images.transforms import transform_job  # Pillow: only with input images
