@@ -129,7 +129,7 @@ def test_unsupported_task_and_missing_keys_are_skipped(tmp_path: Path) -> None:
     assert [a.provider.id for a in plan.attempts] == ["siliconflow"]
     assert [s.reason for s in plan.skipped] == ["no keys configured"]
     edit = Router().plan(snap, "r", "edit")
-    assert edit.attempts == [] and all(
+    assert not edit.attempts and all(
         "does not support edit" in s.reason
         for s in edit.skipped
         if s.target.provider == "siliconflow"
@@ -193,3 +193,23 @@ def test_a_reload_is_never_planned_with_the_last_snapshots_verdicts(tmp_path: Pa
         "siliconflow"
     ]
     assert len(router.plan(keyed, "r", "generate").attempts) == 2
+
+
+def test_a_plan_with_one_order_is_made_once_per_snapshot(tmp_path: Path) -> None:
+    """Priority tiers of one target each (or a single target) leave nothing to draw: the
+    same plan serves every request until a reload; a drawn order is drawn per request."""
+    routes = {
+        "routes": {
+            "fixed": {"targets": targets((*OPENAI, 1, 2), (*SF, 1, 1))},
+            "drawn": {"strategy": "weighted", "targets": targets((*OPENAI, 1, 0), (*SF, 1, 0))},
+        }
+    }
+    snap = snapshot(tmp_path / "a", routes)
+    router = Router(random.Random(7))
+    fixed = router.plan(snap, "fixed", "generate")
+    assert [a.provider.id for a in fixed.attempts] == ["openai", "siliconflow"]
+    assert router.plan(snap, "fixed", "generate") is fixed
+    drawn = {router.plan(snap, "drawn", "generate").attempts[0].provider.id for _ in range(50)}
+    assert drawn == {"openai", "siliconflow"}
+    reloaded = snapshot(tmp_path / "b", routes)
+    assert router.plan(reloaded, "fixed", "generate") is not fixed

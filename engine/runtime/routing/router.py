@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ...config.loader import ConfigSnapshot
 from ...dsl.spec import ModelSpec, ProviderSpec, RouteSpec, TargetSpec
@@ -31,11 +31,14 @@ class Skipped:
     reason: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
+    """A request's ordered attempts and the targets skipped. A plan whose order no route of
+    its chain draws is made once per snapshot and shared: it is never changed."""
+
     route: RouteSpec
-    attempts: list[Attempt] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+    attempts: tuple[Attempt, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
 
 
 class UnknownModel(LookupError):
@@ -49,19 +52,27 @@ Verdict = Attempt | Skipped
 VerdictTable = dict[str, dict[int, Verdict]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    verdicts: VerdictTable
+    fixed: Plan | None  # the plan itself, when no route of the chain draws an order
+
+
 class Router:
     """Holds the little runtime state routing needs (round-robin cursors, an RNG), and the
     verdicts of the last config snapshot's targets: whether a target can take a task depends
     on the snapshot alone, so it is worked out once per snapshot, not per request. Only the
-    order is drawn per request."""
+    order is drawn per request, and where no route of the chain draws one (a single target,
+    priority tiers of one), the whole plan is made once per snapshot too."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
         self._rr: dict[tuple[str, int], Iterator[int]] = {}
         # Keyed on the snapshot object itself: a reload makes a new one, and so a new table.
-        self._tables: tuple[
-            ConfigSnapshot | None, dict[tuple[str, str, str | None], VerdictTable]
-        ] = (None, {})
+        self._tables: tuple[ConfigSnapshot | None, dict[tuple[str, str, str | None], _Chain]] = (
+            None,
+            {},
+        )
 
     def route_name(self, snapshot: ConfigSnapshot, model: str | None, task: str) -> str:
         if model in (None, "", "auto"):
@@ -82,37 +93,44 @@ class Router:
         and it needs no keys of its own: the client brought one."""
         relayed = relay_route(snapshot, model, relay)
         if relayed is not None:  # a route of its own, made for this request
-            plan = Plan(relayed)
-            for target in relayed.targets:
-                _add(plan, verdict(snapshot, relayed, relayed, target, task, relay))
-            return plan
+            return _plan(
+                relayed,
+                [verdict(snapshot, relayed, relayed, t, task, relay) for t in relayed.targets],
+            )
         first = self.route_name(snapshot, model, task)
-        table = self._table(snapshot, first, task, relay)
-        plan = Plan(snapshot.route(first))
-        for name in snapshot.chain(first):
-            verdicts = table[name]
-            for target in self.order(snapshot.route(name)):
-                _add(plan, verdicts[id(target)])
-        return plan
+        chain = self._chain(snapshot, first, task, relay)
+        if chain.fixed is not None:
+            return chain.fixed
+        return self._ordered(snapshot, first, chain.verdicts)
 
-    def _table(
-        self, snapshot: ConfigSnapshot, first: str, task: str, relay: str | None
-    ) -> VerdictTable:
+    def _ordered(self, snapshot: ConfigSnapshot, first: str, table: VerdictTable) -> Plan:
+        found = [
+            table[name][id(target)]
+            for name in snapshot.chain(first)
+            for target in self.order(snapshot.route(name))
+        ]
+        return _plan(snapshot.route(first), found)
+
+    def _chain(self, snapshot: ConfigSnapshot, first: str, task: str, relay: str | None) -> _Chain:
         """The verdicts of the chain from `first`, from this snapshot's cache. Its keys are
         names the snapshot defines (routes, tasks, provider ids), so it stays bounded."""
         if self._tables[0] is not snapshot:
             self._tables = (snapshot, {})
         tables = self._tables[1]
-        table = tables.get((first, task, relay))
-        if table is None:
+        chain = tables.get((first, task, relay))
+        if chain is None:
             head = snapshot.route(first)
-            table = tables[(first, task, relay)] = {}
+            table: VerdictTable = {}
             for name in snapshot.chain(first):
                 route = snapshot.route(name)
                 table[name] = {
                     id(t): verdict(snapshot, head, route, t, task, relay) for t in route.targets
                 }
-        return table
+            fixed = all(fixed_order(snapshot.route(n)) for n in snapshot.chain(first))
+            chain = tables[(first, task, relay)] = _Chain(
+                table, self._ordered(snapshot, first, table) if fixed else None
+            )
+        return chain
 
     def order(self, route: RouteSpec) -> list[TargetSpec]:
         targets = list(route.targets)
@@ -139,11 +157,19 @@ class Router:
         return keyed + dead
 
 
-def _add(plan: Plan, found: Verdict) -> None:
-    if isinstance(found, Attempt):
-        plan.attempts.append(found)
-    else:
-        plan.skipped.append(found)
+def _plan(route: RouteSpec, found: Sequence[Verdict]) -> Plan:
+    attempts = tuple(v for v in found if isinstance(v, Attempt))
+    return Plan(route, attempts, tuple(v for v in found if isinstance(v, Skipped)))
+
+
+def fixed_order(route: RouteSpec) -> bool:
+    """Whether `Router.order` has one answer for `route`: no cursor to move, no draw."""
+    if len(route.targets) < 2:
+        return True
+    if route.strategy == "round_robin":
+        return False
+    groups = (route.targets,) if route.strategy == "weighted" else route.tiers
+    return all(sum(t.weight > 0 for t in group) < 2 for group in groups)
 
 
 def verdict(
