@@ -119,7 +119,11 @@ async def run_attempt(
             if not data:
                 raise most_informative(sink.failures)
         else:
-            data = await _normalise(svc, job, attempt, key, base_url, images, info)
+            fmt = response_format(job, attempt)
+            rehost = attempt.rehost
+            data = [i for ref in images if (i := passed_through(ref, fmt, rehost)) is not None]
+            if len(data) < len(images):  # a download or a store: not the common case
+                data = await _normalise(svc, job, attempt, key, base_url, images, info)
     except UpstreamFailure:
         if sink is not None:
             await sink.flush()
@@ -153,11 +157,9 @@ async def _normalise(
     images: list[ImageRef],
     info: RequestInfo,
 ) -> list[ClientItem]:
+    """The images as the client asked for them, when some are not passed through as they
+    are (run_attempt tries that first): downloaded, stored, encoded."""
     fmt = response_format(job, attempt)
-    rehost = attempt.rehost
-    direct = [i for ref in images if (i := passed_through(ref, fmt, rehost)) is not None]
-    if len(direct) == len(images):  # the common case: no download, no store, no context
-        return direct
     provider = attempt.provider
     ctx = result_context(svc, provider, key, base_url, info)
     ctx.meta = {

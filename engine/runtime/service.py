@@ -73,7 +73,9 @@ class ImageService:
         attempts = servable(job, plan.attempts)
         if not attempts:
             raise why_nothing(job, plan, relay)
-        optimized = await self._optimize(job, plan.route, snapshot, info)
+        optimized = None  # a route without an optimizer needs no coroutine to say so
+        if plan.route.optimizer is not None:
+            optimized = await self._optimize(job, plan.route, snapshot, info)
         if optimized is not None:
             job = dataclasses.replace(job, prompt=optimized)
         seconds = plan.route.timeout or (

@@ -64,4 +64,6 @@ def call_context(
 
 def call_counts(total: int, per_call: int) -> list[int]:
     """How n is split into calls of at most `per_call` images."""
+    if 0 < total <= per_call:
+        return [total]  # one call: most requests
     return [min(per_call, total - i) for i in range(0, total, per_call)]
