@@ -83,12 +83,15 @@ class Size:
         return nearest_ratio(self.width, self.height)
 
     def as_context(self) -> dict[str, object]:
-        return {
-            "width": self.width,
-            "height": self.height,
-            "text": self.text,
-            "aspect": self.aspect,
-        }
+        """`size` in a template context: the same dict for the same size (templates only
+        read it), made once rather than per request."""
+        return _size_context(self.width, self.height)
+
+
+@functools.lru_cache(maxsize=1024)
+def _size_context(width: int, height: int) -> dict[str, object]:
+    size = Size(width, height)
+    return {"width": width, "height": height, "text": size.text, "aspect": size.aspect}
 
 
 @functools.lru_cache(maxsize=4096)
