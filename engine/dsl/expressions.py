@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jmespath
@@ -10,7 +11,7 @@ from jmespath import exceptions as jexc
 from jmespath import functions as jfunc
 
 from ..rawtext import plain
-from .jmesfast import compile_fast, is_false
+from .jmesfast import compile_fast, compile_first_true, is_false
 from .jsontext import parse_json_text
 from .markdown import markdown_image_urls
 
@@ -95,6 +96,13 @@ class Expr:
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
+
+
+def first_true(conditions: Sequence[Expr]) -> Callable[[Any], int]:
+    """A function of data: the index of the first condition `truthy` on it, -1 if none is
+    (one call per answer for a provider's error rules, not three per rule)."""
+    trees = [c._parsed.parsed for c in conditions]
+    return compile_first_true(trees, [c.search for c in conditions], _FUNCTIONS.call_function)
 
 
 def _walk_step_refs(node: dict[str, Any], found: dict[str, set[str]]) -> None:

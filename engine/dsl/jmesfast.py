@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from numbers import Number
 from typing import Any
 
@@ -113,6 +113,35 @@ def _compiled(tree: str, call_function: Callable[[str, list[Any]], Any]) -> Fn |
     # literal values are bound by name in the namespace, never spelt out.
     exec(compile(source, "<pixgate jmespath>", "exec"), namespace)
     fn: Fn = namespace.pop("fn")
+    return fn
+
+
+def compile_first_true(
+    trees: Sequence[dict[str, Any]],
+    searches: Sequence[Fn],
+    call_function: Callable[[str, list[Any]], Any],
+) -> Callable[[Any], int]:
+    """One function for a list of conditions (a provider's error rules): the index of the
+    first whose value is true by jmespath's rules, -1 when none is. Each condition's code is
+    written inline; one that has no code, or whose code raises, is answered by its `search`
+    (Expr.search: that code again, then jmespath), exactly as `Expr.truthy` would."""
+    writer = _Writer(call_function)
+    lines = ["def fn(v):"]
+    for index, tree in enumerate(trees):
+        writer.lines = []
+        result = writer.node(tree, "v", 2)
+        if result is None:
+            lines.append(f"    r = _s{index}(v)")
+        else:
+            lines += ["    try:", *writer.lines, f"        r = {result}"]
+            lines += ["    except Exception:", f"        r = _s{index}(v)"]
+        lines += ["    if not _false(r):", f"        return {index}"]
+    lines.append("    return -1")
+    namespace = writer.namespace
+    namespace.update({f"_s{index}": search for index, search in enumerate(searches)})
+    # As _compiled: identifiers, operators and repr() literals; values bound by name.
+    exec(compile("\n".join(lines) + "\n", "<pixgate conditions>", "exec"), namespace)
+    fn: Callable[[Any], int] = namespace.pop("fn")
     return fn
 
 

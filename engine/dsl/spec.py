@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..pricing import Price
-from .expressions import Expr
+from .expressions import Expr, first_true
 from .origins import OriginPattern
 from .templates import Renderable
 from .trees import MapNode
@@ -228,6 +229,12 @@ class ProviderSpec:
     # Relay clients may name model ids the file does not list: served like this listed one.
     any_model: str | None = None
     inputs: InputsSpec | None = None  # None: input images go as the client sent them
+    # The index of the first `errors` rule whose `when` holds for an answer's envelope, -1
+    # when none does: one generated function for them all, derived here.
+    first_error: Callable[[Any], int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "first_error", first_true([r.when for r in self.errors]))
 
     def model(self, name: str) -> ModelSpec | None:
         """The listed model, else (with `any_model`) an unlisted id served like that one."""

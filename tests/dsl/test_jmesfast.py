@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from engine.config.loader import build_snapshot
-from engine.dsl.expressions import _OPTIONS, Expr
+from engine.dsl.expressions import _OPTIONS, Expr, first_true
 from tests.dsl.shipped_steps import plain_steps
 from tests.gateway import REPO
 
@@ -148,3 +148,45 @@ def test_shapes_agree_on_edge_values(source: str) -> None:
                 or (reference(expr, doc) == 0 and reference(expr, doc) is not False)
             ), (source, doc)
     assert expr.search([{"a": 1}, {"a": 2}]) == reference(expr, [{"a": 1}, {"a": 2}])
+
+
+def _first_rule(rules: list[Expr], doc: Any) -> int:
+    """The reference: the rules' `truthy` one by one, as the executor checked them before."""
+    return next((i for i, rule in enumerate(rules) if rule.truthy(doc)), -1)
+
+
+def test_every_providers_error_rules_pick_as_one_function_what_they_pick_one_by_one() -> None:
+    """`ProviderSpec.first_error` (one generated function per provider) against each rule's
+    own `truthy` and against jmespath itself, on every golden body as an envelope."""
+    snap = build_snapshot(REPO, {}).snapshot
+    assert snap is not None
+    docs = corpus()
+    matched = 0
+    for provider in snap.providers.values():
+        rules = [r.when for r in provider.errors]
+        for doc in docs:
+            found = provider.first_error(doc)
+            assert found == _first_rule(rules, doc), (provider.id, doc)
+            by_jmespath = next(
+                (
+                    i
+                    for i, r in enumerate(rules)
+                    if reference(r, doc) not in (None, False, "", [], {})
+                ),
+                -1,
+            )
+            assert found == by_jmespath, (provider.id, doc)
+            matched += found >= 0
+    assert matched > 50  # the corpus does trip rules, not only the "none" answer
+
+
+def test_a_rule_whose_code_raises_or_is_left_to_jmespath_answers_as_jmespath() -> None:
+    rules = [
+        Expr("a[1:2]"),  # a slice: no generated code, jmespath answers
+        Expr("length(b) > `2`"),  # length() of a number raises in the code
+        Expr("c == 'x'"),
+    ]
+    first = first_true(rules)
+    for doc in ({"a": [1, 2, 3]}, {"b": 5, "c": "x"}, {"b": "abcd"}, {"c": "x"}, {}, None, 7):
+        assert first(doc) == _first_rule(rules, doc), doc
+    assert first({"a": [1, 2, 3]}) == 0 and first({"b": 5, "c": "x"}) == 2

@@ -283,15 +283,16 @@ class Executor:
     def _check(self, step: StepSpec, reply: Reply) -> None:
         """Raise when the reply is a failure: provider rules first, then HTTP status."""
         envelope = reply.envelope()
-        for rule in self.provider.errors:
-            if rule.when.truthy(envelope):
-                message = rule.message.search(envelope) if rule.message else None
-                raise UpstreamFailure(
-                    rule.kind,
-                    self._message(step, reply, "", str(message) if message else None),
-                    reply.status,
-                    retryafter.from_headers(reply.headers),
-                )
+        index = self.provider.first_error(envelope)  # the first rule that holds
+        if index >= 0:
+            rule = self.provider.errors[index]
+            message = rule.message.search(envelope) if rule.message else None
+            raise UpstreamFailure(
+                rule.kind,
+                self._message(step, reply, "", str(message) if message else None),
+                reply.status,
+                retryafter.from_headers(reply.headers),
+            )
         kind = kind_for_status(reply.status)
         if kind is None and reply.error_event:
             kind = "upstream"
