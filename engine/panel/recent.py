@@ -43,10 +43,13 @@ class RecentStats:
         if not self._buckets or self._buckets[-1][0] != minute:
             self._buckets.append((minute, {}))
         bucket = self._buckets[-1][1]
-        key = (route, provider)
-        if key not in bucket and len(bucket) >= MAX_SERIES:
-            key = OVERFLOW
-        bucket.setdefault(key, Series()).add(status < 400, seconds, overhead)
+        series = bucket.get((route, provider))
+        if series is None:  # a new series, not made on every request only to be dropped
+            key = (route, provider) if len(bucket) < MAX_SERIES else OVERFLOW
+            series = bucket.get(key)
+            if series is None:
+                series = bucket[key] = Series()
+        series.add(status < 400, seconds, overhead)
         self._dirty.add(minute)
         if status >= 400:
             entry = {"at": now, "route": route, "provider": provider, "status": status,
