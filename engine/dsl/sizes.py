@@ -95,6 +95,12 @@ def _size_context(width: int, height: int) -> dict[str, object]:
 
 
 @functools.lru_cache(maxsize=4096)
+def fitted(requested: tuple[int, int] | None, rule: SizeRule) -> Size:
+    """`fit_size` as a Size, made once per request size and rule (sizes repeat)."""
+    return Size(*fit_size(requested, rule))
+
+
+@functools.lru_cache(maxsize=4096)
 def fit_size(requested: tuple[int, int] | None, rule: SizeRule) -> tuple[int, int]:
     """The allowed size nearest to the request (by aspect ratio first, then by area)."""
     if requested is None:

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..dsl.sizes import Size, fit_size
+from ..dsl.sizes import fitted
 from ..dsl.spec import ProviderSpec
 from .calls.checkpoint import resumed_call, resumed_hooks
 from .calls.context import base_context, call_context, call_counts, response_format
@@ -36,8 +36,7 @@ async def run_attempt(
     """One target with one key; a durable job's journal checkpoints it (or resumes it)."""
     provider, model = attempt.provider, attempt.model
     task = provider.tasks[attempt.task]
-    fitted = fit_size(job.size, model.sizes)
-    size = Size(*fitted)
+    size = fitted(job.size, model.sizes)
     base_url = provider.base_url if not provider.on_gateway else info.self_url + provider.base_url
     sink = (
         StreamSink(info, job.n, result_context(svc, provider, key, base_url, info))
@@ -144,7 +143,7 @@ async def run_attempt(
         revised_prompt=first.revised_prompt,
         usage=first.usage,
         size=size,
-        size_adjusted=job.size is not None and job.size != fitted,
+        size_adjusted=job.size is not None and job.size != (size.width, size.height),
     )
 
 

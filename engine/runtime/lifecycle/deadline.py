@@ -89,9 +89,9 @@ class Deadline:
             self._task.cancel()
 
 
-def deadline(delay: float | None) -> Deadline:
-    """A bound of `delay` seconds on the current task from the `with` on (None: none)."""
-    return Deadline(delay)
+# `with deadline(seconds):` a bound of `delay` seconds on the current task from the `with` on
+# (None: none). The class itself: a wrapper function would cost a call per use.
+deadline = Deadline
 
 
 class _Wheel:
