@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..dsl.sizes import fitted
 from ..dsl.spec import ProviderSpec
 from .calls.checkpoint import resumed_call, resumed_hooks
-from .calls.context import base_context, call_context, call_counts, response_format
+from .calls.context import base_context, call_counts, response_format, with_call
 from .calls.executor import CallResult, Executor
 from .calls.imagerefs import ImageRef
 from .calls.streamsink import StreamSink
@@ -86,7 +86,7 @@ async def run_attempt(
             stream=info.streaming,
             partial_images=info.partial_images,
         )
-        return executor.run(task, call_context(base, job, index, count, seed), hooks)
+        return executor.run(task, with_call(base, job, index, count, seed), hooks)
 
     async def in_turn(index: int, count: int) -> CallResult:
         assert gate is not None

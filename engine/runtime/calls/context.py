@@ -58,8 +58,18 @@ def call_context(
     base: Mapping[str, Any], job: ImageJob, index: int, count: int, random_seed: Any
 ) -> dict[str, Any]:
     """One call's context: its share of n, its index, its seed (seed + index)."""
-    seed = job.seed + index if job.seed is not None and index else job.seed
-    return {**base, "n": count, "call_index": index, "seed": seed, "random_seed": random_seed}
+    return with_call(dict(base), job, index, count, random_seed)
+
+
+def with_call(
+    ctx: dict[str, Any], job: ImageJob, index: int, count: int, random_seed: Any
+) -> dict[str, Any]:
+    """`call_context` into a base made for this one call (no copy of it): `ctx` itself."""
+    ctx["n"] = count
+    ctx["call_index"] = index
+    ctx["seed"] = job.seed + index if job.seed is not None and index else job.seed
+    ctx["random_seed"] = random_seed
+    return ctx
 
 
 def call_counts(total: int, per_call: int) -> list[int]:
