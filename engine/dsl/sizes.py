@@ -28,6 +28,7 @@ STANDARD_RATIOS: tuple[str, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=256)  # per request; only valid sizes (short) are kept
 def parse_size(text: str) -> tuple[int, int]:
     match = _SIZE.match(text)
     if not match:
