@@ -74,7 +74,7 @@ def build_request(
             url = URL(base_url + "/", encoded=True).join(url)
     else:  # a path under base_url: on its origin whatever the path holds
         path = str(spec.path.render(ctx)) if spec.path is not None else ""
-        url = URL(base_url + ("" if path.startswith("/") else "/") + path, encoded=True)
+        url = _under(base_url, path)
     # HTTP forbids line breaks in header values: a prompt's become spaces
     headers = {k: _header_value(v) for k, v in spec.headers.render(ctx).items()}
     query = {k: _query_value(v) for k, v in spec.query.render(ctx).items()}
@@ -111,6 +111,11 @@ def build_request(
         if spec.content_type:
             headers.setdefault("Content-Type", spec.content_type)
     return Outgoing(spec.method, url, headers, data, spec.timeout, auth_header, base_url, origins)
+
+
+@functools.lru_cache(maxsize=256)  # most steps' paths are constant: the same URL every call
+def _under(base_url: str, path: str) -> URL:
+    return URL(base_url + ("" if path.startswith("/") else "/") + path, encoded=True)
 
 
 def _header_value(value: Any) -> str:
