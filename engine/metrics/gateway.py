@@ -274,16 +274,12 @@ class GatewayMetrics:
                     self.client_upstream,
                 )
             )
-        measures = (
-            amounts.requests,
-            amounts.images,
-            amounts.failures,
-            amounts.cost_usd,
-            amounts.upstream_seconds,
-        )
-        for child, amount in zip(series, measures, strict=True):
-            if amount:
-                self._add(child, amount)
+        sums = self._pending.row(series)
+        sums[0] += amounts.requests
+        sums[1] += amounts.images
+        sums[2] += amounts.failures
+        sums[3] += amounts.cost_usd
+        sums[4] += amounts.upstream_seconds
 
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
         self._add(self._attempts(provider, outcome), 1)

@@ -39,15 +39,24 @@ class _Observed:
 class Pending:
     """What the event loop counted since the last `flush`, per metric child."""
 
-    __slots__ = ("_counts", "_observed")
+    __slots__ = ("_counts", "_observed", "_rows")
 
     def __init__(self) -> None:
         self._counts: dict[Counter, float] = {}
         self._observed: dict[Histogram, _Observed] = {}
+        self._rows: dict[tuple[Counter, ...], list[float]] = {}
 
     def add(self, child: Counter, amount: float) -> None:
         counts = self._counts
         counts[child] = counts.get(child, 0.0) + amount
+
+    def row(self, children: tuple[Counter, ...]) -> list[float]:
+        """The pending sums of counters that move together (a usage row's), one per child:
+        the caller adds to them."""
+        sums = self._rows.get(children)
+        if sums is None:
+            sums = self._rows[children] = [0.0] * len(children)
+        return sums
 
     def observe(self, child: Histogram, amount: float) -> None:
         observed = self._observed.get(child)
@@ -60,7 +69,12 @@ class Pending:
         """Hand every sum to its child (on the event loop's thread)."""
         counts, self._counts = self._counts, {}
         observed, self._observed = self._observed, {}
+        rows, self._rows = self._rows, {}
         for counter, amount in counts.items():
             counter.inc(amount)
-        for histogram, sums in observed.items():
-            sums.hand_over(histogram)
+        for children, sums in rows.items():
+            for counter, amount in zip(children, sums, strict=True):
+                if amount:
+                    counter.inc(amount)
+        for histogram, observations in observed.items():
+            observations.hand_over(histogram)

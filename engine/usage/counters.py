@@ -52,8 +52,8 @@ class Amounts:
 
 @functools.lru_cache(maxsize=1024)
 def _fields(row: Row) -> tuple[str, ...]:
-    """The row's five field names, in the order of `record`'s values (rows repeat: the
-    names come from the config)."""
+    """The row's five field names, in the order of MEASURES (rows repeat: the names come
+    from the config)."""
     prefix = SEP.join(row) + SEP
     return tuple(
         prefix + m for m in ("requests", "images", "failures", STORED_COST, "upstream_seconds")
@@ -69,22 +69,26 @@ class Usage:
         self.store = store
         self.clock = clock
         self.delay = delay
-        self._pending: dict[str, dict[str, float]] = {}  # day's name -> field -> amount
+        # UTC day -> row -> its sums, in the order of MEASURES (a field each when sent)
+        self._pending: dict[str, dict[Row, list[float]]] = {}
         self._sending: asyncio.Task[None] | None = None
         self._due: asyncio.TimerHandle | None = None  # the send of what is pending
 
     def record(self, row: Row, amounts: Amounts) -> None:
-        values = (
-            amounts.requests,
-            amounts.images,
-            amounts.failures,
-            round(amounts.cost_usd * MICRO),
-            round(amounts.upstream_seconds, 6),
-        )
-        pending = self._pending.setdefault(day_name(day_of(self.clock())), {})
-        for field, value in zip(_fields(row), values, strict=True):
-            if value:
-                pending[field] = pending.get(field, 0.0) + value
+        """Add one request's amounts to its row's pending sums (cost in whole micro-USD and
+        upstream seconds to the microsecond, rounded per request as they are stored)."""
+        day = day_of(self.clock())
+        rows = self._pending.get(day)
+        if rows is None:
+            rows = self._pending[day] = {}
+        sums = rows.get(row)
+        if sums is None:
+            sums = rows[row] = [0.0] * len(MEASURES)
+        sums[0] += amounts.requests
+        sums[1] += amounts.images
+        sums[2] += amounts.failures
+        sums[3] += round(amounts.cost_usd * MICRO)
+        sums[4] += round(amounts.upstream_seconds, 6)
         if self._due is None and self._sending is None:  # else the running send looks after
             self._due = asyncio.get_running_loop().call_later(self.delay, self._start)
 
@@ -103,7 +107,14 @@ class Usage:
 
     async def _send(self) -> None:
         pending, self._pending = self._pending, {}
-        for name, fields in pending.items():
+        for day, rows in pending.items():
+            fields = {
+                field: amount
+                for row, sums in rows.items()
+                for field, amount in zip(_fields(row), sums, strict=True)
+                if amount
+            }
+            name = day_name(day)
             try:
                 await self.store.add_usage(name, fields, KEEP_DAYS * 86400.0)
             except Exception:  # a store that fails open should not; never the caller's error

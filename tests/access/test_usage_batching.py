@@ -75,3 +75,24 @@ async def test_a_query_sends_what_is_pending_first() -> None:
     assert len(store.calls) == 1
     await usage.flush()  # nothing left: no empty write
     assert len(store.calls) == 1
+
+
+async def test_pending_counts_are_rounded_per_request_and_zero_sums_not_sent() -> None:
+    store = CountingStore()
+    usage = Usage(store, delay=3600)
+    other = Row("bob", "fast", "openai", "gpt-image-1")
+    for _ in range(3):  # 0.4 micro-USD rounds to 0 each time: never a field
+        usage.record(ROW, Amounts(images=1, cost_usd=0.0000004, upstream_seconds=0.0000004))
+    usage.record(other, Amounts(failures=1, cost_usd=0.0000016, upstream_seconds=1.5))
+    await usage.flush()
+    prefix, bob = "alice\tfast\topenai\tgpt-image-1\t", "bob\tfast\topenai\tgpt-image-1\t"
+    assert store.calls == [
+        {
+            prefix + "requests": 3,
+            prefix + "images": 3,
+            bob + "requests": 1,
+            bob + "failures": 1,
+            bob + "cost_micro_usd": 2,
+            bob + "upstream_seconds": 1.5,
+        }
+    ]

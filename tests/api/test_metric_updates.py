@@ -21,6 +21,7 @@ from engine.metrics.gateway import (
 )
 from engine.metrics.loopvalue import LoopValue
 from engine.runtime.lifecycle.overload import Limits
+from engine.usage.counters import Amounts, Row
 
 
 def _value(text: str, name: str) -> float:
@@ -164,3 +165,21 @@ def test_workers_find_each_observation_in_the_shared_files_when_answered(
     expected = _expected(name, DURATION_BUCKETS, "endpoint", "/v1/images/generations")
     assert _series(text, name) == expected
     assert 'pixgate_overhead_seconds_count{endpoint="/v1/images/generations"} 0.0' in text
+
+
+def test_usage_rows_reach_a_scrape_summed() -> None:
+    metrics = GatewayMetrics()
+    alice = Row("alice", "r", "p", "m")
+    metrics.usage(alice, Amounts(images=2, cost_usd=0.25, upstream_seconds=1.5))
+    metrics.usage(alice, Amounts(failures=1, upstream_seconds=0.5))
+    metrics.usage(Row("bob", "r", "p", "m"), Amounts(images=1))
+    text = _scrape(metrics)
+    labels = '{client="alice",model="m",provider="p",route="r"}'
+    for name, value in (
+        ("requests", 2.0), ("images", 2.0), ("failures", 1.0), ("cost_usd", 0.25),
+        ("upstream_seconds", 2.0),
+    ):  # fmt: skip
+        assert f"pixgate_client_{name}_total{labels} {value}" in text
+    assert 'pixgate_client_images_total{client="bob",model="m",provider="p",route="r"} 1.0' in text
+    metrics.usage(alice, Amounts(images=1))  # after a scrape: added to what was handed over
+    assert f"pixgate_client_images_total{labels} 3.0" in _scrape(metrics)
