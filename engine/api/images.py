@@ -123,7 +123,10 @@ def job_from(body: dict[str, Any], task: str, *, prompt: str) -> ImageJob:
         else None,
         background=params.text(body, "background"),
         user=params.text(body, "user"),
-        extra={k: v for k, v in body.items() if k not in KNOWN_FIELDS},
+        # fields OpenAI does not define (a request seldom has any)
+        extra={}
+        if KNOWN_FIELDS.issuperset(body)
+        else {k: v for k, v in body.items() if k not in KNOWN_FIELDS},
     )
 
 

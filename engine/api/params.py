@@ -17,6 +17,7 @@ INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 MAX_N = 10
 MAX_PROMPT = 32000
+MAX_KEPT_SIZE = 32  # characters: a longer size string is not kept in parse_size's cache
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -65,8 +66,11 @@ def size(body: dict[str, Any]) -> tuple[int, int] | None:
         return None
     if not isinstance(value, str):
         raise bad_request("'size' must be a string like '1024x1024' or 'auto'.", "size")
+    # parse_size remembers the sizes it reads (clients send the same few); a string longer
+    # than any real size (whitespace around it is allowed) is read without being kept.
+    parse = parse_size if len(value) <= MAX_KEPT_SIZE else parse_size.__wrapped__
     try:
-        width, height = parse_size(value)
+        width, height = parse(value)
     except ValueError:
         raise bad_request(
             f"Invalid 'size' {value!r}: use WIDTHxHEIGHT like '1024x1024', or 'auto'.", "size"
