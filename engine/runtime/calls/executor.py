@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -78,22 +78,14 @@ class Executor:
     # step then tells the upstream. Other cancellations (shutdown, hand-over) send nothing.
     cancelling: Callable[[], bool] | None = None
 
-    async def run(
+    def run(
         self, task: TaskSpec, ctx: dict[str, Any], hooks: CallHooks | None = None
-    ) -> CallResult:
+    ) -> Coroutine[Any, Any, CallResult]:
         """`ctx`: this call's own context (call_context builds one per call); the steps'
-        values are added to it, not to a copy: a polling job holds it for minutes."""
+        values are added to it, not to a copy: a polling job holds it for minutes. (It hands
+        over the steps' coroutine: a waiting job has no frame of this method's.)"""
         ctx["steps"] = dict(hooks.done) if hooks is not None else {}
-        result = CallResult()
-        try:
-            await self._run_steps(task.steps, ctx, result, ran=False, hooks=hooks)
-        except asyncio.CancelledError:
-            if task.cancel is not None and self.cancelling is not None and self.cancelling():
-                await self._cancel_upstream(task.cancel, ctx)
-            raise
-        if not result.images:
-            raise UpstreamFailure("upstream", "the upstream answered without any image")
-        return result
+        return self._run_steps(task.steps, ctx, CallResult(), ran=False, hooks=hooks, task=task)
 
     async def cancel(self, task: TaskSpec, ctx: dict[str, Any], done: dict[str, Any]) -> None:
         """The task's cancel step for a call another process ran (`done`: the values its
@@ -120,29 +112,41 @@ class Executor:
         result: CallResult,
         ran: bool,
         hooks: CallHooks | None = None,
-    ) -> None:
+        task: TaskSpec | None = None,
+    ) -> CallResult:
         """`ran`: an earlier step ran (the first poll then waits one interval). `hooks`: the
-        top-level steps of a durable job (a resumed one skips the steps before `start`)."""
-        for index, step in enumerate(steps):
-            if hooks is not None:
-                if index < hooks.start:
-                    continue  # done before the resume: its values are in ctx["steps"]
-                if hooks.on_step is not None:
-                    await hooks.on_step(index, ctx["steps"])
-            if step.when is not None and not step.when.truthy(ctx):
-                continue  # a skipped step extracts nothing and adds no images
-            if isinstance(step, FanOutStep):
-                ctx["steps"][step.name] = await self._fan_out(step, ctx, result)
-            else:  # the exchange is awaited here, not in a frame of its own: jobs wait in it
-                on_poll = hooks.on_poll if hooks is not None else None
-                reply = await (
-                    self._poll(step, ctx, result, not ran, on_poll)
-                    if step.polls
-                    else self._once(step, ctx, result)
-                )
-                ctx["steps"][step.name] = self._extract(step, reply, result)
-                del reply  # not held through the steps after it (a polling one waits minutes)
-            ran = True
+        top-level steps of a durable job (a resumed one skips the steps before `start`).
+        `task`: these are its own steps (not a fan-out item's): a cancelled call sends its
+        `cancel` step, and a call that ends without an image fails."""
+        try:
+            for index, step in enumerate(steps):
+                if hooks is not None:
+                    if index < hooks.start:
+                        continue  # done before the resume: its values are in ctx["steps"]
+                    if hooks.on_step is not None:
+                        await hooks.on_step(index, ctx["steps"])
+                if step.when is not None and not step.when.truthy(ctx):
+                    continue  # a skipped step extracts nothing and adds no images
+                if isinstance(step, FanOutStep):
+                    ctx["steps"][step.name] = await self._fan_out(step, ctx, result)
+                else:  # the exchange is awaited here, not in a frame of its own: jobs wait in it
+                    on_poll = hooks.on_poll if hooks is not None else None
+                    reply = await (
+                        self._poll(step, ctx, result, not ran, on_poll)
+                        if step.polls
+                        else self._once(step, ctx, result)
+                    )
+                    ctx["steps"][step.name] = self._extract(step, reply, result)
+                    del reply  # not held through the steps after it (a polling one waits)
+                ran = True
+        except asyncio.CancelledError:
+            cancel = task.cancel if task is not None else None
+            if cancel is not None and self.cancelling is not None and self.cancelling():
+                await self._cancel_upstream(cancel, ctx)
+            raise
+        if task is not None and not result.images:
+            raise UpstreamFailure("upstream", "the upstream answered without any image")
+        return result
 
     def _extract(self, step: StepSpec, reply: Reply, result: CallResult) -> dict[str, Any]:
         """The step's `extract` values from its answer, and its images into `result`."""
