@@ -6,10 +6,11 @@ keys, grants and deadlines are service.py's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..dsl.sizes import fitted
+from ..dsl.sizes import Size, fitted
 from ..dsl.spec import ProviderSpec
 from .calls.checkpoint import resumed_call, resumed_hooks
 from .calls.context import base_context, call_counts, response_format, with_call
@@ -55,49 +56,29 @@ async def run_attempt(
         on_image=sink.image if sink is not None else None,
         clock=info.clock,
         extra_headers=svc.internal_headers if provider.on_gateway else None,
-        cancelling=(lambda: journal.client_cancelled) if journal is not None else None,
+        cancelling=journal.cancelled_by_client if journal is not None else None,
     )
-    counts = call_counts(job.n, model.images_per_call or task.images_per_call)
-    # `parallel` calls at a time; no semaphore when all of them fit (one call, usually)
-    gate = asyncio.Semaphore(task.parallel) if len(counts) > task.parallel else None
     if journal is not None and journal.resume_from is None:
         kid = key_id(svc, provider, key, info)
         relayed = info.relay is not None
         await journal.attempt(attempt.route, provider.id, model.name, attempt.task, kid, relayed)
-
-    def call(index: int, count: int) -> Coroutine[Any, Any, CallResult]:
-        """Call `index` as it begins: its seed, its checkpoint hooks, its context; the
-        executor's coroutine, awaited without a frame of this attempt's around it (a polling
-        job waits in it for minutes)."""
-        seed: Any = svc.rng.getrandbits(31)  # a seed, not a secret: no system entropy
-        hooks = None
-        if journal is not None and journal.resume_from is not None:
-            seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
-            hooks = resumed_hooks(journal, task, index, count, key)
-        elif journal is not None:
-            hooks = journal.hooks(index, count, seed, key)
-        # the attempt's part of the context is made per call, not kept beside the calls'
-        base = base_context(
-            job,
-            attempt,
-            size,
-            key,
-            info.request_id,
-            stream=info.streaming,
-            partial_images=info.partial_images,
-        )
-        return executor.run(task, with_call(base, job, index, count, seed), hooks)
-
-    async def in_turn(index: int, count: int) -> CallResult:
-        assert gate is not None
-        async with gate:  # the call begins once a slot is free
-            return await call(index, count)
-
     polling = svc.metrics.polling if task.polls else None
     if polling is not None:
         polling.inc()
     try:
-        results = await settled(_begun(call if gate is None else in_turn, counts))
+        counts = call_counts(job.n, model.images_per_call or task.images_per_call)
+        calls = _begun(_Calls(svc, job, attempt, size, key, info, executor), counts, task.parallel)
+        del counts
+        if len(calls) == 1:  # n=1, the common case: its call is awaited with no frame around it
+            only = calls.pop()
+            try:
+                results: list[CallResult | BaseException] = [await only]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await settled(calls)
         images: list[ImageRef] = []
         failures: list[UpstreamFailure] = []
         first: CallResult | None = None  # its revised prompt and usage are the answer's
@@ -215,20 +196,67 @@ def key_id(
     return svc.key_ids(provider.id, key)
 
 
+@dataclass(slots=True)
+class _Calls:
+    """How an attempt's calls begin: an object of its own rather than closures, so that the
+    attempt's frame (a polling job waits in it for minutes) holds no cell per name."""
+
+    svc: ImageService
+    job: ImageJob
+    attempt: Attempt
+    size: Size
+    key: str | None
+    info: RequestInfo
+    executor: Executor
+
+    def begin(self, index: int, count: int) -> Coroutine[Any, Any, CallResult]:
+        """Call `index` as it begins: its seed, its checkpoint hooks, its context; the
+        executor's coroutine, awaited without a frame of this attempt's around it."""
+        svc, job, attempt, info = self.svc, self.job, self.attempt, self.info
+        task = attempt.provider.tasks[attempt.task]
+        journal = info.journal
+        seed: Any = svc.rng.getrandbits(31)  # a seed, not a secret: no system entropy
+        hooks = None
+        if journal is not None and journal.resume_from is not None:
+            seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
+            hooks = resumed_hooks(journal, task, index, count, self.key)
+        elif journal is not None:
+            hooks = journal.hooks(index, count, seed, self.key)
+        # the attempt's part of the context is made per call, not kept beside the calls'
+        base = base_context(
+            job,
+            attempt,
+            self.size,
+            self.key,
+            info.request_id,
+            stream=info.streaming,
+            partial_images=info.partial_images,
+        )
+        return self.executor.run(task, with_call(base, job, index, count, seed), hooks)
+
+    async def in_turn(self, gate: asyncio.Semaphore, index: int, count: int) -> CallResult:
+        async with gate:  # the call begins once a slot is free
+            return await self.begin(index, count)
+
+
 def _begun(
-    call: Callable[[int, int], Coroutine[Any, Any, CallResult]], counts: list[int]
+    calls: _Calls, counts: list[int], parallel: int
 ) -> list[Coroutine[Any, Any, CallResult]]:
-    """The attempt's calls; when one cannot begin (its checkpoint does not resume), those
-    made before it are closed, never awaited."""
-    calls: list[Coroutine[Any, Any, CallResult]] = []
+    """The attempt's calls, `parallel` at a time (no semaphore when all of them fit: one
+    call, usually); when one cannot begin (its checkpoint does not resume), those made
+    before it are closed, never awaited."""
+    gate = asyncio.Semaphore(parallel) if len(counts) > parallel else None
+    made: list[Coroutine[Any, Any, CallResult]] = []
     try:
         for index, count in enumerate(counts):
-            calls.append(call(index, count))
+            made.append(
+                calls.begin(index, count) if gate is None else calls.in_turn(gate, index, count)
+            )
     except BaseException:
-        for made in calls:
-            made.close()
+        for call in made:
+            call.close()
         raise
-    return calls
+    return made
 
 
 async def settled(awaitables: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:

@@ -39,6 +39,10 @@ class Journal:
     # fleet-wide: now, never, or later (None: always now)
     settle_once: SettleOnce | None = None
 
+    def cancelled_by_client(self) -> bool:
+        """The executor's `cancelling`: whether a cancellation is the client's."""
+        return self.client_cancelled
+
     async def settle(self, settle: Settle) -> None:
         """Settle the job once, whichever replica ends it."""
         await (settle() if self.settle_once is None else self.settle_once(settle))
