@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from engine import logsetup
 from engine.app import create_app
 from engine.eventloop import loop_factory
 from engine.gctune import tune
@@ -82,7 +83,11 @@ async def _cpu_per_request(
 
 
 async def measure(rounds: int, requests: int, concurrency: int, log_file: Path) -> str:
-    logging.basicConfig(level="INFO", filename=log_file)  # pixgate logs as it would serving
+    logsetup.configure("INFO")  # pixgate logs as `pixgate serve` does (its handler, formatter)
+    stream = open(log_file, "a")  # noqa: ASYNC230, SIM115 (before serving; for the process)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
     ports = [free_port() for _ in range(3)]
     upstream = f"http://127.0.0.1:{ports[0]}"
     with tempfile.TemporaryDirectory() as tmp:
