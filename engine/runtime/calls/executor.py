@@ -150,6 +150,9 @@ class Executor:
 
     def _extract(self, step: StepSpec, reply: Reply, result: CallResult) -> dict[str, Any]:
         """The step's `extract` values from its answer, and its images into `result`."""
+        if not step.extract:  # a step whose values no later step reads (most)
+            self._collect(step, reply, result)
+            return {}
         values = {name: plain(expr.search(reply.body)) for name, expr in step.extract}
         missing = [name for name, value in values.items() if value in (None, "")]
         if missing:  # a later step would call a broken URL; say what the upstream said

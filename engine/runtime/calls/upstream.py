@@ -75,9 +75,14 @@ def build_request(
     else:  # a path under base_url: on its origin whatever the path holds
         path = str(spec.path.render(ctx)) if spec.path is not None else ""
         url = _under(base_url, path)
-    # HTTP forbids line breaks in header values: a prompt's become spaces
-    headers = {k: _header_value(v) for k, v in spec.headers.render(ctx).items()}
-    query = {k: _query_value(v) for k, v in spec.query.render(ctx).items()}
+    # HTTP forbids line breaks in header values: a prompt's become spaces. (Most steps have
+    # neither headers nor a query: nothing to render then.)
+    headers: dict[str, str] = {}
+    if spec.headers.items:
+        headers = {k: _header_value(v) for k, v in spec.headers.render(ctx).items()}
+    query: dict[str, str] = {}
+    if spec.query.items:
+        query = {k: _query_value(v) for k, v in spec.query.render(ctx).items()}
     # The key goes only to base_url's origin and the origins listed for it: never to a
     # presigned upload, a CDN or a polling URL on a host nobody named.
     origins = (*auth.send_to, *spec.auth_to)

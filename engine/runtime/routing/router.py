@@ -91,7 +91,7 @@ class Router:
     ) -> Plan:
         """Ordered attempts. With `relay` (a provider id), only that provider's targets count
         and it needs no keys of its own: the client brought one."""
-        relayed = relay_route(snapshot, model, relay)
+        relayed = relay_route(snapshot, model, relay) if relay is not None else None
         if relayed is not None:  # a route of its own, made for this request
             return _plan(
                 relayed,
