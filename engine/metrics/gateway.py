@@ -66,10 +66,9 @@ class Children(Generic[M]):
 
 
 class _RequestSeries(NamedTuple):
-    requests: Counter
+    counters: tuple[Counter, Counter]  # requests, bytes_out: summed together
     duration: Histogram
     overhead: Histogram
-    bytes_out: Counter
 
 
 def multiprocess_dir() -> str | None:
@@ -184,14 +183,14 @@ class GatewayMetrics:
         # usage row: the children of every metric it moves, together.
         self._request_series: dict[tuple[str, str, str, int], _RequestSeries] = {}
         self._usage_series: dict[tuple[str, str, str, str], tuple[Counter, ...]] = {}
+        self._attempt_series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._live: list[tuple[Gauge, Callable[[], float]]] = []
         # Counter increments and histogram observations, summed per child until metrics
         # are read (pending.py): `flush` hands them over.
         self._pending = Pending()
         self._add = self._pending.add
+        self._row = self._pending.row
         self._observe = self._pending.observe
-        self._attempts = Children(self.attempts)
-        self._upstream_latency = Children(self.upstream_latency)
         self._images = Children(self.images)
 
     def request(
@@ -208,18 +207,20 @@ class GatewayMetrics:
         series = self._request_series.get(key)
         if series is None:
             series = self._request_series[key] = _RequestSeries(
-                self.requests.labels(endpoint, route, model, str(status)),
+                (
+                    self.requests.labels(endpoint, route, model, str(status)),
+                    self.bytes_out.labels(endpoint),
+                ),
                 self.duration.labels(endpoint),
                 self.overhead.labels(endpoint),
-                self.bytes_out.labels(endpoint),
             )
-        self._add(series.requests, 1)
+        sums = self._row(series.counters)
+        sums[0] += 1
+        sums[1] += sent
         self._observe(series.duration, seconds)
         if overhead is not None:
             self._observe(series.overhead, overhead)
-        if sent:
-            self._add(series.bytes_out, sent)
-        if self.shared:  # --workers: the shared files are exact when the request is answered
+        if self.registry is None:  # --workers: the shared files are exact when answered
             self.flush()
 
     def flush(self) -> None:
@@ -282,8 +283,14 @@ class GatewayMetrics:
         sums[4] += amounts.upstream_seconds
 
     def attempt(self, provider: str, outcome: str, seconds: float) -> None:
-        self._add(self._attempts(provider, outcome), 1)
-        self._observe(self._upstream_latency(provider), seconds)
+        series = self._attempt_series.get((provider, outcome))
+        if series is None:
+            series = self._attempt_series[provider, outcome] = (
+                self.attempts.labels(provider, outcome),
+                self.upstream_latency.labels(provider),
+            )
+        self._add(series[0], 1)
+        self._observe(series[1], seconds)
 
     def delivered(self, provider: str, images: int) -> None:
         self._add(self._images(provider), images)

@@ -51,8 +51,8 @@ class Pending:
         counts[child] = counts.get(child, 0.0) + amount
 
     def row(self, children: tuple[Counter, ...]) -> list[float]:
-        """The pending sums of counters that move together (a usage row's), one per child:
-        the caller adds to them."""
+        """The pending sums of counters that move together (a request's, a usage row's),
+        one per child: the caller adds to them (a sum still 0 at the flush changes none)."""
         sums = self._rows.get(children)
         if sums is None:
             sums = self._rows[children] = [0.0] * len(children)
