@@ -12,7 +12,7 @@ from aiohttp import web
 from ..panel.guard import check_admin
 from .bearer import bearer_token
 from .errors import ApiError
-from .keys import CLIENT, RELAY, SETTINGS, SNAPSHOT, STATE
+from .keys import CLIENT, RATE_HEADERS, RELAY, SETTINGS, SNAPSHOT, STATE
 
 # Paths that need no client key: health, hosted files (unguessable names), the demo upstream.
 # /metrics checks PIXGATE_METRICS_KEY itself.
@@ -21,15 +21,18 @@ PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/", "/metrics")
 
 def authenticate(request: web.Request) -> None:
     """Let the request through (noting who called it), or raise the 401 (403 for /admin)."""
-    if request.path.startswith(PUBLIC_PREFIXES) or request.path == "/":
+    path = request.path
+    if path.startswith(PUBLIC_PREFIXES) or path == "/":
         return
-    if request.path.startswith("/admin"):
+    if path.startswith("/admin"):
         check_admin(request)
         return
-    keys = request.app[SETTINGS].api_keys
-    snapshot = request.app[STATE].snapshot
+    app = request.app
+    keys = app[SETTINGS].api_keys
+    snapshot = app[STATE].snapshot
     request[SNAPSHOT] = snapshot  # the request keeps this one config to its end
     request[CLIENT] = request[RELAY] = None  # until a clients.yaml key or a relay key says
+    request[RATE_HEADERS] = None  # until a client's rpm limit gives some (api/admission.py)
     routes = snapshot.routes
     token = bearer_token(request)
     if token and keys and routes.backend and _matches(token, keys):

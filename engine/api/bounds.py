@@ -35,16 +35,17 @@ def admit(request: web.Request) -> Admitted | None:
     Refused. The caller closes it when the request ends, however it ends."""
     if not request.path.startswith(BOUNDED_PREFIX):
         return None
-    limit = request.app[SETTINGS].max_body
+    app = request.app
+    limit = app[SETTINGS].max_body
     length = request.content_length
     if length is not None and length > limit:
         raise Refused(_unread(too_large(limit)))
-    limits = request.app[LIMITS]
+    limits = app[LIMITS]
     try:
         limits.in_flight.enter()
     except overload.Overloaded as exc:
         raise Refused(_refusal(exc)) from None
-    return Admitted(limits, _body_bytes(request, limit))
+    return Admitted(limits, _body_bytes(request, length, limit))
 
 
 class Admitted:
@@ -94,12 +95,11 @@ async def _wait_for(request: web.Request, charge: overload.Charge, size: int) ->
         take.cancel()  # a no-op once it is done; else the waiter leaves the queue
 
 
-def _body_bytes(request: web.Request, limit: int) -> int:
-    """What reading the body will hold: its declared length (at most `limit`, checked
+def _body_bytes(request: web.Request, length: int | None, limit: int) -> int:
+    """What reading the body will hold: its declared `length` (at most `limit`, checked
     before); a body without one (chunked) counts as the largest allowed."""
     if not request.body_exists:
         return 0
-    length = request.content_length
     return limit if length is None else length
 
 

@@ -20,6 +20,7 @@ from ..runtime.lifecycle.overload import Overloaded
 from ..runtime.request import NoUpstream, Outcome, RequestInfo
 from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
+from ..settings import Settings
 from . import imagestream, jobs, metering, params
 from .admission import admit
 from .errors import ApiError, bad_request, from_failure, overloaded
@@ -223,10 +224,13 @@ async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
 
 
 def request_info(request: web.Request, **streaming: Any) -> RequestInfo:
+    app = request.app
+    settings = app[SETTINGS]
+    local = _local_address(request)
     info = RequestInfo(
         request[REQUEST_ID],
-        public_url(request),
-        self_url(request),
+        settings.public_url or _request_base(request, settings, local),
+        _self_url(app[STATE].internal_url, settings, local),
         relay=request.get(RELAY),
         client=client.name if (client := request.get(CLIENT)) is not None else None,
         **streaming,
@@ -299,13 +303,15 @@ def public_url(request: web.Request) -> str:
     when allowed (PIXGATE_ALLOWED_HOSTS, else the loopback names of the port the request came
     in on); otherwise the address the connection arrived at."""
     settings = request.app[SETTINGS]
-    if settings.public_url:
-        return settings.public_url
-    local = _local_address(request)
-    host = request.host.lower()
+    return settings.public_url or _request_base(request, settings, _local_address(request))
+
+
+def _request_base(request: web.Request, settings: Settings, local: tuple[str, int] | None) -> str:
+    """public_url without PIXGATE_PUBLIC_URL: from the Host header or the connection."""
+    host = request.host
     allowed = settings.allowed_hosts or (_loopback_names(local[1]) if local else ())
-    if host in allowed:
-        return f"{request.scheme}://{request.host}"
+    if host.lower() in allowed:
+        return f"{request.scheme}://{host}"
     if local is None:
         return f"http://127.0.0.1:{settings.port}"
     address, port = local
@@ -323,22 +329,21 @@ def _loopback_names(port: int) -> tuple[str, ...]:
 
 def _local_address(request: web.Request) -> tuple[str, int] | None:
     """The (host, port) the request's connection arrived at."""
-    if isinstance(request.protocol, JsonErrorHandler):  # every runner of the gateway's app
-        return request.protocol.local_address  # read once per connection
+    protocol = request.protocol
+    if isinstance(protocol, JsonErrorHandler):  # every runner of the gateway's app
+        return protocol.local_address  # read once per connection
     transport = request.transport
     return socket_address(transport.get_extra_info("sockname")) if transport else None
 
 
-def self_url(request: web.Request) -> str:
-    """Where this gateway can reach itself: its private port, else the request's socket."""
-    internal = request.app[STATE].internal_url
+def _self_url(internal: str | None, settings: Settings, local: tuple[str, int] | None) -> str:
+    """Where this gateway can reach itself: its private port (`internal`), else the socket
+    the request came in on (`local`)."""
     if internal is not None:
         return internal
-    local = _local_address(request)
     if local is not None:
         host, port = local
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1" if host == "0.0.0.0" else "::1"
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    settings = request.app[SETTINGS]
     return f"http://127.0.0.1:{settings.port}"

@@ -28,8 +28,10 @@ KEPT_HEADERS = ("content-type", "location")  # plus x-pixgate-*, replayed as the
 
 
 def wants_async(request: web.Request) -> bool:
-    prefer = request.headers.getall("Prefer", [])
-    asked = any("respond-async" in p.lower() for p in prefer)
+    headers = request.headers
+    asked = "Prefer" in headers and any(  # (most requests send no Prefer)
+        "respond-async" in p.lower() for p in headers.getall("Prefer")
+    )
     return asked or request.query.get("async", "").lower() in ("1", "true")
 
 

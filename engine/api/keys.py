@@ -31,5 +31,6 @@ PROVIDER = web.RequestKey("pixgate_provider", str)  # for the access log
 RELAY: web.RequestKey[tuple[str, str] | None] = web.RequestKey("pixgate_relay")  # provider, key
 CLIENT: web.RequestKey[ClientSpec | None] = web.RequestKey("pixgate_client")  # clients.yaml's
 WAIT_CLOCK = web.RequestKey("pixgate_wait_clock", WaitClock)
-# OpenAI's x-ratelimit-* headers for the client's rpm limit, added to the answer.
-RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("pixgate_rate_headers")
+# OpenAI's x-ratelimit-* headers for the client's rpm limit, added to the answer (client
+# auth sets None first, so that the middleware's look finds it without a KeyError).
+RATE_HEADERS: web.RequestKey[dict[str, str] | None] = web.RequestKey("pixgate_rate_headers")

@@ -17,6 +17,7 @@ from .. import logline
 from ..panel.keys import RECENT
 from ..runtime.lifecycle import bodygate
 from ..runtime.lifecycle.overload import Overloaded
+from ..runtime.lifecycle.state import GatewayState
 from . import bodywatch, bounds, clientnoise, cors
 from .auth import authenticate
 from .errors import ApiError, overloaded
@@ -42,7 +43,10 @@ CLIENT_CLOSED = 499  # nginx's "client closed request", for the access log
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if _SAFE_ID.match(incoming) else f"req_{secrets.token_hex(12)}"
+    if incoming and _SAFE_ID.match(incoming):
+        request_id = incoming
+    else:
+        request_id = f"req_{secrets.token_hex(12)}"
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
@@ -52,7 +56,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     app = request.app
     metrics = app[METRICS]
     counted = request.path.startswith("/v1/")
-    ticket = app[STATE].body_gate.ticket()
+    state = app[STATE]
+    ticket = state.body_gate.ticket()
     token = bodygate.CURRENT.set(ticket)
     settings = app[SETTINGS]
     watcher = bodywatch.watch(request, settings.body_timeout, settings.body_min_rate)
@@ -77,7 +82,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         ticket.release()
         bodygate.CURRENT.reset(token)
         if counted:
-            route, model = _route_model(request)
+            route, model = _route_model(request, state)
             elapsed = time.perf_counter() - started
             metrics.request(_endpoint(request), route, model, status, elapsed, overhead, sent)
             recent = app.get(RECENT)
@@ -121,17 +126,18 @@ def _endpoint(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _route_model(request: web.Request) -> tuple[str, str]:
+def _route_model(request: web.Request, state: GatewayState) -> tuple[str, str]:
     """(route, model) labels: only names the live config knows, else "other" (a client may
     send any string as `model`)."""
     model = request.get(MODEL)
     if model is None:
         return "-", "-"
-    routes = request.app[STATE].snapshot.routes
+    snapshot = state.snapshot
+    routes = snapshot.routes
     route = routes.aliases.get(model, model)
     if route in routes.routes:
         return route, model
-    if model in request.app[STATE].snapshot.direct:
+    if model in snapshot.direct:
         return model, model
     return "other", "other"
 
