@@ -111,7 +111,11 @@ def _compiled(tree: str, call_function: Callable[[str, list[Any]], Any]) -> Fn |
     namespace = writer.namespace
     # Written here from a parsed expression: identifiers, operators and repr() literals;
     # literal values are bound by name in the namespace, never spelt out.
-    exec(compile(source, "<pixgate jmespath>", "exec"), namespace)
+    try:
+        code = compile(source, "<pixgate jmespath>", "exec")
+    except (SyntaxError, RecursionError):  # nested deeper than Python allows: jmespath's
+        return None
+    exec(code, namespace)
     fn: Fn = namespace.pop("fn")
     return fn
 
@@ -140,9 +144,21 @@ def compile_first_true(
     namespace = writer.namespace
     namespace.update({f"_s{index}": search for index, search in enumerate(searches)})
     # As _compiled: identifiers, operators and repr() literals; values bound by name.
-    exec(compile("\n".join(lines) + "\n", "<pixgate conditions>", "exec"), namespace)
+    try:
+        code = compile("\n".join(lines) + "\n", "<pixgate conditions>", "exec")
+    except (SyntaxError, RecursionError):  # a condition nested deeper than Python allows
+        return functools.partial(_first_true, tuple(searches))
+    exec(code, namespace)
     fn: Callable[[Any], int] = namespace.pop("fn")
     return fn
+
+
+def _first_true(searches: tuple[Fn, ...], v: Any) -> int:
+    """compile_first_true's answer, a search per condition."""
+    for index, search in enumerate(searches):
+        if not is_false(search(v)):
+            return index
+    return -1
 
 
 class _Writer:
