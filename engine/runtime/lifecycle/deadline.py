@@ -24,7 +24,9 @@ from types import TracebackType
 
 COARSE_FROM = 5.0
 GRAIN = 1.0  # seconds: a coarse bound fires at the end of its bucket, at most this late
-_NO_CONTEXT = contextvars.Context()  # timers read no context variable, and hold none
+# Timers run in an empty context of their own: they read no context variable and hold none.
+# (Not one shared Context: a context is entered while its callback runs, and a loop in
+# another thread could then not enter it, its timer failing with RuntimeError.)
 
 
 class Deadline:
@@ -54,7 +56,7 @@ class Deadline:
         if delay >= COARSE_FROM:
             self._bucket = _wheel(loop).join(loop, self, math.ceil(when / GRAIN))
         else:
-            self._handle = loop.call_at(when, self._expire, context=_NO_CONTEXT)
+            self._handle = loop.call_at(when, self._expire, context=contextvars.Context())
         return self
 
     def __exit__(
@@ -109,7 +111,7 @@ class _Wheel:
         bucket = self.buckets.get(end)
         if bucket is None:
             bucket = self.buckets[end] = {}
-            loop.call_at(end * GRAIN, self._fire, end, context=_NO_CONTEXT)
+            loop.call_at(end * GRAIN, self._fire, end, context=contextvars.Context())
         bucket[entry] = None
         return bucket
 
