@@ -42,12 +42,7 @@ CLIENT_CLOSED = 499  # nginx's "client closed request", for the access log
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    incoming = request.headers.get("x-request-id", "")
-    if incoming and _SAFE_ID.match(incoming):
-        request_id = incoming
-    else:
-        request_id = f"req_{secrets.token_hex(12)}"
-    request[REQUEST_ID] = request_id
+    request[REQUEST_ID] = request_id = _request_id(request)
     started = time.perf_counter()
     status = 500
     overhead: float | None = None
@@ -61,14 +56,36 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     token = bodygate.CURRENT.set(ticket)
     settings = app[SETTINGS]
     watcher = bodywatch.watch(request, settings.body_timeout, settings.body_min_rate)
+    admitted: bounds.Admitted | None = None
     try:
-        response = await _shaped(request, handler)
+        # A CORS preflight, client auth and the process's bounds, then the handler: calls in
+        # this one frame rather than a middleware or coroutine each (a waiting request holds
+        # fewer frames); whatever they raise becomes an OpenAI error.
+        try:
+            preflight = cors.preflight(request)
+            if preflight is not None:
+                response: web.StreamResponse = preflight
+            else:
+                authenticate(request)
+                admitted = bounds.admit(request)  # after auth: a refused key never counts
+                if admitted is not None and not admitted.took_body():
+                    await admitted.wait_for_body(request)
+                response = await handler(request)
+                headers = request.get(RATE_HEADERS)  # a limited client's x-ratelimit-* headers
+                if headers and not response.prepared:  # (streams set them before they start)
+                    response.headers.update(headers)
+        except Exception as exc:
+            shaped = _shaped(request, exc)
+            if shaped is None:
+                raise
+            response = shaped
+        finally:
+            if admitted is not None:
+                admitted.close()
         status = response.status
         if not response.prepared:  # streams sent their headers already
             response.headers["x-request-id"] = request_id
-            clock = request.get(WAIT_CLOCK)
-            own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
-            overhead = max(0.0, own)
+            overhead = _overhead(request, started)
             response.headers["x-pixgate-overhead-ms"] = f"{overhead * 1000:.2f}"
             if ticket.held:  # write the big answer while this request still holds its slot
                 await _write_now(request, response)
@@ -101,6 +118,19 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def _request_id(request: web.Request) -> str:
+    """The client's x-request-id when it is a safe one, else a new id."""
+    incoming = request.headers.get("x-request-id", "")
+    return incoming if incoming and _SAFE_ID.match(incoming) else f"req_{secrets.token_hex(12)}"
+
+
+def _overhead(request: web.Request, started: float) -> float:
+    """Seconds of the request's own time so far, without its waits for upstreams."""
+    clock = request.get(WAIT_CLOCK)
+    own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
+    return max(0.0, own)
 
 
 def _body(response: web.StreamResponse) -> bytes:
@@ -159,41 +189,27 @@ async def _write_now(request: web.Request, response: web.StreamResponse) -> None
             response.body = None
 
 
-async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The request through a CORS preflight, client auth and the process's bounds to its
-    handler, in that order, as calls in this one frame rather than a middleware each (a
-    waiting request holds fewer frames); whatever they raise becomes an OpenAI error."""
-    admitted: bounds.Admitted | None = None
-    try:
-        answer = cors.preflight(request)
-        if answer is not None:
-            return answer
-        authenticate(request)
-        admitted = bounds.admit(request)  # after auth: a request refused for its key never counts
-        if admitted is not None and not admitted.took_body():
-            await admitted.wait_for_body(request)
-        response = await handler(request)
-        headers = request.get(RATE_HEADERS)  # a limited client's x-ratelimit-* headers
-        if headers and not response.prepared:  # (streams set them before they start)
-            response.headers.update(headers)
-        return response
-    except bounds.Refused as refused:
-        return refused.response
-    except ApiError as err:
-        return err.response()
-    except Overloaded as exc:  # an input fetch that found no bytes free
+def _shaped(request: web.Request, exc: Exception) -> web.StreamResponse | None:
+    """The OpenAI-shaped answer for what the request's way to its handler raised, or None
+    when it is to go on up (an HTTPException below 400). Called in the `except` block: an
+    unexpected error is logged with its traceback."""
+    if isinstance(exc, bounds.Refused):
+        return exc.response
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, Overloaded):  # an input fetch that found no bytes free
         return overloaded(exc).response()
-    except bodywatch.BodyTimeout as exc:
+    if isinstance(exc, bodywatch.BodyTimeout):
         error = ApiError(408, f"Request body too slow: {exc.reason}", code="request_timeout")
         shaped = error.response()
         shaped.force_close()  # the rest of the body is not coming: free the connection
         return shaped
-    except web.HTTPRequestEntityTooLarge:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit = request.app[SETTINGS].max_body
         return ApiError(
             413, f"request body is larger than the {limit} byte limit", code="request_too_large"
         ).response()
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status >= 400:
             message = {404: "Not found", 405: f"Method {request.method} not allowed"}.get(
                 exc.status, exc.reason
@@ -206,25 +222,21 @@ async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
                 else message,
                 code=code,
             ).response()
-        raise
-    except Exception as exc:
-        if _client_left(request, exc):
-            clientnoise.note(
-                logging.INFO,
-                "client left mid-request request_id=%s method=%s path=%s: %s",
-                request.get(REQUEST_ID), request.method, request.path, clientnoise.first_line(exc),
-            )  # fmt: skip
-            return web.Response(status=CLIENT_CLOSED)  # never delivered; for the access log
-        log.exception("unhandled error request_id=%s", request.get(REQUEST_ID))
-        return ApiError(
-            500,
-            "internal error in the gateway; the request id identifies it in the logs",
-            type="server_error",
-            code="internal_error",
-        ).response()
-    finally:
-        if admitted is not None:
-            admitted.close()
+        return None
+    if _client_left(request, exc):
+        clientnoise.note(
+            logging.INFO,
+            "client left mid-request request_id=%s method=%s path=%s: %s",
+            request.get(REQUEST_ID), request.method, request.path, clientnoise.first_line(exc),
+        )  # fmt: skip
+        return web.Response(status=CLIENT_CLOSED)  # never delivered; for the access log
+    log.exception("unhandled error request_id=%s", request.get(REQUEST_ID))
+    return ApiError(
+        500,
+        "internal error in the gateway; the request id identifies it in the logs",
+        type="server_error",
+        code="internal_error",
+    ).response()
 
 
 def _client_left(request: web.Request, exc: Exception) -> bool:
