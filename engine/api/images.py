@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +13,7 @@ from .. import rawtext
 from ..jobs.manager import Progress, Release, Work
 from ..pricing import usd
 from ..runtime.calls.checkpoint import Journal
+from ..runtime.calls.executor import ProgressFn
 from ..runtime.images.inputs import InputContext, InputError, resolve
 from ..runtime.job import ImageJob
 from ..runtime.lifecycle import bodygate
@@ -61,12 +62,17 @@ KNOWN_FIELDS = frozenset(
 
 
 async def generations(request: web.Request) -> web.StreamResponse:
-    body = await params.read_json(request)
+    return await _generation(request, await params.read_json(request))
+
+
+def _generation(request: web.Request, body: dict[str, Any]) -> Awaitable[web.StreamResponse]:
+    """The body's job, streamed or answered; raises for bad fields before its coroutine is
+    made. (The waiting `generations` frame keeps the request only, not the parsed body.)"""
     stream = imagestream.options(body)
     job = job_from(body, "generate", prompt=params.prompt(body))
     if stream is not None and not jobs.wants_async(request):
-        return await imagestream.respond(request, job, stream, "image_generation")
-    return await respond(request, job)
+        return imagestream.respond(request, job, stream, "image_generation")
+    return respond(request, job)
 
 
 async def edits(request: web.Request) -> web.StreamResponse:
@@ -169,15 +175,16 @@ def input_context(request: web.Request) -> InputContext:
     return InputContext(state.fetch_session, state.storage, settings.fetch_policy, own, publish)
 
 
-def respond(request: web.Request, job: ImageJob) -> Coroutine[Any, Any, web.Response]:
+def respond(request: web.Request, job: ImageJob) -> Awaitable[web.Response]:
     """Now, or as a background job (Prefer: respond-async); once per Idempotency-Key. (It
-    hands over jobs.respond's coroutine: no frame of its own while the request waits.)"""
+    hands over the coroutine that answers: no frame of its own while the request waits.)"""
+    now = functools.partial(_now, request, job)
+    return jobs.respond(request, job, now, functools.partial(detached, request, job))
 
-    async def now() -> web.Response:
-        outcome = await run_job(request, job)
-        return json_response(images_response(outcome), headers=outcome_headers(outcome))
 
-    return jobs.respond(request, job, now, lambda: detached(request, job))
+async def _now(request: web.Request, job: ImageJob) -> web.Response:
+    outcome = await run_job(request, job)
+    return json_response(images_response(outcome), headers=outcome_headers(outcome))
 
 
 async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release, dict[str, Any]]:
@@ -205,14 +212,16 @@ async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release, 
     return work, ticket.release, request_record(request, job, info.public_url, ticket.hold)
 
 
-async def run_job(request: web.Request, job: ImageJob, **hooks: Any) -> Outcome:
-    """Run a job on the request's snapshot; the service's errors become ApiErrors. `hooks`
-    (on_progress, ...) go to RequestInfo."""
+async def run_job(
+    request: web.Request, job: ImageJob, on_progress: ProgressFn | None = None
+) -> Outcome:
+    """Run a job on the request's snapshot; the service's errors become ApiErrors.
+    `on_progress` goes to RequestInfo (named, not **hooks: no dict while the job waits)."""
     state = request.app[STATE]
     snapshot = request.get(SNAPSHOT) or state.snapshot  # one config for the whole request
     request[MODEL] = job.model or "auto"
     ticket = await admit(request, job, snapshot)
-    info = request_info(request, **hooks)
+    info = request_info(request, on_progress=on_progress)
     try:
         outcome = await metering.run(request, job, snapshot, info, ticket.hold)
     except (UnknownModel, NoUpstream, UpstreamFailure) as exc:

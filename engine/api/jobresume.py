@@ -146,7 +146,9 @@ def _work(
         # have (once per job: metering.metered).
         client = str(saved.get("usage_client") or OTHER)
         try:
-            outcome = await metered(app[METER], client, job, snapshot, info, hold_of(saved), call)
+            outcome = await metered(
+                app[METER], client, job, snapshot, info, hold_of(saved), call()
+            )
         except NotResumable as why:  # the config changed since the check
             raise JobLost(f"The job cannot be resumed here ({why}).") from None
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:

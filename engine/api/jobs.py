@@ -42,13 +42,30 @@ def owner(request: web.Request) -> str:
     )
 
 
-async def respond(request: web.Request, job: ImageJob, sync: Sync, detach: Detach) -> web.Response:
-    """Run `job` now (`sync`) or as a background job, once per Idempotency-Key."""
+def respond(
+    request: web.Request, job: ImageJob, sync: Sync, detach: Detach
+) -> Awaitable[web.Response]:
+    """Run `job` now (`sync`) or as a background job, once per Idempotency-Key. (Without a
+    key it hands over the callee's coroutine: no frame of its own while the request waits;
+    nothing here raises before that.)"""
     callback = job.extra.pop("callback_url", None)
     key = request.headers.get("Idempotency-Key", "").strip()
     is_async = wants_async(request)
     if not key:
-        return await (_submit(request, job, detach, callback) if is_async else sync())
+        return _submit(request, job, detach, callback) if is_async else sync()
+    return _once(request, job, sync, detach, callback, key, is_async)
+
+
+async def _once(
+    request: web.Request,
+    job: ImageJob,
+    sync: Sync,
+    detach: Detach,
+    callback: Any,
+    key: str,
+    is_async: bool,
+) -> web.Response:
+    """`respond` with an Idempotency-Key: a second request with it gets the first's answer."""
     if len(key) > 255:
         raise ApiError(
             400, "Idempotency-Key is longer than 255 characters", param="Idempotency-Key"

@@ -84,10 +84,10 @@ def run(
 ) -> Coroutine[Any, Any, Outcome]:
     """`service.run`, then the cost on the outcome, charged to the budget and counted. (It
     hands over metered's coroutine: no frame of its own while the request waits.)"""
-    service = request.app[STATE].service
+    app = request.app  # (the service's coroutine made last: nothing can raise after it)
     return metered(
-        request.app[METER], who(request), job, snapshot, info, hold,
-        lambda: service.run(job, snapshot, info),
+        app[METER], who(request), job, snapshot, info, hold,
+        app[STATE].service.run(job, snapshot, info),
     )  # fmt: skip
 
 
@@ -98,12 +98,14 @@ async def metered(
     snapshot: ConfigSnapshot,
     info: RequestInfo,
     hold: Hold | None,
-    call: Callable[[], Awaitable[Outcome]],
+    running: Awaitable[Outcome],
 ) -> Outcome:
-    """`call()`, then its cost charged to the budget and its usage counted as `client`'s. A
-    durable job is settled once, by whichever replica ends it (its journal's claim)."""
+    """`running` awaited, then its cost charged to the budget and its usage counted as
+    `client`'s. A durable job is settled once, by whichever replica ends it (its journal's
+    claim). (No closures in here: they would make its locals cells that a waiting request
+    holds; `_settlement` makes them.)"""
     try:
-        outcome = await call()
+        outcome = await running
     except asyncio.CancelledError:
         if info.journal is not None and info.journal.handed_over:
             # The job goes on elsewhere: the replica that ends it settles the reservation,
@@ -114,38 +116,35 @@ async def metered(
         # The upstream may still bill what it was doing: the estimate stays charged.
         if hold is not None:
             hold.settled = True
-
         row, amounts = _failure(snapshot, job, client, info, None)
-
-        async def cancelled() -> None:
-            meter.record(row, amounts)
-
-        await _settle(info, cancelled)
+        await _settle(info, _settlement(meter, row, amounts, None, 0.0))
         raise
     except Exception as exc:
         failure = exc if isinstance(exc, UpstreamFailure) else None
         row, amounts = _failure(snapshot, job, client, info, failure)
-
-        async def failed() -> None:
-            # No images: the shipped providers bill no failure (docs/clients.md): given back.
-            if hold is not None:
-                await meter.budgets.settle(hold, 0.0)
-            meter.record(row, amounts)
-
-        await _settle(info, failed)
+        # No images: the shipped providers bill no failure (docs/clients.md): given back.
+        await _settle(info, _settlement(meter, row, amounts, hold, 0.0))
         raise
     outcome.cost_usd = outcome_cost(snapshot, job, outcome)
     cost = outcome.cost_usd or 0.0
     row = row_of(snapshot, job, client, outcome.provider, outcome.model)
     amounts = Amounts(images=len(outcome.data), cost_usd=cost, upstream_seconds=info.clock.waited)
+    await _settle(info, _settlement(meter, row, amounts, hold, cost))
+    return outcome
 
-    async def succeeded() -> None:
+
+def _settlement(
+    meter: Meter, row: Row, amounts: Amounts, hold: Hold | None, cost: float
+) -> Callable[[], Awaitable[None]]:
+    """The request's settlement: `cost` charged against `hold` (when there is one to settle)
+    and the usage counted. It holds only what it counts, not the request or its images."""
+
+    async def settle() -> None:
         if hold is not None:
             await meter.budgets.settle(hold, cost)
         meter.record(row, amounts)
 
-    await _settle(info, succeeded)
-    return outcome
+    return settle
 
 
 def _settle(info: RequestInfo, settle: Callable[[], Awaitable[None]]) -> Awaitable[None]:

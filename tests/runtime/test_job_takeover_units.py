@@ -56,7 +56,7 @@ async def test_a_job_is_settled_once_whichever_runs_end_it() -> None:
         journal = Journal(_save, settle_once=settle_once)
         info = RequestInfo("r", "http://gw", "http://gw", journal=journal)
         hold = Hold(("budget:{c}:day:x",), (60.0,), 250_000)
-        await metered(meter, "c", job, snapshot, info, hold, made)
+        await metered(meter, "c", job, snapshot, info, hold, made())
     rows = await meter.usage.query(*_today(meter), ("client",))
     assert [(r["client"], r["requests"], r["images"]) for r in rows] == [("c", 1, 1)]
     spent = await store.get_usage("budget:{c}:day:x")
