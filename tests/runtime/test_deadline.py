@@ -44,11 +44,10 @@ async def test_an_expired_bound_raises_timeout_and_leaves_the_task_uncancelled(
     bound: Bound,
 ) -> None:
     started = time.monotonic()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError):  # raised long before the sleep could end on its own
         async with bound(0.05):
-            await asyncio.sleep(5)
-    waited = time.monotonic() - started
-    assert 0.04 <= waited < 0.05 + deadline_module.GRAIN + 0.5  # coarse: up to GRAIN late
+            await asyncio.sleep(60)
+    assert time.monotonic() - started >= 0.04  # never early (how late depends on the load)
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0)  # the task goes on normally
