@@ -36,7 +36,9 @@ class Deadline:
 
     def __init__(self, delay: float | None) -> None:
         self._delay = delay
-        self._task: asyncio.Task[object] | None = None
+        # weakly: the loop's wheel holds this entry, and through a strong task it would hold
+        # the loop too (a loop closed with a task still waiting could never be collected)
+        self._task: weakref.ref[asyncio.Task[object]] | None = None
         self._cancelling = 0
         self._bucket: dict[Deadline, None] | None = None
         self._handle: asyncio.TimerHandle | None = None
@@ -50,7 +52,7 @@ class Deadline:
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a deadline is set from within a task")
-        self._task = task
+        self._task = weakref.ref(task)
         self._cancelling = task.cancelling()
         when = loop.time() + delay
         if delay >= COARSE_FROM:
@@ -67,8 +69,9 @@ class Deadline:
     ) -> None:
         self.clear()
         if self._expired:
-            assert self._task is not None
-            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            task = self._task() if self._task is not None else None
+            assert task is not None  # the task running this block
+            if task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
                 raise TimeoutError from exc
 
     def expired(self) -> bool:
@@ -86,9 +89,10 @@ class Deadline:
 
     def _expire(self) -> None:
         self._bucket = self._handle = None
-        if self._task is not None and not self._expired:
+        task = self._task() if self._task is not None else None
+        if task is not None and not self._expired:
             self._expired = True
-            self._task.cancel()
+            task.cancel()
 
 
 # `with deadline(seconds):` a bound of `delay` seconds on the current task from the `with` on
