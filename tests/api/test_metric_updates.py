@@ -39,6 +39,13 @@ def _scrape(metrics: GatewayMetrics) -> str:
     return render(metrics, _empty).decode()
 
 
+def _as_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metrics as under --workers: values in shared files under `tmp_path` (undone after)."""
+    monkeypatch.setenv(ENV, str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # put back afterwards
+    enable_multiprocess(tmp_path)
+
+
 def _hold(limits: Limits) -> None:
     limits.in_flight.enter()
     limits.in_flight.enter()
@@ -60,9 +67,7 @@ def test_one_process_reads_the_limits_at_the_scrape() -> None:
 def test_workers_copy_the_limits_into_the_shared_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(ENV, str(tmp_path))
-    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # put back afterwards
-    enable_multiprocess(tmp_path)
+    _as_workers(tmp_path, monkeypatch)
     metrics, limits = GatewayMetrics(), Limits(10, 1000, 1.0)
     publish(limits, metrics)
     assert metrics.shared
@@ -90,9 +95,7 @@ def test_one_process_counts_without_locks_and_workers_keep_the_shared_files(
     shared = GatewayMetrics()
     assert values.ValueClass is not LoopValue  # --workers: every value in the shared files
     shared.request("/v1/images/generations", "r", "m", 200, 0.2, 0.001, 10)
-    empty = {"keys": {}, "circuits": {}, "config_version": "v", "config_loaded_at": 0.0,
-             "reloads": {}}  # fmt: skip
-    text = render(shared, lambda: empty).decode()  # another worker's scrape: no refresh here
+    text = render(shared, _empty).decode()  # another worker's scrape: no refresh here
     assert 'status="200"} 1.0' in text  # in the files as the request is answered
 
 
@@ -154,9 +157,7 @@ def test_summed_observations_reach_a_scrape_as_each_observed_alone() -> None:
 def test_workers_find_each_observation_in_the_shared_files_when_answered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(ENV, str(tmp_path))
-    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # put back afterwards
-    enable_multiprocess(tmp_path)
+    _as_workers(tmp_path, monkeypatch)
     metrics = GatewayMetrics()
     for seconds in DURATIONS:
         metrics.request("/v1/images/generations", "r", "m", 200, seconds, None, 10)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
+import pytest
 import yaml
 from aiohttp import web
 
@@ -100,29 +101,23 @@ async def _sdk(tmp_path: Path, app: web.Application) -> AsyncIterator[openai.Asy
         yield sdk
 
 
-async def test_a_trickled_json_answer_times_out_and_the_next_target_answers(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("model", "url", "seen"),
+    [
+        # a trickled JSON answer times out, and the next target answers
+        ("m", PNG_URL, ["slow", "fast"]),
+        # an event stream may run longer than the timeout
+        ("s", SSE_URL.decode(), ["sse"]),
+        # an event stream quiet for longer than the timeout times out: the next target's
+        ("q", PNG_URL, ["quiet", "fast"]),
+    ],
+    ids=["trickled-json-fails-over", "long-event-stream-runs-on", "quiet-event-stream-fails-over"],
+)
+async def test_a_step_timeout_bounds_a_slow_answer_but_not_a_live_stream(
+    tmp_path: Path, model: str, url: str, seen: list[str]
 ) -> None:
     app = web.Application()
     async with _sdk(tmp_path, app) as sdk:
-        result = await sdk.images.generate(model="m", prompt="a fox", response_format="url")
-    assert result.data is not None and result.data[0].url == PNG_URL
-    assert app[SEEN] == ["slow", "fast"]
-
-
-async def test_an_event_stream_may_run_longer_than_the_timeout(tmp_path: Path) -> None:
-    app = web.Application()
-    async with _sdk(tmp_path, app) as sdk:
-        result = await sdk.images.generate(model="s", prompt="a fox", response_format="url")
-    assert result.data is not None and result.data[0].url == SSE_URL.decode()
-    assert app[SEEN] == ["sse"]
-
-
-async def test_an_event_stream_quiet_for_longer_than_the_timeout_times_out(
-    tmp_path: Path,
-) -> None:
-    app = web.Application()
-    async with _sdk(tmp_path, app) as sdk:
-        result = await sdk.images.generate(model="q", prompt="a fox", response_format="url")
-    assert result.data is not None and result.data[0].url == PNG_URL  # the next target's
-    assert app[SEEN] == ["quiet", "fast"]
+        result = await sdk.images.generate(model=model, prompt="a fox", response_format="url")
+    assert result.data is not None and result.data[0].url == url
+    assert app[SEEN] == seen
