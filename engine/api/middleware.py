@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from .keys import (
     STATE,
     WAIT_CLOCK,
 )
+from .requestids import new_request_id
 
 access_log = logging.getLogger("pixgate.access")
 log = logging.getLogger("pixgate.api")
@@ -123,7 +123,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 def _request_id(request: web.Request) -> str:
     """The client's x-request-id when it is a safe one, else a new id."""
     incoming = request.headers.get("x-request-id", "")
-    return incoming if incoming and _SAFE_ID.match(incoming) else f"req_{secrets.token_hex(12)}"
+    return incoming if incoming and _SAFE_ID.match(incoming) else new_request_id()
 
 
 def _overhead(request: web.Request, started: float) -> float:
