@@ -187,7 +187,9 @@ class ImageService:
             if retries:
                 await asyncio.sleep(self._backoff(retries))
             try:
-                grant = await self._grant(attempt, policy, info, tried)
+                grant = self._grant_now(attempt, policy, info, tried)
+                if grant is None:
+                    grant = await self._grant(attempt, policy, info, tried)
             except Denied as exc:
                 if not (tried and exc.why == "no_key"):  # else the keys' own failures say more
                     info.failures.append(denied_failure(exc))
@@ -218,8 +220,23 @@ class ImageService:
                 await self.state.settle(grant, policy, RELEASED, wait=False)
                 raise
             self.metrics.attempt(pid, "success", time.perf_counter() - started)
-            await self.state.settle(grant, policy, None, wait=False)
+            if not self.state.settle_nowait(grant, policy, None, None):
+                await self.state.settle(grant, policy, None, wait=False)
             return outcome, retries
+
+    def _grant_now(
+        self, attempt: Attempt, policy: ProviderPolicy, info: RequestInfo, tried: list[str]
+    ) -> Grant | None:
+        """A grant the state gives without waiting (in-process state, a free key), else None
+        for `_grant` (a round trip, or every key busy). Raises Denied."""
+        try:
+            return self.state.acquire_nowait(
+                attempt.provider, policy, pool=not info.relay, exclude=tried
+            )
+        except Denied as exc:
+            if exc.why != "busy":
+                raise
+            return None
 
     async def _grant(
         self, attempt: Attempt, policy: ProviderPolicy, info: RequestInfo, tried: list[str]

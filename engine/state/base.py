@@ -187,6 +187,28 @@ class StateBackend(Counters, JobStore, Protocol):
         """End a grant: kind None is success, RELEASED no verdict, else the failure kind."""
         ...
 
+    # The same two without a coroutine, for the hot path: answered when this backend needs
+    # no wait for them (in-process state always; Redis from its fresh cache), else declined
+    # so the caller awaits the call above.
+
+    def acquire_nowait(
+        self,
+        provider: ProviderSpec,
+        policy: ProviderPolicy,
+        *,
+        pool: bool = True,
+        exclude: Collection[str] = (),
+    ) -> Grant | None:
+        """`acquire`'s grant (or its Denied) when no wait is needed; None: await `acquire`."""
+        ...
+
+    def settle_nowait(
+        self, grant: Grant, policy: ProviderPolicy, kind: str | None, retry_after: float | None
+    ) -> bool:
+        """`settle(..., wait=False)` done when it needs no wait (True); False: nothing was
+        done, await `settle`."""
+        ...
+
     async def report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
         """Per provider: circuit state and per-key rows (keys masked), for /admin/keys."""
         ...

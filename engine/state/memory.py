@@ -54,9 +54,9 @@ class MemoryState:
         pool: bool = True,
         exclude: Collection[str] = (),
     ) -> Grant:
-        return self.acquire_now(provider, policy, pool=pool, exclude=exclude)
+        return self.acquire_nowait(provider, policy, pool=pool, exclude=exclude)
 
-    def acquire_now(
+    def acquire_nowait(
         self,
         provider: ProviderSpec,
         policy: ProviderPolicy,
@@ -64,6 +64,7 @@ class MemoryState:
         pool: bool = True,
         exclude: Collection[str] = (),
     ) -> Grant:
+        """Never waits: in-process state answers at once (`acquire` is this, as a coroutine)."""
         pid = provider.id
         permit = self.breakers.allow(pid, policy.breaker)
         if permit is None:
@@ -90,15 +91,16 @@ class MemoryState:
         *,
         wait: bool = True,
     ) -> None:
-        self.settle_now(grant, policy, kind, retry_after)
+        self.settle_nowait(grant, policy, kind, retry_after)
 
-    def settle_now(
+    def settle_nowait(
         self,
         grant: Grant,
         policy: ProviderPolicy,
         kind: str | None,
         retry_after: float | None = None,
-    ) -> None:
+    ) -> bool:
+        """Never waits: always done (True)."""
         if grant.leased and grant.key is not None:
             grant.leased = False
             self.keys.give(grant.provider, grant.key)
@@ -106,6 +108,7 @@ class MemoryState:
             self.record(grant.provider, grant.key, policy, kind, retry_after)
         if isinstance(grant.handle, Permit):  # a no-op once an outcome was recorded
             self.breakers.release(grant.handle)
+        return True
 
     def record(
         self,

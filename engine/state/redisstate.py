@@ -176,7 +176,7 @@ class RedisState(RedisRecords, RedisJobLeases):
     ) -> Grant:
         if self.stats.degraded:
             self.stats.fallbacks += 1
-            return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
+            return self.local.acquire_nowait(provider, policy, pool=pool, exclude=exclude)
         pid = provider.id
         keys = provider.auth.keys if pool else ()
         candidates = tuple(k for k in keys if k not in exclude) if exclude else keys
@@ -186,12 +186,36 @@ class RedisState(RedisRecords, RedisJobLeases):
         # of a success looks at it.
         health = await self.cache.get(provider, self.guard)
         if self.stats.degraded:  # the cache's read just failed
-            return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
+            return self.local.acquire_nowait(provider, policy, pool=pool, exclude=exclude)
         if health is not None and not policy.max_concurrency_per_key:  # no lease to take
             grant = self._cached_grant(pid, policy, health, candidates)
             if grant is not None:
                 return grant
         return await self._scripted_grant(provider, policy, candidates, pool, exclude)
+
+    def acquire_nowait(
+        self,
+        provider: ProviderSpec,
+        policy: ProviderPolicy,
+        *,
+        pool: bool = True,
+        exclude: Collection[str] = (),
+    ) -> Grant | None:
+        """`acquire` when no round trip is needed: local state while degraded, else a grant
+        from a fresh cache with no lease to take (None: `acquire` asks Redis)."""
+        if self.stats.degraded:
+            self.stats.fallbacks += 1
+            return self.local.acquire_nowait(provider, policy, pool=pool, exclude=exclude)
+        if policy.max_concurrency_per_key:
+            return None
+        health = self.cache.fresh(provider.id)
+        if health is None:
+            return None
+        keys = provider.auth.keys if pool else ()
+        candidates = tuple(k for k in keys if k not in exclude) if exclude else keys
+        if pool and provider.auth.keys and not candidates:
+            raise Denied(provider.id, "no_key")
+        return self._cached_grant(provider.id, policy, health, candidates)
 
     def _cached_grant(
         self, pid: str, policy: ProviderPolicy, health: Health, candidates: tuple[str, ...]
@@ -238,7 +262,7 @@ class RedisState(RedisRecords, RedisJobLeases):
         ]  # fmt: skip
         answer = await self._acquire_call(pid, names, args)
         if answer is None:
-            return self.local.acquire_now(provider, policy, pool=pool, exclude=exclude)
+            return self.local.acquire_nowait(provider, policy, pool=pool, exclude=exclude)
         verdict, number, probe = str(answer[0]), int(answer[1]), bool(int(answer[2]))
         if verdict == "open":
             raise Denied(pid, "circuit_open", number / 1000 or None)
@@ -273,22 +297,13 @@ class RedisState(RedisRecords, RedisJobLeases):
         trip of its own (batched; with wait=True its lease release is sent before this
         returns). Anything else is one Lua call, sent after the caller moves on with
         wait=False. close() waits for those."""
-        if grant.via != "redis":
-            self.local.settle_now(grant, policy, kind, retry_after)
-            return
-        lease = self._held.pop(grant.token, None)
-        if grant.key is not None:
-            self.local.keys.give(grant.provider, grant.key)
-        if kind != RELEASED:  # what this replica learnt serves it if Redis goes away
-            self.local.record(grant.provider, grant.key, policy, kind, retry_after)
-        if not grant.probe and (kind == RELEASED or (kind is None and self._clean(grant))):
-            if lease is not None:
-                self.outbox.release(lease, grant.token)
-            if kind is None and grant.key is not None:
-                self.outbox.success(self.names.key(grant.provider, grant.key)[0])
-            if wait and lease is not None:
+        leased = grant.token in self._held
+        if self.settle_nowait(grant, policy, kind, retry_after):
+            if wait and leased:
                 await self.outbox.flush()
             return
+        self._held.pop(grant.token, None)
+        self._settle_local(grant, policy, kind, retry_after)
         call = self._settle_call(grant, policy, kind, retry_after)
         if wait:
             await call
@@ -297,6 +312,32 @@ class RedisState(RedisRecords, RedisJobLeases):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         # On failure the lease expires by its TTL (no renewal) and the probe slot likewise.
+
+    def settle_nowait(
+        self, grant: Grant, policy: ProviderPolicy, kind: str | None, retry_after: float | None
+    ) -> bool:
+        """A local grant, or a success or cancellation that changes nothing the fleet caches
+        (batched, as `settle` says); False for anything that needs its Lua call."""
+        if grant.via != "redis":
+            return self.local.settle_nowait(grant, policy, kind, retry_after)
+        if grant.probe or not (kind == RELEASED or (kind is None and self._clean(grant))):
+            return False
+        lease = self._held.pop(grant.token, None)
+        self._settle_local(grant, policy, kind, retry_after)
+        if lease is not None:
+            self.outbox.release(lease, grant.token)
+        if kind is None and grant.key is not None:
+            self.outbox.success(self.names.key(grant.provider, grant.key)[0])
+        return True
+
+    def _settle_local(
+        self, grant: Grant, policy: ProviderPolicy, kind: str | None, retry_after: float | None
+    ) -> None:
+        """This replica's own view of a redis grant's end."""
+        if grant.key is not None:
+            self.local.keys.give(grant.provider, grant.key)
+        if kind != RELEASED:  # what this replica learnt serves it if Redis goes away
+            self.local.record(grant.provider, grant.key, policy, kind, retry_after)
 
     def _clean(self, grant: Grant) -> bool:
         """Whether a success needs no reset, as far as a fresh cache knows: the breaker

@@ -172,3 +172,29 @@ def test_the_cache_lifetime_is_configured_between_0_and_1_s() -> None:
     assert config is not None and config.cache_ttl == 0.25
     with pytest.raises(StateConfigError, match="PIXGATE_STATE_CACHE_TTL"):
         redis_config({**env, "PIXGATE_STATE_CACHE_TTL": "5"}, None)
+
+
+async def test_without_a_wait_only_what_needs_no_round_trip(replicas: Replica) -> None:
+    """The hot path's acquire_nowait / settle_nowait: a grant from a fresh cache and a clean
+    success are done at once; anything that needs Redis is declined (left to the awaited
+    calls), with nothing taken or recorded."""
+    a = await started(replicas, "a")
+    p = provider(KEYS[0])
+    assert a.acquire_nowait(p, POLICY) is None  # nothing cached yet: only Redis can tell
+    await a.settle(await a.acquire(p, POLICY), POLICY, None, wait=False)  # reads the cache
+    grant = a.acquire_nowait(p, POLICY)
+    assert grant is not None and grant.key == KEYS[0] and grant.via == "redis"
+    assert a.local.keys.health("p", KEYS[0]).in_flight == 1
+    assert a.settle_nowait(grant, POLICY, None, None)  # a clean success: batched
+    assert a.local.keys.health("p", KEYS[0]).in_flight == 0
+    limited = ProviderPolicy(max_concurrency_per_key=2)
+    assert a.acquire_nowait(p, limited) is None  # a lease: the acquire script's
+    grant = a.acquire_nowait(p, POLICY)
+    assert grant is not None
+    assert not a.settle_nowait(grant, POLICY, "upstream", None)  # a failure: its Lua call
+    assert a.local.keys.health("p", KEYS[0]).in_flight == 1  # untouched until settled
+    await a.settle(grant, POLICY, "rate_limited", 30)
+    assert a.local.keys.health("p", KEYS[0]).in_flight == 0
+    await until(lambda: _true(a.cache.fresh("p") is None), "the cooldown did not drop the cache")
+    with pytest.raises(Denied):
+        await a.acquire(p, POLICY)  # the key rests fleet-wide

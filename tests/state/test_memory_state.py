@@ -55,3 +55,17 @@ async def test_hooks_count_and_keep_job_records() -> None:
     assert await state.get_job("j") == {"status": "queued"}
     await state.put_job("gone", {}, ttl=-1)
     assert await state.get_job("gone") is None
+
+
+def test_memory_state_answers_without_a_wait() -> None:
+    """In-process state never declines the hot path's acquire_nowait / settle_nowait."""
+    state, p = MemoryState(), provider("k1")
+    policy = ProviderPolicy(max_concurrency_per_key=1)
+    grant = state.acquire_nowait(p, policy)
+    assert grant.key == "k1" and state.keys.health("p", "k1").in_flight == 1
+    with pytest.raises(Denied) as caught:
+        state.acquire_nowait(p, policy)
+    assert caught.value.why == "busy"
+    assert state.settle_nowait(grant, policy, None)
+    assert state.keys.health("p", "k1").in_flight == 0
+    assert state.keys.health("p", "k1").successes == 1
