@@ -131,7 +131,7 @@ class MemoryState:
         return self.report_now(providers)
 
     async def reprobe(self, provider: str, key: str) -> None:
-        self.keys.health(provider, key).until = 0.0
+        self.keys.reprobe(provider, key)
 
     def report_now(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
         rows = self.keys.report(providers)

@@ -136,3 +136,29 @@ def test_masking_and_report_never_show_keys() -> None:
     pools = KeyPools(Clock())
     report = pools.report({"p": provider(key)})
     assert key not in repr(report) and report["p"][0]["key"] == "sk-a…9xQ"
+
+
+def test_the_rotation_found_once_follows_every_change_of_health() -> None:
+    """Keys in rotation are found once per provider, not per request: every change of a
+    key's health (a failure, a success of a resting key, a reprobe, a reload) and the exact
+    end of a cooldown must still show at once."""
+    clock = Clock()
+    pools, p = KeyPools(clock), provider("a", "b")
+    assert pools.order(p, POLICY) == ["a", "b"]  # found (and kept)
+    pools.failed("p", "a", fail("rate_limited", retry_after=5), POLICY)
+    assert pools.order(p, POLICY) == ["b"]
+    clock.now += 5 - 1e-6
+    assert pools.order(p, POLICY) == ["b"]
+    clock.now += 1e-6  # the cooldown ends exactly now
+    assert set(pools.order(p, POLICY)) == {"a", "b"}
+    pools.failed("p", "b", fail("bad_key"), POLICY)
+    assert pools.order(p, POLICY) == ["a"]
+    pools.reprobe("p", "b")  # an operator's "try it again"
+    assert set(pools.order(p, POLICY)) == {"a", "b"}
+    pools.failed("p", "a", fail("quota"), POLICY)
+    assert pools.order(p, POLICY) == ["b"]
+    pools.succeeded("p", "a")  # another replica's grant of it succeeded
+    assert set(pools.order(p, POLICY)) == {"a", "b"}
+    pools.failed("p", "b", fail("bad_key"), POLICY)
+    pools.retain({"p": provider("a")})  # a reload drops b, and its state with it
+    assert set(pools.order(p, POLICY)) == {"a", "b"}

@@ -6,6 +6,7 @@ config reload for keys that are still configured. Keys are only ever shown maske
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,12 +61,26 @@ class KeysBusy(Exception):
     """Every healthy key of a provider is at its concurrency limit (a slot frees soon)."""
 
 
+@dataclass(slots=True)
+class _Rotation:
+    """A provider's keys in rotation, as found for one sequence of keys at clock time
+    `since`: true until `until`, when the first cooldown among them ends (inf: none rests),
+    unless a key's health changes first (KeyPools drops the entry then)."""
+
+    keys: Sequence[str]  # the sequence this was found for (told apart by identity)
+    healthy: list[tuple[str, KeyHealth]]  # in the sequence's order; shared: never changed
+    since: float
+    until: float
+
+
 class KeyPools:
     def __init__(self, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
         self.clock = clock
         self.wall = wall
         self._health: dict[tuple[str, str], KeyHealth] = {}
         self._cursor: dict[str, int] = {}
+        # Per provider, its keys in rotation: found once, not on every request.
+        self._rotations: dict[str, _Rotation] = {}
 
     def health(self, provider: str, key: str) -> KeyHealth:
         found = self._health.get((provider, key))
@@ -91,23 +106,32 @@ class KeyPools:
 
     def _healthy(
         self, provider: str, policy: ProviderPolicy, keys: Sequence[str]
-    ) -> list[tuple[str, KeyHealth]]:
+    ) -> Sequence[tuple[str, KeyHealth]]:
         """`keys` (not empty) in rotation order, those out of rotation left out, each with its
         health. Moves the round-robin cursor. Raises NoHealthyKey."""
         now = self.clock()
-        known = [(key, self.health(provider, key)) for key in keys]
-        healthy = [pair for pair in known if pair[1].until <= now]
+        found = self._rotations.get(provider)
+        if found is None or found.keys is not keys or not found.since <= now < found.until:
+            found = self._rotations[provider] = self._rotation(provider, keys, now)
+        healthy = found.healthy
         if not healthy:
-            soonest = min(health.until for _, health in known)
-            raise NoHealthyKey(provider, max(0.0, soonest - now))
+            raise NoHealthyKey(provider, max(0.0, found.until - now))
         if policy.key_selection == "least_recently_used":
-            healthy.sort(key=lambda pair: pair[1].last_used)
-        else:
-            start = self._cursor.get(provider, 0) % len(healthy)
-            self._cursor[provider] = start + 1
-            if start:
-                healthy = healthy[start:] + healthy[:start]
-        return healthy
+            return sorted(healthy, key=lambda pair: pair[1].last_used)
+        start = self._cursor.get(provider, 0) % len(healthy)
+        self._cursor[provider] = start + 1
+        return healthy[start:] + healthy[:start] if start else healthy
+
+    def _rotation(self, provider: str, keys: Sequence[str], now: float) -> _Rotation:
+        known = [(key, self.health(provider, key)) for key in keys]
+        resting = [health.until for _, health in known if health.until > now]
+        healthy = [pair for pair in known if pair[1].until <= now]
+        return _Rotation(keys, healthy, now, min(resting, default=math.inf))
+
+    def reprobe(self, provider: str, key: str) -> None:
+        """Back into rotation now (an operator's reprobe); its last error is kept."""
+        self.health(provider, key).until = 0.0
+        self._rotations.pop(provider, None)
 
     def pick(
         self, provider: ProviderSpec, policy: ProviderPolicy, exclude: Collection[str] = ()
@@ -156,6 +180,8 @@ class KeyPools:
         health = self.health(provider, key)
         health.successes += 1
         health.strikes = 0
+        if health.until:  # it was resting (as this process saw it): rotation changes
+            self._rotations.pop(provider, None)
         health.until, health.reason = 0.0, None
 
     def failed(
@@ -164,6 +190,7 @@ class KeyPools:
         if key is None:
             return
         health = self.health(provider, key)
+        self._rotations.pop(provider, None)  # it may rest from now on
         health.failures += 1
         health.last_error = failure.kind
         health.last_error_at = self.wall()
@@ -184,6 +211,7 @@ class KeyPools:
         live = {(pid, k) for pid, p in providers.items() for k in p.auth.keys}
         for item in [k for k in self._health if k not in live]:
             del self._health[item]
+        self._rotations.clear()
 
     def report(self, providers: dict[str, ProviderSpec]) -> dict[str, list[dict[str, Any]]]:
         """Per provider, per masked key: state and counters (for GET /admin/keys)."""
