@@ -64,13 +64,13 @@ class ImageService:
         """Before any input image is fetched: refuse (NoUpstream, 400) a request that no
         target could take for its n or its number of images."""
         plan = self.router.plan(snapshot, job.model, job.task, relay)
-        if plan.attempts and not servable(job, plan.attempts, images):
+        if plan.attempts and not servable(job, plan, images):
             raise why_nothing(job, plan, relay, images)
 
     async def run(self, job: ImageJob, snapshot: ConfigSnapshot, info: RequestInfo) -> Outcome:
         relay = info.relay[0] if info.relay else None
         plan = self.router.plan(snapshot, job.model, job.task, relay)
-        attempts = servable(job, plan.attempts)
+        attempts = servable(job, plan)
         if not attempts:
             raise why_nothing(job, plan, relay)
         optimized = None  # a route without an optimizer needs no coroutine to say so
@@ -78,11 +78,8 @@ class ImageService:
             optimized = await self._optimize(job, plan.route, snapshot, info)
         if optimized is not None:
             job = dataclasses.replace(job, prompt=optimized)
-        seconds = plan.route.timeout or (
-            POLLING_DEADLINE
-            if any(a.provider.tasks[a.task].polls for a in attempts)
-            else SYNC_DEADLINE
-        )
+        polls = plan.polls if attempts is plan.attempts else any(a.polls for a in attempts)
+        seconds = plan.route.timeout or (POLLING_DEADLINE if polls else SYNC_DEADLINE)
         outcome: Outcome | None = None
         retries = 0
         prepared: dict[InputsSpec, ImageJob] = {}  # input images per provider rule set

@@ -90,7 +90,7 @@ def explain(
     breakers = Breakers()  # a fresh process: every circuit closed
     positions: dict[int, int] = {}
     reasons: dict[int, str] = {}  # why a target is out, or (for an attempt) why it is in
-    attempts = servable(job, plan.attempts)  # what serve tries, in its order
+    attempts = servable(job, plan)  # what serve tries, in its order
     for number, attempt in enumerate(attempts, 1):
         positions[id(attempt.target)] = number
         reasons[id(attempt.target)] = f"attempt {number} ({_why_in(job, attempt)})"
@@ -261,7 +261,7 @@ def describe_sizes(rule: SizeRule) -> str:
 
 
 def _notes(
-    snap: ConfigSnapshot, expl: Explanation, attempts: list[Attempt], first: str
+    snap: ConfigSnapshot, expl: Explanation, attempts: Sequence[Attempt], first: str
 ) -> list[str]:
     notes = [
         "circuit breakers: a fresh process has every circuit closed; a running gateway skips "

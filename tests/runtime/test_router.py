@@ -213,3 +213,27 @@ def test_a_plan_with_one_order_is_made_once_per_snapshot(tmp_path: Path) -> None
     assert drawn == {"openai", "siliconflow"}
     reloaded = snapshot(tmp_path / "b", routes)
     assert router.plan(reloaded, "fixed", "generate") is not fixed
+
+
+def test_a_plan_knows_what_every_attempt_takes(tmp_path: Path) -> None:
+    """The n, input-image count and polling a plan's attempts share are found once on the
+    (shared, frozen) plan; servable() hands back the plan's own attempts when every one takes
+    the request, and filters them as before otherwise."""
+    from engine.runtime.job import ImageJob
+    from engine.runtime.routing.verdicts import servable
+
+    snap = snapshot(
+        tmp_path, {"routes": {"r": {"targets": targets((*OPENAI, 1, 2), (*SF, 1, 1), (*MS, 1, 0))}}}
+    )
+    plan = Router(random.Random(1)).plan(snap, "r", "generate")
+    models = [a.model for a in plan.attempts]
+    assert plan.max_n == min(m.max_n for m in models)
+    assert plan.max_images == min(m.max_images for m in models)
+    assert plan.polls == any(a.provider.tasks[a.task].polls for a in plan.attempts)
+    assert servable(ImageJob("generate", "p", n=plan.max_n), plan) is plan.attempts
+    for n in sorted({m.max_n + 1 for m in models}):
+        job = ImageJob("generate", "p", n=n)
+        assert list(servable(job, plan)) == [a for a in plan.attempts if n <= a.model.max_n]
+    assert list(servable(ImageJob("generate", "p"), plan, images=99)) == [
+        a for a in plan.attempts if a.model.max_images >= 99
+    ]

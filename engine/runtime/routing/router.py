@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...config.loader import ConfigSnapshot
 from ...dsl.spec import ModelSpec, ProviderSpec, RouteSpec, TargetSpec
@@ -24,6 +24,11 @@ class Attempt:
     response_format: str = "url"
     rehost: bool = False  # store URL results (route, routes.yaml provider policy or file)
 
+    @property
+    def polls(self) -> bool:
+        """Its task polls or streams for long (the long deadline)."""
+        return self.provider.tasks[self.task].polls
+
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
@@ -39,6 +44,17 @@ class Plan:
     route: RouteSpec
     attempts: tuple[Attempt, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    # Read on every request, so found once here: the largest n and number of input images
+    # that every attempt takes, and whether any attempt's task polls (or streams) for long.
+    max_n: int = field(init=False, compare=False, repr=False)
+    max_images: int = field(init=False, compare=False, repr=False)
+    polls: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        models = [a.model for a in self.attempts]
+        object.__setattr__(self, "max_n", min((m.max_n for m in models), default=0))
+        object.__setattr__(self, "max_images", min((m.max_images for m in models), default=0))
+        object.__setattr__(self, "polls", any(a.polls for a in self.attempts))
 
 
 class UnknownModel(LookupError):

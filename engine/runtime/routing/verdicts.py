@@ -10,13 +10,14 @@ from .failures import FINAL_KINDS, UpstreamFailure
 from .router import Attempt, Plan
 
 
-def servable(
-    job: ImageJob, attempts: Sequence[Attempt], images: int | None = None
-) -> list[Attempt]:
-    """The attempts whose model takes this request's n and input images (`images`: their
-    count before they are fetched), in their order."""
+def servable(job: ImageJob, plan: Plan, images: int | None = None) -> Sequence[Attempt]:
+    """The plan's attempts whose model takes this request's n and input images (`images`:
+    their count before they are fetched), in their order: the plan's own tuple when every
+    attempt does (most requests)."""
     count = len(job.images) if images is None else images
-    return [a for a in attempts if job.n <= a.model.max_n and count <= a.model.max_images]
+    if job.n <= plan.max_n and count <= plan.max_images:
+        return plan.attempts
+    return [a for a in plan.attempts if job.n <= a.model.max_n and count <= a.model.max_images]
 
 
 def why_nothing(
