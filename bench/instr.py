@@ -6,7 +6,9 @@ request executes does not. This runs one process holding a client, the test upst
 `valgrind --tool=callgrind --instr-atstart=no`, and switches counting on only around the
 measured requests (`callgrind_control -i on/off`, while the loop is blocked so no request is
 half done). Start-up and warm-up are not counted; the client and upstream are, as in
-bench/inproc.py, so subtract the floor's figure to see pixgate's own.
+bench/inproc.py: `direct` (the client posting straight to the upstream) counts them alone, so
+each gateway's own figure is its count less `direct`'s. `--cache-sim` adds callgrind's cache
+and branch simulation, to see why an instruction of one gateway costs more than another's.
 
 `--scenario redis` counts the `redis` scenario of bench/run.py: the small answer with the
 openai key under `max_concurrency_per_key`, through pixgate with memory state and with Redis
@@ -35,7 +37,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # scenario: (requests, concurrency); the download scenario moves ~1.5 MB per request.
 DEFAULTS = {"small": (640, 64), "download": (160, 16), "redis": (640, 16)}
-SYSTEMS = ("pixgate", "pixgate-redis", "floor")
+SYSTEMS = ("pixgate", "pixgate-redis", "floor", "direct")
+# --cache-sim: callgrind's cache model set to this machine's per-core sizes (L2 as the last
+# level: a miss there goes to the shared L3, which other processes share too).
+CACHE_SIM = (
+    "--cache-sim=yes",
+    "--branch-sim=yes",
+    "--I1=32768,8,64",
+    "--D1=49152,12,64",
+    "--LL=2097152,16,64",
+)
 
 
 def real_python() -> str:
@@ -87,8 +98,8 @@ async def _drive(
     upstream = f"http://127.0.0.1:{ports[0]}"
     with tempfile.TemporaryDirectory() as tmp:
         env = gateway_env(upstream, Path(tmp))
-        if system == "floor":
-            app = nullproxy.make_app(upstream)
+        if system in ("floor", "direct"):
+            app = nullproxy.make_app(upstream)  # `direct` serves it but sends past it
         else:
             config = assemble_config(tree, Path(tmp) / "config")
             if scenario == "redis":  # the key limited, as in bench/run.py's redis scenario
@@ -101,7 +112,8 @@ async def _drive(
             app = create_app(Settings.from_env(env, config_dir=config, watch=False))
         runners = [await _serve(Upstream(upstream).app(), ports[0]), await _serve(app, ports[1])]
         tune()  # as `pixgate serve` does once it has started
-        url = f"http://127.0.0.1:{ports[1]}/v1/images/generations"
+        port = ports[0] if system == "direct" else ports[1]
+        url = f"http://127.0.0.1:{port}/v1/images/generations"
         try:
             async with aiohttp.ClientSession() as http:
                 await post_all(http, url, body, 5 * concurrency, concurrency)  # warm-up
@@ -142,8 +154,17 @@ def _redis_server(folder: Path) -> Iterator[int]:
         server.wait(timeout=10)
 
 
-def measure(tree: Path, system: str, scenario: str, requests: int, concurrency: int) -> float:
-    """Instructions per request of `system` (one of SYSTEMS) with `tree`'s engine."""
+def measure(
+    tree: Path,
+    system: str,
+    scenario: str,
+    requests: int,
+    concurrency: int,
+    cache_sim: bool = False,
+    keep: Path | None = None,
+) -> dict[str, float]:
+    """callgrind's events per request of `system` (one of SYSTEMS) with `tree`'s engine: `Ir`
+    (instructions) and, with `cache_sim`, the cache and branch events (`I1mr`, `D1mr`, ...)."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         redis_port = 0
         if system == "pixgate-redis":
@@ -153,6 +174,7 @@ def measure(tree: Path, system: str, scenario: str, requests: int, concurrency: 
             "valgrind",
             "--tool=callgrind",
             "--instr-atstart=no",
+            *(CACHE_SIM if cache_sim else ()),
             f"--callgrind-out-file={out}",
             real_python(),
             "-m",
@@ -179,11 +201,48 @@ def measure(tree: Path, system: str, scenario: str, requests: int, concurrency: 
             ),
         }
         done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-        totals = re.search(r"^totals: (\d+)", out.read_text(), re.M) if out.exists() else None
-        if done.returncode != 0 or totals is None:
+        text = out.read_text() if out.exists() else ""
+        if keep is not None and out.exists():
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(out, keep / f"callgrind.out.{system}.{tree.name}")
+        names = re.search(r"^events: (.+)$", text, re.M)
+        totals = re.search(r"^totals: (.+)$", text, re.M)
+        if done.returncode != 0 or names is None or totals is None:
             raise SystemExit(f"{system} with {tree} failed:\n{done.stderr[-3000:]}")
     per_request = requests // concurrency * concurrency
-    return int(totals.group(1)) / per_request
+    counts = [int(n) for n in totals.group(1).split()]
+    return {name: n / per_request for name, n in zip(names.group(1).split(), counts, strict=True)}
+
+
+# What the cache-sim table prints, from callgrind's events (D1 and LL misses: reads + writes).
+CACHE_ROWS = {
+    "instructions": ("Ir",),
+    "data accesses": ("Dr", "Dw"),
+    "I1 misses": ("I1mr",),
+    "D1 misses": ("D1mr", "D1mw"),
+    "L2 misses, instructions": ("ILmr",),
+    "L2 misses, data": ("DLmr", "DLmw"),
+    "conditional branches": ("Bc",),
+    "mispredicted conditional": ("Bcm",),
+    "indirect branches": ("Bi",),
+    "mispredicted indirect": ("Bim",),
+}
+
+
+def cache_table(results: dict[str, dict[str, float]]) -> str:
+    """Per request, each system's events and (when `direct` was counted) its own share: its
+    events minus the client's and upstream's, which `direct` alone carries."""
+    base = results.get("direct")
+    own = {k: v for k, v in results.items() if k != "direct"} if base else {}
+    heads = [*results, *(f"{k} own" for k in own)]
+    lines = [f"  {'per request':26}" + "".join(f"{h:>16}" for h in heads)]
+    for row, events in CACHE_ROWS.items():
+        cells = [sum(r.get(e, 0.0) for e in events) for r in results.values()]
+        if base is not None:
+            base_value = sum(base.get(e, 0.0) for e in events)
+            cells += [sum(r.get(e, 0.0) for e in events) - base_value for r in own.values()]
+        lines.append(f"  {row:26}" + "".join(f"{c:>16,.0f}" for c in cells))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +252,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--concurrency", type=int, help="requests in flight")
     parser.add_argument("--pixgate-root", type=Path, default=ROOT, help="engine tree (A)")
     parser.add_argument("--compare", type=Path, metavar="DIR", help="a second engine tree (B)")
-    parser.add_argument("--no-floor", action="store_true", help="skip the floor's figure")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor's and direct's figures"
+    )
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="simulate caches and branch prediction too (about 2x slower)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep callgrind's output files (callgrind_annotate)",
+    )
     parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--redis-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -223,25 +295,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     # The redis scenario: each tree with Redis state, and with memory state for what it adds.
     system = "pixgate-redis" if args.scenario == "redis" else "pixgate"
-    results: dict[str, float] = {}
+    counted: dict[str, dict[str, float]] = {}  # by label: A, B, floor, direct
     trees = [args.pixgate_root] + ([args.compare] if args.compare else [])
-    for tree in trees:
-        results[str(tree)] = measure(tree.resolve(), system, args.scenario, requests, concurrency)
-        print(f"  {system} {tree}: {results[str(tree)]:,.0f}", flush=True)
+    for label, tree in zip("AB", trees, strict=False):
+        counted[label] = measure(
+            tree.resolve(), system, args.scenario, requests, concurrency, args.cache_sim, args.keep
+        )
+        print(f"  {system} {tree}: {counted[label]['Ir']:,.0f}", flush=True)
         if system == "pixgate-redis":
             memory = measure(tree.resolve(), "pixgate", args.scenario, requests, concurrency)
-            added = results[str(tree)] - memory
-            print(f"    with memory state: {memory:,.0f}; Redis state adds {added:+,.0f}")
+            added = counted[label]["Ir"] - memory["Ir"]
+            print(f"    with memory state: {memory['Ir']:,.0f}; Redis state adds {added:+,.0f}")
     if args.compare:
-        a, b = results[str(trees[0])], results[str(trees[1])]
+        a, b = counted["A"]["Ir"], counted["B"]["Ir"]
         print(f"  difference (B - A): {b - a:+,.0f} ({(b - a) / a:+.1%})")
     if not args.no_floor and system == "pixgate":
-        floor = measure(trees[0].resolve(), "floor", args.scenario, requests, concurrency)
-        first = results[str(trees[0])]
+        for other in ("floor", "direct"):
+            counted[other] = measure(
+                trees[0].resolve(),
+                other,
+                args.scenario,
+                requests,
+                concurrency,
+                args.cache_sim,
+                args.keep,
+            )
+        first, floor, direct = (counted[k]["Ir"] for k in ("A", "floor", "direct"))
         print(
-            f"  floor (bench/nullproxy.py): {floor:,.0f}; pixgate A / floor {first / floor:.2f}, "
-            f"pixgate's own {first - floor:,.0f}"
+            f"  floor (bench/nullproxy.py): {floor:,.0f}; pixgate A / floor {first / floor:.2f}\n"
+            f"  direct (client and upstream alone): {direct:,.0f}; without them, pixgate A "
+            f"{first - direct:,.0f} / floor {floor - direct:,.0f} = "
+            f"{(first - direct) / (floor - direct):.2f}"
         )
+    if args.cache_sim:
+        print(cache_table(counted))
     return 0
 
 
