@@ -7,6 +7,7 @@ code a request touches: at c=1 the caches are cold for each request, so the more
 code and data, the more each request costs beyond its instructions; bench/README.md). The
 client and the test upstream share the process (an aiohttp client and server, the same for
 every system), so the floor's figures are the baseline to read pixgate's against.
+`--bytecodes` adds the bytecodes executed by package (and by function with `--package`).
 
 It runs on the standard asyncio loop, a subclass that counts timers (uvloop's are C code that
 cannot be watched), with the profiler hook on; so it measures no time, and its counts do not
@@ -100,8 +101,49 @@ class Census:
             self.c_calls += 1
 
 
+class Bytecodes:
+    """sys.settrace's hook: bytecodes executed, by package, and by function in the package
+    `detail`. On a small request the instructions (bench.instr) follow the bytecodes, at
+    about 75 a bytecode in pixgate and in the floor alike: the C work (parsing, dicts,
+    allocation, the loop) is done for them."""
+
+    def __init__(self, detail: str = "") -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.functions: collections.Counter[str] = collections.Counter()  # of `detail`
+        self.detail = detail
+        self._tracers: dict[str | CodeType, Callable[[FrameType, str, object], object]] = {}
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> object:
+        if event != "call":
+            return None
+        frame.f_trace_opcodes = True
+        code = frame.f_code
+        tracer = self._tracers.get(code)
+        if tracer is None:
+            package = _package(code.co_filename)
+            name = f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_qualname}"
+            tracer = self._tracers[code] = self._tracer(
+                package, name if package == self.detail else None
+            )
+        return tracer
+
+    def _tracer(
+        self, package: str, function: str | None
+    ) -> Callable[[FrameType, str, object], object]:
+        counts, functions = self.counts, self.functions
+
+        def count(frame: FrameType, event: str, arg: object) -> object:
+            if event == "opcode":
+                counts[package] += 1
+                if function is not None:
+                    functions[function] += 1
+            return count
+
+        return count
+
+
 async def _drive(
-    tree: Path, system: str, requests: int, concurrency: int, detail: str
+    tree: Path, system: str, requests: int, concurrency: int, detail: str, bytecodes: bool
 ) -> dict[str, Any]:
     """The measured process (engine from `tree`, first on sys.path): warm-up, then counts."""
     import aiohttp
@@ -144,15 +186,19 @@ async def _drive(
 
         census = Census()
         census.detail = detail
+        opcodes = Bytecodes(detail)
         try:
             async with aiohttp.ClientSession() as http:
                 await post_all(http, url, BODY, 5 * concurrency, concurrency)  # warm-up
                 loop.counting = True
                 gc.callbacks.append(on_gc)
                 sys.setprofile(census)
+                if bytecodes:
+                    sys.settrace(opcodes)
                 try:
                     await post_all(http, url, BODY, requests, concurrency)
                 finally:
+                    sys.settrace(None)
                     sys.setprofile(None)
                     gc.callbacks.remove(on_gc)
                     loop.counting = False
@@ -168,15 +214,23 @@ async def _drive(
         "c_calls": census.c_calls,
         "functions": len(census.codes),
         "detail": dict(census.functions),
+        "bytecodes": dict(opcodes.counts),
+        "bytecodes_detail": dict(opcodes.functions),
     }
 
 
 def measure(
-    tree: Path, system: str, requests: int, concurrency: int, detail: str = ""
+    tree: Path,
+    system: str,
+    requests: int,
+    concurrency: int,
+    detail: str = "",
+    bytecodes: bool = False,
 ) -> dict[str, Any]:
     """The census of `system` with `tree`'s engine, in a child process."""
     cmd = [sys.executable, "-m", "bench.census", "--child", system, "--pixgate-root", str(tree)]
     cmd += ["--requests", str(requests), "-c", str(concurrency), "--package", detail]
+    cmd += ["--bytecodes"] if bytecodes else []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -199,6 +253,14 @@ def report(label: str, result: dict[str, Any], top: int) -> list[str]:
         lines.append(f"    {count / n:8.1f}  calls  {package}")
     for function, count in sorted(result["detail"].items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"    {count / n:8.1f}  calls  {function}")
+    codes: dict[str, int] = result.get("bytecodes", {})
+    if codes:
+        lines.append(f"    {sum(codes.values()) / n:8.1f}  bytecodes executed per request")
+    for package, count in sorted(codes.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {count / n:8.1f}  bytecodes  {package}")
+    detail: dict[str, int] = result.get("bytecodes_detail", {})
+    for function, count in sorted(detail.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {count / n:8.1f}  bytecodes  {function}")
     for origin, count in sorted(timers.items(), key=lambda kv: -kv[1]):
         if count / n >= 0.01:
             lines.append(f"    {count / n:8.2f}  timers {origin}")
@@ -216,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--package", default="", help="also list the functions of this package (e.g. aiohttp)"
     )
+    parser.add_argument(
+        "--bytecodes",
+        action="store_true",
+        help="also count the bytecodes executed, by package (sys.settrace: slower)",
+    )
     parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -223,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(tree))  # engine from that tree
         with asyncio.Runner(loop_factory=CountingLoop) as runner:
             result = runner.run(
-                _drive(tree, args.child, args.requests, args.concurrency, args.package)
+                _drive(
+                    tree, args.child, args.requests, args.concurrency, args.package, args.bytecodes
+                )
             )
         print(json.dumps(result))
         return 0
@@ -231,11 +300,20 @@ def main(argv: list[str] | None = None) -> int:
     trees = [args.pixgate_root] + ([args.compare] if args.compare else [])
     firsts: list[dict[str, Any]] = []
     for tree in trees:
-        result = measure(tree.resolve(), "pixgate", args.requests, args.concurrency, args.package)
+        result = measure(
+            tree.resolve(), "pixgate", args.requests, args.concurrency, args.package, args.bytecodes
+        )
         firsts.append(result)
         print("\n".join(report(f"pixgate {tree}", result, args.top)), flush=True)
     if not args.no_floor:
-        floor = measure(trees[0].resolve(), "floor", args.requests, args.concurrency, args.package)
+        floor = measure(
+            trees[0].resolve(),
+            "floor",
+            args.requests,
+            args.concurrency,
+            args.package,
+            args.bytecodes,
+        )
         print("\n".join(report("floor (bench/nullproxy.py)", floor, args.top)))
     if args.compare:
         a, b = firsts

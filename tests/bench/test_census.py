@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -33,3 +34,31 @@ def test_the_census_of_a_few_requests(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "10 requests at concurrency 1" in out
     assert "calls  engine/api" in out and "distinct Python functions" in out
+
+
+def test_bytecodes_are_counted_by_package_and_by_function() -> None:
+    def work() -> int:
+        total = 0
+        for i in range(3):
+            total += i
+        return total
+
+    counter = census.Bytecodes(detail="test_census")
+    sys.settrace(counter)
+    try:
+        work()
+    finally:
+        sys.settrace(None)
+    assert counter.counts["test_census"] > 10  # a loop of three turns runs a few dozen
+    assert counter.functions == {
+        "test_census.py:test_bytecodes_are_counted_by_package_and_by_function.<locals>.work": (
+            counter.counts["test_census"]
+        )
+    }
+    quiet = census.Bytecodes()  # no detail: by package only
+    sys.settrace(quiet)
+    try:
+        work()
+    finally:
+        sys.settrace(None)
+    assert quiet.counts == counter.counts and not quiet.functions
