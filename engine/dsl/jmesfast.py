@@ -132,14 +132,18 @@ def compile_first_true(
     writer = _Writer(call_function)
     lines = ["def fn(v):"]
     for index, tree in enumerate(trees):
+        # Fields an earlier rule read are not read again. Should that rule's code have
+        # raised before reading one, the name is unbound here: this rule's code raises too,
+        # and its search answers, as for any rule whose code raises.
         writer.lines = []
         result = writer.node(tree, "v", 2)
         if result is None:
-            lines.append(f"    r = _s{index}(v)")
+            lines += [f"    r = _s{index}(v)", "    if not _false(r):"]
         else:
             lines += ["    try:", *writer.lines, f"        r = {result}"]
             lines += ["    except Exception:", f"        r = _s{index}(v)"]
-        lines += ["    if not _false(r):", f"        return {index}"]
+            lines.append("    if r:" if result in writer.bools else "    if not _false(r):")
+        lines.append(f"        return {index}")
     lines.append("    return -1")
     namespace = writer.namespace
     namespace.update({f"_s{index}": search for index, search in enumerate(searches)})
@@ -162,16 +166,34 @@ def _first_true(searches: tuple[Fn, ...], v: Any) -> int:
 
 
 class _Writer:
-    """The statements of one function: each node's value goes to a local variable."""
+    """The statements of one function: each node's value goes to a local variable, written
+    once. A field already read from the same variable on the way here is not read again,
+    and a value known to be a boolean is tested with `not`, not jmespath's `_false`."""
 
     def __init__(self, call_function: Callable[[str, list[Any]], Any]) -> None:
         self.namespace: dict[str, Any] = {**_HELPERS, "_call": call_function}
         self.lines: list[str] = []
         self._count = 0
+        # (variable, field name) -> the variable holding it, for the code written so far at
+        # this block or around it (a nested block's reads are forgotten when it ends)
+        self.fields: dict[tuple[str, str], str] = {}
+        self.bools: set[str] = set()  # variables that always hold True or False
 
     def _var(self) -> str:
         self._count += 1
         return f"t{self._count}"
+
+    def false(self, value: str) -> str:
+        """The test that `value` is false by jmespath's rules."""
+        return f"not {value}" if value in self.bools else f"_false({value})"
+
+    def _nested(self, node: dict[str, Any], subject: str, depth: int) -> str | None:
+        """`node` written in a block of its own (a branch, a loop's body)."""
+        outer = dict(self.fields)
+        try:
+            return self.node(node, subject, depth)
+        finally:
+            self.fields = outer
 
     def _emit(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
@@ -182,8 +204,11 @@ class _Writer:
         kind = node["type"]
         children = node.get("children", [])
         if kind == "field":
-            out = self._var()
             name = node["value"]
+            known = self.fields.get((subject, name))
+            if known is not None:
+                return known
+            out = self.fields[(subject, name)] = self._var()
             self._emit(
                 depth, f"{out} = {subject}.get({name!r}) if isinstance({subject}, dict) else None"
             )
@@ -220,16 +245,21 @@ class _Writer:
             out = self._var()
             # or: the right side only when the left is false; and: only when it is true
             test = "" if kind == "or_expression" else "not "
-            self._emit(depth, f"if {test}_false({left}):")
-            right = self.node(children[1], subject, depth + 1)
+            self._emit(depth, f"if {test}{self.false(left)}:")
+            right = self._nested(children[1], subject, depth + 1)
             if right is None:
                 return None
             self._emit(depth + 1, f"{out} = {right}")
             self._emit(depth, "else:")
             self._emit(depth + 1, f"{out} = {left}")
+            if left in self.bools and right in self.bools:
+                self.bools.add(out)
             return out
         if kind == "not_expression":
-            return self._call("_not", children, subject, depth)
+            negated = self._call("_not", children, subject, depth)
+            if negated is not None:
+                self.bools.add(negated)
+            return negated
         if kind == "function_expression":
             args = [self.node(child, subject, depth) for child in children]
             if any(arg is None for arg in args):
@@ -258,13 +288,17 @@ class _Writer:
         self._emit(depth + 1, f"{out} = []")
         self._emit(depth + 1, f"for {element} in {base}:")
         inner = depth + 2
-        if kind == "filter_projection":
-            keep = self.node(children[2], element, inner)
-            if keep is None:
-                return None
-            self._emit(inner, f"if _false({keep}):")
-            self._emit(inner + 1, "continue")
-        each = self.node(children[1], element, inner)
+        outer = dict(self.fields)  # the loop's body is a block of its own
+        try:
+            if kind == "filter_projection":
+                keep = self.node(children[2], element, inner)
+                if keep is None:
+                    return None
+                self._emit(inner, f"if {self.false(keep)}:")
+                self._emit(inner + 1, "continue")
+            each = self.node(children[1], element, inner)
+        finally:
+            self.fields = outer
         if each is None:
             return None
         self._emit(inner, f"if {each} is not None:")
@@ -285,6 +319,7 @@ class _Writer:
             plain = any(isinstance(value, str) for value in literal)
             same = f"{left} == {right}" if plain else f"_eq({left}, {right})"
             self._emit(depth, f"{out} = {same}" if op == "eq" else f"{out} = not {same}")
+            self.bools.add(out)  # JSON values compare to True or False
         else:
             self._emit(depth, f"{out} = _ord({op!r}, {left}, {right})")
         return out

@@ -113,6 +113,11 @@ def test_every_shipped_expression_agrees_with_jmespath() -> None:
         "contains_ci(to_string(a), 'X')",
         "to_int(a)",
         "a[0].b || c",
+        "a == 'b' || b",  # a boolean or whatever b is
+        "a == `1` && b == 'c'",
+        "!a || a == 'b'",
+        "a.b == `1` || a.b == `0` || a",  # a.b read once
+        "a[?b == `1`].c || a[?b].c",
         "[0]",
         "[].a",
     ],
@@ -190,3 +195,13 @@ def test_a_rule_whose_code_raises_or_is_left_to_jmespath_answers_as_jmespath() -
     for doc in ({"a": [1, 2, 3]}, {"b": 5, "c": "x"}, {"b": "abcd"}, {"c": "x"}, {}, None, 7):
         assert first(doc) == _first_rule(rules, doc), doc
     assert first({"a": [1, 2, 3]}) == 0 and first({"b": 5, "c": "x"}) == 2
+
+
+def test_a_rule_reading_a_field_an_earlier_rule_never_reached_answers_as_jmespath() -> None:
+    """Rules share the fields they read; when an earlier rule's code raised before reading
+    one, the later rule's code cannot use it and its search answers instead."""
+    rules = [Expr("length(a) == c.d"), Expr("c.d == 'x'"), Expr("c.e")]
+    first = first_true(rules)
+    for doc in ({"a": 5, "c": {"d": "x"}}, {"a": "x", "c": {"d": 1}}, {"c": {"e": 1}}, {"a": 5}):
+        assert first(doc) == _first_rule(rules, doc), doc
+    assert first({"a": 5, "c": {"d": "x"}}) == 1
