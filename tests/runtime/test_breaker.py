@@ -89,3 +89,21 @@ def test_a_stale_release_does_not_free_someone_elses_probe() -> None:
     b.record("p", None, POLICY)
     b.release(probe)  # after an outcome: a no-op
     assert b.state("p") == "closed"
+
+
+def test_a_closed_circuits_permit_is_shared_and_frees_no_probe_slot() -> None:
+    """While closed every attempt gets the provider's one permit (nothing of its own to
+    hold); a late release of it must not free the slot of a probe that came after."""
+    clock = Clock()
+    b = Breakers(clock)
+    closed = b.allow("p", POLICY)
+    assert closed is not None and not closed.probe and b.allow("p", POLICY) is closed
+    for _ in range(3):
+        b.record("p", "upstream", POLICY)
+    clock.now += 30
+    probe = b.allow("p", POLICY)
+    assert probe is not None and probe.probe and probe is not closed
+    b.release(closed)  # an attempt from before the circuit opened ends without an outcome
+    assert b.allow("p", POLICY) is None  # the probe still holds the one slot
+    b.release(probe)
+    assert b.allow("p", POLICY) is not None

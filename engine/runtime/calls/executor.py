@@ -205,7 +205,7 @@ class Executor:
     ) -> Reply:
         out = out or self._render(step, ctx)
         on_event = self._event_reader(step, result, out) if step.stream else None
-        with self.clock.waiting():
+        with self.clock:
             reply = await send(self.session, out, step, on_event)
         self._check(step, reply)
         return reply
@@ -256,7 +256,7 @@ class Executor:
         out = self._render(step, ctx)
         reusable = not isinstance(out.data, aiohttp.FormData)
         if (wait := step.first_wait(first_step)) > 0:
-            with self.clock.waiting():
+            with self.clock:
                 await _sleep(min(wait * self.poll_scale, step.timeout))
         while True:
             if on_poll is not None:
@@ -283,7 +283,7 @@ class Executor:
                 raise UpstreamFailure(
                     "timeout", f"step '{step.name}' did not finish within {step.timeout:g}s"
                 )
-            with self.clock.waiting():  # the upstream is working; we are only waiting
+            with self.clock:  # the upstream is working; we are only waiting
                 await _sleep(min(interval * self.poll_scale, remaining))
             interval = min(interval * step.backoff, max(step.max_every, step.every))
 

@@ -10,9 +10,9 @@ class WaitClock:
     """Wall time during which at least one upstream exchange was in flight, so the gateway can
     report its own overhead (`x-pixgate-overhead-ms`) apart from the upstream's.
 
-    `with clock.waiting():` around each exchange; exchanges may overlap (n split into calls).
-    The clock is its own context manager: entered once per upstream exchange, a generator-based
-    one cost a generator and a wrapper object each time."""
+    `with clock:` (or `with clock.waiting():`, the same) around each exchange; exchanges may
+    overlap (n split into calls). The clock is its own context manager: entered once per
+    upstream exchange, a generator-based one cost a generator and a wrapper object each time."""
 
     __slots__ = ("_inflight", "_since", "waited")
 

@@ -56,7 +56,14 @@ class Deadline:
         self._cancelling = task.cancelling()
         when = loop.time() + delay
         if delay >= COARSE_FROM:
-            self._bucket = _wheel(loop).join(loop, self, math.ceil(when / GRAIN))
+            last = _last  # (the wheel of the loop used last: _wheel's own first test, inline)
+            wheel = last[1] if last is not None and last[0]() is loop else _wheel(loop)
+            end = math.ceil(when / GRAIN)
+            bucket = wheel.buckets.get(end)
+            if bucket is None:
+                bucket = wheel.add(loop, end)
+            bucket[self] = None
+            self._bucket = bucket
         else:
             self._handle = loop.call_at(when, self._expire, context=contextvars.Context())
         return self
@@ -67,7 +74,12 @@ class Deadline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.clear()
+        if self._bucket is not None:  # (clear(), inline: most bounds are coarse)
+            self._bucket.pop(self, None)
+            self._bucket = None
+        elif self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
         if self._expired:
             task = self._task() if self._task is not None else None
             assert task is not None  # the task running this block
@@ -109,14 +121,10 @@ class _Wheel:
     def __init__(self) -> None:
         self.buckets: dict[int, dict[Deadline, None]] = {}
 
-    def join(
-        self, loop: asyncio.AbstractEventLoop, entry: Deadline, end: int
-    ) -> dict[Deadline, None]:
-        bucket = self.buckets.get(end)
-        if bucket is None:
-            bucket = self.buckets[end] = {}
-            loop.call_at(end * GRAIN, self._fire, end, context=contextvars.Context())
-        bucket[entry] = None
+    def add(self, loop: asyncio.AbstractEventLoop, end: int) -> dict[Deadline, None]:
+        """A new bucket, its timer armed (Deadline.__enter__ joins the existing ones)."""
+        bucket = self.buckets[end] = {}
+        loop.call_at(end * GRAIN, self._fire, end, context=contextvars.Context())
         return bucket
 
     def _fire(self, end: int) -> None:

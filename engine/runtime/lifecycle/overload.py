@@ -119,7 +119,8 @@ class ByteBudget:
 
     def give(self, size: int) -> None:
         self.used -= size
-        self._grant()
+        if self._waiters:
+            self._grant()
 
     def _grant(self) -> None:
         while self._waiters:

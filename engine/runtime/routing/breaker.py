@@ -42,13 +42,19 @@ class Breakers:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._circuits: dict[str, _Circuit] = {}
+        # A closed circuit's permit holds no slot (release() only ever frees a probe's), so
+        # one per provider serves every attempt instead of a new one each.
+        self._closed: dict[str, Permit] = {}
 
     def allow(self, provider: str, policy: BreakerPolicy = DEFAULT_POLICY) -> Permit | None:
         """Closed: a permit. Open: None. Cooled off: a permit for one probe at a time (a probe
         that has not settled within one cooldown no longer holds the slot)."""
         circuit = self._circuits.get(provider)
         if circuit is None or circuit.open_until == 0.0:
-            return Permit(provider, probe=False)
+            permit = self._closed.get(provider)
+            if permit is None:
+                permit = self._closed[provider] = Permit(provider, probe=False)
+            return permit
         now = self.clock()
         if now < circuit.open_until:
             return None
