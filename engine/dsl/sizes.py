@@ -95,10 +95,18 @@ def _size_context(width: int, height: int) -> dict[str, object]:
     return {"width": width, "height": height, "text": size.text, "aspect": size.aspect}
 
 
-@functools.lru_cache(maxsize=4096)
+FITS_KEPT = 1024  # fitted sizes kept per rule (clients' sizes repeat; a flood of odd ones
+# starts the rule's table afresh)
+
+
 def fitted(requested: tuple[int, int] | None, rule: SizeRule) -> Size:
     """`fit_size` as a Size, made once per request size and rule (sizes repeat)."""
-    return Size(*fit_size(requested, rule))
+    found = rule.fits.get(requested)
+    if found is None:
+        if len(rule.fits) >= FITS_KEPT:
+            rule.fits.clear()
+        found = rule.fits[requested] = Size(*fit_size(requested, rule))
+    return found
 
 
 @functools.lru_cache(maxsize=4096)

@@ -6,13 +6,16 @@ import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..pricing import Price
 from .expressions import Expr, first_true
 from .origins import OriginPattern
 from .templates import Renderable
 from .trees import MapNode
+
+if TYPE_CHECKING:
+    from .sizes import Size
 
 TASKS = ("generate", "edit", "blend", "variation")
 FAILURE_KINDS = (
@@ -36,6 +39,11 @@ class SizeRule:
     multiple_of: int = 1
     default: tuple[int, int] = (1024, 1024)
     max_pixels: int | None = None  # a cap on width x height (upstreams that cap the area)
+    # requested size -> the fitted Size (sizes.fitted): kept here, so that finding one on a
+    # request hashes no rule (a frozen dataclass's hash is Python code)
+    fits: dict[tuple[int, int] | None, Size] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +125,11 @@ class StepSpec:
     usage: Expr | None = None
     progress: Expr | None = None
     when: Expr | None = None  # JMESPath over the template context: run only when truthy
+    # It polls (has `until`): read for every step of every call, so set once here.
+    polls: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def polls(self) -> bool:
-        return self.until is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "polls", self.until is not None)
 
     def first_wait(self, first_step: bool) -> float:
         """Seconds before the first poll: `first_after`, else one interval after an earlier
@@ -232,9 +241,13 @@ class ProviderSpec:
     # The index of the first `errors` rule whose `when` holds for an answer's envelope, -1
     # when none does: one generated function for them all, derived here.
     first_error: Callable[[Any], int] = field(init=False, repr=False, compare=False)
+    # The base URL is relative: this gateway itself serves the upstream (the demo). Read on
+    # every attempt, so set once here.
+    on_gateway: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "first_error", first_true([r.when for r in self.errors]))
+        object.__setattr__(self, "on_gateway", self.base_url.startswith("/"))
 
     def model(self, name: str) -> ModelSpec | None:
         """The listed model, else (with `any_model`) an unlisted id served like that one."""
@@ -247,11 +260,6 @@ class ProviderSpec:
     def available(self) -> bool:
         """Routable: it has keys, or needs none."""
         return bool(self.auth.keys) or not self.auth.required
-
-    @property
-    def on_gateway(self) -> bool:
-        """The base URL is relative: this gateway itself serves the upstream (the demo)."""
-        return self.base_url.startswith("/")
 
 
 @dataclass(frozen=True, slots=True)

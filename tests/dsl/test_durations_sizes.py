@@ -285,3 +285,16 @@ def test_declared_default_size_and_range() -> None:
     )
     assert rule == SizeRule(min=(64, 64), max=(2048, 2048), multiple_of=8, default=(768, 512))
     assert fit_size(None, rule) == (768, 512)
+
+
+def test_fitted_sizes_are_kept_per_rule_and_bounded() -> None:
+    from engine.dsl.sizes import FITS_KEPT, Size, fitted
+
+    rule = SizeRule(multiple_of=8)
+    first = fitted((100, 100), rule)
+    assert first == Size(96, 96) and fitted((100, 100), rule) is first  # made once
+    assert fitted(None, rule) == Size(1024, 1024)
+    for side in range(FITS_KEPT + 10):  # many odd sizes: the table stays bounded
+        assert fitted((64 + side, 64), rule) == Size(*fit_size((64 + side, 64), rule))
+    assert len(rule.fits) <= FITS_KEPT
+    assert rule == SizeRule(multiple_of=8) and hash(rule) == hash(SizeRule(multiple_of=8))
