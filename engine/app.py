@@ -29,6 +29,7 @@ from .api import (
 )
 from .api import jobs as image_jobs
 from .api.clientnoise import quiet_aiohttp
+from .api.context import GATEWAY, Gateway
 from .api.errors import ApiError
 from .api.jobresume import canceller, recoverer
 from .api.keys import ADMISSION, LIMITS, METRICS, RELOADER, SETTINGS, STATE
@@ -43,6 +44,7 @@ from .jobs.keeper import Keeper
 from .jobs.webhooks import Webhooks
 from .metrics import GatewayMetrics
 from .panel import routes as panel
+from .panel.keys import RECENT
 from .runtime.calls.clientlimits import client_limits
 from .runtime.images.fetch import make_guarded_session
 from .runtime.lifecycle.bodygate import BodyGate
@@ -87,10 +89,7 @@ def load_config(settings: Settings) -> ConfigSnapshot:
 def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> web.Application:
     snapshot = snapshot or load_config(settings)
     quiet_aiohttp()
-    app = web.Application(
-        middlewares=[request_context],  # preflight, auth and bounds in turn (middleware.py)
-        client_max_size=settings.max_body,
-    )
+    app = web.Application(client_max_size=settings.max_body)
     json_protocol_errors(app)  # an unparseable request gets an OpenAI error, not plain text
     keys = KeyPools()
     state = GatewayState(
@@ -145,6 +144,11 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     app.router.add_get("/admin/usage", usage.usage)
     panel.install(app)
     gallery.add_routes(app)
+    gateway = app[GATEWAY] = Gateway(
+        state, settings, app[METRICS], app[LIMITS], app[ADMISSION], app[METER], app.get(RECENT)
+    )
+    # The one middleware: request id, CORS preflight, auth and bounds in turn, access log.
+    app.middlewares.append(request_context(gateway))
     demo = create_demo_app()
     demo.middlewares.append(_demo_switch(state))
     app.add_subapp("/_demo", demo)

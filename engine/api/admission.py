@@ -4,24 +4,24 @@ ends."""
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from ..clients.admission import Refused, Ticket
-from ..config.loader import ConfigSnapshot
 from ..runtime.job import ImageJob
 from ..usage.budget import OverBudget
+from .context import RequestContext
 from .errors import ApiError
-from .keys import ADMISSION, CLIENT, RATE_HEADERS
-from .metering import METER, estimate_of, route_of
+from .metering import estimate_of, route_of
 
 NO_TICKET = Ticket()
 TYPES = {403: "permission_error", 429: "rate_limit_error"}
 
 
-async def admit(request: web.Request, job: ImageJob, snapshot: ConfigSnapshot) -> Ticket:
-    client = request.get(CLIENT)
+async def admit(ctx: RequestContext, job: ImageJob) -> Ticket:
+    """The client's ticket for the job, on the request's snapshot (NO_TICKET for a caller
+    without a clients.yaml name)."""
+    client = ctx.client
     if client is None:
         return NO_TICKET
+    snapshot = ctx.snapshot
     model = job.model if job.model not in (None, "", "auto") else None
     route = route_of(snapshot, job)
     if route is None and model is not None:
@@ -29,7 +29,7 @@ async def admit(request: web.Request, job: ImageJob, snapshot: ConfigSnapshot) -
     names = tuple(n for n in (model, route) if n)
     pixels = job.size[0] * job.size[1] if job.size else None
     try:
-        ticket = await request.app[ADMISSION].admit(client, names or ("auto",), job.n, pixels)
+        ticket = await ctx.gateway.admission.admit(client, names or ("auto",), job.n, pixels)
     except Refused as exc:
         raise ApiError(
             exc.status,
@@ -40,10 +40,10 @@ async def admit(request: web.Request, job: ImageJob, snapshot: ConfigSnapshot) -
             headers=exc.headers,
         ) from None
     if ticket.headers:
-        request[RATE_HEADERS] = ticket.headers
+        ctx.rate_headers = ticket.headers
     if client.budget and route is not None:
         cost, what = estimate_of(snapshot, route, job)
-        ticket.budgets = request.app[METER].budgets
+        ticket.budgets = ctx.gateway.meter.budgets
         try:
             ticket.hold = await ticket.budgets.reserve(client.name, client.budget, cost, what)
         except OverBudget as exc:

@@ -11,28 +11,25 @@ from aiohttp import web
 
 from ..panel.guard import check_admin
 from .bearer import bearer_token
+from .context import RequestContext
 from .errors import ApiError
-from .keys import CLIENT, RATE_HEADERS, RELAY, SETTINGS, SNAPSHOT, STATE
 
 # Paths that need no client key: health, hosted files (unguessable names), the demo upstream.
 # /metrics checks PIXGATE_METRICS_KEY itself.
 PUBLIC_PREFIXES = ("/health", "/files/", "/_demo/", "/metrics")
 
 
-def authenticate(request: web.Request) -> None:
-    """Let the request through (noting who called it), or raise the 401 (403 for /admin)."""
+def authenticate(request: web.Request, ctx: RequestContext) -> None:
+    """Let the request through (noting who called it in `ctx`), or raise the 401 (403 for
+    /admin)."""
     path = request.path
     if path.startswith(PUBLIC_PREFIXES) or path == "/":
         return
     if path.startswith("/admin"):
         check_admin(request)
         return
-    app = request.app
-    keys = app[SETTINGS].api_keys
-    snapshot = app[STATE].snapshot
-    request[SNAPSHOT] = snapshot  # the request keeps this one config to its end
-    request[CLIENT] = request[RELAY] = None  # until a clients.yaml key or a relay key says
-    request[RATE_HEADERS] = None  # until a client's rpm limit gives some (api/admission.py)
+    keys = ctx.gateway.settings.api_keys
+    snapshot = ctx.snapshot  # the request keeps this one config to its end
     routes = snapshot.routes
     token = bearer_token(request)
     if token and keys and routes.backend and _matches(token, keys):
@@ -41,12 +38,12 @@ def authenticate(request: web.Request) -> None:
     if token and clients and routes.backend:
         client = clients.find(token)
         if client is not None:
-            request[CLIENT] = client
+            ctx.client = client
             return
     if token and routes.relay:
         provider = snapshot.relay_provider(token)
         if provider is not None:
-            request[RELAY] = (provider.id, token)
+            ctx.relay = (provider.id, token)
             return
     if not keys and not clients and routes.backend:
         return  # an open gateway (loopback, or --allow-anonymous)

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from ..metrics import GatewayMetrics
 from ..runtime.lifecycle import overload
+from .context import Gateway
 from .errors import ApiError, overloaded, too_large
-from .keys import LIMITS, SETTINGS
 
 BOUNDED_PREFIX = "/v1/"
 CLIENT_CHECK = 0.1  # seconds between checks that a client waiting for bytes is still there
@@ -30,17 +30,16 @@ class Refused(Exception):
         self.response = response
 
 
-def admit(request: web.Request) -> Admitted | None:
+def admit(request: web.Request, gateway: Gateway) -> Admitted | None:
     """The request's place among PIXGATE_MAX_IN_FLIGHT (None: its path is not bounded), or
     Refused. The caller closes it when the request ends, however it ends."""
     if not request.path.startswith(BOUNDED_PREFIX):
         return None
-    app = request.app
-    limit = app[SETTINGS].max_body
+    limit = gateway.settings.max_body
     length = request.content_length
     if length is not None and length > limit:
         raise Refused(_unread(too_large(limit)))
-    limits = app[LIMITS]
+    limits = gateway.limits
     try:
         limits.in_flight.enter()
     except overload.Overloaded as exc:

@@ -27,10 +27,10 @@ from ..runtime.request import Outcome
 from ..runtime.routing.router import UnknownModel, serves
 from . import chat_reply, params, sse
 from .chat_messages import ChatInput, FoundImage, choose_task, parse_chat
+from .context import context
 from .errors import ApiError, bad_request, overloaded
 from .images import check_counts, input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
-from .keys import MODEL, RELAY, REQUEST_ID, SNAPSHOT, STATE
 
 log = logging.getLogger("pixgate.chat")
 
@@ -82,10 +82,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
     include_usage = streaming and _include_usage(body)
     chat = parse_chat(body.get("messages"))
     model = params.text(body, "model")
-    request[MODEL] = model or "auto"
-    state = request.app[STATE]
-    snapshot: ConfigSnapshot = request.get(SNAPSHOT) or state.snapshot
-    relay = relayed[0] if (relayed := request.get(RELAY)) is not None else None
+    ctx = context(request)
+    ctx.model = model or "auto"
+    snapshot = ctx.snapshot
+    relay = relayed[0] if (relayed := ctx.relay) is not None else None
     route = _route(request, snapshot, model, "generate")
     context_edit = (
         not chat.images
@@ -139,7 +139,8 @@ def _route(
     request: web.Request, snapshot: ConfigSnapshot, model: str | None, task: str
 ) -> RouteSpec:
     try:
-        return snapshot.route(request.app[STATE].router.route_name(snapshot, model, task))
+        router = context(request).gateway.state.router
+        return snapshot.route(router.route_name(snapshot, model, task))
     except UnknownModel as exc:
         raise ApiError(404, str(exc), param="model", code="model_not_found") from None
 
@@ -229,7 +230,7 @@ async def _stream(
             await stream.send(chunks.usage(chat_reply.usage(chat.prompt, "".join(parts))))
         await stream.done()
     except sse.ClientGone:
-        log.info("client went away mid-stream request_id=%s", request[REQUEST_ID])
+        log.info("client went away mid-stream request_id=%s", context(request).id)
     return stream.response
 
 
@@ -261,7 +262,7 @@ async def _work(
 def _error_body(request: web.Request, exc: Exception) -> dict[str, Any]:
     """An exception after the stream started, as the `error` object of an error chunk."""
     if not isinstance(exc, ApiError):
-        log.error("error mid-stream request_id=%s", request[REQUEST_ID], exc_info=exc)
+        log.error("error mid-stream request_id=%s", context(request).id, exc_info=exc)
         exc = ApiError(
             500,
             "internal error in the gateway; the request id identifies it in the logs",

@@ -12,16 +12,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..dsl.spec import CorsSpec
+from .context import CONTEXT, RequestContext
 from .errors import ApiError
-from .keys import SNAPSHOT, STATE
+from .keys import STATE
 
 
 def _spec(request: web.Request) -> CorsSpec:
-    snapshot = request.get(SNAPSHOT) or request.app[STATE].snapshot
+    ctx = request.get(CONTEXT)  # (none on an answer aiohttp made before the middleware ran)
+    snapshot = ctx.snapshot if ctx is not None else request.app[STATE].snapshot
     return snapshot.routes.cors
 
 
-def preflight(request: web.Request) -> web.Response | None:
+def preflight(request: web.Request, ctx: RequestContext) -> web.Response | None:
     """The answer to a CORS preflight, or None when the request is not one (any other
     request, or one for a path CORS does not cover, goes on as usual)."""
     if request.method != "OPTIONS":
@@ -29,7 +31,7 @@ def preflight(request: web.Request) -> web.Response | None:
     origin = request.headers.get("Origin")
     if origin is None or request.headers.get("Access-Control-Request-Method") is None:
         return None
-    cors = _spec(request)
+    cors = ctx.snapshot.routes.cors
     if not cors.applies(request.path):
         return None
     if not cors.allows(origin):

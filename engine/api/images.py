@@ -24,21 +24,11 @@ from ..runtime.routing.router import UnknownModel
 from ..settings import Settings
 from . import imagestream, jobs, metering, params
 from .admission import admit
+from .context import RequestContext, context
 from .errors import ApiError, bad_request, from_failure, overloaded
 from .forms import ImageForm, read_image_form
 from .jobrequest import request_record
 from .jsonio import json_response
-from .keys import (
-    CLIENT,
-    MODEL,
-    PROVIDER,
-    RELAY,
-    REQUEST_ID,
-    SETTINGS,
-    SNAPSHOT,
-    STATE,
-    WAIT_CLOCK,
-)
 from .protocolerrors import JsonErrorHandler, socket_address
 
 KNOWN_FIELDS = frozenset(
@@ -156,18 +146,19 @@ async def attach_images(request: web.Request, job: ImageJob, form: ImageForm) ->
 def check_counts(request: web.Request, job: ImageJob, images: int) -> None:
     """A request no target can take for its n or number of images is refused before any of
     its image URLs is fetched (a blend of 100 URLs makes no request at all)."""
-    state = request.app[STATE]
-    snapshot = request.get(SNAPSHOT) or state.snapshot
-    relay = request.get(RELAY)
+    ctx = context(request)
+    relay = ctx.relay
     try:
-        state.service.check_counts(job, snapshot, relay[0] if relay else None, images)
+        ctx.gateway.state.service.check_counts(
+            job, ctx.snapshot, relay[0] if relay else None, images
+        )
     except (UnknownModel, NoUpstream) as exc:
-        raise service_error(request, exc) from None
+        raise service_error(ctx, exc) from None
 
 
 def input_context(request: web.Request) -> InputContext:
-    settings = request.app[SETTINGS]
-    state = request.app[STATE]
+    gateway = context(request).gateway
+    settings, state = gateway.settings, gateway.state
     own = tuple(dict.fromkeys(u for u in (settings.public_url, public_url(request)) if u))
     # Inputs get a public URL (the image bed) when the gateway's own URL is public, or when
     # the store hands out URLs of its own (public or presigned).
@@ -190,26 +181,26 @@ async def _now(request: web.Request, job: ImageJob) -> web.Response:
 async def detached(request: web.Request, job: ImageJob) -> tuple[Work, Release, dict[str, Any]]:
     """Admit the job now (a refusal is the request's error); the returned work runs it later,
     after the response, on this request's snapshot."""
-    state = request.app[STATE]
-    snapshot = request.get(SNAPSHOT) or state.snapshot
-    request[MODEL] = job.model or "auto"
-    ticket = await admit(request, job, snapshot)
-    info = request_info(request)
+    ctx = context(request)
+    state = ctx.gateway.state
+    ctx.model = job.model or "auto"
+    ticket = await admit(ctx, job)
+    info = request_info(request, ctx)
 
     async def work(progress: Progress, journal: Journal) -> tuple[dict[str, Any], dict[str, Any]]:
         info.on_progress = progress
         info.journal = journal  # checkpoints: another replica can go on if this one dies
         try:
             with bodygate.own_ticket(state.body_gate):  # the request's went with its 202
-                outcome = await metering.run(request, job, snapshot, info, ticket.hold)
+                outcome = await metering.run(request, ctx, job, info, ticket.hold)
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
-            raise service_error(request, exc) from None
+            raise service_error(ctx, exc) from None
         body: dict[str, Any] = rawtext.plain(images_response(outcome))
         # plain JSON: the record goes to the shared state; the cost is x-pixgate-cost-usd's
         cost = usd(outcome.cost_usd) if outcome.cost_usd is not None else None
         return body, {"cost_usd": cost}
 
-    return work, ticket.release, request_record(request, job, info.public_url, ticket.hold)
+    return work, ticket.release, request_record(request, ctx, job, info.public_url, ticket.hold)
 
 
 async def run_job(
@@ -217,41 +208,40 @@ async def run_job(
 ) -> Outcome:
     """Run a job on the request's snapshot; the service's errors become ApiErrors.
     `on_progress` goes to RequestInfo (named, not **hooks: no dict while the job waits)."""
-    state = request.app[STATE]
-    snapshot = request.get(SNAPSHOT) or state.snapshot  # one config for the whole request
-    request[MODEL] = job.model or "auto"
-    ticket = await admit(request, job, snapshot)
-    info = request_info(request, on_progress=on_progress)
+    ctx = context(request)  # its snapshot: one config for the whole request
+    ctx.model = job.model or "auto"
+    ticket = await admit(ctx, job)
+    info = request_info(request, ctx, on_progress=on_progress)
     try:
-        outcome = await metering.run(request, job, snapshot, info, ticket.hold)
+        outcome = await metering.run(request, ctx, job, info, ticket.hold)
     except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
-        raise service_error(request, exc) from None
+        raise service_error(ctx, exc) from None
     finally:
         await ticket.release()
-    request[PROVIDER] = outcome.provider
+    ctx.provider = outcome.provider
     return outcome
 
 
-def request_info(request: web.Request, **streaming: Any) -> RequestInfo:
-    app = request.app
-    settings = app[SETTINGS]
+def request_info(request: web.Request, ctx: RequestContext, **streaming: Any) -> RequestInfo:
+    gateway = ctx.gateway
+    settings = gateway.settings
     local = _local_address(request)
     info = RequestInfo(
-        request[REQUEST_ID],
+        ctx.id,
         settings.public_url or _request_base(request, settings, local),
-        _self_url(app[STATE].internal_url, settings, local),
-        relay=request.get(RELAY),
-        client=client.name if (client := request.get(CLIENT)) is not None else None,
+        _self_url(gateway.state.internal_url, settings, local),
+        relay=ctx.relay,
+        client=client.name if (client := ctx.client) is not None else None,
         **streaming,
     )
-    request[WAIT_CLOCK] = info.clock  # the access log subtracts upstream waiting from it
+    ctx.wait_clock = info.clock  # the access log subtracts upstream waiting from it
     return info
 
 
 def service_error(
-    request: web.Request | None, exc: UnknownModel | NoUpstream | UpstreamFailure
+    ctx: RequestContext | None, exc: UnknownModel | NoUpstream | UpstreamFailure
 ) -> ApiError:
-    """The client's error for what ImageService.run raised (`request`: where to note the
+    """The client's error for what ImageService.run raised (`ctx`: where to note the
     provider for the access log, when there is one)."""
     if isinstance(exc, UnknownModel):
         return ApiError(404, str(exc), param="model", code="model_not_found")
@@ -263,8 +253,8 @@ def service_error(
             type="invalid_request_error" if exc.status == 400 else "server_error",
             code=None if exc.status == 400 else "no_upstream_available",
         )
-    if request is not None:
-        request[PROVIDER] = exc.provider or "-"
+    if ctx is not None:
+        ctx.provider = exc.provider or "-"
     return from_failure(exc)
 
 
@@ -311,7 +301,7 @@ def public_url(request: web.Request) -> str:
     """The base of handed-out /files URLs. A Host header is the client's word: it counts only
     when allowed (PIXGATE_ALLOWED_HOSTS, else the loopback names of the port the request came
     in on); otherwise the address the connection arrived at."""
-    settings = request.app[SETTINGS]
+    settings = context(request).gateway.settings
     return settings.public_url or _request_base(request, settings, _local_address(request))
 
 

@@ -35,8 +35,8 @@ from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
 from . import images, metering, params, sse
 from .admission import admit
+from .context import context
 from .errors import ApiError, bad_request
-from .keys import MODEL, PROVIDER, SNAPSHOT, STATE
 
 # Quiet time before the response starts with a keep-alive comment (and after which an error
 # can only be an error event), and between keep-alive comments. Tests make it small.
@@ -88,23 +88,23 @@ async def respond(
     request: web.Request, job: ImageJob, wish: StreamWish, prefix: str
 ) -> web.StreamResponse:
     """Run the job and stream its images; `prefix` is `image_generation` or `image_edit`."""
-    state = request.app[STATE]
-    snapshot = request.get(SNAPSHOT) or state.snapshot
-    request[MODEL] = job.model or "auto"
+    ctx = context(request)
+    ctx.model = job.model or "auto"
     job.response_format = "b64_json"  # stream events carry base64 only
     queue: asyncio.Queue[_Item] = asyncio.Queue()
     info = images.request_info(
         request,
+        ctx,
         on_partial=lambda img: queue.put_nowait(("partial_image", img)),
         on_image=lambda img: queue.put_nowait(("completed", img)),
         partial_images=wish.partial_images,
     )
 
-    ticket = await admit(request, job, snapshot)
+    ticket = await admit(ctx, job)
 
     async def work() -> Outcome:
         try:
-            return await metering.run(request, job, snapshot, info, ticket.hold)
+            return await metering.run(request, ctx, job, info, ticket.hold)
         finally:
             await ticket.release()
             queue.put_nowait(_End())
@@ -136,12 +136,12 @@ async def respond(
         try:
             outcome = task.result()
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
-            error = images.service_error(request, exc)
+            error = images.service_error(ctx, exc)
             if not started:
                 raise error from None
             await stream.send(error_event(error), event="error")
         else:
-            request[PROVIDER] = outcome.provider
+            ctx.provider = outcome.provider
             if outcome.cost_usd is not None:  # the headers are long gone: a closing comment
                 await stream.comment(f"x-pixgate-cost-usd: {usd(outcome.cost_usd)}")
         with contextlib.suppress(ConnectionError, RuntimeError):

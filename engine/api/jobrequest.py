@@ -15,26 +15,25 @@ from aiohttp import web
 from .. import rawtext
 from ..runtime.job import ImageJob
 from ..usage.budget import Hold
-from .keys import CLIENT, RELAY, REQUEST_ID
+from .context import RequestContext
 from .metering import who
 
 KEPT = tuple(f.name for f in dataclasses.fields(ImageJob) if f.name not in ("images", "mask"))
 
 
 def request_record(
-    request: web.Request, job: ImageJob, public_url: str, hold: Hold | None
+    request: web.Request, ctx: RequestContext, job: ImageJob, public_url: str, hold: Hold | None
 ) -> dict[str, Any]:
-    client = request.get(CLIENT)
-    relay = request.get(RELAY)
+    client, relay = ctx.client, ctx.relay
     fields = {name: getattr(job, name) for name in KEPT}
     return {
         "job": rawtext.plain(fields),
         "images": len(job.images) + (job.mask is not None),
-        "request_id": request[REQUEST_ID],
+        "request_id": ctx.id,
         "public_url": public_url,
         "client": client.name if client is not None else None,
         "relay": relay[0] if relay else None,  # the provider only: the key is never kept
-        "usage_client": who(request),
+        "usage_client": who(request, client, relay),
         "hold": None if hold is None else [list(hold.names), list(hold.ttls), hold.reserved],
     }
 

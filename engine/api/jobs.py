@@ -15,9 +15,9 @@ from ..jobs.manager import JobManager, Release, TooManyJobs, Work
 from ..jobs.records import ACTIVE, owner_of, public
 from ..runtime.job import ImageJob
 from .bearer import bearer_token
+from .context import context
 from .errors import ApiError
 from .jsonio import json_response
-from .keys import CLIENT, RELAY
 
 JOBS = web.AppKey("pixgate_jobs", JobManager)
 Sync = Callable[[], Awaitable[web.Response]]
@@ -36,10 +36,9 @@ def wants_async(request: web.Request) -> bool:
 
 
 def owner(request: web.Request) -> str:
-    client = request.get(CLIENT)
-    return owner_of(
-        bearer_token(request), client.name if client else None, request.get(RELAY) is not None
-    )
+    ctx = context(request)
+    client = ctx.client
+    return owner_of(bearer_token(request), client.name if client else None, ctx.relay is not None)
 
 
 def respond(

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..clients.spec import ClientSpec
 from ..config.loader import ConfigSnapshot
 from ..pricing import estimate, job_steps
 from ..runtime.job import ImageJob
@@ -19,8 +20,8 @@ from ..usage.budget import Hold
 from ..usage.counters import Amounts, Row
 from ..usage.meter import Meter
 from .bearer import bearer_token
+from .context import RequestContext
 from .cost import outcome_cost, price_of
-from .keys import CLIENT, RELAY, STATE
 
 METER = web.AppKey("pixgate_meter", Meter)
 ESTIMATE_SIZE = (1024, 1024)  # a request that names no size: priced as OpenAI's default
@@ -51,13 +52,13 @@ def estimate_of(snapshot: ConfigSnapshot, route: str, job: ImageJob) -> tuple[fl
     return dearest, f"{job.n} image{'s' if job.n != 1 else ''} at ${per_image:.4g}"
 
 
-def who(request: web.Request) -> str:
-    """The usage name of the caller: its clients.yaml name, else one of four fixed names
-    (keys from PIXGATE_API_KEYS are not told apart: bounded, and no key material)."""
-    client = request.get(CLIENT)
+def who(request: web.Request, client: ClientSpec | None, relay: tuple[str, str] | None) -> str:
+    """The usage name of the caller (`client`, `relay`: as client auth found them): its
+    clients.yaml name, else one of four fixed names (keys from PIXGATE_API_KEYS are not told
+    apart: bounded, and no key material)."""
     if client is not None:
         return str(client.name)
-    if request.get(RELAY) is not None:
+    if relay is not None:
         return "(relay)"
     if request.path.startswith("/admin"):
         return "(admin)"  # the panel's playground
@@ -77,17 +78,19 @@ def row_of(snapshot: ConfigSnapshot, job: ImageJob, client: str, provider: str, 
 
 def run(
     request: web.Request,
+    ctx: RequestContext,
     job: ImageJob,
-    snapshot: ConfigSnapshot,
     info: RequestInfo,
     hold: Hold | None,
 ) -> Coroutine[Any, Any, Outcome]:
-    """`service.run`, then the cost on the outcome, charged to the budget and counted. (It
-    hands over metered's coroutine: no frame of its own while the request waits.)"""
-    app = request.app  # (the service's coroutine made last: nothing can raise after it)
+    """`service.run` on the request's snapshot, then the cost on the outcome, charged to the
+    budget and counted. (It hands over metered's coroutine: no frame of its own while the
+    request waits.)"""
+    gateway, snapshot = ctx.gateway, ctx.snapshot
+    # (the service's coroutine made last: nothing can raise after it)
     return metered(
-        app[METER], who(request), job, snapshot, info, hold,
-        app[STATE].service.run(job, snapshot, info),
+        gateway.meter, who(request, ctx.client, ctx.relay), job, snapshot, info, hold,
+        gateway.state.service.run(job, snapshot, info),
     )  # fmt: skip
 
 

@@ -11,25 +11,15 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import ClientPayloadError, web
+from aiohttp.typedefs import Middleware
 
 from .. import logline
-from ..panel.keys import RECENT
 from ..runtime.lifecycle import bodygate
 from ..runtime.lifecycle.overload import Overloaded
-from ..runtime.lifecycle.state import GatewayState
 from . import bodywatch, bounds, clientnoise, cors
 from .auth import authenticate
+from .context import CONTEXT, Gateway, RequestContext
 from .errors import ApiError, overloaded
-from .keys import (
-    METRICS,
-    MODEL,
-    PROVIDER,
-    RATE_HEADERS,
-    REQUEST_ID,
-    SETTINGS,
-    STATE,
-    WAIT_CLOCK,
-)
 from .requestids import new_request_id
 
 access_log = logging.getLogger("pixgate.access")
@@ -37,87 +27,94 @@ log = logging.getLogger("pixgate.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+ACCESS_LINE = "request_id=%s method=%s path=%s model=%s provider=%s status=%s duration_ms=%.1f"
 CLIENT_CLOSED = 499  # nginx's "client closed request", for the access log
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[REQUEST_ID] = request_id = _request_id(request)
-    started = time.perf_counter()
-    status = 500
-    overhead: float | None = None
-    sent = 0
-    error: str | None = None
-    app = request.app
-    metrics = app[METRICS]
-    counted = request.path.startswith("/v1/")
-    state = app[STATE]
-    ticket = state.body_gate.ticket()
-    token = bodygate.CURRENT.set(ticket)
-    settings = app[SETTINGS]
-    watcher = bodywatch.watch(request, settings.body_timeout, settings.body_min_rate)
-    admitted: bounds.Admitted | None = None
-    try:
-        # A CORS preflight, client auth and the process's bounds, then the handler: calls in
-        # this one frame rather than a middleware or coroutine each (a waiting request holds
-        # fewer frames); whatever they raise becomes an OpenAI error.
+def request_context(gateway: Gateway) -> Middleware:
+    """The gateway's one middleware, made for its app's parts (no app lookups per request)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = request[CONTEXT] = RequestContext(_request_id(request), gateway)
+        started = time.perf_counter()
+        status = 500
+        overhead: float | None = None
+        sent = 0
+        error: str | None = None
+        path = request.path
+        counted = path.startswith("/v1/")
+        state = gateway.state
+        ticket = state.body_gate.ticket()
+        token = bodygate.CURRENT.set(ticket)
+        settings = gateway.settings
+        watcher = bodywatch.watch(request, settings.body_timeout, settings.body_min_rate)
+        admitted: bounds.Admitted | None = None
         try:
-            preflight = cors.preflight(request)
-            if preflight is not None:
-                response: web.StreamResponse = preflight
-            else:
-                authenticate(request)
-                admitted = bounds.admit(request)  # after auth: a refused key never counts
-                if admitted is not None and not admitted.took_body():
-                    await admitted.wait_for_body(request)
-                response = await handler(request)
-                headers = request.get(RATE_HEADERS)  # a limited client's x-ratelimit-* headers
-                if headers and not response.prepared:  # (streams set them before they start)
-                    response.headers.update(headers)
-        except Exception as exc:
-            shaped = _shaped(request, exc)
-            if shaped is None:
-                raise
-            response = shaped
+            # A CORS preflight, client auth and the process's bounds, then the handler: calls in
+            # this one frame rather than a middleware or coroutine each (a waiting request holds
+            # fewer frames); whatever they raise becomes an OpenAI error.
+            try:
+                preflight = cors.preflight(request, ctx)
+                if preflight is not None:
+                    response: web.StreamResponse = preflight
+                else:
+                    authenticate(request, ctx)
+                    # after auth: a refused key never counts
+                    admitted = bounds.admit(request, gateway)
+                    if admitted is not None and not admitted.took_body():
+                        await admitted.wait_for_body(request)
+                    response = await handler(request)
+                    headers = ctx.rate_headers  # a limited client's x-ratelimit-* headers
+                    if headers and not response.prepared:  # (streams set them before they start)
+                        response.headers.update(headers)
+            except Exception as exc:
+                shaped = _shaped(request, ctx, exc)
+                if shaped is None:
+                    raise
+                response = shaped
+            finally:
+                if admitted is not None:
+                    admitted.close()
+            status = response.status
+            if not response.prepared:  # streams sent their headers already
+                response.headers["x-request-id"] = ctx.id
+                overhead = _overhead(ctx, started)
+                response.headers["x-pixgate-overhead-ms"] = f"{overhead * 1000:.2f}"
+                if ticket.held:  # write the big answer while this request still holds its slot
+                    await _write_now(request, response)
+            sent = response.body_length if response.prepared else len(_body(response))
+            if status >= 400:
+                error = _error_message(response)
+            return response
         finally:
-            if admitted is not None:
-                admitted.close()
-        status = response.status
-        if not response.prepared:  # streams sent their headers already
-            response.headers["x-request-id"] = request_id
-            overhead = _overhead(request, started)
-            response.headers["x-pixgate-overhead-ms"] = f"{overhead * 1000:.2f}"
-            if ticket.held:  # write the big answer while this request still holds its slot
-                await _write_now(request, response)
-        sent = response.body_length if response.prepared else len(_body(response))
-        if status >= 400:
-            error = _error_message(response)
-        return response
-    finally:
-        if watcher is not None:
-            watcher.stop()
-        ticket.release()
-        bodygate.CURRENT.reset(token)
-        if counted:
-            route, model = _route_model(request, state)
-            elapsed = time.perf_counter() - started
-            metrics.request(_endpoint(request), route, model, status, elapsed, overhead, sent)
-            recent = app.get(RECENT)
-            if recent is not None:  # the admin panel's overview
-                provider = request.get(PROVIDER, "-")
-                recent.record(route, provider, status, elapsed, overhead, error)
-        if not request.path.startswith("/_demo/"):
-            logline.info(
-                access_log,
-                "request_id=%s method=%s path=%s model=%s provider=%s status=%s duration_ms=%.1f",
-                request_id,
-                request.method,
-                request.path,
-                request.get(MODEL, "-"),
-                request.get(PROVIDER, "-"),
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            if watcher is not None:
+                watcher.stop()
+            ticket.release()
+            bodygate.CURRENT.reset(token)
+            if counted:
+                route, model = _route_model(ctx)
+                elapsed = time.perf_counter() - started
+                gateway.metrics.request(
+                    _endpoint(request), route, model, status, elapsed, overhead, sent
+                )
+                recent = gateway.recent
+                if recent is not None:  # the admin panel's overview
+                    recent.record(route, ctx.provider or "-", status, elapsed, overhead, error)
+            if not path.startswith("/_demo/"):
+                logline.info(
+                    access_log,
+                    ACCESS_LINE,
+                    ctx.id,
+                    request.method,
+                    path,
+                    ctx.model or "-",
+                    ctx.provider or "-",
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
+
+    return middleware
 
 
 def _request_id(request: web.Request) -> str:
@@ -126,9 +123,9 @@ def _request_id(request: web.Request) -> str:
     return incoming if incoming and _SAFE_ID.match(incoming) else new_request_id()
 
 
-def _overhead(request: web.Request, started: float) -> float:
+def _overhead(ctx: RequestContext, started: float) -> float:
     """Seconds of the request's own time so far, without its waits for upstreams."""
-    clock = request.get(WAIT_CLOCK)
+    clock = ctx.wait_clock
     own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
     return max(0.0, own)
 
@@ -156,13 +153,13 @@ def _endpoint(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _route_model(request: web.Request, state: GatewayState) -> tuple[str, str]:
+def _route_model(ctx: RequestContext) -> tuple[str, str]:
     """(route, model) labels: only names the live config knows, else "other" (a client may
     send any string as `model`)."""
-    model = request.get(MODEL)
+    model = ctx.model
     if model is None:
         return "-", "-"
-    snapshot = state.snapshot
+    snapshot = ctx.gateway.state.snapshot
     routes = snapshot.routes
     route = routes.aliases.get(model, model)
     if route in routes.routes:
@@ -189,7 +186,7 @@ async def _write_now(request: web.Request, response: web.StreamResponse) -> None
             response.body = None
 
 
-def _shaped(request: web.Request, exc: Exception) -> web.StreamResponse | None:
+def _shaped(request: web.Request, ctx: RequestContext, exc: Exception) -> web.StreamResponse | None:
     """The OpenAI-shaped answer for what the request's way to its handler raised, or None
     when it is to go on up (an HTTPException below 400). Called in the `except` block: an
     unexpected error is logged with its traceback."""
@@ -205,7 +202,7 @@ def _shaped(request: web.Request, exc: Exception) -> web.StreamResponse | None:
         shaped.force_close()  # the rest of the body is not coming: free the connection
         return shaped
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        limit = request.app[SETTINGS].max_body
+        limit = ctx.gateway.settings.max_body
         return ApiError(
             413, f"request body is larger than the {limit} byte limit", code="request_too_large"
         ).response()
@@ -227,10 +224,10 @@ def _shaped(request: web.Request, exc: Exception) -> web.StreamResponse | None:
         clientnoise.note(
             logging.INFO,
             "client left mid-request request_id=%s method=%s path=%s: %s",
-            request.get(REQUEST_ID), request.method, request.path, clientnoise.first_line(exc),
+            ctx.id, request.method, request.path, clientnoise.first_line(exc),
         )  # fmt: skip
         return web.Response(status=CLIENT_CLOSED)  # never delivered; for the access log
-    log.exception("unhandled error request_id=%s", request.get(REQUEST_ID))
+    log.exception("unhandled error request_id=%s", ctx.id)
     return ApiError(
         500,
         "internal error in the gateway; the request id identifies it in the logs",

@@ -15,10 +15,10 @@ from ..runtime.images.inputs import InputError, Source, resolve
 from ..runtime.job import ImageJob
 from ..runtime.lifecycle.overload import Overloaded
 from . import params, responses_stream
+from .context import context
 from .errors import ApiError, bad_request, overloaded
 from .images import check_counts, input_context, job_from, outcome_headers, run_job
 from .jsonio import json_response
-from .keys import MODEL, SNAPSHOT, STATE
 from .responses_input import TEXT_ONLY, ImageCall, parse_request
 from .responses_output import Shape, generation_call
 
@@ -27,9 +27,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     body = await params.read_json(request)
     streaming = params.flag(body, "stream")
     call = parse_request(body)
-    snapshot: ConfigSnapshot = request.get(SNAPSHOT) or request.app[STATE].snapshot
-    model = choose_model(snapshot, params.text(body, "model"), call)
-    request[MODEL] = model or "auto"
+    ctx = context(request)
+    model = choose_model(ctx.snapshot, params.text(body, "model"), call)
+    ctx.model = model or "auto"
     job = await make_job(request, call, model, params.text(body, "user"))
     shape = Shape(body, call, model)
     if streaming:

@@ -28,8 +28,8 @@ from ..runtime.routing.failures import UpstreamFailure
 from ..runtime.routing.router import UnknownModel
 from . import images, imagestream, metering, sse
 from .admission import admit
+from .context import context
 from .errors import ApiError
-from .keys import PROVIDER, SNAPSHOT, STATE
 from .responses_output import Shape, generation_call, new_item_id
 
 KEEPALIVE_SECONDS = sse.KEEPALIVE_SECONDS
@@ -46,21 +46,21 @@ _Item = tuple[str, StreamImage] | _End
 async def respond(
     request: web.Request, job: ImageJob, shape: Shape, partial_images: int | None
 ) -> web.StreamResponse:
-    state = request.app[STATE]
-    snapshot = request.get(SNAPSHOT) or state.snapshot
+    ctx = context(request)
     queue: asyncio.Queue[_Item] = asyncio.Queue()
     info = images.request_info(
         request,
+        ctx,
         on_partial=lambda img: queue.put_nowait(("partial", img)),
         on_image=lambda img: queue.put_nowait(("final", img)),
         partial_images=partial_images,
     )
 
-    ticket = await admit(request, job, snapshot)
+    ticket = await admit(ctx, job)
 
     async def work() -> Outcome:
         try:
-            return await metering.run(request, job, snapshot, info, ticket.hold)
+            return await metering.run(request, ctx, job, info, ticket.hold)
         finally:
             await ticket.release()
             queue.put_nowait(_End())
@@ -90,12 +90,12 @@ async def respond(
         try:
             outcome = task.result()
         except (UnknownModel, NoUpstream, UpstreamFailure) as exc:
-            error = images.service_error(request, exc)
+            error = images.service_error(ctx, exc)
             if not events.started:
                 raise error from None
             await events.failed(error)
         else:
-            request[PROVIDER] = outcome.provider
+            ctx.provider = outcome.provider
             await events.completed(outcome)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await events.stream.response.write_eof()

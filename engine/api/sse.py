@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from .keys import REQUEST_ID
+from .context import context
 
 T = TypeVar("T")
 KEEPALIVE_SECONDS = 5.0
@@ -34,7 +34,7 @@ class SseStream:
 
     async def start(self, headers: dict[str, str] | None = None) -> None:
         self.response.headers.update(headers or {})
-        self.response.headers["x-request-id"] = self.request[REQUEST_ID]
+        self.response.headers["x-request-id"] = context(self.request).id
         await self.response.prepare(self.request)
 
     async def send(self, data: Any, event: str | None = None) -> None:

@@ -18,9 +18,10 @@ from aiohttp import web
 
 from ..api import images, params
 from ..api.bearer import bearer_token
+from ..api.context import context
 from ..api.errors import ApiError, bad_request
 from ..api.jsonio import json_response
-from ..api.keys import SETTINGS, STATE, WAIT_CLOCK
+from ..api.keys import SETTINGS, STATE
 from ..api.params import MAX_N
 from ..dsl.sizes import parse_size
 from ..runtime.job import ImageJob
@@ -264,7 +265,7 @@ async def playground(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     job = images.job_from(fields, "generate", prompt=params.prompt(fields))
     outcome = await images.run_job(request, job)
-    clock = request.get(WAIT_CLOCK)
+    clock = context(request).wait_clock
     own = time.perf_counter() - started - (clock.waited if clock is not None else 0.0)
     result = images.images_response(outcome)
     result.update(

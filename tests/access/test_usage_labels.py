@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from aiohttp.test_utils import make_mocked_request
 
-from engine.api.keys import RELAY
 from engine.api.metering import row_of, who
 from engine.config.loader import build_snapshot
 from engine.runtime.job import ImageJob
@@ -20,14 +19,14 @@ def test_unknown_names_collapse_and_callers_without_a_name_are_fixed_names() -> 
         "POST", "/v1/images/generations", headers={"Authorization": "Bearer some-key-123"}
     )
     relayed = make_mocked_request("POST", "/v1/images/generations")
-    relayed[RELAY] = ("openai", "sk-relayed")
+    relay = ("openai", "sk-relayed")
     made_up = ImageJob(task="generate", prompt="x", model="made-up-model-" + "x" * 50)
-    row = row_of(snapshot, made_up, who(anonymous), "ghost-provider", "ghost-model")
+    row = row_of(snapshot, made_up, who(anonymous, None, None), "ghost-provider", "ghost-model")
     assert (row.client, row.route, row.provider, row.model) == (
         "(anonymous)", "other", "other", "other"
     )  # fmt: skip
     demo = ImageJob(task="generate", prompt="x", model="demo")
-    row = row_of(snapshot, demo, who(keyed), "demo", "any-id-a-relay-client-sent")
+    row = row_of(snapshot, demo, who(keyed, None, None), "demo", "any-id-a-relay-client-sent")
     assert (row.client, row.route, row.provider, row.model) == (
         "(api-keys)",
         "demo",
@@ -35,5 +34,5 @@ def test_unknown_names_collapse_and_callers_without_a_name_are_fixed_names() -> 
         "other",
     )
     assert "some-key" not in repr(row)
-    row = row_of(snapshot, demo, who(relayed), "demo", "demo-v1")
+    row = row_of(snapshot, demo, who(relayed, None, relay), "demo", "demo-v1")
     assert (row.client, row.model) == ("(relay)", "demo-v1")
