@@ -132,7 +132,10 @@ async def metered(
     cost = outcome.cost_usd or 0.0
     row = row_of(snapshot, job, client, outcome.provider, outcome.model)
     amounts = Amounts(images=len(outcome.data), cost_usd=cost, upstream_seconds=info.clock.waited)
-    await _settle(info, _settlement(meter, row, amounts, hold, cost))
+    if hold is None and info.journal is None:
+        meter.record(row, amounts)  # no budget to settle, no other replica: only counted
+    else:
+        await _settle(info, _settlement(meter, row, amounts, hold, cost))
     return outcome
 
 
