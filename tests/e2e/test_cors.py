@@ -3,6 +3,7 @@ streams, configured origins, and never on /admin. A real browser: test_cors_brow
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,20 @@ def test_admin_paths_are_rejected_at_lint(tmp_path: Path) -> None:
     root = _with_cors(tmp_path, {"paths": ["/v1/", "/admin/"]})
     lines = [d.format() for d in build_snapshot(root, {}).diagnostics.sorted()]
     assert any("E101 cors.paths[1]" in line for line in lines), lines
+
+
+async def test_a_file_the_handler_streams_itself_carries_the_headers(tmp_path: Path) -> None:
+    """/files answers start their response in the handler (not the middleware): a covered
+    path still gets its CORS headers, the exposed `prefix*` ones expanded."""
+    cors = {"paths": ["/v1/", "/files/"], "expose_headers": ["x-content-*", "etag"]}
+    async with run_gateway(_with_cors(tmp_path, cors), tmp_path / "files") as gw:
+        url_body = {**BODY, "response_format": "url"}
+        status, _, body = await call("POST", f"{gw.v1}/images/generations", {}, url_body)
+        assert status == 200
+        image_url = json.loads(body)["data"][0]["url"]
+        status, headers, _ = await call("GET", image_url, {"Origin": PAGE})
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
+        exposed = headers["Access-Control-Expose-Headers"].split(", ")
+        assert exposed == ["x-content-type-options", "etag"]
+        status, headers, _ = await call("GET", image_url, {})
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers
