@@ -104,9 +104,9 @@ class MemoryState:
         if grant.leased and grant.key is not None:
             grant.leased = False
             self.keys.give(grant.provider, grant.key)
-        if kind != RELEASED:
+        if kind != RELEASED:  # an outcome settles the breaker's probe too
             self.record(grant.provider, grant.key, policy, kind, retry_after)
-        if isinstance(grant.handle, Permit):  # a no-op once an outcome was recorded
+        elif isinstance(grant.handle, Permit):  # none: a probe's slot goes back
             self.breakers.release(grant.handle)
         return True
 

@@ -158,7 +158,8 @@ class KeyPools:
         health.last_used = self.clock()
 
     def give(self, provider: str, key: str) -> None:
-        health = self.health(provider, key)
+        # every attempt's: found directly (`health` makes the entry of a key never seen)
+        health = self._health.get((provider, key)) or self.health(provider, key)
         health.in_flight = max(0, health.in_flight - 1)
 
     @contextmanager
@@ -177,7 +178,7 @@ class KeyPools:
     def succeeded(self, provider: str, key: str | None) -> None:
         if key is None:
             return
-        health = self.health(provider, key)
+        health = self._health.get((provider, key)) or self.health(provider, key)
         health.successes += 1
         health.strikes = 0
         if health.until:  # it was resting (as this process saw it): rotation changes
