@@ -237,3 +237,19 @@ def test_a_plan_knows_what_every_attempt_takes(tmp_path: Path) -> None:
     assert list(servable(ImageJob("generate", "p"), plan, images=99)) == [
         a for a in plan.attempts if a.model.max_images >= 99
     ]
+
+
+def test_a_fixed_plan_is_found_by_model_name_within_its_snapshot_only(tmp_path: Path) -> None:
+    """Fixed plans are kept by the client's model name per snapshot: a reload (a new
+    snapshot) plans afresh, and an unknown name is never kept."""
+    one = snapshot(tmp_path / "one", {"routes": {"r": {"targets": targets((*OPENAI, 1, 0))}}})
+    two = snapshot(tmp_path / "two", {"routes": {"r": {"targets": targets((*SF, 1, 0))}}})
+    router = Router(random.Random(5))
+    first = router.plan(one, "r", "generate")
+    assert router.plan(one, "r", "generate") is first  # kept
+    assert [a.provider.id for a in first.attempts] == ["openai"]
+    assert [a.provider.id for a in router.plan(two, "r", "generate").attempts] == ["siliconflow"]
+    assert [a.provider.id for a in router.plan(one, "r", "generate").attempts] == ["openai"]
+    for _ in range(2):
+        with pytest.raises(UnknownModel):
+            router.plan(one, "nope", "generate")

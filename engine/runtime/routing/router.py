@@ -84,11 +84,15 @@ class Router:
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
         self._rr: dict[tuple[str, int], Iterator[int]] = {}
-        # Keyed on the snapshot object itself: a reload makes a new one, and so a new table.
+        # Keyed on the snapshot object itself: a reload makes a new one, and so new tables.
         self._tables: tuple[ConfigSnapshot | None, dict[tuple[str, str, str | None], _Chain]] = (
             None,
             {},
         )
+        # The fixed plans of that snapshot by the model name a client gave (only names that
+        # resolve: routes, aliases, direct targets, or none) and task: most requests' plan
+        # in one look-up.
+        self._fixed: dict[tuple[str | None, str], Plan] = {}
 
     def route_name(self, snapshot: ConfigSnapshot, model: str | None, task: str) -> str:
         if model in (None, "", "auto"):
@@ -107,6 +111,10 @@ class Router:
     ) -> Plan:
         """Ordered attempts. With `relay` (a provider id), only that provider's targets count
         and it needs no keys of its own: the client brought one."""
+        if relay is None and self._tables[0] is snapshot:
+            fixed = self._fixed.get((model, task))
+            if fixed is not None:
+                return fixed
         relayed = relay_route(snapshot, model, relay) if relay is not None else None
         if relayed is not None:  # a route of its own, made for this request
             return _plan(
@@ -116,6 +124,8 @@ class Router:
         first = self.route_name(snapshot, model, task)
         chain = self._chain(snapshot, first, task, relay)
         if chain.fixed is not None:
+            if relay is None:
+                self._fixed[(model, task)] = chain.fixed
             return chain.fixed
         return self._ordered(snapshot, first, chain.verdicts)
 
@@ -132,6 +142,7 @@ class Router:
         names the snapshot defines (routes, tasks, provider ids), so it stays bounded."""
         if self._tables[0] is not snapshot:
             self._tables = (snapshot, {})
+            self._fixed = {}
         tables = self._tables[1]
         chain = tables.get((first, task, relay))
         if chain is None:
