@@ -129,15 +129,20 @@ class Executor:
                     continue  # a skipped step extracts nothing and adds no images
                 if isinstance(step, FanOutStep):
                     ctx["steps"][step.name] = await self._fan_out(step, ctx, result)
-                else:  # the exchange is awaited here, not in a frame of its own: jobs wait in it
+                elif step.polls:  # the polls are awaited here, not in a frame of their own
                     on_poll = hooks.on_poll if hooks is not None else None
-                    reply = await (
-                        self._poll(step, ctx, result, not ran, on_poll)
-                        if step.polls
-                        else self._once(step, ctx, result)
-                    )
+                    reply = await self._poll(step, ctx, result, not ran, on_poll)
                     ctx["steps"][step.name] = self._extract(step, reply, result)
                     del reply  # not held through the steps after it (a polling one waits)
+                else:  # one exchange (`_once`, written out: no coroutine of its own per step)
+                    out = self._render(step, ctx)
+                    on_event = self._event_reader(step, result, out) if step.stream else None
+                    with self.clock:
+                        reply = await send(self.session, out, step, on_event)
+                    del out, on_event  # not held through the steps after it
+                    self._check(step, reply)
+                    ctx["steps"][step.name] = self._extract(step, reply, result)
+                    del reply
                 ran = True
         except asyncio.CancelledError:
             cancel = task.cancel if task is not None else None
