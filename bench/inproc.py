@@ -1,8 +1,9 @@
 """`python -m bench.inproc`: pixgate's own CPU per small request, for A/B of engine changes.
 
 The test upstream, the floor (bench/nullproxy.py), pixgate and a client share one uvloop in
-one process. Each round sends the same small requests through the floor and through pixgate
-and reads the process's CPU time; pixgate minus floor is what pixgate itself adds. Compared
+one process. Each round sends the same small requests through pixgate, the floor and straight
+to the upstream (`direct`: the client's and upstream's part, in every system's figure) and
+reads the process's CPU time; pixgate minus floor is what pixgate itself adds. Compared
 with `bench.run` it has no wrk, no pinning and no LiteLLM, so it finishes in about 20 s; the
 median of several rounds is printed, and it drifts with the machine's speed (see
 bench/README.md). Its numbers are not comparable with `bench.run`'s: here the client and
@@ -100,22 +101,25 @@ async def measure(rounds: int, requests: int, concurrency: int, log_file: Path) 
             await _serve(nullproxy.make_app(upstream), ports[2]),
         ]
         tune()  # as `pixgate serve` does once it has started
+        # direct: the client posting to the upstream itself, the part every system shares
+        systems = {"pixgate": ports[1], "floor": ports[2], "direct": ports[0]}
+        cpu: dict[str, list[float]] = {name: [] for name in systems}
         try:
             async with aiohttp.ClientSession() as http:
-                for port in ports[1:]:  # warm-up: connections, caches
+                for port in systems.values():  # warm-up: connections, caches
                     await _cpu_per_request(http, port, requests // 2, concurrency)
-                gateway: list[float] = []
-                floor: list[float] = []
                 for _ in range(rounds):
-                    gateway.append(await _cpu_per_request(http, ports[1], requests, concurrency))
-                    floor.append(await _cpu_per_request(http, ports[2], requests, concurrency))
+                    for name, port in systems.items():
+                        cpu[name].append(await _cpu_per_request(http, port, requests, concurrency))
         finally:
             for runner in runners:
                 await runner.cleanup()
-    g, f = statistics.median(gateway), statistics.median(floor)
+    g, f, d = (statistics.median(cpu[name]) for name in systems)
+    rounds_text = ", ".join(f"{k} {[round(x) for x in v]}" for k, v in cpu.items())
     return (
-        f"pixgate {g:.1f} µs/request, floor {f:.1f}, pixgate's own {g - f:.1f} "
-        f"(rounds: pixgate {[round(x) for x in gateway]}, floor {[round(x) for x in floor]})"
+        f"pixgate {g:.1f} µs/request, floor {f:.1f}, pixgate's own {g - f:.1f}\n"
+        f"direct (client and upstream alone) {d:.1f}; without them pixgate {g - d:.1f} / "
+        f"floor {f - d:.1f} = {(g - d) / (f - d):.2f}\n(rounds: {rounds_text})"
     )
 
 
