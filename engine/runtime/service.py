@@ -177,8 +177,7 @@ class ImageService:
         the attempt's verdict, or released without one when the attempt is cancelled (the
         deadline, a departing client) or fails unexpectedly, so no key lease or breaker probe
         stays taken."""
-        pid = attempt.provider.id
-        policy = snapshot.routes.policy(pid)
+        pid, policy = attempt.provider.id, attempt.policy
         tried: list[str] = []
         while True:
             if retries:

@@ -253,3 +253,17 @@ def test_a_fixed_plan_is_found_by_model_name_within_its_snapshot_only(tmp_path: 
     for _ in range(2):
         with pytest.raises(UnknownModel):
             router.plan(one, "nope", "generate")
+
+
+def test_an_attempt_carries_its_providers_policy(tmp_path: Path) -> None:
+    snap = snapshot(
+        tmp_path,
+        {
+            "providers": {"openai": {"max_concurrency_per_key": 3}},
+            "routes": {"r": {"targets": targets((*OPENAI, 1, 1), (*SF, 1, 0))}},
+        },
+    )
+    first, second = Router().plan(snap, "r", "generate").attempts
+    assert first.policy is snap.routes.policy("openai")
+    assert first.policy.max_concurrency_per_key == 3
+    assert second.policy is snap.routes.policy("siliconflow")

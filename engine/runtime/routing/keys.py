@@ -95,7 +95,7 @@ class KeyPools:
         keys = provider.auth.keys if among is None else among
         if not keys:
             return [None]
-        healthy = self._healthy(provider.id, policy, keys)
+        healthy = self._healthy(provider.id, policy, keys, self.clock())
         limit = policy.max_concurrency_per_key
         if limit is None:
             return [key for key, _ in healthy]
@@ -105,11 +105,10 @@ class KeyPools:
         return [*free, *busy]
 
     def _healthy(
-        self, provider: str, policy: ProviderPolicy, keys: Sequence[str]
+        self, provider: str, policy: ProviderPolicy, keys: Sequence[str], now: float
     ) -> Sequence[tuple[str, KeyHealth]]:
-        """`keys` (not empty) in rotation order, those out of rotation left out, each with its
-        health. Moves the round-robin cursor. Raises NoHealthyKey."""
-        now = self.clock()
+        """`keys` (not empty) in rotation order at clock time `now`, those out of rotation
+        left out, each with its health. Moves the round-robin cursor. Raises NoHealthyKey."""
         found = self._rotations.get(provider)
         if found is None or found.keys is not keys or not found.since <= now < found.until:
             found = self._rotations[provider] = self._rotation(provider, keys, now)
@@ -145,10 +144,11 @@ class KeyPools:
         if not keys:
             raise NoHealthyKey(provider.id, None)
         limit = policy.max_concurrency_per_key
-        for key, health in self._healthy(provider.id, policy, keys):
+        now = self.clock()
+        for key, health in self._healthy(provider.id, policy, keys, now):
             if limit is None or health.in_flight < limit:
                 health.in_flight += 1  # as take() does, without looking the key up again
-                health.last_used = self.clock()
+                health.last_used = now
                 return key
         raise KeysBusy(provider.id)
 

@@ -8,7 +8,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ...config.loader import ConfigSnapshot
-from ...dsl.spec import ModelSpec, ProviderSpec, RouteSpec, TargetSpec
+from ...dsl.spec import (
+    DEFAULT_POLICY,
+    ModelSpec,
+    ProviderPolicy,
+    ProviderSpec,
+    RouteSpec,
+    TargetSpec,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +30,8 @@ class Attempt:
     # model, else `url`.
     response_format: str = "url"
     rehost: bool = False  # store URL results (route, routes.yaml provider policy or file)
+    # The provider's routes.yaml policy in this snapshot (read on every attempt).
+    policy: ProviderPolicy = DEFAULT_POLICY
 
     @property
     def polls(self) -> bool:
@@ -226,8 +235,9 @@ def verdict(
         return Skipped(target, f"does not support {task}")
     prompt = route.variation_prompt if runs != task else None
     fmt = head.response_format or model.response_format or "url"
-    rehost = route.rehost or snapshot.routes.policy(provider.id).rehost or provider.rehost_urls
-    return Attempt(route.name, target, provider, model, runs, prompt, fmt, rehost)
+    policy = snapshot.routes.policy(provider.id)
+    rehost = route.rehost or policy.rehost or provider.rehost_urls
+    return Attempt(route.name, target, provider, model, runs, prompt, fmt, rehost, policy)
 
 
 def relay_route(snapshot: ConfigSnapshot, model: str | None, relay: str | None) -> RouteSpec | None:
