@@ -164,3 +164,41 @@ def test_a_failing_stream_is_reported_as_logging_reports_it(
     logline.info(logger, "lost %s", "line")  # no exception reaches the caller
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "stderr is gone" in err and "lost %s" in err
+
+
+def test_logging_reconfigured_after_a_line_is_honoured(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler found for a line is kept; whatever changes the tree afterwards (in place,
+    as addHandler and addFilter do, or by a logger created in between) is seen."""
+    made = _count_records(monkeypatch)
+    child = logger.getChild("a.access")
+    line = ACCESS % MESSAGES[0][1]
+    logline.info(child, ACCESS, *MESSAGES[0][1])
+    assert made == [] and _written(logger).endswith(f" {line}\n")
+
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(extra)  # a second handler on the way
+    logline.info(child, ACCESS, *MESSAGES[0][1])
+    assert [r.getMessage() for r in seen] == [line] and made == seen
+    logger.removeHandler(extra)
+    logline.info(child, ACCESS, *MESSAGES[0][1])
+    assert len(made) == 1 and _written(logger).count(line) == 2  # without a record again
+
+    handler = logger.handlers[0]
+    handler.addFilter(lambda record: False)
+    logline.info(child, ACCESS, *MESSAGES[0][1])
+    assert _written(logger) == ""
+    handler.filters.clear()
+
+    between = logging.getLogger(f"{logger.name}.a")  # now the access logger's parent
+    between.addHandler(extra)
+    logline.info(child, ACCESS, *MESSAGES[0][1])
+    assert [r.getMessage() for r in seen] == [line] * 2
+    assert _written(logger).endswith(f" {line}\n")
+    between.removeHandler(extra)
+    between.propagate = False  # the line reaches no handler now
+    logline.info(child, ACCESS, *MESSAGES[0][1])
+    assert _written(logger) == ""
