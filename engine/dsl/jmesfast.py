@@ -61,18 +61,6 @@ def _index(v: Any, index: int) -> Any:
         return None
 
 
-def _flatten(found: Any) -> Any:
-    if not isinstance(found, list):
-        return None
-    merged: list[Any] = []
-    for element in found:
-        if isinstance(element, list):
-            merged.extend(element)
-        else:
-            merged.append(element)
-    return merged
-
-
 def _ordered(op: str, a: Any, b: Any) -> Any:
     if not ((_number(a) or isinstance(a, str)) and (_number(b) or isinstance(b, str))):
         return None
@@ -89,7 +77,6 @@ _HELPERS = {
     "_false": is_false,
     "_eq": _equals,
     "_ix": _index,
-    "_flat": _flatten,
     "_ord": _ordered,
     "_not": _not,
 }
@@ -178,6 +165,7 @@ class _Writer:
         # this block or around it (a nested block's reads are forgotten when it ends)
         self.fields: dict[tuple[str, str], str] = {}
         self.bools: set[str] = set()  # variables that always hold True or False
+        self.lists: set[str] = set()  # variables that hold a list or None
 
     def _var(self) -> str:
         self._count += 1
@@ -185,7 +173,8 @@ class _Writer:
 
     def false(self, value: str) -> str:
         """The test that `value` is false by jmespath's rules."""
-        return f"not {value}" if value in self.bools else f"_false({value})"
+        plain = value in self.bools or value in self.lists  # Python's truth is jmespath's
+        return f"not {value}" if plain else f"_false({value})"
 
     def _nested(self, node: dict[str, Any], subject: str, depth: int) -> str | None:
         """`node` written in a block of its own (a branch, a loop's body)."""
@@ -233,7 +222,7 @@ class _Writer:
             self._emit(depth, f"{out} = _ix({subject}, {int(node['value'])})")
             return out
         if kind == "flatten":
-            return self._call("_flat", children, subject, depth)
+            return self._flatten(children, subject, depth)
         if kind in ("projection", "filter_projection"):
             return self._projection(kind, children, subject, depth)
         if kind == "comparator":
@@ -277,6 +266,24 @@ class _Writer:
         self._emit(depth, f"{out} = {helper}({found})")
         return out
 
+    def _flatten(self, children: list[Any], subject: str, depth: int) -> str | None:
+        """The base list with its list elements merged in, null when it is not a list."""
+        found = self.node(children[0], subject, depth)
+        if found is None:
+            return None
+        out, element = self._var(), self._var()
+        self._emit(depth, f"if isinstance({found}, list):")
+        self._emit(depth + 1, f"{out} = []")
+        self._emit(depth + 1, f"for {element} in {found}:")
+        self._emit(depth + 2, f"if isinstance({element}, list):")
+        self._emit(depth + 3, f"{out}.extend({element})")
+        self._emit(depth + 2, "else:")
+        self._emit(depth + 3, f"{out}.append({element})")
+        self._emit(depth, "else:")
+        self._emit(depth + 1, f"{out} = None")
+        self.lists.add(out)
+        return out
+
     def _projection(self, kind: str, children: list[Any], subject: str, depth: int) -> str | None:
         """Each element of the base list (that passes the filter), its value kept unless
         null; null when the base is not a list."""
@@ -305,6 +312,7 @@ class _Writer:
         self._emit(inner + 1, f"{out}.append({each})")
         self._emit(depth, "else:")
         self._emit(depth + 1, f"{out} = None")
+        self.lists.add(out)
         return out
 
     def _comparator(self, op: str, children: list[Any], subject: str, depth: int) -> str | None:

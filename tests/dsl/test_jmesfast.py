@@ -118,6 +118,8 @@ def test_every_shipped_expression_agrees_with_jmespath() -> None:
         "!a || a == 'b'",
         "a.b == `1` || a.b == `0` || a",  # a.b read once
         "a[?b == `1`].c || a[?b].c",
+        "a[] || c[]",  # lists (or null) tested as jmespath does
+        "a[][] && b",
         "[0]",
         "[].a",
     ],
