@@ -116,10 +116,11 @@ async def measure(rounds: int, requests: int, concurrency: int, log_file: Path) 
                 await runner.cleanup()
     g, f, d = (statistics.median(cpu[name]) for name in systems)
     rounds_text = ", ".join(f"{k} {[round(x) for x in v]}" for k, v in cpu.items())
+    ratio = f"{(g - d) / (f - d):.2f}" if f > d else "n/a (the floor measured no more than direct)"
     return (
         f"pixgate {g:.1f} µs/request, floor {f:.1f}, pixgate's own {g - f:.1f}\n"
         f"direct (client and upstream alone) {d:.1f}; without them pixgate {g - d:.1f} / "
-        f"floor {f - d:.1f} = {(g - d) / (f - d):.2f}\n(rounds: {rounds_text})"
+        f"floor {f - d:.1f} = {ratio}\n(rounds: {rounds_text})"
     )
 
 

@@ -204,8 +204,14 @@ class RedisState(RedisRecords, RedisJobLeases):
         """`acquire` when no round trip is needed: local state while degraded, else a grant
         from a fresh cache with no lease to take (None: `acquire` asks Redis)."""
         if self.stats.degraded:
+            try:
+                grant = self.local.acquire_nowait(provider, policy, pool=pool, exclude=exclude)
+            except Denied as exc:
+                if exc.why != "busy":  # a busy decline is counted by the `acquire` that follows
+                    self.stats.fallbacks += 1
+                raise
             self.stats.fallbacks += 1
-            return self.local.acquire_nowait(provider, policy, pool=pool, exclude=exclude)
+            return grant
         if policy.max_concurrency_per_key:
             return None
         health = self.cache.fresh(provider.id)

@@ -188,6 +188,30 @@ async def test_redis_down_fails_open_with_one_warning_then_converges(
         await b.settle(other, POLICY, None)
 
 
+async def test_while_degraded_each_local_decision_counts_one_fallback(
+    replicas: Replica, redis: RedisServer
+) -> None:
+    """The hot path's acquire_nowait declining a busy key must not count a fallback: the
+    `acquire` its caller makes next counts that decision (it counted it twice once)."""
+    a = replicas("a", timeout=0.2)
+    await a.start()
+    p = provider(KEYS[0])
+    limited = ProviderPolicy(max_concurrency_per_key=1)
+    redis.stop()
+    held = await a.acquire(p, limited)  # finds Redis gone: served locally
+    assert a.stats.degraded and held.via == "memory"
+    before = a.stats.fallbacks
+    with pytest.raises(Denied) as busy:
+        a.acquire_nowait(p, limited)
+    assert busy.value.why == "busy" and a.stats.fallbacks == before
+    with pytest.raises(Denied):
+        await a.acquire(p, limited)
+    assert a.stats.fallbacks == before + 1
+    await a.settle(held, limited, None)
+    grant = a.acquire_nowait(p, limited)
+    assert grant is not None and a.stats.fallbacks == before + 2
+
+
 async def test_provider_keys_never_reach_redis_in_clear(
     replicas: Replica, redis: RedisServer
 ) -> None:
