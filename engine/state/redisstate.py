@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..dsl.spec import ProviderPolicy, ProviderSpec
-from . import adminrows, scripts
+from . import scripts
 from .base import RELEASED, Denied, Grant, StateStats
 from .config import RedisConfig
 from .healthcache import Health, HealthCache
@@ -39,6 +39,7 @@ from .multiplex import Multiplexed
 from .outbox import Outbox
 from .records import RedisRecords
 from .redisjobs import RedisJobLeases
+from .rediskeys import RedisKeyReport
 
 log = logging.getLogger("pixgate.state")
 T = TypeVar("T")
@@ -46,9 +47,9 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.1, 5.0
 FAILURES = (RedisError, OSError, TimeoutError, ConnectionError)
 
 
-class RedisState(RedisRecords, RedisJobLeases):
-    """The state backend of a fleet; its hooks for counters, job records and job leases are
-    its parts (records.py, redisjobs.py)."""
+class RedisState(RedisRecords, RedisJobLeases, RedisKeyReport):
+    """The state backend of a fleet; its hooks for counters, job records, job leases and the
+    /admin/keys view are its parts (records.py, redisjobs.py, rediskeys.py)."""
 
     durable_jobs = True  # every replica reads the records: a job outlives its replica
 
@@ -379,39 +380,6 @@ class RedisState(RedisRecords, RedisJobLeases):
             tokens: list[Any] = [token for token, _ in held]
             ttl_ms = int(self.config.lease_ttl * 1000)
             await self.guard(self.lua.renew(keys=keys, args=[*tokens, len(held), ttl_ms]))
-
-    # --- reading, for /admin/keys -----------------------------------------------------------
-
-    async def report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
-        """Fleet-wide state from Redis (this replica's own when Redis is unreachable)."""
-        if self.stats.degraded:
-            return self._local_report(providers)
-        await self.outbox.flush()  # this replica's batched counts and releases first
-        answers = await self.guard(adminrows.ask(self.client, self.names, providers).execute())
-        if answers is None:
-            return self._local_report(providers)
-        return adminrows.read(answers, providers)
-
-    async def reprobe(self, provider: str, key: str) -> None:
-        await self.local.reprobe(provider, key)
-        health, _ = self.names.key(provider, key)
-        now_ms = str(int(time.time() * 1000))
-        # In the past but not 0: the key still counts as resting, so its next success
-        # clears its last verdict (the settle script's rule).
-        fields: dict[str | bytes, str | bytes] = {
-            "until": "1", "changed_by": self.config.replica, "changed_at": now_ms,
-        }  # fmt: skip
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(health, mapping=fields)  # type: ignore[arg-type]
-        pipe.publish(self.names.channel, provider)
-        await self.guard(pipe.execute())
-        self.cache.drop(provider)
-
-    def _local_report(self, providers: dict[str, ProviderSpec]) -> dict[str, dict[str, Any]]:
-        report = self.local.report_now(providers)
-        for entry in report.values():
-            entry["source"] = "local (Redis unreachable)"
-        return report
 
     def retain(self, providers: dict[str, ProviderSpec]) -> None:
         self.local.retain(providers)
