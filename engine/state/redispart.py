@@ -1,8 +1,8 @@
 """What every Redis-backed part of RedisState shares: the client, where names live in Redis,
 the scripts, and this replica's memory state to fail open onto.
 
-RedisState is made of these parts (records.py, redisjobs.py, rediskeys.py) and implements `guard`: a call's
-result, or None when Redis failed and the memory state must answer.
+RedisState is made of these parts (records.py, redisjobs.py, rediskeys.py) and implements
+`guard`: a call's result, or None when Redis failed and the memory state must answer.
 """
 
 from __future__ import annotations
