@@ -51,9 +51,15 @@ _OPTIONS = jmespath.Options(custom_functions=_FUNCTIONS)
 
 
 class Expr:
-    """A compiled JMESPath expression with its source text (for docs and diagnostics)."""
+    """A compiled JMESPath expression with its source text (for docs and diagnostics).
 
-    __slots__ = ("_fast", "_parsed", "source")
+    `search(data)` is its value: the expression's generated code (jmesfast.py), which hands
+    over to jmespath itself when that code raises, or jmespath alone for a shape the code
+    does not cover. It is set per expression, so a search is one call."""
+
+    __slots__ = ("_fast", "_parsed", "search", "source")
+
+    search: Callable[[Any], Any]
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -61,29 +67,9 @@ class Expr:
             self._parsed = jmespath.compile(source)
         except jexc.JMESPathError as exc:
             raise ValueError(_one_line(exc)) from None
-        self._fast = compile_fast(self._parsed.parsed, _FUNCTIONS.call_function)
-
-    def search(self, data: Any) -> Any:
-        if self._fast is not None:
-            try:
-                return self._fast(data)
-            except Exception:
-                pass
-        try:
-            return self._parsed.search(data, options=_OPTIONS)
-        except Exception:
-            pass
-        # Long strings of an upstream's answer stay unparsed (engine/rawtext.py); functions
-        # such as to_string() or length() need them as real strings. Rare, so only now.
-        real = plain(data)
-        if real is not data:
-            try:
-                return self._parsed.search(real, options=_OPTIONS)
-            except Exception:
-                pass
-        # A type mismatch at run time (e.g. a number where a string was expected) means
-        # "no match" for conditions and "nothing" for extraction.
-        return None
+        slow = _interpreted(self._parsed)
+        self._fast = compile_fast(self._parsed.parsed, _FUNCTIONS.call_function, slow)
+        self.search = self._fast or slow
 
     def truthy(self, data: Any) -> bool:
         return not is_false(self.search(data))
@@ -96,6 +82,29 @@ class Expr:
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
+
+
+def _interpreted(parsed: jmespath.parser.ParsedResult) -> Callable[[Any], Any]:
+    """jmespath's own search of `parsed` (a closure over it, not over the Expr: no cycle)."""
+
+    def search(data: Any) -> Any:
+        try:
+            return parsed.search(data, options=_OPTIONS)
+        except Exception:
+            pass
+        # Long strings of an upstream's answer stay unparsed (engine/rawtext.py); functions
+        # such as to_string() or length() need them as real strings. Rare, so only now.
+        real = plain(data)
+        if real is not data:
+            try:
+                return parsed.search(real, options=_OPTIONS)
+            except Exception:
+                pass
+        # A type mismatch at run time (e.g. a number where a string was expected) means
+        # "no match" for conditions and "nothing" for extraction.
+        return None
+
+    return search
 
 
 def first_true(conditions: Sequence[Expr]) -> Callable[[Any], int]:

@@ -82,29 +82,39 @@ _HELPERS = {
 }
 
 
-def compile_fast(node: dict[str, Any], call_function: Callable[[str, list[Any]], Any]) -> Fn | None:
-    """A function evaluating the parsed expression `node`, or None when a node is not
-    covered. One per distinct expression and function table (the same text recurs)."""
-    return _compiled(json.dumps(node), call_function)
+def compile_fast(
+    node: dict[str, Any], call_function: Callable[[str, list[Any]], Any], fallback: Fn
+) -> Fn | None:
+    """A function evaluating the parsed expression `node` that answers with `fallback(v)`
+    when its own code raises, or None when a node is not covered. (The fallback inside:
+    one call per search, not a wrapper's and this function's.)"""
+    make = _compiled(json.dumps(node), call_function)
+    return make(fallback) if make is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled(tree: str, call_function: Callable[[str, list[Any]], Any]) -> Fn | None:
+def _compiled(
+    tree: str, call_function: Callable[[str, list[Any]], Any]
+) -> Callable[[Fn], Fn] | None:
+    """The maker of `fn(v)` for a fallback: one per distinct expression and function table
+    (the same text recurs)."""
     writer = _Writer(call_function)
-    result = writer.node(json.loads(tree), "v", 1)
+    result = writer.node(json.loads(tree), "v", 3)
     if result is None:
         return None
-    source = "\n".join(["def fn(v):", *writer.lines, f"    return {result}", ""])
+    lines = ["def make(_fallback):", "    def fn(v):", "        try:", *writer.lines]
+    lines += [f"            return {result}", "        except Exception:"]
+    lines += ["            return _fallback(v)", "    return fn", ""]
     namespace = writer.namespace
     # Written here from a parsed expression: identifiers, operators and repr() literals;
     # literal values are bound by name in the namespace, never spelt out.
     try:
-        code = compile(source, "<pixgate jmespath>", "exec")
+        code = compile("\n".join(lines), "<pixgate jmespath>", "exec")
     except (SyntaxError, RecursionError):  # nested deeper than Python allows: jmespath's
         return None
     exec(code, namespace)
-    fn: Fn = namespace.pop("fn")
-    return fn
+    make: Callable[[Fn], Fn] = namespace.pop("make")
+    return make
 
 
 def compile_first_true(
