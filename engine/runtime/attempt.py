@@ -66,11 +66,11 @@ async def run_attempt(
     if polling is not None:
         polling.inc()
     try:
-        counts = call_counts(job.n, model.images_per_call or task.images_per_call)
-        calls = _begun(_Calls(svc, job, attempt, size, key, info, executor), counts, task.parallel)
-        del counts
-        if len(calls) == 1:  # n=1, the common case: its call is awaited with no frame around it
-            only = calls.pop()
+        calls = _Calls(svc, job, attempt, size, key, info, executor)
+        per_call = model.images_per_call or task.images_per_call
+        if 0 < job.n <= per_call:  # one call (call_counts), the common case: awaited with
+            only = calls.begin(0, job.n)  # no frame around it
+            del calls
             try:
                 results: list[CallResult | BaseException] = [await only]
             except asyncio.CancelledError:
@@ -78,7 +78,9 @@ async def run_attempt(
             except Exception as exc:
                 results = [exc]
         else:
-            results = await settled(calls)
+            begun = _begun(calls, call_counts(job.n, per_call), task.parallel)
+            del calls
+            results = await settled(begun)
         images: list[ImageRef] = []
         failures: list[UpstreamFailure] = []
         first: CallResult | None = None  # its revised prompt and usage are the answer's
@@ -101,7 +103,10 @@ async def run_attempt(
         else:
             fmt = response_format(job, attempt)
             rehost = attempt.rehost
-            data = [i for ref in images if (i := passed_through(ref, fmt, rehost)) is not None]
+            data = []  # (a loop, not a comprehension: no function call of its own)
+            for ref in images:
+                if (item := passed_through(ref, fmt, rehost)) is not None:
+                    data.append(item)
             if len(data) < len(images):  # a download or a store: not the common case
                 data = await _normalise(svc, job, attempt, key, base_url, images, info)
     except UpstreamFailure:

@@ -33,7 +33,7 @@ def base_context(
         "size": size.as_context(),
         "quality": job.quality,
         "style": job.style,
-        "response_format": response_format(job, attempt),
+        "response_format": job.response_format or attempt.response_format,  # response_format()
         "output_format": job.output_format,
         "background": job.background,
         "user": job.user,

@@ -29,7 +29,11 @@ class ImageRef:
 
 def image_refs(found: Any, kind: str, request_url: str | URL) -> list[ImageRef]:
     items = found if isinstance(found, list) else [found] if found is not None else []
-    return [ref for item in items if (ref := image_ref(item, kind, request_url)) is not None]
+    refs = []  # (a loop: a comprehension is a function call of its own, once per answer)
+    for item in items:
+        if (ref := image_ref(item, kind, request_url)) is not None:
+            refs.append(ref)
+    return refs
 
 
 def image_ref(item: Any, kind: str, request_url: str | URL) -> ImageRef | None:
