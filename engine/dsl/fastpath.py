@@ -182,6 +182,11 @@ class Emitter:
 
 
 @functools.cache  # one set per environment (there are two: text and URL)
+def finalize_text(value: Any) -> Any:
+    """The text environment's `finalize` (templates.py): None is written as nothing."""
+    return "" if value is None else value
+
+
 def _helpers(env: jinja2.Environment) -> dict[str, Any]:
     """What generated code calls: attribute and item access by the sandbox's rules, and an
     interpolation's text as the environment finalises it."""
@@ -200,8 +205,15 @@ def _helpers(env: jinja2.Environment) -> dict[str, Any]:
 
     finalize = env.finalize or (lambda value: value)
 
-    def text(value: Any) -> str:
-        return str(finalize(None if value is UNDEFINED else value))
+    if finalize is finalize_text:  # the text environment's, written out: no call to it
+
+        def text(value: Any) -> str:
+            return "" if value is None or value is UNDEFINED else str(value)
+
+    else:
+
+        def text(value: Any) -> str:
+            return str(finalize(None if value is UNDEFINED else value))
 
     return {
         "U": UNDEFINED,

@@ -19,6 +19,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .fastpath import UNDEFINED, Emitter, fast_expression, fast_output
+from .fastpath import finalize_text as _finalize_text
 from .jsontext import from_json_filter
 
 # Every name a template may use. Documented in docs/providers.md; `lint` rejects others.
@@ -56,10 +57,6 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
 
 class RawText(str):
     """A value the URL template must not percent-encode (produced by the `raw` filter)."""
-
-
-def _finalize_text(value: Any) -> Any:
-    return "" if value is None else value
 
 
 def _finalize_url(value: Any) -> Any:

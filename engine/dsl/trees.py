@@ -40,15 +40,13 @@ class MapNode:
     generated at load (`_map_function`): a JSON body's fields inline, not one call each."""
 
     items: tuple[tuple[str, Renderable], ...]
-    _render: Callable[[Mapping[str, Any]], dict[str, Any]] = field(
+    # `render(ctx)` is that function itself, not a method calling it: one call per render
+    render: Callable[[Mapping[str, Any]], dict[str, Any]] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_render", _map_function(self.items))
-
-    def render(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
-        return self._render(ctx)
+        object.__setattr__(self, "render", _map_function(self.items))
 
 
 def _map_function(
