@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .judging import Cell, Target, clean, cpu, find, verdict
+from .repeats import ratio_range, spread, table
 from .report_heavy import heavy_targets
 from .scenarios import POLL_JOBS
 
@@ -26,15 +27,31 @@ Judged = tuple[str, bool, str, str]
 
 
 def _vs_litellm(gw: Cell | None, ll: Cell | None, floor: Cell | None) -> Judged:
-    """CPU per request, the steadier measure (LiteLLM's req/s moved 83-167 across runs)."""
+    """CPU per request, the steadier measure (LiteLLM's req/s moved 83-167 across runs); on
+    the medians when the cells were measured in several processes (bench/repeats.py)."""
     assert gw is not None and ll is not None
     ratio = cpu(ll) / cpu(gw) if cpu(gw) else 0.0
     return (
-        f"{ratio:.1f}x lower ({cpu(gw):.3f} vs {cpu(ll):.3f} ms)",
+        f"{ratio:.1f}x lower ({cpu(gw):.3f}{spread(gw)} vs {cpu(ll):.3f}{spread(ll)} ms)",
         ratio >= 30 and not gw["errors"],
-        clean(gw, ll),
-        f"{cpu(floor):.3f} ms" if floor else "-",
+        _joined(clean(gw, ll), _edge(ratio_range(ll, gw), lambda r: r >= 30)),
+        f"{cpu(floor):.3f} ms{spread(floor)}" if floor else "-",
     )
+
+
+def _edge(span: tuple[float, float] | None, ok: Callable[[float], bool]) -> str:
+    """What single processes would have said: the ratio over every pair of one process of
+    each system, and whether that pair's verdict could differ from the medians'."""
+    if span is None:
+        return ""
+    low, high = span
+    verdicts = {ok(low), ok(high)}  # the bound is one-sided, so the ends decide
+    word = "some would pass, some fail" if len(verdicts) == 2 else verdict(ok(low)) + " for all"
+    return f"single-process pairs: {low:.2f}-{high:.2f}x, {word}"
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def evaluate(results: dict[str, Any]) -> list[Target]:
@@ -59,10 +76,10 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         gw, fl = gw64.get("cpu_ms_per_req") or 0.0, fl64.get("cpu_ms_per_req") or 0.0
         ratio = gw / fl if fl else float("inf")
         return (
-            f"{ratio:.2f}x ({gw:.3f} ms)",
+            f"{ratio:.2f}x ({gw:.3f} ms{spread(gw64)})",
             ratio <= 2.0 and not gw64["errors"],
-            clean(gw64, fl64),
-            f"{fl:.3f} ms",
+            _joined(clean(gw64, fl64), _edge(ratio_range(gw64, fl64), lambda r: r <= 2.0)),
+            f"{fl:.3f} ms{spread(fl64)}",
         )
 
     need("own cost, small c=64", "<= 2.0x the floor's CPU/req", [gw64, fl64], own_cost)
@@ -236,6 +253,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"- cells: {meta['cell_s']} s each after a {meta['warmup_s']} s warm-up at the same "
         f"concurrency; closed loop (each connection sends its next request when the last answer "
         f"arrives)",
+        f"- small cells of the floor, pixgate and LiteLLM: {meta.get('processes', 1)} fresh "
+        "process(es) of each, each with its own warm-up; each measure is the median over them "
+        "and the CPU/req targets are judged on the medians",
         f"- load average at start: {meta['loadavg_start']}, at end: {meta['loadavg_end']}",
         f"- file-descriptor limit of the bench and its children: {meta.get('fd_limit', '?')} "
         "(raised to the hard limit by the bench itself)",
@@ -281,7 +301,9 @@ def markdown(results: dict[str, Any]) -> str:
         "gateway's (whole process tree), measured over the cell only. `waited %` is the time the "
         "gateway was runnable but another process had its core (schedstat run delay): high "
         "values mean a noisy machine, not a slow gateway. `core 1 %` is upstream + load "
-        "generator CPU, showing when the load side itself is the limit.",
+        "generator CPU, showing when the load side itself is the limit. The small cells of "
+        "floor, pixgate and LiteLLM give each measure's median over their processes (next "
+        "table).",
         "",
         "| scenario | c | system | tool | req/s | p50 ms | p99 ms | errors | +p50 ms | "
         "CPU ms/req | CPU % | waited % | peak RSS MiB | core 1 % |",
@@ -299,6 +321,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_f(c.get('peak_rss_mib')) if gateway else '-'} | "
             f"{_f(c.get('core1_pct'), 0)} |"
         )
+    lines += table(results["cells"])
     pairs = [
         (c, find(results["cells"], c["scenario"], "floor", c["c"]))
         for c in results["cells"]

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from . import heavy, litellm_peer, procstat, profile, report
+from . import heavy, litellm_peer, procstat, profile, repeats, report
 from .load import LoadResult, run_python, run_wrk, write_wrk_script, wrk_available, wrk_version
 from .procs import Proc, free_port, pin_self, pinned
 from .scenarios import CLIENT_KEY, HEAVY, OPENAI_KEY, POLL, POLL_JOBS, SMALL, Scenario, by_name
@@ -162,6 +162,7 @@ class Bench:
         self.run_dir = run_dir
         self.cell_s: float = args.cell_seconds or (3.0 if self.quick else 12.0)
         self.warmup_s: float = args.warmup_seconds or (1.0 if self.quick else 2.0)
+        self.processes: int = max(1, args.processes)  # of each system, for the small cells
         self.pin = not args.no_pin and (os.cpu_count() or 1) >= 2
         self.gw_cpus = GATEWAY_CPUS if self.pin else None
         self.load_cpus = LOAD_CPUS if self.pin else None
@@ -587,62 +588,10 @@ class Bench:
         cell["window_cpu_pct"] = gw.usage.cpu_fraction * 100
         self.cells.append(cell)
 
-    def run_litellm(self, scenarios: tuple[Scenario, ...]) -> None:
-        info = self.systems.setdefault("litellm", {})
-        if self.args.skip_litellm:
-            info["status"] = "skipped (--skip-litellm)"
-            return
-        peer = litellm_peer.installed()
-        if peer is None and not self.args.no_install:
-            _log("installing litellm[proxy] into bench/.venv-litellm (once; takes a while)")
-            peer = litellm_peer.install(self.run_dir / "litellm-install.log")
-        if peer is None:
-            info["status"] = "not installed (pip install 'litellm[proxy]' failed or not allowed)"
-            self.notes.append(f"LiteLLM: {info['status']}; see README")
-            return
-        info["version"] = peer.version
-        key = litellm_peer.master_key()
-        config = self.run_dir / "litellm-config.yaml"
-        names = [s.name for s in scenarios if s is not POLL]
-        litellm_peer.write_config(config, self.upstream_url, names, OPENAI_KEY)
-        port = free_port()
-        cmd = pinned(litellm_peer.command(peer, config, port), self.gw_cpus)
-        info["command"] = " ".join(cmd)
-        base = f"http://127.0.0.1:{port}"
-        proc = self.start("litellm", cmd, litellm_peer.environment(key), self.run_dir)
-        try:
-            try:
-                startup = proc.wait_http(base + litellm_peer.HEALTH_PATH, timeout=120, every=0.05)
-            except RuntimeError as exc:
-                info["status"] = f"failed to start: {exc}"
-                self.notes.append(f"LiteLLM did not start: {exc}: {proc.tail(3)!r}")
-                return
-            time.sleep(1.0)
-            pids = procstat.tree(proc.pid)
-            info.update(
-                {
-                    "status": "ok",
-                    "startup_s": [startup],
-                    "startup_median_s": startup,
-                    "idle_rss_mib": procstat.tree_kib(pids, "VmRSS") / MIB,
-                    "affinity": procstat.affinity(proc.pid),
-                    "processes": len(pids),
-                }
-            )
-            _log(f"litellm {peer.version} pid {proc.pid}: healthy after {startup:.1f} s")
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-            for scenario in scenarios:
-                for c in scenario.concurrencies("litellm", self.quick):
-                    self.cell(
-                        "litellm", scenario, base + "/v1/images/generations", headers, c, proc
-                    )
-            info["final_rss_mib"] = procstat.tree_kib(procstat.tree(proc.pid), "VmRSS") / MIB
-        finally:
-            self.stop(proc)
-
     # --- results --------------------------------------------------------------------------
 
     def finish(self) -> None:
+        self.cells = repeats.fold(self.cells)
         direct = {(c["scenario"], c["c"]): c for c in self.cells if c["target"] == "direct"}
         for cell in self.cells:
             base = direct.get((cell["scenario"], cell["c"]))
@@ -696,6 +645,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="jobs in the `poll-long` scenario (default 10000; judged only at 10000)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=3,
+        help="fresh processes of the floor, pixgate and LiteLLM for the small cells, which are "
+        "judged on the median (default 3; 1 = one process each, as before)",
     )
     parser.add_argument("--cell-seconds", type=float, default=0.0)
     parser.add_argument("--warmup-seconds", type=float, default=0.0)
@@ -753,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_floor(scenarios)
             bench.run_pixgate(scenarios)
             bench.run_pixgate_workers(scenarios)
-            bench.run_litellm(scenarios)
+            litellm_peer.run(bench, scenarios)
+            repeats.run(bench, scenarios)
             heavy.run(bench, tuple(s for s in chosen if s in HEAVY))
         except (KeyboardInterrupt, SystemExit) as exc:
             interrupted = True
@@ -787,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "cell_s": bench.cell_s,
             "warmup_s": bench.warmup_s,
+            "processes": bench.processes,
             "loadavg_start": loadavg_start,
             "loadavg_end": _loadavg(),
             "fd_limit": fd_limit,
