@@ -92,9 +92,9 @@ def request_context(gateway: Gateway) -> Middleware:
                 watcher.stop()
             ticket.release()
             bodygate.CURRENT.reset(token)
+            elapsed = time.perf_counter() - started  # one clock read for metrics and the log
             if counted:
                 route, model = _route_model(ctx)
-                elapsed = time.perf_counter() - started
                 gateway.metrics.request(
                     _endpoint(request), route, model, status, elapsed, overhead, sent
                 )
@@ -111,7 +111,7 @@ def request_context(gateway: Gateway) -> Middleware:
                     ctx.model or "-",
                     ctx.provider or "-",
                     status,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                 )
 
     return middleware

@@ -6,18 +6,27 @@ from ..metrics import GatewayMetrics
 from ..state.base import Counters
 from .budget import Budgets
 from .counters import Amounts, Row, Usage
-from .windows import Clock, wall_clock
+from .windows import Clock
 
 
 class Meter:
     def __init__(self, store: Counters, metrics: GatewayMetrics | None = None) -> None:
-        self.clock: Clock = wall_clock  # tests move it (a day's rollover)
-        self.budgets = Budgets(store, self.now)
-        self.usage = Usage(store, self.now)
+        self.budgets = Budgets(store)
+        self.usage = Usage(store)  # both on wall_clock until `clock` is moved
         self.metrics = metrics
 
+    @property
+    def clock(self) -> Clock:
+        return self.usage.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        """Tests move it (a day's rollover). Handed to the budgets and the usage counters
+        themselves: a request's count reads the clock once, with no call in between."""
+        self.budgets.clock = self.usage.clock = clock
+
     def now(self) -> float:
-        return self.clock()
+        return self.usage.clock()
 
     def record(self, row: Row, amounts: Amounts) -> None:
         """Count one finished request (sent to the store without the request waiting)."""
