@@ -74,6 +74,12 @@ class Expr:
     def truthy(self, data: Any) -> bool:
         return not is_false(self.search(data))
 
+    def may_read(self, name: str) -> bool:
+        """Whether the expression may read its data's field `name`: a field of that name
+        anywhere in it, or `@` or `*`, which can reach any field. (False is certain; True is
+        not, which is enough to skip preparing a field nothing reads.)"""
+        return _may_read(self._parsed.parsed, name)
+
     def step_refs(self) -> dict[str, set[str]]:
         """`steps.<step>.<var>` paths this expression reads: {step: {var, ...}}."""
         found: dict[str, set[str]] = {}
@@ -112,6 +118,13 @@ def first_true(conditions: Sequence[Expr]) -> Callable[[Any], int]:
     (one call per answer for a provider's error rules, not three per rule)."""
     trees = [c._parsed.parsed for c in conditions]
     return compile_first_true(trees, [c.search for c in conditions], _FUNCTIONS.call_function)
+
+
+def _may_read(node: dict[str, Any], name: str) -> bool:
+    kind = node["type"]
+    if kind in ("current", "value_projection") or (kind == "field" and node["value"] == name):
+        return True
+    return any(isinstance(c, dict) and _may_read(c, name) for c in node.get("children", ()))
 
 
 def _walk_step_refs(node: dict[str, Any], found: dict[str, set[str]]) -> None:

@@ -241,12 +241,17 @@ class ProviderSpec:
     # The index of the first `errors` rule whose `when` holds for an answer's envelope, -1
     # when none does: one generated function for them all, derived here.
     first_error: Callable[[Any], int] = field(init=False, repr=False, compare=False)
+    # Whether an `errors` rule may read the envelope's `headers`: only then are an answer's
+    # headers copied into it (lower-cased, as rules name them).
+    errors_read_headers: bool = field(init=False, repr=False, compare=False)
     # The base URL is relative: this gateway itself serves the upstream (the demo). Read on
     # every attempt, so set once here.
     on_gateway: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "first_error", first_true([r.when for r in self.errors]))
+        rules = [e for r in self.errors for e in (r.when, r.message) if e is not None]
+        object.__setattr__(self, "errors_read_headers", any(e.may_read("headers") for e in rules))
         object.__setattr__(self, "on_gateway", self.base_url.startswith("/"))
 
     def model(self, name: str) -> ModelSpec | None:

@@ -8,6 +8,7 @@ import base64
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from engine.dsl.provider import DEFAULT_ERROR_MESSAGE, compile_provider
 from engine.dsl.spec import ProviderSpec, StepSpec
@@ -142,6 +143,43 @@ def test_rules_see_status_body_and_lowercased_headers() -> None:
     err = failure(provider, 503, {"error": "busy"}, x_error_type="overloaded")
     assert err.kind == "rate_limited"
     assert err.message == "HTTP 503: busy"
+
+
+def test_rules_read_aiohttp_headers_by_lower_case_name() -> None:
+    """An answer keeps aiohttp's headers (any case): a rule names them lower-cased, and
+    Retry-After and x-error-message are read whatever their case."""
+    headers = CIMultiDictProxy(
+        CIMultiDict({"X-Error-Type": "overloaded", "Retry-After": "7", "X-Error-Message": "m"})
+    )
+    reply = Reply(503, headers, None, "https://api.test/x")
+    provider = make_provider(RULES)
+    with pytest.raises(UpstreamFailure) as info:
+        executor(provider)._check(step_of(provider), reply)
+    assert (info.value.kind, info.value.retry_after) == ("rate_limited", 7.0)
+    with pytest.raises(UpstreamFailure) as info:
+        executor(make_provider())._check(step_of(provider), reply)
+    assert (info.value.message, info.value.retry_after) == ("HTTP 503: m", 7.0)
+
+
+@pytest.mark.parametrize(
+    ("rule", "reads"),
+    [
+        ({"when": "status == `400`", "kind": "quota", "message": "body.error"}, False),
+        ({"when": "body.headers == 'x'", "kind": "quota"}, True),  # a field of that name
+        ({"when": "headers.\"x-a\" == 'b'", "kind": "quota"}, True),
+        ({"when": "status == `400`", "kind": "quota", "message": "headers.\"x-m\""}, True),
+        ({"when": "contains(keys(@), 'x')", "kind": "quota"}, True),  # @ reaches every field
+        ({"when": "length(*) > `2`", "kind": "quota"}, True),
+    ],
+)
+def test_headers_are_copied_only_for_rules_that_may_read_them(
+    rule: dict[str, Any], reads: bool
+) -> None:
+    provider = make_provider([rule])
+    assert provider.errors_read_headers is reads
+    reply = Reply(200, CIMultiDictProxy(CIMultiDict({"X-A": "b"})), None, "u")
+    envelope = reply.envelope(provider.errors_read_headers)
+    assert envelope["headers"] == ({"x-a": "b"} if reads else {})
 
 
 def test_first_matching_rule_wins() -> None:

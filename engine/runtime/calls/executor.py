@@ -294,7 +294,7 @@ class Executor:
 
     def _check(self, step: StepSpec, reply: Reply) -> None:
         """Raise when the reply is a failure: provider rules first, then HTTP status."""
-        envelope = reply.envelope()
+        envelope = reply.envelope(self.provider.errors_read_headers)
         index = self.provider.first_error(envelope)  # the first rule that holds
         if index >= 0:
             rule = self.provider.errors[index]

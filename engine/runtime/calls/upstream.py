@@ -9,6 +9,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import hdrs
+from aiohttp.helpers import parse_content_type
 from yarl import URL
 
 from ... import jsonbytes, rawtext
@@ -31,10 +33,11 @@ EventFn = Callable[[str, Any], None]
 
 @dataclass(slots=True)
 class Reply:
-    """An upstream answer: status, lower-cased headers, parsed body, and raw bytes if binary."""
+    """An upstream answer: status, headers (aiohttp's own, names case-insensitive), parsed
+    body, and raw bytes if binary."""
 
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     body: Any
     url: str | URL  # where the answer came from (redirects followed); text only when needed
     raw: bytes | None = None
@@ -42,8 +45,11 @@ class Reply:
     events: list[str] = field(default_factory=list)
     error_event: bool = False  # the stream ended with the step's error event
 
-    def envelope(self) -> dict[str, Any]:
-        return {"status": self.status, "headers": self.headers, "body": self.body}
+    def envelope(self, with_headers: bool = True) -> dict[str, Any]:
+        """What a provider's `errors` rules read. The headers are copied, names lower-cased,
+        only `with_headers` (when a rule may read them: ProviderSpec.errors_read_headers)."""
+        headers = {k.lower(): v for k, v in self.headers.items()} if with_headers else {}
+        return {"status": self.status, "headers": headers, "body": self.body}
 
 
 @dataclass(slots=True)
@@ -257,8 +263,8 @@ async def _read(
     on_event: EventFn | None,
     bound: Deadline,
 ) -> Reply:
-    headers = {k.lower(): v for k, v in resp.headers.items()}
-    mime = resp.content_type or ""
+    headers = resp.headers
+    mime = _media_type(headers.get(hdrs.CONTENT_TYPE))
     url = resp.url
     mode = step.response
     if mode == "auto":
@@ -276,6 +282,13 @@ async def _read(
         data = bytes(raw) if isinstance(raw, bytearray) else raw  # images are kept as bytes
         return Reply(resp.status, headers, None, url, raw=data, mime=sniff(data) or mime)
     return Reply(resp.status, headers, _parse_body(raw, resp.status, mode), url)
+
+
+@functools.lru_cache(maxsize=64)  # an upstream sends the same few values on every answer
+def _media_type(raw: str | None) -> str:
+    """`ClientResponse.content_type` (aiohttp's parse, its default when there is none), from
+    the header's value: the property parses on each response and copies the parameters."""
+    return "application/octet-stream" if raw is None else parse_content_type(raw)[0] or ""
 
 
 def _mode_for(mime: str) -> str:
@@ -305,7 +318,7 @@ def _parse_body(raw: bytes | bytearray, status: int, mode: str) -> Any:
 async def _read_sse(
     resp: aiohttp.ClientResponse,
     step: StepSpec,
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     url: URL,
     on_event: EventFn | None = None,
     quiet: float | None = None,
