@@ -66,11 +66,9 @@ async def run_attempt(
     if polling is not None:
         polling.inc()
     try:
-        calls = _Calls(svc, job, attempt, size, key, info, executor)
         per_call = model.images_per_call or task.images_per_call
         if 0 < job.n <= per_call:  # one call (call_counts), the common case: awaited with
-            only = calls.begin(0, job.n)  # no frame around it
-            del calls
+            only = _begin(svc, job, attempt, size, key, info, executor, 0, job.n)  # no frame
             try:
                 results: list[CallResult | BaseException] = [await only]
             except asyncio.CancelledError:
@@ -78,6 +76,7 @@ async def run_attempt(
             except Exception as exc:
                 results = [exc]
         else:
+            calls = _Calls(svc, job, attempt, size, key, info, executor)
             begun = _begun(calls, call_counts(job.n, per_call), task.parallel)
             del calls
             results = await settled(begun)
@@ -101,7 +100,7 @@ async def run_attempt(
             if not data:
                 raise most_informative(sink.failures)
         else:
-            fmt = response_format(job, attempt)
+            fmt = job.response_format or attempt.response_format  # response_format(), inline
             rehost = attempt.rehost
             data = []  # (a loop, not a comprehension: no function call of its own)
             for ref in images:
@@ -203,8 +202,9 @@ def key_id(
 
 @dataclass(slots=True)
 class _Calls:
-    """How an attempt's calls begin: an object of its own rather than closures, so that the
-    attempt's frame (a polling job waits in it for minutes) holds no cell per name."""
+    """How the calls of an attempt with several begin: an object of its own rather than
+    closures, so that the attempt's frame (a polling job waits in it for minutes) holds no
+    cell per name. (A single call begins with `_begin` directly: no object at all.)"""
 
     svc: ImageService
     job: ImageJob
@@ -215,33 +215,50 @@ class _Calls:
     executor: Executor
 
     def begin(self, index: int, count: int) -> Coroutine[Any, Any, CallResult]:
-        """Call `index` as it begins: its seed, its checkpoint hooks, its context; the
-        executor's coroutine, awaited without a frame of this attempt's around it."""
-        svc, job, attempt, info = self.svc, self.job, self.attempt, self.info
-        task = attempt.provider.tasks[attempt.task]
-        journal = info.journal
-        seed: Any = svc.rng.getrandbits(31)  # a seed, not a secret: no system entropy
-        hooks = None
-        if journal is not None and journal.resume_from is not None:
-            seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
-            hooks = resumed_hooks(journal, task, index, count, self.key)
-        elif journal is not None:
-            hooks = journal.hooks(index, count, seed, self.key)
-        # the attempt's part of the context is made per call, not kept beside the calls'
-        base = base_context(
-            job,
-            attempt,
-            self.size,
-            self.key,
-            info.request_id,
-            stream=info.streaming,
-            partial_images=info.partial_images,
-        )
-        return self.executor.run(task, with_call(base, job, index, count, seed), hooks)
+        """`_begin` with the attempt's values."""
+        return _begin(
+            self.svc, self.job, self.attempt, self.size, self.key, self.info, self.executor,
+            index, count,
+        )  # fmt: skip
 
     async def in_turn(self, gate: asyncio.Semaphore, index: int, count: int) -> CallResult:
         async with gate:  # the call begins once a slot is free
             return await self.begin(index, count)
+
+
+def _begin(
+    svc: ImageService,
+    job: ImageJob,
+    attempt: Attempt,
+    size: Size,
+    key: str | None,
+    info: RequestInfo,
+    executor: Executor,
+    index: int,
+    count: int,
+) -> Coroutine[Any, Any, CallResult]:
+    """Call `index` as it begins: its seed, its checkpoint hooks, its context; the
+    executor's coroutine, awaited without a frame of this attempt's around it."""
+    task = attempt.provider.tasks[attempt.task]
+    journal = info.journal
+    seed: Any = svc.rng.getrandbits(31)  # a seed, not a secret: no system entropy
+    hooks = None
+    if journal is not None and journal.resume_from is not None:
+        seed = (resumed_call(journal, index) or {}).get("random_seed", seed)
+        hooks = resumed_hooks(journal, task, index, count, key)
+    elif journal is not None:
+        hooks = journal.hooks(index, count, seed, key)
+    # the attempt's part of the context is made per call, not kept beside the calls'
+    base = base_context(
+        job,
+        attempt,
+        size,
+        key,
+        info.request_id,
+        stream=info.streaming,
+        partial_images=info.partial_images,
+    )
+    return executor.run(task, with_call(base, job, index, count, seed), hooks)
 
 
 def _begun(

@@ -305,7 +305,8 @@ class Executor:
                 reply.status,
                 retryafter.from_headers(reply.headers),
             )
-        kind = kind_for_status(reply.status)
+        # (kind_for_status is None below 400: a success makes no call to it)
+        kind = kind_for_status(reply.status) if reply.status >= 400 else None
         if kind is None and reply.error_event:
             kind = "upstream"
         if kind is None and isinstance(reply.body, MalformedBody):
