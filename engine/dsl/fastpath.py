@@ -181,12 +181,12 @@ class Emitter:
         return None
 
 
-@functools.cache  # one set per environment (there are two: text and URL)
 def finalize_text(value: Any) -> Any:
     """The text environment's `finalize` (templates.py): None is written as nothing."""
     return "" if value is None else value
 
 
+@functools.cache  # one set per environment (there are two: text and URL)
 def _helpers(env: jinja2.Environment) -> dict[str, Any]:
     """What generated code calls: attribute and item access by the sandbox's rules, and an
     interpolation's text as the environment finalises it."""
