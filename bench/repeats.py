@@ -154,9 +154,16 @@ def run(bench: Bench, scenarios: tuple[Scenario, ...]) -> None:
 
 def one_process(bench: Bench, system: str, process: int) -> None:
     """A fresh process of `system` through the small cells its first process ran."""
+    info = bench.systems[system]
+    status = info.get("status")
     started = start(bench, system, f"small-{process}")
     if started is None:
-        bench.notes.append(f"{system}: process {process} of the small cells did not start")
+        # A start records its failure as the system's status; the first process did start
+        # and measured every cell, so this one is a note, not the system's failure.
+        failed, info["status"] = info.get("status"), status
+        bench.notes.append(
+            f"{system}: process {process} of the small cells did not start: {failed}"
+        )
         return
     proc, url, headers = started
     before = len(bench.cells)

@@ -121,3 +121,31 @@ def test_the_report_lists_every_process_of_each_folded_cell() -> None:
     row = next(line for line in lines if line.startswith("| 64 | pixgate |"))
     assert "| 3 | 0.217 | 0.212-0.234 |" in row and "0.234, 0.212, 0.217" in row
     assert repeats.table([_cell("pixgate", 64, 0.2)]) == []  # one process: no table
+
+
+class _Bench:
+    """What repeats.run uses of bench.run.Bench; its pixgate does not start again, and
+    records that as Bench.start_pixgate does (the system's status)."""
+
+    processes, quick = 3, True
+
+    def __init__(self) -> None:
+        self.systems: dict[str, dict[str, Any]] = {
+            "pixgate": {"status": "ok", "url": "http://127.0.0.1:1"},
+        }
+        self.notes: list[str] = []
+        self.cells: list[dict[str, Any]] = []
+
+    def start_pixgate(self, label: str) -> None:
+        self.systems["pixgate"]["status"] = "failed to start: no port"
+
+
+def test_a_repeat_that_does_not_start_leaves_the_system_measured() -> None:
+    bench = _Bench()
+    repeats.run(bench, (repeats.SMALL,))  # type: ignore[arg-type]
+    # the first process's cells stand: the targets and the system row still read them
+    assert bench.systems["pixgate"]["status"] == "ok"
+    assert bench.notes == [
+        f"pixgate: process {n} of the small cells did not start: failed to start: no port"
+        for n in (2, 3)
+    ]
