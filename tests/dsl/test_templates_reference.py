@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.dsl.templates import compile_text
+from engine.dsl.trees import compile_tree
 
 REFERENCE = ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined,
@@ -81,3 +82,45 @@ def test_a_rendered_value_is_not_kept() -> None:
     del value
     gc.collect()
     assert ref() is None
+
+
+MAPPING = {
+    "p": "{{ prompt }}",
+    "e": "{{ extra.k }}",
+    "d": "{{ extra.k if extra is mapping else none }}",
+    "l": "{{ [prompt, n] }}",
+    "s": "{{ prompt | string }}",
+    "t": "x {{ prompt }} {{ extra.k }}",
+    "c": "const",
+    "z": "",
+}
+
+
+def _reference_mapping(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Each field as Jinja gives it (a lone `{{ expr }}` keeps its type, an undefined is
+    None), and the fields that come to None or "" left out (docs/providers.md)."""
+    out = {}
+    for key, source in MAPPING.items():
+        text = source.strip()
+        if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            value = REFERENCE.compile_expression(text[2:-2])(**ctx)
+        else:
+            value = REFERENCE.from_string(source).render(ctx)
+        if value is not None and value != "":
+            out[key] = value
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    prompt=values,
+    extra=values | st.dictionaries(st.just("k"), values, min_size=1),
+    n=scalars,
+)
+def test_a_mapping_renders_as_jinja_renders_its_fields(prompt: Any, extra: Any, n: Any) -> None:
+    ctx = {"prompt": prompt, "extra": extra, "n": n}
+    try:
+        expected = _reference_mapping(ctx)
+    except Exception:
+        return
+    assert compile_tree(MAPPING).render(ctx) == expected
