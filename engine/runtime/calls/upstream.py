@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -42,7 +42,6 @@ class Reply:
     url: str | URL  # where the answer came from (redirects followed); text only when needed
     raw: bytes | None = None
     mime: str | None = None
-    events: list[str] = field(default_factory=list)
     error_event: bool = False  # the stream ended with the step's error event
 
     def envelope(self, with_headers: bool = True) -> dict[str, Any]:
@@ -334,16 +333,11 @@ async def _read_sse(
         async for event in iter_events(resp.content, MAX_BODY, quiet):
             seen.append(event.event)
             if event.event == spec.done_event:
-                return Reply(
-                    resp.status,
-                    headers,
-                    _parse_body(event.data.encode(), 200, "json"),
-                    url,
-                    events=seen,
-                )
+                body = _parse_body(event.data.encode(), 200, "json")
+                return Reply(resp.status, headers, body, url)
             if spec.error_event and event.event == spec.error_event:
                 body = _sse_error_body(event.data)
-                return Reply(resp.status, headers, body, url, events=seen, error_event=True)
+                return Reply(resp.status, headers, body, url, error_event=True)
             if event.data.strip() == "[DONE]":
                 break
             if event.event in (spec.image_event, spec.partial_event):
@@ -359,7 +353,7 @@ async def _read_sse(
     except LineTooLong as exc:
         raise UpstreamFailure("upstream", f"{exc} (the limit of an upstream answer)") from None
     if spec.done_event is None:
-        return Reply(resp.status, headers, last_image, url, events=seen)
+        return Reply(resp.status, headers, last_image, url)
     raise UpstreamFailure(
         "upstream",
         f"event stream ended without '{spec.done_event}'"
