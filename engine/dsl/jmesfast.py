@@ -52,15 +52,6 @@ _ORDER: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _index(v: Any, index: int) -> Any:
-    if not isinstance(v, list):
-        return None
-    try:
-        return v[index]
-    except IndexError:
-        return None
-
-
 def _ordered(op: str, a: Any, b: Any) -> Any:
     if not ((_number(a) or isinstance(a, str)) and (_number(b) or isinstance(b, str))):
         return None
@@ -76,7 +67,6 @@ def _not(found: Any) -> bool:
 _HELPERS = {
     "_false": is_false,
     "_eq": _equals,
-    "_ix": _index,
     "_ord": _ordered,
     "_not": _not,
 }
@@ -227,9 +217,12 @@ class _Writer:
                     return None
                 current = found
             return current
-        if kind == "index":
+        if kind == "index":  # None for what is not a list or has no such item: jmespath's
             out = self._var()
-            self._emit(depth, f"{out} = _ix({subject}, {int(node['value'])})")
+            index = int(node["value"])
+            inside = f"len({subject}) > {index}" if index >= 0 else f"len({subject}) >= {-index}"
+            test = f"isinstance({subject}, list) and {inside}"
+            self._emit(depth, f"{out} = {subject}[{index}] if {test} else None")
             return out
         if kind == "flatten":
             return self._flatten(children, subject, depth)
