@@ -42,7 +42,8 @@ def parse(value: str, wall: Callable[[], float] = time.time, scale: float = 1.0)
 
 
 def from_headers(headers: Mapping[str, str], wall: Callable[[], float] = time.time) -> float | None:
-    """`retry-after-ms`, else `retry-after` (lower-cased header names), as seconds."""
+    """`retry-after-ms`, else `retry-after`, as seconds. `headers` is looked up by those
+    lower-case names: aiohttp's own headers (case-insensitive) or a lower-cased copy."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value:
