@@ -5,21 +5,28 @@ an OpenAI request), and calling one small closure per node of an expression was 
 was left. Names, attribute and item chains, constants, not/and/or, one comparison, `is none`,
 list/tuple/dict literals and conditional expressions are written out here as Python source,
 with attribute and item access through the sandbox's own getattr/getitem; a whole mapping of
-templates (a JSON body) becomes one function (engine/dsl/trees.py). Anything else, and any
-evaluation that raises, is left to Jinja, so results and errors stay Jinja's
-(tests/dsl/test_templates_fast_path.py checks every shipped template).
+templates (a JSON body) becomes one function (engine/dsl/trees.py). A name, attribute or item
+read that a function repeats (OpenAI's body tests `params.gpt_image` nine times) is read once
+into a local (`shared_reads`). Anything else, and any evaluation that raises, is left to
+Jinja, so results and errors stay Jinja's (tests/dsl/test_templates_fast_path.py checks every
+shipped template).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jinja2
 from jinja2 import nodes
 
 Getter = Callable[[Mapping[str, Any]], Any]
+T = TypeVar("T")
+# A read of the context: ("name", name), or (the key of what it reads from, ".", attribute),
+# or (that key, "[]", type, constant item); the same key for the same read.
+ReadKey = tuple[Any, ...]
 
 
 class _Undefined:
@@ -59,10 +66,23 @@ class Emitter:
     """Writes Python source for template expressions of one environment; the names that
     source uses (helpers, constants) collect in `namespace`. `function` compiles it."""
 
-    def __init__(self, env: jinja2.Environment) -> None:
+    def __init__(self, env: jinja2.Environment, shared: Sequence[nodes.Node] = ()) -> None:
         self.env = env
         self.namespace: dict[str, Any] = dict(_helpers(env))
         self._names = 0
+        self.reads: Counter[ReadKey] = Counter()  # every read written, by key
+        self._first: dict[ReadKey, nodes.Node] = {}  # each read's node, as first written
+        self._locals: dict[ReadKey, str] = {}
+        # Statements binding each of `shared` (reads, shortest first) to a local, which the
+        # code written after them uses instead of reading again: the function's first lines.
+        self.prologue: list[str] = []
+        for node in shared:  # (each a Name, Getattr or Getitem)
+            assert isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem)
+            key, source = read_key(node), self._read(node)
+            assert key is not None and source is not None
+            local = self._locals[key] = f"_r{len(self._locals) + 1}"
+            self.prologue.append(f"{local} = {source}")
+        self.reads.clear()  # (the prologue's own reads)
 
     def name(self, value: Any) -> str:
         """A namespace name bound to `value` (a constant, or a slow path to call)."""
@@ -89,10 +109,14 @@ class Emitter:
         undefined), or None for a shape left to Jinja."""
         if isinstance(node, nodes.Const):
             return self.name(node.value)
-        if isinstance(node, nodes.Name) and node.ctx == "load":
-            return f"ctx.get({node.name!r}, U)"
-        if isinstance(node, nodes.Getattr | nodes.Getitem):
-            return self._member(node)
+        if isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
+            key = read_key(node)
+            if key is not None:
+                self.reads[key] += 1
+                self._first.setdefault(key, node)
+                if key in self._locals:
+                    return self._locals[key]
+            return self._read(node)
         if isinstance(node, nodes.Not):
             inner = self.expression(node.node)
             return None if inner is None else f"(not {inner})"
@@ -155,30 +179,67 @@ class Emitter:
 
     def _parse(self, source: str) -> nodes.Output | None:
         """The template's one output node (text and expressions), else None."""
-        try:
-            body = self.env.parse(source).body
-        except jinja2.TemplateSyntaxError:
-            return None
-        return body[0] if len(body) == 1 and isinstance(body[0], nodes.Output) else None
+        return _output_node(self.env, source)
 
-    def _member(self, node: nodes.Getattr | nodes.Getitem) -> str | None:
+    def repeated(self) -> list[nodes.Node]:
+        """The reads written more than once, shortest first, for an Emitter to share
+        (`shared_reads`). A read always made as part of the same longer one (`params` of
+        `params.gpt_image`) is left to that one."""
+        # each read's count, and the most any one longer read made of it (directly) counts
+        most_within: Counter[ReadKey] = Counter()
+        for key, count in self.reads.items():
+            if key[0] != "name":
+                most_within[key[0]] = max(most_within[key[0]], count)
+        kept = [k for k, count in self.reads.items() if count > 1 and most_within[k] < count]
+        return [self._first[key] for key in sorted(kept, key=_depth)]
+
+    def _read(self, node: nodes.Name | nodes.Getattr | nodes.Getitem) -> str | None:
+        """Python source for a name, an attribute or a constant item, else None."""
+        if isinstance(node, nodes.Name):
+            return f"ctx.get({node.name!r}, U)" if node.ctx == "load" else None
         inner = self.expression(node.node)
         if inner is None:
             return None
-        if isinstance(node, nodes.Getattr):
-            attr = node.attr
-            if hasattr(dict, attr):  # `x.items`: Jinja's rules (the method, not the item)
-                return f"_ga({inner}, {attr!r})"
-            # A dict's item, as Jinja finds it (no such attribute), without the sandbox's
-            # generic getattr; anything else still goes through it.
-            held = self.temp()
-            return (
-                f"({held}.get({attr!r}, U) if type({held} := {inner}) is dict "
-                f"else _ga({held}, {attr!r}))"
-            )
-        if isinstance(node.arg, nodes.Const):
+        if isinstance(node, nodes.Getitem):
+            if not isinstance(node.arg, nodes.Const):
+                return None  # a computed item
             return f"_gi({inner}, {self.name(node.arg.value)})"
-        return None
+        attr = node.attr
+        if hasattr(dict, attr):  # `x.items`: Jinja's rules (the method, not the item)
+            return f"_ga({inner}, {attr!r})"
+        # A dict's item, as Jinja finds it (no such attribute), without the sandbox's generic
+        # getattr; anything else still goes through it. (A local needs no temporary.)
+        held = inner if inner.isidentifier() else self.temp()
+        bind = held if held == inner else f"{held} := {inner}"
+        return f"({held}.get({attr!r}, U) if type({bind}) is dict else _ga({held}, {attr!r}))"
+
+
+def read_key(node: nodes.Node) -> ReadKey | None:
+    """The key of a read (a name, or attribute and constant-item reads on one), else None."""
+    if isinstance(node, nodes.Name):
+        return ("name", node.name) if node.ctx == "load" else None
+    if isinstance(node, nodes.Getattr):
+        inner = read_key(node.node)
+        return None if inner is None else (inner, ".", node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        inner, item = read_key(node.node), node.arg.value
+        if inner is None or not isinstance(item, str | int | float | bool | None):
+            return None
+        return (inner, "[]", type(item), item)  # (the type: x[1] is not x[True])
+    return None
+
+
+def _depth(key: ReadKey) -> int:
+    return 0 if key[0] == "name" else 1 + _depth(key[0])
+
+
+def shared_reads(env: jinja2.Environment, write: Callable[[Emitter], T]) -> tuple[Emitter, T]:
+    """`write(emitter)` twice: first to find the reads it repeats, then with those read once
+    each, into locals, by the emitter's `prologue`."""
+    counting = Emitter(env)
+    write(counting)
+    emitter = Emitter(env, counting.repeated())
+    return emitter, write(emitter)
 
 
 def finalize_text(value: Any) -> Any:
@@ -231,11 +292,10 @@ def _helpers(env: jinja2.Environment) -> dict[str, Any]:
 def fast_expression(env: jinja2.Environment, source: str) -> Getter | None:
     """A template that is one `{{ expr }}` as a compiled function of the context giving the
     expression's value (UNDEFINED for Jinja's undefined), or None (left to Jinja)."""
-    emitter = Emitter(env)
-    expr = emitter.native(source)
+    emitter, expr = shared_reads(env, lambda e: e.native(source))
     if expr is None:
         return None
-    getter: Getter = emitter.function(f"def fn(ctx):\n    return {expr}\n")
+    getter: Getter = emitter.function(_body(emitter.prologue, expr))
     return getter
 
 
@@ -243,11 +303,26 @@ def fast_expression(env: jinja2.Environment, source: str) -> Getter | None:
 def fast_output(env: jinja2.Environment, source: str) -> Callable[[Mapping[str, Any]], str] | None:
     """A template that is only text and fast expressions, as a compiled function of the
     context giving its text; else None."""
-    emitter = Emitter(env)
-    text = emitter.output(source)
+    emitter, text = shared_reads(env, lambda e: e.output(source))
     if text is None:
         return None
-    render: Callable[[Mapping[str, Any]], str] = emitter.function(
-        f"def fn(ctx):\n    return {text}\n"
-    )
+    render: Callable[[Mapping[str, Any]], str] = emitter.function(_body(emitter.prologue, text))
     return render
+
+
+def _body(prologue: list[str], value: str) -> str:
+    """`fn(ctx)`: the prologue's statements, then the value. (Should one of them raise, the
+    function raises, and Jinja answers, as for any fast code that raises.)"""
+    lines = ["def fn(ctx):", *(f"    {statement}" for statement in prologue), f"    return {value}"]
+    return "\n".join(lines) + "\n"
+
+
+@functools.lru_cache(maxsize=4096)
+def _output_node(env: jinja2.Environment, source: str) -> nodes.Output | None:
+    """The template's one output node (text and expressions), else None. Parsed once per
+    text: code is written twice (`shared_reads`), and many templates recur."""
+    try:
+        body = env.parse(source).body
+    except jinja2.TemplateSyntaxError:
+        return None
+    return body[0] if len(body) == 1 and isinstance(body[0], nodes.Output) else None

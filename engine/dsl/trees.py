@@ -8,12 +8,13 @@ anywhere else. docs/providers.md, "Lists built from the input images".
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .fastpath import Emitter
+from .fastpath import Emitter, shared_reads
 from .templates import (
     CONTEXT_NAMES,
     TEXT_ENV,
@@ -54,24 +55,28 @@ def _map_function(
 ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """`MapNode.render` as one Python function. A leaf with fast code (engine/dsl/fastpath.py)
     is inlined, and Jinja answers when that code raises (the leaf's `jinja`), as the leaf's
-    own `render` does; any other node is called; a constant is known now."""
+    own `render` does; any other node is called; a constant is known now. A read the leaves
+    repeat is made once, first: should one of those raise, each leaf renders on its own."""
     if not items:
         return _empty  # most steps' headers and queries
-    emitter = Emitter(TEXT_ENV)
-    lines = ["def fn(ctx):", "    out = {}"]
-    for key, node in items:
+    emitter, fast = shared_reads(TEXT_ENV, lambda e: [_inline(e, node) for _, node in items])
+    lines = ["def fn(ctx):"]
+    if emitter.prologue:
+        lines += ["    try:", *(f"        {s}" for s in emitter.prologue), "    except Exception:"]
+        lines.append(f"        return {emitter.name(functools.partial(_each, items))}(ctx)")
+    lines.append("    out = {}")
+    for (key, node), code in zip(items, fast, strict=True):
         if isinstance(node, Const):
             if node.value is not None and node.value != "":
                 lines.append(f"    out[{key!r}] = {emitter.name(node.value)}")
             continue
-        fast = node.emit(emitter) if isinstance(node, NativeExpr | TextTemplate) else None
-        if fast is None:
+        if code is None:
             lines.append(f"    v = {emitter.name(node.render)}(ctx)")
         else:
             assert isinstance(node, NativeExpr | TextTemplate)
             lines += [
                 "    try:",
-                f"        v = {fast}",
+                f"        v = {code}",
                 "    except Exception:",
                 f"        v = {emitter.name(node.jinja)}(ctx)",
             ]
@@ -81,6 +86,21 @@ def _map_function(
         "\n".join(lines) + "\n"
     )
     return render
+
+
+def _inline(emitter: Emitter, node: Renderable) -> str | None:
+    """A leaf's fast code, to write inline; None for a node that is called (or a constant)."""
+    return node.emit(emitter) if isinstance(node, NativeExpr | TextTemplate) else None
+
+
+def _each(items: tuple[tuple[str, Renderable], ...], ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """What the generated function answers, leaf by leaf (each its fast code, then Jinja)."""
+    out = {}
+    for key, node in items:
+        value = node.render(ctx)
+        if value is not None and value != "":
+            out[key] = value
+    return out
 
 
 def _empty(ctx: Mapping[str, Any]) -> dict[str, Any]:

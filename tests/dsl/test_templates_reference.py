@@ -9,11 +9,12 @@ import weakref
 from typing import Any
 
 import jinja2
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine.dsl.templates import compile_text
+from engine.dsl.templates import RenderError, compile_text
 from engine.dsl.trees import compile_tree
 
 REFERENCE = ImmutableSandboxedEnvironment(
@@ -35,6 +36,9 @@ SOURCES = [
     "{{ prompt ~ '!' }} {{ extra.k }}",
     "{{ extra | length if extra is mapping else 0 }} {{ prompt }}",
     "{{ prompt }} and {{ extra.k | tojson }}",
+    # reads repeated within one template: made once, into a local
+    "{{ extra.k }}-{{ extra.k }}-{{ extra['k'] }}",
+    "= {{ extra.k.k if extra.k else extra }} {{ n if n is none else extra.k }}",
 ]
 
 scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
@@ -124,3 +128,78 @@ def test_a_mapping_renders_as_jinja_renders_its_fields(prompt: Any, extra: Any, 
     except Exception:
         return
     assert compile_tree(MAPPING).render(ctx) == expected
+
+
+# Reads repeated across the fields (and within one), as OpenAI's body tests `params.gpt_image`
+# in nine: the generated function reads each once, before the fields.
+SHARED = {
+    "a": "{{ extra.k if extra.k else prompt }}",
+    "b": "{{ prompt if not extra.k }}",
+    "c": "{{ extra.k.k }}",
+    "d": "{{ [extra.k, extra['k'], n] }}",
+    "e": "x {{ n }} {{ extra.k }}",
+    "f": "{{ n if extra.k and n }}",
+    "g": "{{ prompt is none }}",
+    "h": "{{ prompt | string if extra.k }}",
+}
+
+
+def _reference(mapping: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Each field as Jinja gives it (a lone `{{ expr }}` keeps its type, an undefined is
+    None), and the fields that come to None or "" left out (docs/providers.md)."""
+    out = {}
+    for key, source in mapping.items():
+        text = source.strip()
+        if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            value = REFERENCE.compile_expression(text[2:-2])(**ctx)
+        else:
+            value = REFERENCE.from_string(source).render(ctx)
+        if isinstance(value, list):
+            value = [None if isinstance(v, jinja2.Undefined) else v for v in value]
+        if value is not None and value != "" and not isinstance(value, jinja2.Undefined):
+            out[key] = value
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prompt=values,
+    extra=values | st.dictionaries(st.just("k"), values, min_size=1),
+    n=scalars,
+)
+def test_a_mapping_that_repeats_reads_renders_as_jinja(prompt: Any, extra: Any, n: Any) -> None:
+    ctx = {"prompt": prompt, "extra": extra, "n": n}
+    try:
+        expected = _reference(SHARED, ctx)
+    except Exception:
+        return
+    assert compile_tree(SHARED).render(ctx) == expected
+
+
+class _Reads(dict[str, Any]):
+    """A context that counts the reads of each name."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__(values)
+        self.reads: dict[str, int] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get(key, default)
+
+
+def test_a_repeated_read_is_made_once() -> None:
+    ctx = _Reads({"prompt": "p", "extra": {"k": {"k": 1}}, "n": 2})
+    assert compile_tree(SHARED).render(ctx) == _reference(SHARED, dict(ctx))
+    assert ctx.reads == {"prompt": 1, "extra": 1, "n": 1}
+
+
+def test_a_shared_read_that_raises_leaves_each_field_to_itself() -> None:
+    # `extra.__class__` raises (the sandbox), read first for both fields; neither field reads
+    # it when its condition is false, so Jinja gives the fields, and the mapping, without it.
+    mapping = {"a": "{{ extra.__class__ if prompt }}", "b": "{{ extra.__class__ if n }}"}
+    ctx = {"prompt": "", "extra": {}, "n": 1}
+    with pytest.raises(RenderError, match="unsafe"):
+        compile_tree(mapping).render(ctx)
+    assert compile_tree(mapping).render({**ctx, "n": 0}) == _reference(mapping, {**ctx, "n": 0})
+    assert compile_tree({**mapping, "c": "{{ n }}"}).render({**ctx, "n": 0}) == {"c": 0}
