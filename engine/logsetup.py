@@ -28,6 +28,7 @@ MAX_PENDING = 256  # lines held at most; more are written at once
 # Writes of at most PIPE_BUF bytes to a pipe are never interleaved with another process's
 # (the workers of `serve --workers N` share stderr), so a write carries whole lines up to it.
 PIPE_BUF = select.PIPE_BUF
+MSECS = tuple(f"{ms:03d}" for ms in range(1000))  # a stamp's milliseconds, formatted once
 
 
 class LineFormatter(logging.Formatter):
@@ -49,11 +50,13 @@ class LineFormatter(logging.Formatter):
         record.asctime = self.formatTime(record)
         return f"{record.asctime} {record.levelname} {record.name} {record.message}"
 
-    def line(self, created: float, levelname: str, name: str, message: str) -> str:
+    def line(self, created: float, levelname: str, name: str, message: str, end: str = "") -> str:
         """The line format() makes of a record with these fields and no traceback (msecs
-        derived from `created` as LogRecord does), for a caller that makes no record."""
-        msecs = int((created - int(created)) * 1000)
-        return f"{self._time(created, msecs)} {levelname} {name} {message}"
+        derived from `created` as LogRecord does), for a caller that makes no record;
+        `end` appended (a handler's terminator: one string made, not two)."""
+        second = int(created)
+        stamp = self._stamp if second == self._second else self._new_second(second)
+        return f"{stamp},{MSECS[int((created - second) * 1000)]} {levelname} {name} {message}{end}"
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
@@ -62,10 +65,14 @@ class LineFormatter(logging.Formatter):
 
     def _time(self, created: float, msecs: int) -> str:
         second = int(created)
-        if second != self._second:
-            stamp = time.strftime(self.default_time_format, self.converter(created))
-            self._second, self._stamp = second, stamp
-        return f"{self._stamp},{msecs:03d}"
+        stamp = self._stamp if second == self._second else self._new_second(second)
+        return f"{stamp},{MSECS[msecs]}"
+
+    def _new_second(self, second: int) -> str:
+        """The date and clock part of the stamps of `second`, kept while it lasts."""
+        self._stamp = time.strftime(self.default_time_format, self.converter(second))
+        self._second = second
+        return self._stamp
 
 
 class BatchedLines(logging.StreamHandler[TextIO]):
@@ -93,16 +100,17 @@ class BatchedLines(logging.StreamHandler[TextIO]):
         """What handle() of an INFO record from logger `name` with this message does (this
         handler's lock, emit, handleError) when `formatter` is this handler's and no filter
         is set, without the record (see engine/logline.py)."""
-        self.acquire()
-        try:
-            line = formatter.line(time.time(), "INFO", name, message)
-            self._hold(line + self.terminator, logging.INFO)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(logging.LogRecord(name, logging.INFO, "", 0, message, None, None))
-        finally:
-            self.release()
+        lock = self.lock  # what acquire() and release() take, without their two calls
+        assert lock is not None  # (a StreamHandler's, made in its __init__)
+        with lock:
+            try:
+                line = formatter.line(time.time(), "INFO", name, message, self.terminator)
+                self._hold(line, logging.INFO)
+            except RecursionError:
+                raise
+            except Exception:
+                record = logging.LogRecord(name, logging.INFO, "", 0, message, None, None)
+                self.handleError(record)
 
     def _hold(self, line: str, levelno: int) -> None:
         self._pending.append(line)
