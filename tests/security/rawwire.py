@@ -179,3 +179,18 @@ async def refused(gw: Gateway, status: int = 502, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in error["message"], error["message"]
     return str(error["message"])
+
+
+async def bad_then_ok(tmp: Path, bad: bytes, status: int, *fragments: str) -> str:
+    """`bad` (then close) fails the first request with `status`; the second gets its image.
+    The first request's error message."""
+
+    async def script(n: int, _: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(bad if n == 0 else OK)
+        await writer.drain()
+        return n > 0
+
+    async with wire(tmp, script) as (gw, _):
+        message = await refused(gw, status, *fragments)
+        assert await generate(gw) == PNG
+    return message

@@ -64,7 +64,10 @@ async def to_client(
     if item is not None:
         return item
     if response_format == "b64_json":
-        data = ref.value if isinstance(ref.value, bytes) else await download(str(ref.value), ctx)
+        if isinstance(ref.value, bytes):  # an answer's own bytes: nothing has looked at them
+            data: bytes | bytearray = _image(ref.value)
+        else:  # a download is checked for an image already
+            data = await download(str(ref.value), ctx)
         return {"b64_json": RawText(memoryview(base64.b64encode(data)))}
     kind = "generated"
     if ref.kind == "url":
@@ -76,12 +79,23 @@ async def to_client(
         data = ref.value if isinstance(ref.value, bytes) else bytes(str(ref.value), "latin-1")
     mime = sniff(data)
     if mime is None:
-        raise UpstreamFailure("upstream", "upstream result is not a recognised image")
+        raise UpstreamFailure("upstream", NOT_AN_IMAGE)
     try:
         url = await ctx.storage.store(data, mime, {**ctx.meta, "kind": kind}, ctx.public_url)
     except StorageError as exc:
         raise UpstreamFailure("upstream", f"storing the image failed: {exc}") from None
     return {"url": url}
+
+
+NOT_AN_IMAGE = "upstream result is not a recognised image"
+
+
+def _image(data: bytes) -> bytes:
+    """`data` if it is an image: an empty or HTML body under a success status (a 204, an
+    unsolicited 101, a 200 `image/png` error page) is no image to hand a client."""
+    if sniff(data) is None:
+        raise UpstreamFailure("upstream", NOT_AN_IMAGE)
+    return data
 
 
 async def download(url: str, ctx: ResultContext) -> bytes | bytearray:
