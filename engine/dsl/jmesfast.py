@@ -162,8 +162,9 @@ class _Writer:
         self.lines: list[str] = []
         self._count = 0
         # (variable, field name) -> the variable holding it, for the code written so far at
-        # this block or around it (a nested block's reads are forgotten when it ends)
-        self.fields: dict[tuple[str, str], str] = {}
+        # this block or around it (a nested block's reads are forgotten when it ends); a
+        # flatten of the variable is kept as its field None (`a[].b || a[].c` flattens once)
+        self.fields: dict[tuple[str, str | None], str] = {}
         self.bools: set[str] = set()  # variables that always hold True or False
         self.lists: set[str] = set()  # variables that hold a list or None
 
@@ -274,7 +275,11 @@ class _Writer:
         found = self.node(children[0], subject, depth)
         if found is None:
             return None
+        known = self.fields.get((found, None))
+        if known is not None:
+            return known
         out, element = self._var(), self._var()
+        self.fields[(found, None)] = out
         self._emit(depth, f"if isinstance({found}, list):")
         self._emit(depth + 1, f"{out} = []")
         self._emit(depth + 1, f"for {element} in {found}:")

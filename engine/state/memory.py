@@ -101,11 +101,16 @@ class MemoryState:
         retry_after: float | None = None,
     ) -> bool:
         """Never waits: always done (True)."""
-        if grant.leased and grant.key is not None:
+        provider, key = grant.provider, grant.key
+        if grant.leased and key is not None:
             grant.leased = False
-            self.keys.give(grant.provider, grant.key)
-        if kind != RELEASED:  # an outcome settles the breaker's probe too
-            self.record(grant.provider, grant.key, policy, kind, retry_after)
+            self.keys.give(provider, key)
+        if kind is None:  # a success, every request's: `record`'s, written out
+            if key is not None:
+                self.keys.succeeded(provider, key)
+            self.breakers.record(provider, None, policy.breaker)
+        elif kind != RELEASED:  # an outcome settles the breaker's probe too
+            self.record(provider, key, policy, kind, retry_after)
         elif isinstance(grant.handle, Permit):  # none: a probe's slot goes back
             self.breakers.release(grant.handle)
         return True

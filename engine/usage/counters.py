@@ -69,14 +69,16 @@ class Usage:
         self.store = store
         self.clock = clock
         self.delay = delay
-        # UTC day -> row -> its sums, in the order of MEASURES (a field each when sent)
+        # UTC day -> row -> its sums, in the order of MEASURES (a field each when sent;
+        # cost in micro-USD, upstream time in microseconds)
         self._pending: dict[str, dict[Row, list[float]]] = {}
         self._sending: asyncio.Task[None] | None = None
         self._due: asyncio.TimerHandle | None = None  # the send of what is pending
 
     def record(self, row: Row, amounts: Amounts) -> None:
-        """Add one request's amounts to its row's pending sums (cost in whole micro-USD and
-        upstream seconds to the microsecond, rounded per request as they are stored)."""
+        """Add one request's amounts to its row's pending sums: cost in whole micro-USD,
+        upstream time in whole microseconds (rounded per request; seconds again when sent:
+        `round(x * MICRO)` costs a quarter of `round(x, 6)`)."""
         day = day_of(self.clock())
         rows = self._pending.get(day)
         if rows is None:
@@ -88,7 +90,7 @@ class Usage:
         sums[1] += amounts.images
         sums[2] += amounts.failures
         sums[3] += round(amounts.cost_usd * MICRO)
-        sums[4] += round(amounts.upstream_seconds, 6)
+        sums[4] += round(amounts.upstream_seconds * MICRO)
         if self._due is None and self._sending is None:  # else the running send looks after
             self._due = asyncio.get_running_loop().call_later(self.delay, self._start)
 
@@ -108,12 +110,12 @@ class Usage:
     async def _send(self) -> None:
         pending, self._pending = self._pending, {}
         for day, rows in pending.items():
-            fields = {
-                field: amount
-                for row, sums in rows.items()
-                for field, amount in zip(_fields(row), sums, strict=True)
-                if amount
-            }
+            fields = {}
+            for row, sums in rows.items():
+                sums[4] /= MICRO  # upstream seconds (summed in microseconds)
+                for field, amount in zip(_fields(row), sums, strict=True):
+                    if amount:
+                        fields[field] = amount
             name = day_name(day)
             try:
                 await self.store.add_usage(name, fields, KEEP_DAYS * 86400.0)

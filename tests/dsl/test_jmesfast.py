@@ -207,3 +207,21 @@ def test_a_rule_reading_a_field_an_earlier_rule_never_reached_answers_as_jmespat
     for doc in ({"a": 5, "c": {"d": "x"}}, {"a": "x", "c": {"d": 1}}, {"c": {"e": 1}}, {"a": 5}):
         assert first(doc) == _first_rule(rules, doc), doc
     assert first({"a": 5, "c": {"d": "x"}}) == 1
+
+
+class _CountedList(list[Any]):
+    """A list that counts how often it is iterated."""
+
+    iterations = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self.iterations += 1
+        return super().__iter__()
+
+
+def test_a_flatten_both_sides_read_is_made_once() -> None:
+    # OpenAI's `data[].b64_json || data[].url`: a URL answer flattens `data` for the left side,
+    # and the right side reads that same flatten
+    data = _CountedList([{"url": "u"}, [{"url": "v"}]])
+    assert Expr("data[].b64_json || data[].url").search({"data": data}) == ["u", "v"]
+    assert data.iterations == 1

@@ -48,6 +48,8 @@ SOURCES = [
     "@",
     "a.b == `1` || a.b == `0` || a",
     "a[?b == `1`].c || a[?b].c",
+    "a[].b || a[].c",  # one flatten of `a`, read by both sides
+    "a[][].b || a[][] || a[]",
 ]
 EXPRS = [Expr(source) for source in SOURCES]
 KEYS = st.sampled_from(["a", "b", "c", "é", "A"])

@@ -158,7 +158,9 @@ async def read_capped(
     if expected is not None and 0 < expected <= limit:
         if gated and expected >= LARGE_BODY:  # (hold_for's own test, without its coroutine)
             await hold_for(expected)  # before reading: the rest stays in the socket meanwhile
-        chunk = await content.read(min(expected, _STEP))
+        step = min(expected, _STEP)
+        # what has arrived already, without a coroutine (a small body came with its head)
+        chunk = content.read_nowait(step) or await content.read(step)
         if len(chunk) == expected and content.at_eof():
             return chunk  # a small body, all here in one read: no copy
         buffer = bytearray(expected)
