@@ -82,6 +82,7 @@ def replies(*answers: bytes, keep: bool = True) -> Script:
 @dataclass
 class RawUpstream:
     script: Script
+    base: str = ""  # http://127.0.0.1:<port> once serving
     requests: list[Request] = field(default_factory=list)
     connections: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -123,9 +124,9 @@ async def raw_upstream(script: Script) -> AsyncIterator[tuple[str, RawUpstream]]
     """`(base URL, upstream)` on 127.0.0.1 and a free port."""
     upstream = RawUpstream(script)
     server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    upstream.base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
-        yield f"http://127.0.0.1:{port}", upstream
+        yield upstream.base, upstream
     finally:
         server.close()
         await upstream.stop()
@@ -133,13 +134,16 @@ async def raw_upstream(script: Script) -> AsyncIterator[tuple[str, RawUpstream]]
 
 
 @contextlib.asynccontextmanager
-async def wire(tmp: Path, script: Script) -> AsyncIterator[tuple[Gateway, RawUpstream]]:
-    """The gateway with one openai route `m` whose upstream is a raw server running `script`."""
+async def wire(
+    tmp: Path, script: Script, step_timeout: float = STEP_TIMEOUT
+) -> AsyncIterator[tuple[Gateway, RawUpstream]]:
+    """The gateway with one openai route `m` whose upstream is a raw server running `script`
+    (`step_timeout` under BOUND)."""
     async with raw_upstream(script) as (base, upstream):
         root = config_dir(tmp, ["openai"], single("openai", "gpt-image-1"))
         provider = root / "providers.d" / "openai.yaml"
         text = provider.read_text(encoding="utf-8")
-        provider.write_text(text.replace("timeout: 180s", f"timeout: {STEP_TIMEOUT:g}s"), "utf-8")
+        provider.write_text(text.replace("timeout: 180s", f"timeout: {step_timeout:g}s"), "utf-8")
         env = {"OPENAI_BASE_URL": f"{base}/v1", "OPENAI_API_KEYS": KEY}
         async with run_gateway(root, tmp / "files", env) as gw:
             yield gw, upstream

@@ -6,6 +6,7 @@ its own answer, from its own request. See test_upstream_wire.py for the setting.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from tests.security.rawwire import (
     BOUND,
     JSON,
+    KEY,
     OK,
     PNG,
     PNG2,
@@ -193,3 +195,20 @@ async def test_an_answer_that_ends_the_connection_is_not_reused(
         assert await generate(gw) == PNG
         assert await generate(gw) == PNG
         assert upstream.connections == 2
+
+
+async def test_the_request_on_the_wire_and_its_reuse(tmp_path: Path) -> None:
+    """What the upstream reads: one well-formed HTTP/1.1 request with its Host, its exact
+    length and the key, and keep-alive: three requests in a row share one connection."""
+    async with wire(tmp_path, replies(OK)) as (gw, upstream):
+        for _ in range(3):
+            assert await generate(gw) == PNG
+    assert upstream.connections == 1
+    for request in upstream.requests:
+        line = request.head.split(b"\r\n", 1)[0]
+        assert line == b"POST /v1/images/generations HTTP/1.1"
+        assert request.header("Host") == upstream.base.removeprefix("http://")
+        assert request.header("Authorization") == f"Bearer {KEY}"
+        assert request.header("Content-Length") == str(len(request.body))
+        assert request.header("Transfer-Encoding") is None
+        assert json.loads(request.body)["prompt"] == "a fox"

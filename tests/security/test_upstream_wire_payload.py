@@ -70,7 +70,7 @@ async def test_a_gzip_bomb_is_refused_within_the_body_cap(tmp_path: Path) -> Non
     process's peak memory (reset just before: the gateway runs in this process) grows by
     about the cap, not by the 200 MB."""
     bomb = response(_bomb(), headers=(JSON, "Content-Encoding: gzip"))
-    async with wire(tmp_path, replies(bomb, OK)) as (gw, _):
+    async with wire(tmp_path, replies(bomb, OK), step_timeout=5) as (gw, _):  # slow machines
         before = _reset_peak_rss()
         await refused(gw, 502, "too large")
         grown_mib = (_peak_rss_kib() - before) / 1024
