@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -44,7 +45,7 @@ from .jobs.keeper import Keeper
 from .jobs.webhooks import Webhooks
 from .metrics import GatewayMetrics
 from .panel import routes as panel
-from .panel.keys import RECENT
+from .panel.keys import RECENT, SESSIONS
 from .runtime.calls.clientlimits import client_limits
 from .runtime.images.fetch import make_guarded_session
 from .runtime.lifecycle.bodygate import BodyGate
@@ -90,7 +91,6 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     snapshot = snapshot or load_config(settings)
     quiet_aiohttp()
     app = web.Application(client_max_size=settings.max_body)
-    json_protocol_errors(app)  # an unparseable request gets an OpenAI error, not plain text
     keys = KeyPools()
     state = GatewayState(
         snapshot=snapshot,
@@ -145,13 +145,21 @@ def create_app(settings: Settings, snapshot: ConfigSnapshot | None = None) -> we
     panel.install(app)
     gallery.add_routes(app)
     gateway = app[GATEWAY] = Gateway(
-        state, settings, app[METRICS], app[LIMITS], app[ADMISSION], app[METER], app.get(RECENT)
+        state,
+        settings,
+        app[METRICS],
+        app[LIMITS],
+        app[ADMISSION],
+        app[METER],
+        app.get(RECENT),
+        app.get(SESSIONS),
     )
-    # The one middleware: request id, CORS preflight, auth and bounds in turn, access log.
-    app.middlewares.append(request_context(gateway))
-    demo = create_demo_app()
-    demo.middlewares.append(_demo_switch(state))
-    app.add_subapp("/_demo", demo)
+    app.add_subapp("/_demo", create_demo_app(guard=_demo_switch(state)))
+    # An unparseable request gets an OpenAI error, not plain text; every other goes through
+    # the gateway's handler (request id, CORS preflight, auth and bounds in turn, access log)
+    # around the app's routing. The app and its sub-apps have no middleware: aiohttp runs
+    # them without its middleware chain.
+    json_protocol_errors(app, functools.partial(request_context, gateway, app.router))
     return app
 
 
@@ -164,14 +172,11 @@ def _admission(settings: Settings, snapshot: ConfigSnapshot) -> Admission:
     return Admission(config.url, config.prefix) if config else Admission()
 
 
-def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _demo_switch(state: GatewayState) -> Callable[[web.Request], web.Response | None]:
     """The demo upstream answers only the gateway's own calls (it is no way around client
-    keys), and only while the live config says `demo: true`."""
+    keys), and only while the live config says `demo: true` (else this answers instead)."""
 
-    @web.middleware
-    async def switch(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    def switch(request: web.Request) -> web.Response | None:
         if not state.snapshot.routes.demo:
             return ApiError(
                 404, "the demo upstream is turned off (routes.yaml: demo: false)", code="not_found"
@@ -184,7 +189,7 @@ def _demo_switch(state: GatewayState) -> Callable[..., Awaitable[web.StreamRespo
                 "/v1/images/generations",
                 code="forbidden",
             ).response()
-        return await handler(request)
+        return None
 
     return switch
 

@@ -26,7 +26,7 @@ def authenticate(request: web.Request, ctx: RequestContext) -> None:
     if path.startswith(PUBLIC_PREFIXES) or path == "/":
         return
     if path.startswith("/admin"):
-        check_admin(request)
+        check_admin(request, ctx.gateway.sessions)
         return
     keys = ctx.gateway.settings.api_keys
     snapshot = ctx.snapshot  # the request keeps this one config to its end

@@ -16,6 +16,7 @@ from ..clients.spec import ClientSpec
 from ..config.loader import ConfigSnapshot
 from ..metrics import GatewayMetrics
 from ..panel.recent import RecentStats
+from ..panel.session import Sessions
 from ..runtime.calls.waitclock import WaitClock
 from ..runtime.lifecycle.overload import Limits
 from ..runtime.lifecycle.state import GatewayState
@@ -26,7 +27,16 @@ from ..usage.meter import Meter
 class Gateway:
     """The app's parts a request uses (each also under its own app key, for the rest)."""
 
-    __slots__ = ("admission", "limits", "meter", "metrics", "recent", "settings", "state")
+    __slots__ = (
+        "admission",
+        "limits",
+        "meter",
+        "metrics",
+        "recent",
+        "sessions",
+        "settings",
+        "state",
+    )
 
     def __init__(
         self,
@@ -37,6 +47,7 @@ class Gateway:
         admission: Admission,
         meter: Meter,
         recent: RecentStats | None,
+        sessions: Sessions | None,
     ) -> None:
         self.state = state
         self.settings = settings
@@ -45,6 +56,7 @@ class Gateway:
         self.admission = admission
         self.meter = meter
         self.recent = recent  # the admin panel's overview (None without an admin key)
+        self.sessions = sessions  # the admin panel's sign-ins (None: no admin key)
 
 
 class RequestContext:

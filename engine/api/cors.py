@@ -3,8 +3,9 @@
 A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered here (the middleware
 asks `preflight` first), before client auth: browsers send it without the Authorization
 header. Every other response to a CORS request gets its `Access-Control-*` headers just
-before its headers go out, so streams and errors (a 401 the page should be able to read)
-carry them too. `/admin` never does.
+before its headers go out (aiohttp's on_response_prepare; the middleware calls `on_prepare`
+itself for an answer made before routing), so streams and errors (a 401 the page should be
+able to read) carry them too. `/admin` never does.
 """
 
 from __future__ import annotations

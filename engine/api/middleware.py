@@ -1,5 +1,6 @@
 """Request id, access log, CORS preflight, client auth, bounds and error shaping for every
-request: the gateway's one middleware."""
+request: the gateway's one middleware, which the server runs around aiohttp's routing
+(`request_context`), not aiohttp as an app middleware."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import ClientPayloadError, web
-from aiohttp.typedefs import Middleware
 
 from .. import logline
 from ..runtime.lifecycle import bodygate
@@ -31,11 +31,17 @@ ACCESS_LINE = "request_id=%s method=%s path=%s model=%s provider=%s status=%s du
 CLIENT_CLOSED = 499  # nginx's "client closed request", for the access log
 
 
-def request_context(gateway: Gateway) -> Middleware:
-    """The gateway's one middleware, made for its app's parts (no app lookups per request)."""
+def request_context(
+    gateway: Gateway, router: web.UrlDispatcher, routed: Handler
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The gateway's handler around the app's own (`routed`: aiohttp's routing and the
+    route's handler), made for its app's parts (no app lookups per request). The server
+    calls it (protocolerrors.json_protocol_errors) instead of aiohttp running it as a
+    middleware, which cost a partial and a middleware of aiohttp's own per request. So a
+    request answered before routing (a CORS preflight, a refused key, a bound) has no
+    route: its CORS headers are added here, and its endpoint label is routed for then."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def handle(request: web.Request) -> web.StreamResponse:
         ctx = request[CONTEXT] = RequestContext(_request_id(request), gateway)
         started = time.perf_counter()
         status = 500
@@ -50,6 +56,7 @@ def request_context(gateway: Gateway) -> Middleware:
         settings = gateway.settings
         watcher = bodywatch.watch(request, settings.body_timeout, settings.body_min_rate)
         admitted: bounds.Admitted | None = None
+        routed_yet = False  # the answer is the route's, not one made before routing
         try:
             # A CORS preflight, client auth and the process's bounds, then the handler: calls in
             # this one frame rather than a middleware or coroutine each (a waiting request holds
@@ -64,7 +71,8 @@ def request_context(gateway: Gateway) -> Middleware:
                     admitted = bounds.admit(request, gateway)
                     if admitted is not None and not admitted.took_body():
                         await admitted.wait_for_body(request)
-                    response = await handler(request)
+                    routed_yet = True
+                    response = await routed(request)
                     headers = ctx.rate_headers  # a limited client's x-ratelimit-* headers
                     if headers and not response.prepared:  # (streams set them before they start)
                         response.headers.update(headers)
@@ -81,6 +89,8 @@ def request_context(gateway: Gateway) -> Middleware:
                 response.headers["x-request-id"] = ctx.id
                 overhead = _overhead(ctx, started)
                 response.headers["x-pixgate-overhead-ms"] = f"{overhead * 1000:.2f}"
+                if not routed_yet:  # (a route's answer gets them as aiohttp prepares it)
+                    await cors.on_prepare(request, response)
                 if ticket.held:  # write the big answer while this request still holds its slot
                     await _write_now(request, response)
             sent = response.body_length if response.prepared else len(_body(response))
@@ -95,9 +105,12 @@ def request_context(gateway: Gateway) -> Middleware:
             elapsed = time.perf_counter() - started  # one clock read for metrics and the log
             if counted:
                 route, model = _route_model(ctx)
-                gateway.metrics.request(
-                    _endpoint(request), route, model, status, elapsed, overhead, sent
+                endpoint = (
+                    _endpoint(request.match_info)
+                    if routed_yet
+                    else _endpoint(await router.resolve(request))
                 )
+                gateway.metrics.request(endpoint, route, model, status, elapsed, overhead, sent)
                 recent = gateway.recent
                 if recent is not None:  # the admin panel's overview
                     recent.record(route, ctx.provider or "-", status, elapsed, overhead, error)
@@ -114,7 +127,7 @@ def request_context(gateway: Gateway) -> Middleware:
                     elapsed * 1000,
                 )
 
-    return middleware
+    return handle
 
 
 def _request_id(request: web.Request) -> str:
@@ -147,9 +160,9 @@ def _error_message(response: web.StreamResponse) -> str | None:
     return message if isinstance(message, str) else None
 
 
-def _endpoint(request: web.Request) -> str:
+def _endpoint(match_info: web.UrlMappingMatchInfo) -> str:
     """The route's path template (`/v1/models/{id}`): bounded, never the client's path."""
-    resource = request.match_info.route.resource
+    resource = match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
 

@@ -5,19 +5,25 @@ in plain text. `json_protocol_errors(app)` makes every runner of `app` (`web.run
 workers' `AppRunner`, tests) serve with a handler whose `handle_error` answers
 `{"error": {...}}` instead. aiohttp offers no public hook for this: the app's server factory
 is wrapped, and tests/security/test_malformed_http.py breaks if aiohttp changes it. The
-logging stays aiohttp's (quieted by clientnoise.py), and so does closing the connection."""
+logging stays aiohttp's (quieted by clientnoise.py), and so does closing the connection.
+The same server hands every request to the gateway's handler (middleware.py), which calls
+the app's own."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from .errors import ApiError
+
+_ServerHandler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 
 
 class JsonErrorHandler(RequestHandler):
@@ -65,14 +71,21 @@ def socket_address(sockname: Any) -> tuple[str, int] | None:
     return None
 
 
-def json_protocol_errors(app: web.Application) -> None:
-    """Serve `app` through JsonErrorServer, whichever runner starts it."""
+def json_protocol_errors(
+    app: web.Application, around: Callable[[Handler], Handler] | None = None
+) -> None:
+    """Serve `app` through JsonErrorServer, whichever runner starts it; with `around`, the
+    server hands each request to `around(the app's own handler)` (the gateway's handler,
+    middleware.py)."""
     make = app._make_handler
 
     def make_handler(**kwargs: Any) -> Server:
         made = make(**kwargs)
+        handler = made.request_handler
+        if around is not None:  # (the app's request factory makes a web.Request of each)
+            handler = cast(_ServerHandler, around(handler))
         return JsonErrorServer(
-            made.request_handler,
+            handler,
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
             loop=made._loop,

@@ -28,7 +28,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -67,8 +67,24 @@ FILES_KEY: Final = web.AppKey("pixgate_demo_files", FileStore)
 TASKS_KEY: Final = web.AppKey("pixgate_demo_tasks", TaskStore)
 
 
-@web.middleware
-async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+Guard = Callable[[web.Request], web.StreamResponse | None]  # an answer instead, or None
+
+
+def _answering(handler: Handler, guard: Guard | None) -> Handler:
+    """`handler` behind `guard`, with its errors as the demo's JSON errors. (Each route's
+    own wrapper rather than a middleware: an app with none, nor a sub-app with any, runs
+    its handlers without aiohttp's middleware chain, the gateway's requests too.)"""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        refused = guard(request) if guard is not None else None
+        if refused is not None:
+            return refused
+        return await _errors_shaped(request, handler)
+
+    return answer
+
+
+async def _errors_shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
@@ -276,15 +292,20 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 def create_demo_app(
-    *, max_files: int = 256, max_tasks: int = 1000, max_file_bytes: int = 256 * 1024 * 1024
+    *,
+    max_files: int = 256,
+    max_tasks: int = 1000,
+    max_file_bytes: int = 256 * 1024 * 1024,
+    guard: Guard | None = None,
 ) -> web.Application:
     """Build the demo upstream sub-application (mount it with ``add_subapp("/_demo", ...)``).
 
     ``max_files`` / ``max_file_bytes`` bound the in-memory LRU of images served under
     ``/files/``; ``max_tasks`` bounds the async-task table (oldest finished tasks are evicted
-    first; when every slot holds an unfinished task, new submissions get 429).
+    first; when every slot holds an unfinished task, new submissions get 429). ``guard``
+    sees every request first and may answer it instead.
     """
-    app = web.Application(middlewares=[_error_middleware])
+    app = web.Application()
     app[FILES_KEY] = FileStore(max_files, max_file_bytes)
     app[TASKS_KEY] = TaskStore(max_tasks)
 
@@ -293,11 +314,12 @@ def create_demo_app(
             await app[TASKS_KEY].cancel_all()
 
     app.on_cleanup.append(_cancel_tasks)
-    app.router.add_get("/", index, name="pixgate-demo-index")
-    app.router.add_post("/v1/images/generations", generations)
-    app.router.add_post("/v1/images/edits", edits)
-    app.router.add_post("/v1/tasks", create_task)
-    app.router.add_get("/v1/tasks/{task_id}", get_task)
-    app.router.add_get("/files/{name}", get_file, name=_FILE_ROUTE)
-    app.router.add_route("*", "/{tail:.*}", not_found, name=_CATCH_ALL_ROUTE)
+    router = app.router
+    router.add_get("/", _answering(index, guard), name="pixgate-demo-index")
+    router.add_post("/v1/images/generations", _answering(generations, guard))
+    router.add_post("/v1/images/edits", _answering(edits, guard))
+    router.add_post("/v1/tasks", _answering(create_task, guard))
+    router.add_get("/v1/tasks/{task_id}", _answering(get_task, guard))
+    router.add_get("/files/{name}", _answering(get_file, guard), name=_FILE_ROUTE)
+    router.add_route("*", "/{tail:.*}", _answering(not_found, guard), name=_CATCH_ALL_ROUTE)
     return app

@@ -9,9 +9,7 @@ from aiohttp import web
 
 from ..api.bearer import bearer_token
 from ..api.errors import ApiError
-from ..api.keys import SETTINGS
-from .keys import SESSIONS
-from .session import COOKIE
+from .session import COOKIE, Sessions
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What an anonymous visitor may load: the page (it shows the login form) and its files.
@@ -19,13 +17,14 @@ OPEN_PATHS = frozenset({"/admin", "/admin/", "/admin/login"})
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def check_admin(request: web.Request) -> None:
-    """Raise the right ApiError unless the request may reach this /admin path."""
-    admin = request.app[SETTINGS].admin_key
-    if admin is None:
+def check_admin(request: web.Request, sessions: Sessions | None) -> None:
+    """Raise the right ApiError unless the request may reach this /admin path (`sessions`:
+    the panel's, None when the admin API is off). Called before routing: no app lookups."""
+    if sessions is None:
         raise ApiError(
             404, "The admin API is off: set PIXGATE_ADMIN_KEY to turn it on", code="not_found"
         )
+    admin = sessions.admin_key
     if request.path in OPEN_PATHS or request.path.startswith("/admin/static/"):
         return
     token = bearer_token(request)
@@ -33,7 +32,6 @@ def check_admin(request: web.Request) -> None:
         if hmac.compare_digest(token.encode(), admin.encode()):
             return
         raise ApiError(401, "Incorrect admin key", code="invalid_api_key")
-    sessions = request.app[SESSIONS]
     sid = sessions.session_id(request.cookies.get(COOKIE))
     if sid is None:
         raise ApiError(

@@ -71,6 +71,36 @@ async def test_metrics_move_with_requests_and_keep_labels_bounded(tmp_path: Path
     assert value(text, "pixgate_config_reloads", result="rejected") == 0
 
 
+async def test_requests_answered_before_routing_keep_their_endpoint_label(
+    tmp_path: Path,
+) -> None:
+    """The gateway's handler runs around aiohttp's routing, not as an app middleware (none
+    is set: aiohttp would run a chain of its own per request). A key refused before routing
+    is still counted under its route's endpoint; a path or method no route has under
+    "unmatched", as an OpenAI error."""
+    env = {"PIXGATE_API_KEYS": "sk-right-key-0123456789"}
+    async with run_gateway(REPO, tmp_path / "files", env=env) as gw:
+        assert not gw.app.middlewares
+        async with openai.AsyncOpenAI(base_url=gw.v1, api_key="wrong", max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError):
+                await client.images.generate(model="demo", prompt="a fox")
+        headers = {"Authorization": f"Bearer {env['PIXGATE_API_KEYS']}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.get(f"{gw.url}/v1/no-such-path") as resp:
+                assert resp.status == 404
+                assert (await resp.json())["error"]["code"] == "not_found"
+            async with http.get(f"{gw.url}{GEN}") as resp:
+                assert resp.status == 405
+                assert (await resp.json())["error"]["code"] == "method_not_allowed"
+        _, text = await scrape(f"{gw.url}/metrics")
+    assert value(text, "pixgate_requests_total", endpoint=GEN, route="-", model="-",
+                 status="401") == 1  # fmt: skip
+    assert value(text, "pixgate_requests_total", endpoint="unmatched", route="-", model="-",
+                 status="404") == 1  # fmt: skip
+    assert value(text, "pixgate_requests_total", endpoint="unmatched", route="-", model="-",
+                 status="405") == 1  # fmt: skip
+
+
 async def test_upstream_failures_are_counted_by_kind(tmp_path: Path) -> None:
     async with run_gateway(REPO, tmp_path / "files") as gw:
         async with openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0) as client:
