@@ -47,6 +47,7 @@ from .metrics import GatewayMetrics
 from .panel import routes as panel
 from .panel.keys import RECENT, SESSIONS
 from .runtime.calls.clientlimits import client_limits
+from .runtime.calls.wire import WireClient
 from .runtime.images.fetch import make_guarded_session
 from .runtime.lifecycle.bodygate import BodyGate
 from .runtime.lifecycle.overload import Limits
@@ -213,9 +214,11 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         cookie_jar=aiohttp.DummyCookieJar(),
     )
     fetch_session = make_guarded_session(app[SETTINGS].fetch_policy)
+    client = WireClient(settings.upstream_connections, settings.upstream_connections_per_host)
     state.start(
         ImageService(
             session=session,
+            client=client,
             storage=state.storage,
             router=state.router,
             state=state.shared,
@@ -231,6 +234,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await client.close()
         await session.close()
         await fetch_session.close()
 

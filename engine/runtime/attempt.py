@@ -46,7 +46,7 @@ async def run_attempt(
     )
     journal = info.journal
     executor = Executor(
-        svc.session,
+        svc.client,
         provider,
         base_url,
         key,

@@ -37,7 +37,7 @@ async def cancel_upstream(
     key = saved_key(service, attempt, saved)
     base_url = provider.base_url if not provider.on_gateway else self_url + provider.base_url
     executor = Executor(
-        service.session,
+        service.client,
         provider,
         base_url,
         key,

@@ -20,6 +20,7 @@ from ..state import RELEASED, Denied, Grant, KeyIds, StateBackend
 from ..storage.hub import StorageHub
 from .attempt import run_attempt
 from .calls.optimizer import OptimizerError, optimize
+from .calls.wire import WireClient
 from .images.fetch import FetchPolicy
 from .job import ImageJob
 from .lifecycle.deadline import deadline
@@ -43,7 +44,8 @@ BUSY_WAIT_CAP = 0.2  # longest pause between two tries for a key slot while all 
 
 @dataclass(slots=True)
 class ImageService:
-    session: aiohttp.ClientSession
+    session: aiohttp.ClientSession  # result downloads with the key, the prompt optimizer
+    client: WireClient  # step exchanges (calls/wire)
     storage: StorageHub
     router: Router
     state: StateBackend  # key health, breakers, cursors, leases: memory or Redis

@@ -59,7 +59,7 @@ def make_provider(
 
 
 def executor(provider: ProviderSpec) -> Executor:
-    return Executor(session=None, provider=provider, base_url=provider.base_url, key=None)  # type: ignore[arg-type]
+    return Executor(client=None, provider=provider, base_url=provider.base_url, key=None)  # type: ignore[arg-type]
 
 
 def step_of(provider: ProviderSpec) -> StepSpec:

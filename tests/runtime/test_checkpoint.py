@@ -8,7 +8,6 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -22,6 +21,7 @@ from engine.runtime.calls.checkpoint import (
     resumed_hooks,
 )
 from engine.runtime.calls.executor import Executor
+from engine.runtime.calls.wire import WireClient
 from tests.upstreams import serve_upstream
 
 KEY = "sk-checkpoint-0123456789abcdef"
@@ -110,7 +110,7 @@ async def test_a_call_is_journaled_and_resumes_at_its_poll_without_a_second_subm
         for call in data["calls"].values():
             saved.append({"step": call["step"], "steps": call["steps"]})
 
-    async with serve_upstream(app) as base, aiohttp.ClientSession() as session:
+    async with serve_upstream(app) as base, WireClient(16, 16) as session:
         spec = provider(base)
         task = spec.tasks["generate"]
         journal = Journal(save)
@@ -140,7 +140,7 @@ async def test_a_call_is_journaled_and_resumes_at_its_poll_without_a_second_subm
 
 async def test_a_client_cancel_sends_the_cancel_step_once() -> None:
     app = upstream()
-    async with serve_upstream(app) as base, aiohttp.ClientSession() as session:
+    async with serve_upstream(app) as base, WireClient(16, 16) as session:
         spec = provider(base)
         journal = Journal(lambda data: asyncio.sleep(0))
         await journal.attempt("r", "cp", "m", "generate", "kid-0", False)
@@ -158,7 +158,7 @@ async def test_a_client_cancel_sends_the_cancel_step_once() -> None:
 
 async def test_values_holding_the_key_are_not_kept_and_cannot_resume() -> None:
     app = upstream()
-    async with serve_upstream(app) as base, aiohttp.ClientSession() as session:
+    async with serve_upstream(app) as base, WireClient(16, 16) as session:
         spec = provider(base, echo_key=True)  # a (hostile) upstream echoes the key back
         task = spec.tasks["generate"]
         journal = Journal(lambda data: asyncio.sleep(0))

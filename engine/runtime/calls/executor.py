@@ -23,6 +23,7 @@ from .fanout import fan_out
 from .imagerefs import ImageRef, image_refs
 from .upstream import EventFn, MalformedBody, Outgoing, Reply, build_request, send
 from .waitclock import WaitClock
+from .wire import WireClient
 
 ProgressFn = Callable[[Any], None]
 
@@ -64,7 +65,7 @@ class CallHooks:
 class Executor:
     """Runs compiled steps; knows HTTP and the DSL, nothing about OpenAI request shapes."""
 
-    session: aiohttp.ClientSession
+    client: WireClient  # step exchanges (calls/wire)
     provider: ProviderSpec
     base_url: str
     key: str | None
@@ -99,7 +100,7 @@ class Executor:
             return
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT):
-                reply = await send(self.session, self._render(step, ctx), step, None)
+                reply = await send(self.client, self._render(step, ctx), step, None)
             log.info("upstream cancel provider=%s status=%s", self.provider.id, reply.status)
         except Exception as exc:  # best effort: the job is cancelled either way
             reason = redact(str(exc), self.key)
@@ -138,7 +139,7 @@ class Executor:
                     out = self._render(step, ctx)
                     on_event = self._event_reader(step, result, out) if step.stream else None
                     with self.clock:
-                        reply = await send(self.session, out, step, on_event)
+                        reply = await send(self.client, out, step, on_event)
                     del out, on_event  # not held through the steps after it
                     self._check(step, reply)
                     ctx["steps"][step.name] = self._extract(step, reply, result)
@@ -211,7 +212,7 @@ class Executor:
         out = out or self._render(step, ctx)
         on_event = self._event_reader(step, result, out) if step.stream else None
         with self.clock:
-            reply = await send(self.session, out, step, on_event)
+            reply = await send(self.client, out, step, on_event)
         self._check(step, reply)
         return reply
 

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -22,6 +23,7 @@ from ..lifecycle.bodygate import known_length, read_capped
 from ..lifecycle.deadline import Deadline, deadline
 from ..routing.failures import UpstreamFailure
 from .sse import LineTooLong, iter_events
+from .wire import Answer, CannotConnect, WireClient, WireError
 
 MAX_BODY = 64 * 1024 * 1024  # larger upstream answers are refused, not buffered
 MAX_REDIRECTS = 10
@@ -163,101 +165,95 @@ def _multipart(spec: RequestSpec, ctx: Mapping[str, Any]) -> aiohttp.FormData:
 
 
 async def send(
-    session: aiohttp.ClientSession,
+    client: WireClient,
     out: Outgoing,
     step: StepSpec,
     on_event: EventFn | None = None,
 ) -> Reply:
-    """One exchange. Network problems become `timeout` / `upstream` failures. `on_event` sees
-    the stream's `partial_event` and `image_event` events as they arrive."""
-    stream = step.stream is not None
-    timeout = _timeout(out.timeout, stream)
+    """One exchange, redirects followed. Network problems become `timeout` / `upstream`
+    failures. `on_event` sees the stream's `partial_event` and `image_event` events as they
+    arrive."""
     try:
-        # On a step that may stream, an answer that is not an event stream (headers included)
-        # must come within `timeout`, trickled or not; an event stream must not go quiet for
-        # as long (_read_sse). Other steps: aiohttp's own total timeout.
-        with deadline(out.timeout if stream else None) as bound:
-            if out.auth_header is None or out.auth_header.lower() == "authorization":
-                # aiohttp drops Authorization itself when a redirect changes the origin
-                async with session.request(
-                    out.method,
-                    out.url,
-                    headers=out.headers,
-                    data=out.data,
-                    timeout=timeout,
-                    allow_redirects=True,
-                ) as resp:
-                    return await _read(resp, step, on_event, bound)
-            return await _send_following(session, out, timeout, step, on_event, bound)
+        # The whole exchange must end within `timeout`; an event stream only must not go
+        # quiet for as long (_read lifts the bound once it knows the answer is one).
+        with deadline(out.timeout) as bound:
+            headers, body = out.headers, out.data
+            if body is not None and not isinstance(body, bytes):
+                headers, body = await _encoded(out)
+            return await _exchange(client, out, headers, body, step, on_event, bound)
     except TimeoutError:
         raise UpstreamFailure(
             "timeout", f"{out.describe()} timed out after {out.timeout:g}s"
         ) from None
-    except aiohttp.ClientError as exc:
+    except CannotConnect as exc:
         raise UpstreamFailure(
-            "upstream", f"{out.describe()} failed: {_client_error(exc)}"
+            "upstream", f"{out.describe()} failed: cannot connect ({exc})"
         ) from None
+    except WireError as exc:
+        raise UpstreamFailure("upstream", f"{out.describe()} failed: {exc}") from None
 
 
-async def _send_following(
-    session: aiohttp.ClientSession,
+async def _exchange(
+    client: WireClient,
     out: Outgoing,
-    limits: aiohttp.ClientTimeout,
+    headers: dict[str, str],
+    body: bytes | None,
     step: StepSpec,
     on_event: EventFn | None,
     bound: Deadline,
 ) -> Reply:
-    """Redirects followed by hand, for a key in a header of the provider's own name (aiohttp
-    would forward it anywhere): it follows only to origins that may receive the key."""
-    method, url, headers, data = out.method, out.url, dict(out.headers), out.data
+    """Redirects are followed here, with the rules for the key: it goes only to origins that
+    may receive it, and `Authorization` never to another origin."""
+    method, url = out.method, out.url
+    connect = min(out.timeout, 15.0)
     for _ in range(MAX_REDIRECTS + 1):
-        async with session.request(
-            method, url, headers=headers, data=data, timeout=limits, allow_redirects=False
-        ) as resp:
-            location = resp.headers.get("Location")
-            if resp.status not in REDIRECTS or not location:
-                return await _read(resp, step, on_event, bound)
+        answer = await client.exchange(method, url, headers, body, connect)
         try:
-            url = url.join(URL(location))
+            location = answer.headers.get("Location") if answer.status in REDIRECTS else None
+            if not location:
+                return await _read(answer, step, on_event, bound)
+        finally:
+            answer.release()
+        try:
+            target = url.join(URL(location))
         except ValueError:
             raise UpstreamFailure("upstream", "the upstream redirected to an invalid URL") from None
-        if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
-            method, data = "GET", None
-            headers.pop("Content-Type", None)
-        elif isinstance(data, aiohttp.FormData):
-            raise UpstreamFailure("upstream", "the upstream redirected a multipart request")
-        if out.auth_header and not may_receive_key(url, out.base_url, out.key_origins):
-            headers.pop(out.auth_header, None)
+        if target.scheme not in ("http", "https") or not target.raw_host:
+            raise UpstreamFailure(
+                "upstream", "the upstream redirected to a URL that is not http(s)"
+            )
+        if answer.status == 303 or (answer.status in (301, 302) and method == "POST"):
+            method, body = "GET", None
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        if target.origin() != url.origin():
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        if out.auth_header and not may_receive_key(target, out.base_url, out.key_origins):
+            headers = {k: v for k, v in headers.items() if k != out.auth_header}
+        url = target.with_fragment(None)
     raise UpstreamFailure("upstream", f"more than {MAX_REDIRECTS} redirects")
 
 
-@functools.lru_cache(maxsize=64)
-def _timeout(seconds: float, stream: bool) -> aiohttp.ClientTimeout:
-    """Anything but a stream must finish within `seconds`; a stream may run long but must not
-    go quiet for them. For a step that may stream, `send` bounds the exchange until it knows
-    (its `deadline`) and the event-stream reader bounds each wait (sse.py): aiohttp's
-    `sock_read` would re-arm a timer on every chunk of every answer."""
-    connect = min(seconds, 15.0)
-    if stream:
-        return aiohttp.ClientTimeout(total=None, sock_connect=connect)
-    return aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
-
-
-def _client_error(exc: aiohttp.ClientError) -> str:
-    """What went wrong, never the URL: aiohttp's texts carry it, query keys included."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or exc.os_error.__class__.__name__})"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        status = f" (HTTP {exc.status})" if exc.status else ""
-        return exc.__class__.__name__ + status
-    text = str(exc)
-    if not text or "://" in text or "?" in text:
-        return exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {text}"
+async def _encoded(out: Outgoing) -> tuple[dict[str, str], bytes]:
+    """A form or multipart body as the bytes to send, with its Content-Type."""
+    headers = dict(out.headers)
+    data = out.data
+    if isinstance(data, aiohttp.FormData):
+        payload = data()
+        body = await payload.as_bytes()
+        content_type = payload.content_type
+    elif isinstance(data, dict):
+        body = urlencode(data).encode()
+        content_type = "application/x-www-form-urlencoded"
+    else:
+        body = str(data).encode()
+        content_type = "text/plain; charset=utf-8"
+    if not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = content_type
+    return headers, body
 
 
 async def _read(
-    resp: aiohttp.ClientResponse,
+    resp: Answer,
     step: StepSpec,
     on_event: EventFn | None,
     bound: Deadline,
@@ -315,7 +311,7 @@ def _parse_body(raw: bytes | bytearray, status: int, mode: str) -> Any:
 
 
 async def _read_sse(
-    resp: aiohttp.ClientResponse,
+    resp: Answer,
     step: StepSpec,
     headers: Mapping[str, str],
     url: URL,

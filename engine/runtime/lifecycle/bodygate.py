@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from typing import Literal
+from typing import Literal, Protocol
 
 import aiohttp
 
@@ -191,7 +191,17 @@ async def read_capped(
             await hold_for(size, sized=False)
 
 
-def known_length(resp: aiohttp.ClientResponse) -> int | None:
+class _Answer(Protocol):
+    """An answer's head: aiohttp's ClientResponse, or the step client's (calls/wire)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content_length(self) -> int | None: ...
+
+
+def known_length(resp: _Answer) -> int | None:
     """The body's length as read, when the answer says it: a compressed answer's
     Content-Length counts the bytes on the wire, not the (larger) decompressed body."""
     encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
