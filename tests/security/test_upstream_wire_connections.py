@@ -33,9 +33,6 @@ OK2 = response(body_for(PNG2))
 # Response desync: bytes after a complete answer on a keep-alive connection.
 
 
-_DESYNC = "aiohttp's pool keeps a connection with bytes past the answer; "
-
-
 @pytest.mark.parametrize(
     ("extra", "late"),
     [
@@ -44,17 +41,11 @@ _DESYNC = "aiohttp's pool keeps a connection with bytes past the answer; "
             OK2,
             True,
             id="a-second-answer-while-pooled",
-            marks=pytest.mark.xfail(
-                strict=True, reason=_DESYNC + "the next request gets that answer (PNG2)"
-            ),
         ),
         pytest.param(
             b"garbage after the body\r\n\r\n",
             False,
             id="garbage-in-the-same-write",
-            marks=pytest.mark.xfail(
-                strict=True, reason=_DESYNC + "the next request fails with a 502"
-            ),
         ),
         pytest.param(b"garbage after the body\r\n\r\n", True, id="garbage-while-pooled"),
     ],
