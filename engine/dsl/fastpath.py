@@ -174,8 +174,17 @@ class Emitter:
             expr = self.expression(child)
             if expr is None:
                 return None
-            parts.append(f"_s({expr})")
+            parts.append(self._text(expr))
         return " + ".join(parts) if parts else "''"
+
+    def _text(self, expr: str) -> str:
+        """An interpolation's text: the text environment's finalize written out (no call
+        per interpolation), any other environment's through `_s`."""
+        if self.env.finalize is not finalize_text:
+            return f"_s({expr})"
+        held = expr if expr.isidentifier() else self.temp()
+        bind = held if held == expr else f"({held} := {expr})"
+        return f"('' if {bind} is None or {held} is U else str({held}))"
 
     def _parse(self, source: str) -> nodes.Output | None:
         """The template's one output node (text and expressions), else None."""
@@ -266,15 +275,8 @@ def _helpers(env: jinja2.Environment) -> dict[str, Any]:
 
     finalize = env.finalize or (lambda value: value)
 
-    if finalize is finalize_text:  # the text environment's, written out: no call to it
-
-        def text(value: Any) -> str:
-            return "" if value is None or value is UNDEFINED else str(value)
-
-    else:
-
-        def text(value: Any) -> str:
-            return str(finalize(None if value is UNDEFINED else value))
+    def text(value: Any) -> str:  # (the text environment's is written inline: Emitter._text)
+        return str(finalize(None if value is UNDEFINED else value))
 
     return {
         "U": UNDEFINED,

@@ -94,7 +94,8 @@ async def run_attempt(
                     first = r
         if not images:
             raise most_informative(failures)
-        images = images[: job.n]
+        if len(images) > job.n:  # (no copy of the list when it holds n or fewer: nearly always)
+            del images[job.n :]
         if sink is not None:
             data = await sink.finish()  # the client has these already
             if not data:
