@@ -317,3 +317,29 @@ async def test_an_exchange_cancelled_midway_closes_its_connection() -> None:
             await asyncio.wait_for(call(client, server.url), 0.1)
         assert await call(client, server.url) == (200, b'{"ok":true}')  # its slot came back
         assert server.connections == 2
+
+
+async def test_a_body_that_came_with_its_head_is_bytes_and_a_longer_one_a_stream() -> None:
+    long_body = b"x" * 300_000
+
+    async def in_parts(_r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int) -> None:
+        if i == 0:
+            w.write(OK)  # one write: head and body in one read
+        else:
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(long_body))
+            for start in range(0, len(long_body), 100_000):
+                await asyncio.sleep(0.01)
+                w.write(long_body[start : start + 100_000])
+        await w.drain()
+
+    async with serve(in_parts) as server, WireClient(8, 8) as client:
+        small = await client.exchange("GET", server.url, {}, None, 5)
+        assert small.body == b'{"ok":true}'
+        small.release()
+        long = await client.exchange("GET", server.url, {}, None, 5)
+        try:
+            assert long.body is None
+            assert await long.content.read() == long_body
+        finally:
+            long.release()
+        assert server.connections == 1  # both read to the end: the connection was reused

@@ -267,12 +267,14 @@ async def _read(
     if mode == "sse" and resp.status < 400 and step.stream is not None:
         bound.clear()  # an event stream may run long (never quiet for `timeout`)
         return await _read_sse(resp, step, headers, url, on_event, quiet=step.request.timeout)
-    length = resp.content_length
-    if length is not None and length > MAX_BODY:
-        raise UpstreamFailure("upstream", f"upstream answer too large ({length} bytes)")
-    raw = await read_capped(resp.content, MAX_BODY, known_length(resp))
+    raw: bytes | bytearray | None = resp.body  # all of it came with the head (under one read)
     if raw is None:
-        raise UpstreamFailure("upstream", "upstream answer too large")
+        length = resp.content_length
+        if length is not None and length > MAX_BODY:
+            raise UpstreamFailure("upstream", f"upstream answer too large ({length} bytes)")
+        raw = await read_capped(resp.content, MAX_BODY, known_length(resp))
+        if raw is None:
+            raise UpstreamFailure("upstream", "upstream answer too large")
     if mode == "bytes" and resp.status < 400:
         data = bytes(raw) if isinstance(raw, bytearray) else raw  # images are kept as bytes
         return Reply(resp.status, headers, None, url, raw=data, mime=sniff(data) or mime)

@@ -37,29 +37,49 @@ class WireError(Exception):
 
 
 class Answer:
-    """The head of an upstream answer and its body as a stream (`content`). `release()`
-    ends the exchange: a connection whose answer was read to the end goes back to its pool,
-    any other is closed."""
+    """The head of an upstream answer and its body: `body`, the bytes, when the whole body came
+    in the read that brought the head (a small answer, the usual case), else a stream
+    (`content`, also made from `body` on demand). `release()` ends the exchange: a connection
+    whose answer was read to the end goes back to its pool, any other is closed."""
 
-    __slots__ = ("_conn", "content", "content_length", "headers", "slots", "status", "url")
+    __slots__ = (
+        "_conn",
+        "_content",
+        "_protocol",
+        "body",
+        "content_length",
+        "headers",
+        "slots",
+        "status",
+        "url",
+    )
 
-    def __init__(
-        self,
-        conn: Connection,
-        status: int,
-        headers: CIMultiDict[str],
-        content: StreamReader,
-        url: URL,
-    ) -> None:
+    def __init__(self, conn: Connection, status: int, headers: CIMultiDict[str], url: URL) -> None:
         self._conn: Connection | None = conn
+        self._protocol = conn
         self.status = status
         self.headers = headers
-        self.content = content
         self.url = url
+        self.body: bytes | None = None
+        self._content: StreamReader | None = None
         length = headers.get("Content-Length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
         # the pool's bounds this exchange holds (pool.py), given back by release()
         self.slots: tuple[asyncio.Semaphore | None, ...] = ()
+
+    @property
+    def content(self) -> StreamReader:
+        reader = self._content
+        if reader is None:
+            reader = self._content = self._protocol.reader()
+            if self.body is not None:
+                reader.feed_data(self.body)
+                reader.feed_eof()
+        return reader
+
+    @property
+    def read_to_end(self) -> bool:
+        return self.body is not None or (self._content is not None and self._content.at_eof())
 
     def release(self) -> None:
         conn, self._conn = self._conn, None
@@ -77,7 +97,9 @@ class Connection(BaseProtocol):
         "_body_ended",
         "_closed",
         "_done",
+        "_early",
         "_failure",
+        "_head_ready",
         "_head_size",
         "_headers",
         "_http",
@@ -108,6 +130,9 @@ class Connection(BaseProtocol):
         self._done = False  # the current answer ended (its body fed to the reader in full)
         self._body_ended = False  # the parser saw its end (inflated data may still wait)
         self._failure: str | None = None
+        # the body that came with the head, kept as bytes until the end of that read
+        self._early: list[bytes] | None = None
+        self._head_ready = False  # a head parsed in this read, handed over at its end
         self._closed = False
         self._url = URL()
         self.busy = False
@@ -127,6 +152,8 @@ class Connection(BaseProtocol):
         self._done = False
         self._body_ended = False
         self._keep_alive = False
+        self._early = None
+        self._head_ready = False
         self._answer = None
         self._headers = []
         self._head_size = 0
@@ -153,7 +180,7 @@ class Connection(BaseProtocol):
             and not self._closed
             and self._failure is None
             and answer is not None
-            and answer.content.at_eof()
+            and answer.read_to_end
             and self._keep_alive
         ):
             self.pool.put(self)
@@ -180,7 +207,9 @@ class Connection(BaseProtocol):
             self._failure = None
             self._fail(reason)
             return
-        if self._waiter is not None and not self._waiter.done():
+        if self._head_ready:
+            self._deliver()
+        elif self._waiter is not None and not self._waiter.done():
             self._head_size += len(data)
             if self._head_size > MAX_HEAD:
                 self._fail(f"the upstream's answer head is longer than {MAX_HEAD} bytes")
@@ -238,12 +267,10 @@ class Connection(BaseProtocol):
                 raise WireError(self._failure)
             self._informational = True  # 100 Continue, 103 Early Hints: the answer follows
             return
-        waiter = self._waiter
-        if waiter is None or waiter.done():  # a second answer to one request
+        if self._waiter is None or self._answer is not None:  # a second answer to one request
             self._failure = "the upstream sent data after the end of its answer"
             raise WireError(self._failure)
         headers = CIMultiDict(self._headers)
-        reader = StreamReader(self, READ_BUFFER, loop=self._loop)
         encoding = headers.get("Content-Encoding", "").strip().lower()
         self._inflater = None
         if encoding and encoding != "identity":
@@ -256,11 +283,17 @@ class Connection(BaseProtocol):
         self._until_eof = (
             "Content-Length" not in headers and not chunked and status not in (204, 304)
         )
-        answer = self._answer = Answer(self, status, headers, reader, self._url)
-        waiter.set_result(answer)
+        answer = self._answer = Answer(self, status, headers, self._url)
+        if self._inflater is None and answer.content_length is not None:
+            self._early = []  # (a body without a length may be large: bodygate reads it)
+        self._head_ready = True
 
     def on_body(self, body: bytes) -> None:
         if self._informational or self._answer is None:
+            return
+        early = self._early
+        if early is not None:
+            early.append(body)
             return
         inflater = self._inflater
         if inflater is None:
@@ -279,6 +312,24 @@ class Connection(BaseProtocol):
         self._end_body()  # (with inflated data still waiting, _inflate ends it later)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def reader(self) -> StreamReader:
+        return StreamReader(self, READ_BUFFER, loop=self._loop)
+
+    def _deliver(self) -> None:
+        """At the end of the read that brought the head: the answer to its waiter, the body
+        as bytes if it is all here, else as a stream from now on."""
+        self._head_ready = False
+        answer = self._answer
+        waiter = self._waiter
+        assert answer is not None and waiter is not None
+        early, self._early = self._early, None
+        if early is not None and answer.body is None:
+            reader = answer.content
+            for chunk in early:
+                reader.feed_data(chunk)
+        if not waiter.done():
+            waiter.set_result(answer)
 
     def _inflate(self) -> None:
         inflater = self._inflater
@@ -299,6 +350,12 @@ class Connection(BaseProtocol):
         answer = self._answer
         if answer is None or self._done:
             return
+        early = self._early
+        if early is not None:  # all of it came with the head
+            self._early = None
+            answer.body = early[0] if len(early) == 1 else b"".join(early)
+            self._done = True
+            return
         if self._inflater is not None:
             if self._inflater.pending:
                 return  # the reader has not taken it all yet: _inflate comes back here
@@ -314,10 +371,14 @@ class Connection(BaseProtocol):
         """End the exchange with `reason` (a waiter or reader sees it) and the connection."""
         error = WireError(reason)
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        answer = self._answer
+        if answer is not None and self._done:
+            if self._head_ready:  # a whole answer stands; only the connection goes
+                self._deliver()
+        elif waiter is not None and not waiter.done():
             waiter.set_exception(error)
-        elif self._answer is not None and not self._done:
-            self._answer.content.set_exception(error)
+        elif answer is not None:
+            answer.content.set_exception(error)
         self._failure = reason
         if not self._closed:
             self.close()
