@@ -204,5 +204,7 @@ class _Answer(Protocol):
 def known_length(resp: _Answer) -> int | None:
     """The body's length as read, when the answer says it: a compressed answer's
     Content-Length counts the bytes on the wire, not the (larger) decompressed body."""
-    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-    return resp.content_length if encoding in ("", "identity") else None
+    encoding = resp.headers.get("Content-Encoding")  # none: most answers, no text to clean
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return resp.content_length
+    return None
