@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+import trustme
+from aiohttp import web
 from yarl import URL
 
 from engine.runtime.calls.wire import CannotConnect, WireClient, WireError
@@ -343,3 +346,33 @@ async def test_a_body_that_came_with_its_head_is_bytes_and_a_longer_one_a_stream
         finally:
             long.release()
         assert server.connections == 1  # both read to the end: the connection was reused
+
+
+async def test_https_upstreams_are_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(served)  # for the name, not for 127.0.0.1
+    app = web.Application()
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"host": request.headers["Host"]})
+
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=served).start()
+    port = runner.addresses[0][1]
+    by_name = URL(f"https://localhost:{port}/hello")
+    try:
+        async with WireClient(8, 8) as client:  # the system's CAs: this one is unknown
+            with pytest.raises(CannotConnect, match="CERTIFICATE_VERIFY_FAILED"):
+                await call(client, by_name, "GET", None)
+        with ca.cert_pem.tempfile() as ca_file:
+            monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # read when the client makes its context
+            async with WireClient(8, 8) as client:
+                expected = b'{"host": "localhost:%d"}' % port
+                assert await call(client, by_name, "GET", None) == (200, expected)
+                with pytest.raises(CannotConnect, match="CERTIFICATE_VERIFY_FAILED"):
+                    await call(client, URL(f"https://127.0.0.1:{port}/hello"), "GET", None)
+    finally:
+        await runner.cleanup()
