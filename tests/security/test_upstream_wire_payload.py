@@ -218,15 +218,7 @@ async def test_a_complete_event_stream(tmp_path: Path) -> None:
     "cut",
     [
         pytest.param(len(COMPLETED) // 2, id="inside-the-data-line"),
-        pytest.param(
-            len(COMPLETED) - 1,
-            id="before-the-blank-line",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sse.py dispatches an event the stream ended inside (its data line whole,"
-                " the blank line that ends it missing): the SSE spec discards it",
-            ),
-        ),
+        pytest.param(len(COMPLETED) - 1, id="before-the-blank-line"),
     ],
 )
 async def test_an_event_stream_that_drops_mid_event(tmp_path: Path, cut: int) -> None:

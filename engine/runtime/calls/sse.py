@@ -78,7 +78,9 @@ async def iter_lines(
 async def iter_events(
     content: aiohttp.StreamReader, max_line: int, quiet: float | None = None
 ) -> AsyncIterator[SseEvent]:
-    """Yield events as they complete (blank-line separated); comments are skipped."""
+    """Yield events as they complete (blank-line separated); comments are skipped. An event
+    the stream ends inside (no blank line after it) is discarded, as the SSE spec says: a
+    stream cut after a data line must not pass for a complete event."""
     event = "message"
     data: list[str] = []
     async for raw in iter_lines(content, max_line, quiet):
@@ -96,5 +98,3 @@ async def iter_events(
             event = value
         elif name == "data":
             data.append(value)
-    if data:
-        yield SseEvent(event, "\n".join(data))
