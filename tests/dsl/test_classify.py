@@ -83,9 +83,15 @@ def failure(
 # --- default kinds by HTTP status ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [100, 200, 201, 202, 204, 301, 302, 304, 399])
-def test_below_400_is_not_a_failure(status: int) -> None:
+@pytest.mark.parametrize("status", [100, 200, 201, 202, 204, 299])
+def test_below_300_is_not_a_failure(status: int) -> None:
     assert kind_for_status(status) is None
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 304, 399])
+def test_a_3xx_left_unfollowed_is_an_upstream_failure(status: int) -> None:
+    """Redirects are followed before a reply is classified: a 3xx here is not the answer."""
+    assert kind_for_status(status) == "upstream"
 
 
 @pytest.mark.parametrize(

@@ -146,6 +146,18 @@ async def test_a_redirect_to_another_scheme_is_refused(tmp_path: Path, location:
         assert await generate(gw) == PNG
 
 
+@pytest.mark.parametrize(
+    "status", ["300 Multiple Choices", "302 Found", "305 Use Proxy", "399 Odd Redirect"]
+)
+async def test_a_3xx_that_is_not_followed_is_a_failure(tmp_path: Path, status: str) -> None:
+    """A 3xx the client does not follow (no Location, or not a redirect status) is not the
+    answer the step asked for, whatever its body says: an upstream error, never an image."""
+    answer = response(body_for(PNG), status=status)
+    async with wire(tmp_path, replies(answer, OK)) as (gw, _):
+        assert f"HTTP {status[:3]}" in await refused(gw, 502)
+        assert await generate(gw) == PNG
+
+
 # 12. The body cap.
 
 

@@ -306,8 +306,8 @@ class Executor:
                 reply.status,
                 retryafter.from_headers(reply.headers),
             )
-        # (kind_for_status is None below 400: a success makes no call to it)
-        kind = kind_for_status(reply.status) if reply.status >= 400 else None
+        # (kind_for_status is None below 300: a success makes no call to it)
+        kind = kind_for_status(reply.status) if reply.status >= 300 else None
         if kind is None and reply.error_event:
             kind = "upstream"
         if kind is None and isinstance(reply.body, MalformedBody):
@@ -341,7 +341,7 @@ class Executor:
             text = body[:300]
         if text is None:
             text = reply.headers.get("x-error-message") or fallback or f"HTTP {reply.status}"
-        prefix = f"HTTP {reply.status}: " if reply.status >= 400 else ""
+        prefix = f"HTTP {reply.status}: " if reply.status >= 300 else ""
         return f"{prefix}{text}"
 
     def _collect(self, step: StepSpec, reply: Reply, result: CallResult) -> None:

@@ -264,7 +264,7 @@ async def _read(
     mode = step.response
     if mode == "auto":
         mode = _mode_for(mime)
-    if mode == "sse" and resp.status < 400 and step.stream is not None:
+    if mode == "sse" and resp.status < 300 and step.stream is not None:
         bound.clear()  # an event stream may run long (never quiet for `timeout`)
         return await _read_sse(resp, step, headers, url, on_event, quiet=step.request.timeout)
     raw: bytes | bytearray | None = resp.body  # all of it came with the head (under one read)
@@ -275,7 +275,7 @@ async def _read(
         raw = await read_capped(resp.content, MAX_BODY, known_length(resp))
         if raw is None:
             raise UpstreamFailure("upstream", "upstream answer too large")
-    if mode == "bytes" and resp.status < 400:
+    if mode == "bytes" and resp.status < 300:
         data = bytes(raw) if isinstance(raw, bytearray) else raw  # images are kept as bytes
         return Reply(resp.status, headers, None, url, raw=data, mime=sniff(data) or mime)
     return Reply(resp.status, headers, _parse_body(raw, resp.status, mode), url)
@@ -307,7 +307,7 @@ def _parse_body(raw: bytes | bytearray, status: int, mode: str) -> Any:
         return raw.decode("utf-8", errors="replace")
     try:
         # a successful answer's long strings (base64 images) stay in `raw`, unparsed
-        return rawtext.loads(raw) if status < 400 else orjson.loads(raw)
+        return rawtext.loads(raw) if status < 300 else orjson.loads(raw)
     except orjson.JSONDecodeError:
         return MalformedBody(raw[:500].decode("utf-8", errors="replace"))
 

@@ -38,8 +38,10 @@ def kind_for_status(status: int) -> str | None:
 
     Only 400/413/422 blame the client's request. Other 4xx (404 unknown path or model, 405,
     409, 415) come from how the gateway is configured, so another target may well succeed.
+    A 3xx that reached here was not followed (no Location, or no redirect status): not the
+    answer the step asked for, so an upstream failure too.
     """
-    if status < 400:
+    if status < 300:
         return None
     return _BY_STATUS.get(status, "upstream")
 
