@@ -220,8 +220,10 @@ class Connection(BaseProtocol):
         self.pool.forget(self)
         if not self.busy or self._done or self._failure is not None:
             return
-        if self._answer is not None and self._until_eof and exc is None:
-            self._body_ended = True  # an answer without a length ends with its connection
+        # An answer without a length ends with its connection. One that had ended already is
+        # whole: what its inflater holds reaches the reader as it reads (resume_reading).
+        if self._body_ended or (self._answer is not None and self._until_eof and exc is None):
+            self._body_ended = True
             self._end_body()
             return
         if self._answer is None:
@@ -244,6 +246,9 @@ class Connection(BaseProtocol):
     # -- httptools callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._body_ended:  # the start of a second answer: the parser must not keep it
+            self._failure = "the upstream sent data after the end of its answer"
+            raise WireError(self._failure)
         self._headers = []
         self._informational = False
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from collections.abc import Mapping
 
@@ -142,8 +143,13 @@ class WireClient:
                     ssl=tls,
                     server_hostname=host if tls is not None else None,
                 )
+        except TimeoutError:
+            raise  # a timeout, as every other wait of a step (an OSError too since 3.11)
         except ssl.SSLError as exc:
             raise CannotConnect(f"TLS: {exc.reason or exc.__class__.__name__}") from None
+        except socket.gaierror as exc:
+            # its errno is a resolver code, not an errno: the text it comes with says it
+            raise CannotConnect(exc.strerror or "the name does not resolve") from None
         except OSError as exc:
             # the errno's own text: asyncio's strerror names the address
             reason = os.strerror(exc.errno) if exc.errno else exc.strerror
