@@ -100,3 +100,16 @@ async def test_a_connect_that_times_out_is_a_timeout(monkeypatch: pytest.MonkeyP
     async with WireClient(8, 8) as client:
         with pytest.raises(TimeoutError):
             await client.exchange("POST", URL("http://127.0.0.1:9/v1"), {}, b"{}", 0.05)
+
+
+async def test_an_idle_connection_whose_transport_is_closing_is_not_taken() -> None:
+    """The upstream's FIN closes the transport at once and reports connection_lost a loop
+    turn later: a request taking a connection in between must get a new one (a POST is
+    never retried), not the closing one."""
+    pool = HostPool(0)
+    conn = Connection(asyncio.get_running_loop(), pool)
+    transport = _Transport()
+    conn.connection_made(transport)
+    pool.put(conn)
+    transport.close()  # (eof_received: asyncio closes the transport, connection_lost comes next)
+    assert pool.take(asyncio.get_running_loop().time()) is None

@@ -141,7 +141,9 @@ class Connection(BaseProtocol):
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        # (the upstream's FIN closes the transport at once; connection_lost comes a turn later)
+        transport = self.transport
+        return self._closed or transport is None or transport.is_closing()
 
     # -- the exchange -----------------------------------------------------------------------
 
