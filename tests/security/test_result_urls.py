@@ -47,7 +47,17 @@ async def setup(
     async def redirect(_: web.Request) -> web.Response:
         raise web.HTTPFound(f"{where['other']}/secret")
 
-    routes = {"/gen": generate, "/png": png, "/secret": secret, "/redirect": redirect}
+    async def unfollowed(_: web.Request) -> web.Response:
+        # a 3xx the gateway cannot follow (no Location), an image as its body
+        return web.Response(status=300, body=PNG, content_type="image/png")
+
+    routes = {
+        "/gen": generate,
+        "/png": png,
+        "/secret": secret,
+        "/redirect": redirect,
+        "/unfollowed": unfollowed,
+    }
     async with contextlib.AsyncExitStack() as stack:
         base = await stack.enter_async_context(serve_on(recording_app(routes, seen), "127.0.0.1"))
         where["other"] = await stack.enter_async_context(
@@ -125,3 +135,12 @@ async def test_bytes_that_are_not_an_image_never_reach_the_client(tmp_path: Path
             assert info.value.status_code == 502
             assert "not serve an image" in str(info.value.body)
             assert "hunter2" not in str(info.value.body)
+
+
+async def test_a_3xx_the_download_does_not_follow_is_no_image(tmp_path: Path) -> None:
+    allow = {"private_origins": ["OTHER_ORIGIN"]}
+    async with setup(tmp_path, "/unfollowed", allow) as s:
+        with pytest.raises(openai.APIStatusError) as info:
+            await s.sdk.images.generate(model="r", prompt="x", response_format="b64_json")
+        assert info.value.status_code == 502
+        assert "downloading the result failed: HTTP 300" in str(info.value.body)

@@ -116,7 +116,7 @@ async def _follow(
 
 
 async def _read_image(resp: aiohttp.ClientResponse, limit: int) -> bytes | bytearray:
-    if resp.status >= 400:
+    if resp.status >= 300:  # (a redirect with a Location was followed before this)
         raise UpstreamFailure(
             "upstream", f"downloading the result failed: HTTP {resp.status}", resp.status
         )
