@@ -120,24 +120,28 @@ class Connection(BaseProtocol):
         self.pool = pool
         self._http = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
+        self._inflater: Inflater | None = None
+        self._informational = False
+        self._until_eof = False
+        self._failure: str | None = None
+        self._closed = False
+        self.busy = False
+        self.idle_since = 0.0
+        self._start(URL())
+
+    def _start(self, url: URL) -> None:
+        """The state of one exchange, fresh."""
+        self._url = url
         self._answer: Answer | None = None
         self._headers: list[tuple[str, str]] = []
         self._head_size = 0
-        self._inflater: Inflater | None = None
-        self._informational = False
         self._keep_alive = False  # (the parser forgets it once its message has ended)
-        self._until_eof = False
         self._done = False  # the current answer ended (its body fed to the reader in full)
         self._body_ended = False  # the parser saw its end (inflated data may still wait)
-        self._failure: str | None = None
         # the body that came with the head, kept as bytes until the end of that read
         self._early: list[bytes] | None = None
         self._head_ready = False  # a head parsed in this read, handed over at its end
-        self._closed = False
-        self._url = URL()
-        self.busy = False
         self.received = False  # a byte of the current answer arrived
-        self.idle_since = 0.0
 
     @property
     def closed(self) -> bool:
@@ -150,16 +154,7 @@ class Connection(BaseProtocol):
     def send(self, request: bytes | list[bytes], url: URL) -> asyncio.Future[Answer]:
         """Write a request; the future gets the answer's head."""
         self.busy = True
-        self.received = False
-        self._done = False
-        self._body_ended = False
-        self._keep_alive = False
-        self._early = None
-        self._head_ready = False
-        self._answer = None
-        self._headers = []
-        self._head_size = 0
-        self._url = url
+        self._start(url)
         waiter = self._waiter = self._loop.create_future()
         transport = self.transport
         if transport is None or self._closed:
